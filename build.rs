@@ -1,0 +1,23 @@
+//! Generates the gRPC code and the reflection descriptor set from `proto/`.
+//! protoc comes from `protoc-bin-vendored`, so a fresh machine needs nothing installed.
+
+use std::path::PathBuf;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    println!("cargo:rerun-if-changed=proto");
+    let protoc = protoc_bin_vendored::protoc_bin_path()?;
+    std::env::set_var("PROTOC", protoc);
+    let include = protoc_bin_vendored::include_path()?;
+    let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
+    let protos = [
+        "proto/coachfit/v1/common.proto",
+        "proto/coachfit/v1/ingest.proto",
+        "proto/coachfit/v1/entry.proto",
+        "proto/coachfit/v1/pairing.proto",
+        "proto/coachfit/v1/admin.proto",
+    ];
+    tonic_prost_build::configure()
+        .file_descriptor_set_path(out_dir.join("coachfit_descriptor.bin"))
+        .compile_protos(&protos.map(PathBuf::from), &[PathBuf::from("proto"), include])?;
+    Ok(())
+}

@@ -1,0 +1,34 @@
+//! Coaches, clients and their tokens. A token is 256 random bits, shown once; the store
+//! keeps only its SHA-256.
+
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+
+use crate::store::{Store, StoreResult};
+
+/// A new 256-bit random token, hex-encoded.
+pub fn new_token() -> String {
+    let mut bytes = [0u8; 32];
+    rand::thread_rng().fill_bytes(&mut bytes);
+    hex::encode(bytes)
+}
+
+/// The SHA-256 of a token, as stored.
+pub fn hash_token(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+/// A new coach and their token: `(coach_id, coach_token)`.
+pub async fn create_coach<S: Store>(store: &S, name: &str) -> StoreResult<(String, String)> {
+    let token = new_token();
+    let coach_id = store.create_coach(name, &hash_token(&token)).await?;
+    Ok((coach_id, token))
+}
+
+/// A new client user of `coach_id` with one device token: `(user_id, device_token)`, or
+/// `None` when the coach does not exist.
+pub async fn create_client<S: Store>(store: &S, coach_id: &str, device_name: &str) -> StoreResult<Option<(String, String)>> {
+    let token = new_token();
+    let user_id = store.create_client(coach_id, device_name, &hash_token(&token)).await?;
+    Ok(user_id.map(|user_id| (user_id, token)))
+}

@@ -1,0 +1,66 @@
+//! AdminService: operator calls, admin token only.
+
+use tonic::{Request, Response, Status};
+
+use super::convert;
+use super::status::{ApiError, ApiResult};
+use super::AppState;
+use crate::domain::dates::parse_day;
+use crate::domain::{reason, Violation};
+use crate::proto::v1 as pb;
+use crate::proto::v1::admin_service_server::AdminService;
+use crate::store::Store;
+
+pub struct AdminApi<S> {
+    state: AppState<S>,
+}
+
+impl<S> AdminApi<S> {
+    pub fn new(state: AppState<S>) -> Self {
+        AdminApi { state }
+    }
+}
+
+impl<S: Store> AdminApi<S> {
+    async fn admin<T>(&self, request: &Request<T>, rpc: &str) -> ApiResult<()> {
+        let principal = self.state.auth.principal(request.metadata(), rpc).await?;
+        self.state.auth.require_admin(&principal)
+    }
+}
+
+#[tonic::async_trait]
+impl<S: Store> AdminService for AdminApi<S> {
+    async fn recompute_day(&self, request: Request<pb::RecomputeDayRequest>) -> Result<Response<pb::RecomputeDayResponse>, Status> {
+        self.admin(&request, "RecomputeDay").await?;
+        let r = request.get_ref();
+        let day = parse_day("date", &r.date, chrono::Utc::now()).map_err(ApiError::invalid_one)?;
+        let entry = self.state.store.recompute_day(&r.user_id, day, &self.state.rule).await.map_err(ApiError::from)?;
+        let entry = entry.ok_or_else(|| ApiError::NotFound(format!("no events on {day}")))?;
+        Ok(Response::new(pb::RecomputeDayResponse {
+            entry: Some(convert::entry(&entry)),
+        }))
+    }
+
+    async fn rebuild_projections(
+        &self,
+        request: Request<pb::RebuildProjectionsRequest>,
+    ) -> Result<Response<pb::RebuildProjectionsResponse>, Status> {
+        self.admin(&request, "RebuildProjections").await?;
+        let user_id = request.get_ref().user_id.as_deref().filter(|u| !u.is_empty());
+        let stats = self.state.store.rebuild(user_id, &self.state.rule).await.map_err(ApiError::from)?;
+        Ok(Response::new(pb::RebuildProjectionsResponse {
+            days_rebuilt: stats.days_rebuilt,
+            events_replayed: stats.events_replayed,
+        }))
+    }
+
+    async fn create_coach(&self, request: Request<pb::CreateCoachRequest>) -> Result<Response<pb::CreateCoachResponse>, Status> {
+        self.admin(&request, "CreateCoach").await?;
+        let name = request.get_ref().name.trim();
+        if name.is_empty() || name.chars().count() > 200 {
+            return Err(ApiError::invalid_one(Violation::new("name", reason::REQUIRED, "a name of 1–200 characters is required")).into());
+        }
+        let (coach_id, coach_token) = crate::accounts::create_coach(&self.state.store, name).await.map_err(ApiError::from)?;
+        Ok(Response::new(pb::CreateCoachResponse { coach_id, coach_token }))
+    }
+}

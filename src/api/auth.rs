@@ -1,0 +1,98 @@
+//! Authentication (bearer token → principal) and authorization (may this principal act
+//! for this user?).
+
+use tonic::metadata::MetadataMap;
+
+use super::status::{ApiError, ApiResult};
+use crate::accounts::hash_token;
+use crate::store::{Store, TokenOwner};
+
+/// Who is calling.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Principal {
+    Admin,
+    Coach { coach_id: String },
+    Device { user_id: String, device_id: String },
+}
+
+impl Principal {
+    /// How events written by this principal name their author.
+    pub fn actor(&self) -> String {
+        match self {
+            Principal::Admin => "admin".to_string(),
+            Principal::Coach { coach_id } => format!("coach:{coach_id}"),
+            Principal::Device { device_id, .. } => format!("device:{device_id}"),
+        }
+    }
+}
+
+/// Resolves bearer tokens against the store and the configured admin token.
+#[derive(Clone)]
+pub struct Authenticator<S> {
+    store: S,
+    admin_token_hash: Option<String>,
+}
+
+impl<S: Store> Authenticator<S> {
+    pub fn new(store: S, admin_token: Option<&str>) -> Self {
+        Authenticator {
+            store,
+            admin_token_hash: admin_token.filter(|t| !t.is_empty()).map(hash_token),
+        }
+    }
+
+    pub async fn principal(&self, metadata: &MetadataMap, rpc: &str) -> ApiResult<Principal> {
+        let token = metadata
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+            .map(str::trim)
+            .filter(|t| !t.is_empty());
+        let Some(token) = token else {
+            tracing::info!(rpc, "rejected call without a bearer token");
+            return Err(ApiError::Unauthenticated);
+        };
+        let hash = hash_token(token);
+        // Comparing hashes keeps the comparison independent of the secret's bytes.
+        if self.admin_token_hash.as_deref() == Some(hash.as_str()) {
+            return Ok(Principal::Admin);
+        }
+        match self.store.token_owner(&hash).await? {
+            Some(TokenOwner::Coach { coach_id }) => Ok(Principal::Coach { coach_id }),
+            Some(TokenOwner::Device { user_id, device_id }) => Ok(Principal::Device { user_id, device_id }),
+            None => {
+                tracing::info!(rpc, "rejected call with an unknown or revoked token");
+                Err(ApiError::Unauthenticated)
+            }
+        }
+    }
+
+    /// The user a call acts on: `requested`, or the device's own user when empty.
+    /// Someone else's user is `PERMISSION_DENIED`, never a silent filter.
+    pub async fn user_for(&self, principal: &Principal, requested: &str) -> ApiResult<String> {
+        match principal {
+            Principal::Device { user_id, .. } if requested.is_empty() || requested == user_id => Ok(user_id.clone()),
+            Principal::Device { .. } => Err(ApiError::PermissionDenied("a device acts only for its own user".into())),
+            _ if requested.is_empty() => Err(ApiError::invalid_one(crate::domain::Violation::new(
+                "user_id",
+                crate::domain::reason::REQUIRED,
+                "user_id is required for coach and admin tokens",
+            ))),
+            Principal::Admin => match self.store.coach_of(requested).await? {
+                Some(_) => Ok(requested.to_string()),
+                None => Err(ApiError::NotFound(format!("no user {requested}"))),
+            },
+            Principal::Coach { coach_id } => match self.store.coach_of(requested).await? {
+                Some(coach) if coach == *coach_id => Ok(requested.to_string()),
+                _ => Err(ApiError::PermissionDenied("this user is not one of your clients".into())),
+            },
+        }
+    }
+
+    pub fn require_admin(&self, principal: &Principal) -> ApiResult<()> {
+        match principal {
+            Principal::Admin => Ok(()),
+            _ => Err(ApiError::PermissionDenied("an admin token is required".into())),
+        }
+    }
+}

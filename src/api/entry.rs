@@ -1,0 +1,140 @@
+//! EntryService: manual entries, reading days, and explaining them.
+
+use std::pin::Pin;
+
+use chrono::{NaiveDate, Utc};
+use futures::Stream;
+use tonic::{Request, Response, Status};
+
+use super::convert;
+use super::status::{ApiError, ApiResult};
+use super::AppState;
+use crate::domain::fold::fold;
+use crate::domain::validate;
+use crate::domain::{reason, Violation};
+use crate::proto::v1 as pb;
+use crate::proto::v1::entry_service_server::EntryService;
+use crate::store::{AppendOutcome, Store};
+
+pub const DEFAULT_PAGE_SIZE: u32 = 31;
+pub const MAX_PAGE_SIZE: u32 = 366;
+
+pub struct EntryApi<S> {
+    state: AppState<S>,
+}
+
+impl<S> EntryApi<S> {
+    pub fn new(state: AppState<S>) -> Self {
+        EntryApi { state }
+    }
+}
+
+/// A `YYYY-MM-DD` date for reading (any day, past or future).
+fn read_day(field: &str, text: &str) -> ApiResult<NaiveDate> {
+    NaiveDate::parse_from_str(text, "%Y-%m-%d").map_err(|_| {
+        ApiError::invalid_one(Violation::new(field, reason::INVALID_FORMAT, format!("'{text}' is not a date YYYY-MM-DD")))
+    })
+}
+
+impl<S: Store> EntryApi<S> {
+    async fn user<T>(&self, request: &Request<T>, rpc: &str, user_id: &str) -> ApiResult<String> {
+        let principal = self.state.auth.principal(request.metadata(), rpc).await?;
+        self.state.auth.user_for(&principal, user_id).await
+    }
+}
+
+#[tonic::async_trait]
+impl<S: Store> EntryService for EntryApi<S> {
+    async fn record_manual_entry(
+        &self,
+        request: Request<pb::RecordManualEntryRequest>,
+    ) -> Result<Response<pb::RecordManualEntryResponse>, Status> {
+        let principal = self.state.auth.principal(request.metadata(), "RecordManualEntry").await?;
+        let r = request.get_ref();
+        let user_id = self.state.auth.user_for(&principal, &r.user_id).await?;
+        let event = validate::manual_entry(Utc::now(), r).map_err(ApiError::invalid)?;
+        let day = event.day.expect("manual entries always have a day");
+        let outcome = self.state.store.append(&user_id, &principal.actor(), vec![event], &self.state.rule).await;
+        let (event_id, duplicate) = match outcome.map_err(ApiError::from)?.as_slice() {
+            [AppendOutcome::Accepted(id)] => (*id, false),
+            [AppendOutcome::Duplicate(id)] => (*id, true),
+            _ => {
+                return Err(ApiError::invalid_one(Violation::new(
+                    "idempotency_key",
+                    reason::IDEMPOTENCY_KEY_REUSED,
+                    "this key was already used for a different entry",
+                ))
+                .into())
+            }
+        };
+        let entry = self.state.store.get_entry(&user_id, day).await.map_err(ApiError::from)?;
+        Ok(Response::new(pb::RecordManualEntryResponse {
+            event_id: event_id.to_string(),
+            duplicate,
+            entry: entry.as_ref().map(convert::entry),
+        }))
+    }
+
+    async fn get_entry(&self, request: Request<pb::GetEntryRequest>) -> Result<Response<pb::GetEntryResponse>, Status> {
+        let user_id = self.user(&request, "GetEntry", &request.get_ref().user_id).await?;
+        let day = read_day("date", &request.get_ref().date)?;
+        let entry = self.state.store.get_entry(&user_id, day).await.map_err(ApiError::from)?;
+        let entry = entry.ok_or_else(|| ApiError::NotFound(format!("no entry on {day}")))?;
+        Ok(Response::new(pb::GetEntryResponse {
+            entry: Some(convert::entry(&entry)),
+        }))
+    }
+
+    async fn list_entries(&self, request: Request<pb::ListEntriesRequest>) -> Result<Response<pb::ListEntriesResponse>, Status> {
+        let user_id = self.user(&request, "ListEntries", &request.get_ref().user_id).await?;
+        let r = request.get_ref();
+        let start = read_day("start_date", &r.start_date)?;
+        let end = read_day("end_date", &r.end_date)?;
+        if end < start {
+            return Err(ApiError::invalid_one(Violation::new("end_date", reason::INCONSISTENT, "end_date is before start_date")).into());
+        }
+        let page_size = match r.page_size {
+            0 => DEFAULT_PAGE_SIZE,
+            n => n.min(MAX_PAGE_SIZE),
+        };
+        let after = match r.page_token.as_str() {
+            "" => None,
+            token => Some(read_day("page_token", token)?),
+        };
+        let entries = self
+            .state
+            .store
+            .list_entries(&user_id, start, end, after, page_size)
+            .await
+            .map_err(ApiError::from)?;
+        let next_page_token = match entries.last() {
+            Some(last) if entries.len() == page_size as usize && last.day < end => last.day.to_string(),
+            _ => String::new(),
+        };
+        Ok(Response::new(pb::ListEntriesResponse {
+            entries: entries.iter().map(convert::entry).collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn explain_entry(&self, request: Request<pb::ExplainEntryRequest>) -> Result<Response<pb::ExplainEntryResponse>, Status> {
+        let user_id = self.user(&request, "ExplainEntry", &request.get_ref().user_id).await?;
+        let day = read_day("date", &request.get_ref().date)?;
+        let store = &self.state.store;
+        let entry = store.get_entry(&user_id, day).await.map_err(ApiError::from)?;
+        let entry = entry.ok_or_else(|| ApiError::NotFound(format!("no entry on {day}")))?;
+        let events = store.fold_input(&user_id, day).await.map_err(ApiError::from)?;
+        let decisions = fold(day, &events, &self.state.rule).provenance;
+        Ok(Response::new(pb::ExplainEntryResponse {
+            entry: Some(convert::entry(&entry)),
+            events: events.iter().map(convert::event_record).collect(),
+            decisions: decisions.iter().map(convert::decision).collect(),
+        }))
+    }
+
+    type StreamEntriesStream = Pin<Box<dyn Stream<Item = Result<pb::StreamEntriesResponse, Status>> + Send>>;
+
+    async fn stream_entries(&self, _request: Request<pb::StreamEntriesRequest>) -> Result<Response<Self::StreamEntriesStream>, Status> {
+        Err(Status::unimplemented("StreamEntries is not available yet"))
+    }
+}

@@ -1,0 +1,162 @@
+//! IngestService: batches from the mobile app. Each item is validated on its own; valid
+//! items are stored even when others are rejected.
+
+use chrono::Utc;
+use tonic::{Request, Response, Status};
+
+use super::auth::Principal;
+use super::status::{ApiError, ApiResult};
+use super::AppState;
+use crate::domain::event::NewEvent;
+use crate::domain::validate::{self, Context};
+use crate::domain::{reason, Violation};
+use crate::proto::v1 as pb;
+use crate::proto::v1::ingest_service_server::IngestService;
+use crate::store::{AppendOutcome, Store};
+
+pub struct IngestApi<S> {
+    state: AppState<S>,
+}
+
+impl<S> IngestApi<S> {
+    pub fn new(state: AppState<S>) -> Self {
+        IngestApi { state }
+    }
+}
+
+/// One item's validation result.
+type Checked = Result<NewEvent, Vec<Violation>>;
+
+impl<S: Store> IngestApi<S> {
+    /// Authenticates the device and resolves the request's time zone.
+    async fn begin<T>(&self, request: &Request<T>, rpc: &str, zone: &str, zone_needed: bool) -> ApiResult<(Principal, String, Context)> {
+        let principal = self.state.auth.principal(request.metadata(), rpc).await?;
+        let user_id = match &principal {
+            Principal::Device { user_id, .. } => user_id.clone(),
+            _ => return Err(ApiError::PermissionDenied("ingestion needs a device token".into())),
+        };
+        let zone = validate::time_zone(zone, zone_needed).map_err(ApiError::invalid_one)?;
+        Ok((principal, user_id, Context { now: Utc::now(), zone }))
+    }
+
+    /// Stores the valid items and reports on every item, in input order.
+    async fn store(&self, principal: &Principal, user_id: &str, checked: Vec<Checked>) -> ApiResult<pb::IngestResponse> {
+        let valid: Vec<NewEvent> = checked.iter().filter_map(|c| c.as_ref().ok().cloned()).collect();
+        let mut outcomes = self
+            .state
+            .store
+            .append(user_id, &principal.actor(), valid, &self.state.rule)
+            .await?
+            .into_iter();
+        let mut response = pb::IngestResponse::default();
+        for (index, item) in checked.into_iter().enumerate() {
+            let mut result = pb::ItemResult {
+                index: index as u32,
+                ..Default::default()
+            };
+            match item {
+                Err(violations) => {
+                    result.status = pb::ItemStatus::Rejected.into();
+                    result.violations = violations.into_iter().map(field_violation).collect();
+                }
+                Ok(event) => match outcomes.next().expect("one outcome per stored item") {
+                    AppendOutcome::Accepted(id) => {
+                        result.status = pb::ItemStatus::Accepted.into();
+                        result.event_id = id.to_string();
+                    }
+                    AppendOutcome::Duplicate(id) => {
+                        result.status = pb::ItemStatus::Duplicate.into();
+                        result.event_id = id.to_string();
+                    }
+                    AppendOutcome::KeyReused => {
+                        result.status = pb::ItemStatus::Rejected.into();
+                        result.violations.push(pb::FieldViolation {
+                            field: format!("{}.idempotency_key", item_path(&event, index)),
+                            description: "this key was already used for a different report".into(),
+                            reason: reason::IDEMPOTENCY_KEY_REUSED.into(),
+                        });
+                    }
+                },
+            }
+            match pb::ItemStatus::try_from(result.status) {
+                Ok(pb::ItemStatus::Accepted) => response.accepted += 1,
+                Ok(pb::ItemStatus::Duplicate) => response.duplicates += 1,
+                _ => response.rejected += 1,
+            }
+            response.results.push(result);
+        }
+        Ok(response)
+    }
+}
+
+fn item_path(event: &NewEvent, index: usize) -> String {
+    use crate::domain::event::EventKind::*;
+    let list = match event.kind() {
+        Steps => "samples",
+        Sleep => "sessions",
+        Workout => "workouts",
+        WorkoutDeleted => "deleted_workout_ids",
+        BodyMetric => "metrics",
+        Manual => "values",
+    };
+    format!("{list}[{index}]")
+}
+
+fn field_violation(v: Violation) -> pb::FieldViolation {
+    pb::FieldViolation {
+        field: v.field,
+        description: v.description,
+        reason: v.reason.to_string(),
+    }
+}
+
+fn check_size(field: &str, len: usize, min: usize, max: usize) -> ApiResult<()> {
+    validate::batch_size(field, len, min, max).map_err(ApiError::invalid_one)
+}
+
+#[tonic::async_trait]
+impl<S: Store> IngestService for IngestApi<S> {
+    async fn ingest_steps(&self, request: Request<pb::IngestStepsRequest>) -> Result<Response<pb::IngestResponse>, Status> {
+        let (principal, user_id, ctx) = self.begin(&request, "IngestSteps", &request.get_ref().time_zone, false).await?;
+        let r = request.get_ref();
+        check_size("samples", r.samples.len(), 1, 400)?;
+        let checked = r.samples.iter().enumerate().map(|(i, s)| validate::steps_sample(ctx, i, s)).collect();
+        Ok(Response::new(self.store(&principal, &user_id, checked).await?))
+    }
+
+    async fn ingest_sleep(&self, request: Request<pb::IngestSleepRequest>) -> Result<Response<pb::IngestResponse>, Status> {
+        let r = request.get_ref();
+        let zone_needed = r.sessions.iter().any(|s| s.date.is_empty());
+        let (principal, user_id, ctx) = self.begin(&request, "IngestSleep", &r.time_zone, zone_needed).await?;
+        check_size("sessions", r.sessions.len(), 1, 400)?;
+        let checked = r.sessions.iter().enumerate().map(|(i, s)| validate::sleep_session(ctx, i, s)).collect();
+        Ok(Response::new(self.store(&principal, &user_id, checked).await?))
+    }
+
+    async fn ingest_workouts(&self, request: Request<pb::IngestWorkoutsRequest>) -> Result<Response<pb::IngestResponse>, Status> {
+        let r = request.get_ref();
+        let (principal, user_id, ctx) = self.begin(&request, "IngestWorkouts", &r.time_zone, !r.workouts.is_empty()).await?;
+        check_size("workouts", r.workouts.len(), 0, 100)?;
+        check_size("deleted_workout_ids", r.deleted_workout_ids.len(), 0, 100)?;
+        if r.workouts.is_empty() && r.deleted_workout_ids.is_empty() {
+            return Err(ApiError::invalid_one(Violation::new(
+                "workouts",
+                reason::REQUIRED,
+                "send at least one workout or deleted_workout_id",
+            ))
+            .into());
+        }
+        let workouts = r.workouts.iter().enumerate().map(|(i, w)| validate::workout(ctx, i, w));
+        let deletions = r.deleted_workout_ids.iter().enumerate().map(|(i, id)| validate::workout_deletion(ctx, i, id));
+        let checked = workouts.chain(deletions).collect();
+        Ok(Response::new(self.store(&principal, &user_id, checked).await?))
+    }
+
+    async fn ingest_body_metrics(&self, request: Request<pb::IngestBodyMetricsRequest>) -> Result<Response<pb::IngestResponse>, Status> {
+        let r = request.get_ref();
+        let (principal, user_id, ctx) = self.begin(&request, "IngestBodyMetrics", &r.time_zone, true).await?;
+        check_size("metrics", r.metrics.len(), 1, 50)?;
+        let checked = r.metrics.iter().enumerate().map(|(i, m)| validate::body_metric(ctx, i, m)).collect();
+        Ok(Response::new(self.store(&principal, &user_id, checked).await?))
+    }
+}

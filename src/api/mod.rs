@@ -1,0 +1,22 @@
+//! The gRPC transport: one file per service, sharing authentication and error mapping.
+
+pub mod admin;
+pub mod auth;
+mod convert;
+pub mod entry;
+pub mod ingest;
+pub mod pairing;
+pub mod status;
+
+use std::sync::Arc;
+
+use crate::domain::priority::PriorityRule;
+use auth::Authenticator;
+
+/// What every service handler needs.
+#[derive(Clone)]
+pub struct AppState<S> {
+    pub store: S,
+    pub auth: Authenticator<S>,
+    pub rule: Arc<PriorityRule>,
+}

@@ -1,0 +1,94 @@
+//! What each `coachfit` subcommand does.
+
+use std::process::ExitCode;
+
+use anyhow::{bail, Context};
+use serde_json::json;
+
+use crate::accounts;
+use crate::config::{AdminCommand, Cli, Command, LogFormat};
+use crate::domain::priority::PriorityRule;
+use crate::server::{self, ServerOptions};
+use crate::store::sqlite::SqliteStore;
+use crate::store::Store;
+
+pub async fn run(cli: Cli) -> ExitCode {
+    init_logging(cli.log_format);
+    match execute(cli).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+/// Opens the database the URL names, running migrations.
+pub async fn open_store(url: &str) -> anyhow::Result<SqliteStore> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        bail!("PostgreSQL is not supported by this build yet; use a sqlite:// URL");
+    }
+    if !url.starts_with("sqlite:") {
+        bail!("unsupported database URL (expected sqlite://PATH)");
+    }
+    SqliteStore::open(url).await.context("opening the database")
+}
+
+pub fn load_rule(cli: &Cli) -> anyhow::Result<PriorityRule> {
+    match &cli.priority_file {
+        None => Ok(PriorityRule::default()),
+        Some(path) => {
+            let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+            PriorityRule::from_json(&text).map_err(anyhow::Error::msg)
+        }
+    }
+}
+
+async fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
+    let rule = load_rule(&cli)?;
+    let store = open_store(&cli.database_url).await?;
+    match cli.command {
+        Command::Serve { listen, admin_token } => {
+            let (listener, addr) = server::bind(listen).await.with_context(|| format!("binding {listen}"))?;
+            tracing::info!(%addr, "coachfit listening");
+            let options = ServerOptions { admin_token, rule };
+            server::serve(store, listener, options, server::shutdown_signal()).await?;
+        }
+        Command::Migrate => eprintln!("migrations applied"),
+        Command::Rebuild { user_id } => {
+            let stats = store.rebuild(user_id.as_deref(), &rule).await?;
+            println!("{}", json!({"days_rebuilt": stats.days_rebuilt, "events_replayed": stats.events_replayed}));
+        }
+        Command::Verify => {
+            let mismatches = store.verify(&rule).await?;
+            for m in &mismatches {
+                println!("{} {} differs from the fold of its events", m.user_id, m.day);
+            }
+            if !mismatches.is_empty() {
+                eprintln!("{} day(s) differ; `coachfit rebuild` recomputes them", mismatches.len());
+                return Ok(ExitCode::FAILURE);
+            }
+            eprintln!("every read model matches its events");
+        }
+        Command::Admin(AdminCommand::CreateCoach { name }) => {
+            let (coach_id, coach_token) = accounts::create_coach(&store, &name).await?;
+            println!("{}", json!({"coach_id": coach_id, "coach_token": coach_token}));
+        }
+        Command::Admin(AdminCommand::CreateClient { coach_id, device_name }) => {
+            let Some((user_id, device_token)) = accounts::create_client(&store, &coach_id, &device_name).await? else {
+                bail!("no coach {coach_id}");
+            };
+            println!("{}", json!({"user_id": user_id, "device_token": device_token}));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

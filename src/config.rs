@@ -1,0 +1,70 @@
+//! The command line. Every flag can also be set through a `COACHFIT_*` environment variable.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(name = "coachfit", version, about = "CoachFit Sync: health-data ingestion over gRPC")]
+pub struct Cli {
+    /// `sqlite://PATH` (the embedded default) or `postgres://…`.
+    #[arg(long, global = true, env = "COACHFIT_DATABASE_URL", default_value = "sqlite://coachfit.db")]
+    pub database_url: String,
+
+    /// JSON file overriding the source priority per field (see README).
+    #[arg(long, global = true, env = "COACHFIT_PRIORITY_FILE")]
+    pub priority_file: Option<PathBuf>,
+
+    #[arg(long, global = true, env = "COACHFIT_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run migrations, then serve gRPC until SIGINT/SIGTERM.
+    Serve {
+        #[arg(long, env = "COACHFIT_LISTEN", default_value = "127.0.0.1:50051")]
+        listen: SocketAddr,
+        /// A bearer token that acts as an admin principal.
+        #[arg(long, env = "COACHFIT_ADMIN_TOKEN", hide_env_values = true)]
+        admin_token: Option<String>,
+    },
+    /// Create or upgrade the schema, then exit.
+    Migrate,
+    /// Recompute read models from the events (after a priority change, say).
+    Rebuild {
+        #[arg(long, env = "COACHFIT_USER_ID")]
+        user_id: Option<String>,
+    },
+    /// Check every stored read model against the fold of its events; non-zero exit on a difference.
+    Verify,
+    /// Mint coaches and clients; each prints one JSON object on stdout.
+    #[command(subcommand)]
+    Admin(AdminCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Prints {"coach_id", "coach_token"}.
+    CreateCoach {
+        #[arg(long)]
+        name: String,
+    },
+    /// Prints {"user_id", "device_token"}.
+    CreateClient {
+        #[arg(long)]
+        coach_id: String,
+        #[arg(long, default_value = "cli")]
+        device_name: String,
+    },
+}

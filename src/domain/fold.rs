@@ -1,0 +1,382 @@
+//! The fold: one user-day's events in, one `Day` out. Pure: no I/O, no clock.
+//!
+//! For every field each source offers at most one candidate (its latest observation);
+//! the field shows the candidate of the source the `PriorityRule` ranks highest.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::event::{ManualField, ManualValue, Metric, Payload, SleepReport, StoredEvent, WorkoutReport};
+use super::priority::PriorityRule;
+use super::Source;
+
+/// The read model of one user-day.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Day {
+    pub steps: Option<u32>,
+    pub weight_kg: Option<f64>,
+    pub height_m: Option<f64>,
+    pub body_fat_percent: Option<f64>,
+    pub lean_body_mass_kg: Option<f64>,
+    pub calories: Option<u32>,
+    pub protein_grams: Option<f64>,
+    pub carbs_grams: Option<f64>,
+    pub fat_grams: Option<f64>,
+    pub fiber_grams: Option<f64>,
+    pub sleep_minutes: Option<u32>,
+    pub sleep_quality: Option<u32>,
+    pub perceived_stress: Option<u32>,
+    pub notes: Option<String>,
+    pub sleep: Option<SleepRecord>,
+    pub workouts: WorkoutSummary,
+    pub data_sources: Vec<Source>,
+    pub provenance: Vec<Provenance>,
+}
+
+/// The sleep summary that counts for the day.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SleepRecord {
+    pub source: Source,
+    pub event_id: Uuid,
+    pub observed_at: DateTime<Utc>,
+    pub report: SleepReport,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct WorkoutSummary {
+    pub count: u32,
+    pub total_minutes: f64,
+    pub active_kcal: f64,
+    pub distance_meters: f64,
+    pub sessions: Vec<CountedWorkout>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CountedWorkout {
+    pub source: Source,
+    pub event_id: Uuid,
+    pub report: WorkoutReport,
+}
+
+/// Why a field shows its value.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Provenance {
+    pub field: String,
+    pub source: Source,
+    /// A lower-priority source reported a different value for this field on this day.
+    pub overridden: bool,
+    pub event_ids: Vec<Uuid>,
+    pub reason: String,
+}
+
+/// One source's offer for one field.
+#[derive(Debug, Clone)]
+struct Candidate {
+    source: Source,
+    value: ManualValue,
+    event_id: Uuid,
+    why: String,
+}
+
+/// Folds the events of `day` (plus the other revisions and deletions of workouts that have
+/// an event on `day`) into the day's read model.
+pub fn fold(day: NaiveDate, events: &[StoredEvent], rule: &PriorityRule) -> Day {
+    let mut candidates: BTreeMap<&'static str, Vec<Candidate>> = BTreeMap::new();
+    let mut offer = |field: &'static str, candidate: Candidate| candidates.entry(field).or_default().push(candidate);
+
+    for (field, candidate) in manual_candidates(events) {
+        offer(field.as_str(), candidate);
+    }
+    for source in Source::ALL {
+        if let Some((event, steps)) = latest(events, source, |p| match p {
+            Payload::Steps(s) => Some(s),
+            _ => None,
+        }) {
+            let why = format!("latest {} step total, observed {}", source.as_str(), event.observed_at.to_rfc3339());
+            offer("steps", candidate(event, ManualValue::Count(steps.total_steps), why));
+        }
+        if let Some((event, sleep)) = latest(events, source, |p| match p {
+            Payload::Sleep(s) => Some(s),
+            _ => None,
+        }) {
+            let why = format!("latest {} sleep summary, observed {}", source.as_str(), event.observed_at.to_rfc3339());
+            offer("sleep_minutes", candidate(event, ManualValue::Count(sleep.total_sleep_minutes), why));
+        }
+        for metric in Metric::ALL {
+            if let Some((event, value)) = latest_metric(events, source, metric) {
+                let why = format!("latest {} measurement, measured {}", source.as_str(), value.1.to_rfc3339());
+                offer(metric_field(metric), candidate(event, ManualValue::Amount(value.0), why));
+            }
+        }
+    }
+
+    let mut out = Day {
+        data_sources: events
+            .iter()
+            .filter(|e| e.day == Some(day))
+            .map(|e| e.source)
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect(),
+        ..Day::default()
+    };
+    for (field, offers) in &candidates {
+        let (winner, overridden) = pick(rule, field, offers, |a, b| a.value == b.value);
+        set_field(&mut out, field, &winner.value);
+        out.provenance.push(Provenance {
+            field: field.to_string(),
+            source: winner.source,
+            overridden,
+            event_ids: vec![winner.event_id],
+            reason: winner.why.clone(),
+        });
+    }
+    fold_sleep_record(&mut out, events, rule);
+    fold_workouts(&mut out, day, events, rule);
+    out.provenance.sort_by(|a, b| a.field.cmp(&b.field));
+    out
+}
+
+fn candidate(event: &StoredEvent, value: ManualValue, why: String) -> Candidate {
+    Candidate {
+        source: event.source,
+        value,
+        event_id: event.event_id,
+        why,
+    }
+}
+
+/// The winning offer by priority, and whether a lower-priority offer said something else.
+fn pick<'a, T>(rule: &PriorityRule, field: &str, offers: &'a [T], same: impl Fn(&T, &T) -> bool) -> (&'a T, bool)
+where
+    T: HasSource,
+{
+    let winner = offers
+        .iter()
+        .min_by_key(|o| rule.rank(field, o.source()))
+        .expect("a field with a candidate has at least one offer");
+    let overridden = offers
+        .iter()
+        .any(|o| rule.rank(field, o.source()) > rule.rank(field, winner.source()) && !same(o, winner));
+    (winner, overridden)
+}
+
+trait HasSource {
+    fn source(&self) -> Source;
+}
+
+impl HasSource for Candidate {
+    fn source(&self) -> Source {
+        self.source
+    }
+}
+
+impl HasSource for SleepRecord {
+    fn source(&self) -> Source {
+        self.source
+    }
+}
+
+/// The event of `source` with the greatest `(observed_at, seq)` among those `select` accepts.
+fn latest<'a, T>(
+    events: &'a [StoredEvent],
+    source: Source,
+    select: impl Fn(&'a Payload) -> Option<&'a T>,
+) -> Option<(&'a StoredEvent, &'a T)> {
+    events
+        .iter()
+        .filter(|e| e.source == source)
+        .filter_map(|e| select(&e.payload).map(|t| (e, t)))
+        .max_by_key(|(e, _)| e.recency())
+}
+
+/// Per metric the latest `measured_at`, ties broken by `(observed_at, seq)`.
+fn latest_metric(events: &[StoredEvent], source: Source, metric: Metric) -> Option<(&StoredEvent, (f64, DateTime<Utc>))> {
+    events
+        .iter()
+        .filter(|e| e.source == source)
+        .filter_map(|e| match &e.payload {
+            Payload::BodyMetric(m) if m.metric == metric => Some((e, (m.value, m.measured_at))),
+            _ => None,
+        })
+        .max_by_key(|(e, (_, measured_at))| (*measured_at, e.recency()))
+}
+
+/// Per manual field, the latest manual event (by `seq`) that set or cleared it.
+fn manual_candidates(events: &[StoredEvent]) -> Vec<(ManualField, Candidate)> {
+    let mut manual: Vec<&StoredEvent> = events.iter().filter(|e| matches!(e.payload, Payload::Manual(_))).collect();
+    manual.sort_by_key(|e| std::cmp::Reverse(e.seq));
+    ManualField::ALL
+        .into_iter()
+        .filter_map(|field| {
+            manual.iter().find_map(|e| match &e.payload {
+                Payload::Manual(report) => report.touches(field).map(|value| (e, value)),
+                _ => None,
+            })
+        }
+        .and_then(|(event, value)| {
+            let why = format!("latest manual entry by {} (event #{})", event.actor, event.seq);
+            value.map(|v| (field, candidate(event, v.clone(), why)))
+        }))
+        .collect()
+}
+
+fn metric_field(metric: Metric) -> &'static str {
+    match metric {
+        Metric::WeightKg => "weight_kg",
+        Metric::HeightM => "height_m",
+        Metric::BodyFatPercent => "body_fat_percent",
+        Metric::LeanBodyMassKg => "lean_body_mass_kg",
+    }
+}
+
+fn set_field(day: &mut Day, field: &str, value: &ManualValue) {
+    let count = || match value {
+        ManualValue::Count(n) => Some(*n),
+        ManualValue::Amount(x) => Some(*x as u32),
+        ManualValue::Text(_) => None,
+    };
+    let amount = || match value {
+        ManualValue::Count(n) => Some(f64::from(*n)),
+        ManualValue::Amount(x) => Some(*x),
+        ManualValue::Text(_) => None,
+    };
+    match field {
+        "steps" => day.steps = count(),
+        "calories" => day.calories = count(),
+        "sleep_minutes" => day.sleep_minutes = count(),
+        "sleep_quality" => day.sleep_quality = count(),
+        "perceived_stress" => day.perceived_stress = count(),
+        "weight_kg" => day.weight_kg = amount(),
+        "height_m" => day.height_m = amount(),
+        "body_fat_percent" => day.body_fat_percent = amount(),
+        "lean_body_mass_kg" => day.lean_body_mass_kg = amount(),
+        "protein_grams" => day.protein_grams = amount(),
+        "carbs_grams" => day.carbs_grams = amount(),
+        "fat_grams" => day.fat_grams = amount(),
+        "fiber_grams" => day.fiber_grams = amount(),
+        "notes" => {
+            if let ManualValue::Text(text) = value {
+                day.notes = Some(text.clone());
+            }
+        }
+        other => unreachable!("fold offered unknown field {other}"),
+    }
+}
+
+/// The SleepRecord comes from the highest-priority source with a sleep session.
+fn fold_sleep_record(day: &mut Day, events: &[StoredEvent], rule: &PriorityRule) {
+    let offers: Vec<SleepRecord> = Source::ALL
+        .into_iter()
+        .filter_map(|source| {
+            latest(events, source, |p| match p {
+                Payload::Sleep(s) => Some(s),
+                _ => None,
+            })
+        })
+        .map(|(event, report)| SleepRecord {
+            source: event.source,
+            event_id: event.event_id,
+            observed_at: event.observed_at,
+            report: report.clone(),
+        })
+        .collect();
+    if offers.is_empty() {
+        return;
+    }
+    let (winner, overridden) = pick(rule, "sleep", &offers, |a, b| a.report == b.report);
+    day.provenance.push(Provenance {
+        field: "sleep".to_string(),
+        source: winner.source,
+        overridden,
+        event_ids: vec![winner.event_id],
+        reason: format!("{} sleep session ranks highest", winner.source.as_str()),
+    });
+    day.sleep = Some(winner.clone());
+}
+
+/// Per workout the latest revision, unless a later-or-equal deletion removed it; the ones
+/// whose latest revision starts on `day` count, and a session two sources both reported
+/// (same type, overlapping at least half of the shorter) counts once, from the better source.
+fn fold_workouts(day: &mut Day, date: NaiveDate, events: &[StoredEvent], rule: &PriorityRule) {
+    let mut latest_revision: BTreeMap<&str, (&StoredEvent, &WorkoutReport)> = BTreeMap::new();
+    let mut latest_deletion: BTreeMap<&str, &StoredEvent> = BTreeMap::new();
+    for event in events {
+        match &event.payload {
+            Payload::Workout(w) => {
+                let slot = latest_revision.entry(&w.workout_id).or_insert((event, w));
+                if event.recency() > slot.0.recency() {
+                    *slot = (event, w);
+                }
+            }
+            Payload::WorkoutDeleted(d) => {
+                let slot = latest_deletion.entry(&d.workout_id).or_insert(event);
+                if event.recency() > slot.recency() {
+                    *slot = event;
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut live: Vec<(&StoredEvent, &WorkoutReport)> = latest_revision
+        .into_values()
+        .filter(|(event, _)| event.day == Some(date))
+        .filter(|(event, w)| {
+            latest_deletion
+                .get(w.workout_id.as_str())
+                .is_none_or(|deletion| deletion.observed_at < event.observed_at)
+        })
+        .collect();
+    live.sort_by(|(a, wa), (b, wb)| {
+        (rule.rank("workouts", a.source), wa.start_time, &wa.workout_id).cmp(&(rule.rank("workouts", b.source), wb.start_time, &wb.workout_id))
+    });
+
+    let mut kept: Vec<(&StoredEvent, &WorkoutReport)> = Vec::new();
+    let mut dropped_any = false;
+    for (event, workout) in live {
+        let twin = kept
+            .iter()
+            .any(|(k, kw)| k.source != event.source && same_session(kw, workout));
+        if twin {
+            dropped_any = true;
+        } else {
+            kept.push((event, workout));
+        }
+    }
+    kept.sort_by(|(_, a), (_, b)| (a.start_time, &a.workout_id).cmp(&(b.start_time, &b.workout_id)));
+    let Some(best) = kept.iter().map(|(e, _)| e.source).min_by_key(|s| rule.rank("workouts", *s)) else {
+        return;
+    };
+    day.provenance.push(Provenance {
+        field: "workouts".to_string(),
+        source: best,
+        overridden: dropped_any,
+        event_ids: kept.iter().map(|(e, _)| e.event_id).collect(),
+        reason: "latest revision of each workout not deleted; sessions two sources reported count once".to_string(),
+    });
+    let summary = &mut day.workouts;
+    for (event, workout) in kept {
+        summary.count += 1;
+        summary.total_minutes += workout.duration_seconds / 60.0;
+        summary.active_kcal += workout.active_energy_kcal.unwrap_or(0.0);
+        summary.distance_meters += workout.distance_meters.unwrap_or(0.0);
+        summary.sessions.push(CountedWorkout {
+            source: event.source,
+            event_id: event.event_id,
+            report: workout.clone(),
+        });
+    }
+}
+
+/// Same type, and overlapping for at least half of the shorter session.
+fn same_session(a: &WorkoutReport, b: &WorkoutReport) -> bool {
+    if !a.workout_type.eq_ignore_ascii_case(&b.workout_type) {
+        return false;
+    }
+    let overlap = (a.end_time.min(b.end_time) - a.start_time.max(b.start_time)).num_milliseconds();
+    let shorter = (a.end_time - a.start_time).num_milliseconds().min((b.end_time - b.start_time).num_milliseconds());
+    overlap > 0 && 2 * overlap >= shorter
+}

@@ -1,0 +1,67 @@
+//! The rules of CoachFit, free of I/O: what an event is, how a request item becomes one,
+//! which local day it belongs to, and how a day's events fold into an Entry.
+
+pub mod dates;
+pub mod event;
+pub mod fold;
+pub mod priority;
+pub mod validate;
+
+use serde::{Deserialize, Serialize};
+
+/// Where a report came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Source {
+    Manual,
+    Healthkit,
+    Strava,
+}
+
+impl Source {
+    pub const ALL: [Source; 3] = [Source::Manual, Source::Healthkit, Source::Strava];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Manual => "manual",
+            Source::Healthkit => "healthkit",
+            Source::Strava => "strava",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Source> {
+        Source::ALL.into_iter().find(|src| src.as_str() == s)
+    }
+}
+
+/// One problem with one field of a request, addressed by its path (`samples[3].total_steps`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violation {
+    pub field: String,
+    pub description: String,
+    pub reason: &'static str,
+}
+
+impl Violation {
+    pub fn new(field: impl Into<String>, reason: &'static str, description: impl Into<String>) -> Self {
+        Violation {
+            field: field.into(),
+            description: description.into(),
+            reason,
+        }
+    }
+}
+
+/// Machine-readable violation reasons.
+pub mod reason {
+    pub const REQUIRED: &str = "REQUIRED";
+    pub const OUT_OF_RANGE: &str = "OUT_OF_RANGE";
+    pub const INVALID_FORMAT: &str = "INVALID_FORMAT";
+    pub const NOT_FINITE: &str = "NOT_FINITE";
+    pub const TOO_LONG: &str = "TOO_LONG";
+    pub const TOO_MANY: &str = "TOO_MANY";
+    pub const INCONSISTENT: &str = "INCONSISTENT";
+    pub const UNKNOWN_TIME_ZONE: &str = "UNKNOWN_TIME_ZONE";
+    pub const IDEMPOTENCY_KEY_REUSED: &str = "IDEMPOTENCY_KEY_REUSED";
+    pub const UNKNOWN_FIELD: &str = "UNKNOWN_FIELD";
+}

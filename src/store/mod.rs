@@ -1,0 +1,133 @@
+//! Storage: the append-only events table, the read models folded from it, and the
+//! principals behind tokens. One interface; `sqlite` implements it (PostgreSQL follows).
+
+mod projector;
+pub mod sqlite;
+
+use std::future::Future;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use uuid::Uuid;
+
+use crate::domain::event::{NewEvent, StoredEvent};
+use crate::domain::fold::Day;
+use crate::domain::priority::PriorityRule;
+
+pub use projector::AppendOutcome;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database cannot be reached or timed out; the caller may retry.
+    #[error("database unavailable: {0}")]
+    Unavailable(#[source] sqlx::Error),
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+impl StoreError {
+    /// Classifies a driver error: connection trouble is `Unavailable`, the rest is a bug.
+    pub fn from_sqlx(err: sqlx::Error) -> StoreError {
+        match err {
+            sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed => {
+                StoreError::Unavailable(err)
+            }
+            sqlx::Error::Database(ref db) if db.message().contains("database is locked") => StoreError::Unavailable(err),
+            other => StoreError::Database(other),
+        }
+    }
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Who a stored token belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenOwner {
+    Device { user_id: String, device_id: String },
+    Coach { coach_id: String },
+}
+
+/// An Entry as stored: the folded day and its feed position.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredEntry {
+    pub user_id: String,
+    pub day: NaiveDate,
+    pub position: i64,
+    pub updated_at: DateTime<Utc>,
+    pub body: Day,
+}
+
+/// What `rebuild` did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RebuildStats {
+    pub days_rebuilt: u64,
+    pub events_replayed: u64,
+}
+
+/// A day whose stored read model differs from the fold of its events.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mismatch {
+    pub user_id: String,
+    pub day: NaiveDate,
+}
+
+/// Everything the service needs from a database.
+pub trait Store: Clone + Send + Sync + 'static {
+    /// Is the database reachable?
+    fn ping(&self) -> impl Future<Output = StoreResult<()>> + Send;
+
+    fn token_owner(&self, token_hash: &str) -> impl Future<Output = StoreResult<Option<TokenOwner>>> + Send;
+    /// The coach of a client user; `None` when the user does not exist.
+    fn coach_of(&self, user_id: &str) -> impl Future<Output = StoreResult<Option<String>>> + Send;
+    fn create_coach(&self, name: &str, token_hash: &str) -> impl Future<Output = StoreResult<String>> + Send;
+    /// Creates a client user of a coach with one device token; `None` when the coach is unknown.
+    fn create_client(
+        &self,
+        coach_id: &str,
+        device_name: &str,
+        token_hash: &str,
+    ) -> impl Future<Output = StoreResult<Option<String>>> + Send;
+
+    /// Appends the events of one request and re-folds every day they touch, in one
+    /// transaction. Returns one outcome per event, in order.
+    fn append(
+        &self,
+        user_id: &str,
+        actor: &str,
+        events: Vec<NewEvent>,
+        rule: &PriorityRule,
+    ) -> impl Future<Output = StoreResult<Vec<AppendOutcome>>> + Send;
+
+    fn get_entry(&self, user_id: &str, day: NaiveDate) -> impl Future<Output = StoreResult<Option<StoredEntry>>> + Send;
+    /// Entries of `user_id` in `[start, end]` after `after` (exclusive), by day, at most `limit`.
+    fn list_entries(
+        &self,
+        user_id: &str,
+        start: NaiveDate,
+        end: NaiveDate,
+        after: Option<NaiveDate>,
+        limit: u32,
+    ) -> impl Future<Output = StoreResult<Vec<StoredEntry>>> + Send;
+    /// The events the fold of a day reads, by `seq`.
+    fn fold_input(&self, user_id: &str, day: NaiveDate) -> impl Future<Output = StoreResult<Vec<StoredEvent>>> + Send;
+
+    /// Re-folds one day from its events and stores the result.
+    fn recompute_day(
+        &self,
+        user_id: &str,
+        day: NaiveDate,
+        rule: &PriorityRule,
+    ) -> impl Future<Output = StoreResult<Option<StoredEntry>>> + Send;
+    /// Re-folds every day (of one user, or of everyone).
+    fn rebuild(&self, user_id: Option<&str>, rule: &PriorityRule) -> impl Future<Output = StoreResult<RebuildStats>> + Send;
+    /// Days whose stored read model differs from the fold of their events.
+    fn verify(&self, rule: &PriorityRule) -> impl Future<Output = StoreResult<Vec<Mismatch>>> + Send;
+}
+
+/// A new random id.
+pub fn new_id() -> String {
+    Uuid::new_v4().to_string()
+}
