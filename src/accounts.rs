@@ -27,7 +27,11 @@ pub async fn create_coach<S: Store>(store: &S, name: &str) -> StoreResult<(Strin
 
 /// A new client user of `coach_id` with one device token: `(user_id, device_token)`, or
 /// `None` when the coach does not exist.
-pub async fn create_client<S: Store>(store: &S, coach_id: &str, device_name: &str) -> StoreResult<Option<(String, String)>> {
+pub async fn create_client<S: Store>(
+    store: &S,
+    coach_id: &str,
+    device_name: &str,
+) -> StoreResult<Option<(String, String)>> {
     let token = new_token();
     let user_id = store.create_client(coach_id, device_name, &hash_token(&token)).await?;
     Ok(user_id.map(|user_id| (user_id, token)))

@@ -30,15 +30,16 @@ impl<S: Store> AdminApi<S> {
 
 #[tonic::async_trait]
 impl<S: Store> AdminService for AdminApi<S> {
-    async fn recompute_day(&self, request: Request<pb::RecomputeDayRequest>) -> Result<Response<pb::RecomputeDayResponse>, Status> {
+    async fn recompute_day(
+        &self,
+        request: Request<pb::RecomputeDayRequest>,
+    ) -> Result<Response<pb::RecomputeDayResponse>, Status> {
         self.admin(&request, "RecomputeDay").await?;
         let r = request.get_ref();
         let day = parse_day("date", &r.date, chrono::Utc::now()).map_err(ApiError::invalid_one)?;
         let entry = self.state.store.recompute_day(&r.user_id, day, &self.state.rule).await.map_err(ApiError::from)?;
         let entry = entry.ok_or_else(|| ApiError::NotFound(format!("no events on {day}")))?;
-        Ok(Response::new(pb::RecomputeDayResponse {
-            entry: Some(convert::entry(&entry)),
-        }))
+        Ok(Response::new(pb::RecomputeDayResponse { entry: Some(convert::entry(&entry)) }))
     }
 
     async fn rebuild_projections(
@@ -54,13 +55,22 @@ impl<S: Store> AdminService for AdminApi<S> {
         }))
     }
 
-    async fn create_coach(&self, request: Request<pb::CreateCoachRequest>) -> Result<Response<pb::CreateCoachResponse>, Status> {
+    async fn create_coach(
+        &self,
+        request: Request<pb::CreateCoachRequest>,
+    ) -> Result<Response<pb::CreateCoachResponse>, Status> {
         self.admin(&request, "CreateCoach").await?;
         let name = request.get_ref().name.trim();
         if name.is_empty() || name.chars().count() > 200 {
-            return Err(ApiError::invalid_one(Violation::new("name", reason::REQUIRED, "a name of 1–200 characters is required")).into());
+            return Err(ApiError::invalid_one(Violation::new(
+                "name",
+                reason::REQUIRED,
+                "a name of 1–200 characters is required",
+            ))
+            .into());
         }
-        let (coach_id, coach_token) = crate::accounts::create_coach(&self.state.store, name).await.map_err(ApiError::from)?;
+        let (coach_id, coach_token) =
+            crate::accounts::create_coach(&self.state.store, name).await.map_err(ApiError::from)?;
         Ok(Response::new(pb::CreateCoachResponse { coach_id, coach_token }))
     }
 }

@@ -35,10 +35,7 @@ pub struct Authenticator<S> {
 
 impl<S: Store> Authenticator<S> {
     pub fn new(store: S, admin_token: Option<&str>) -> Self {
-        Authenticator {
-            store,
-            admin_token_hash: admin_token.filter(|t| !t.is_empty()).map(hash_token),
-        }
+        Authenticator { store, admin_token_hash: admin_token.filter(|t| !t.is_empty()).map(hash_token) }
     }
 
     pub async fn principal(&self, metadata: &MetadataMap, rpc: &str) -> ApiResult<Principal> {

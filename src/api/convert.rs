@@ -9,10 +9,7 @@ use crate::proto::v1 as pb;
 use crate::store::StoredEntry;
 
 pub fn timestamp(at: DateTime<Utc>) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: at.timestamp(),
-        nanos: at.timestamp_subsec_nanos() as i32,
-    }
+    prost_types::Timestamp { seconds: at.timestamp(), nanos: at.timestamp_subsec_nanos() as i32 }
 }
 
 pub fn source(s: Source) -> i32 {
@@ -67,11 +64,7 @@ pub fn entry(stored: &StoredEntry) -> pb::Entry {
         data_sources: data_sources.iter().map(|s| source(*s)).collect(),
         provenance: provenance
             .iter()
-            .map(|p| pb::FieldProvenance {
-                field: p.field.clone(),
-                source: source(p.source),
-                overridden: p.overridden,
-            })
+            .map(|p| pb::FieldProvenance { field: p.field.clone(), source: source(p.source), overridden: p.overridden })
             .collect(),
         position: stored.position as u64,
         updated_at: Some(timestamp(stored.updated_at)),

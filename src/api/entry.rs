@@ -32,7 +32,11 @@ impl<S> EntryApi<S> {
 /// A `YYYY-MM-DD` date for reading (any day, past or future).
 fn read_day(field: &str, text: &str) -> ApiResult<NaiveDate> {
     NaiveDate::parse_from_str(text, "%Y-%m-%d").map_err(|_| {
-        ApiError::invalid_one(Violation::new(field, reason::INVALID_FORMAT, format!("'{text}' is not a date YYYY-MM-DD")))
+        ApiError::invalid_one(Violation::new(
+            field,
+            reason::INVALID_FORMAT,
+            format!("'{text}' is not a date YYYY-MM-DD"),
+        ))
     })
 }
 
@@ -80,18 +84,24 @@ impl<S: Store> EntryService for EntryApi<S> {
         let day = read_day("date", &request.get_ref().date)?;
         let entry = self.state.store.get_entry(&user_id, day).await.map_err(ApiError::from)?;
         let entry = entry.ok_or_else(|| ApiError::NotFound(format!("no entry on {day}")))?;
-        Ok(Response::new(pb::GetEntryResponse {
-            entry: Some(convert::entry(&entry)),
-        }))
+        Ok(Response::new(pb::GetEntryResponse { entry: Some(convert::entry(&entry)) }))
     }
 
-    async fn list_entries(&self, request: Request<pb::ListEntriesRequest>) -> Result<Response<pb::ListEntriesResponse>, Status> {
+    async fn list_entries(
+        &self,
+        request: Request<pb::ListEntriesRequest>,
+    ) -> Result<Response<pb::ListEntriesResponse>, Status> {
         let user_id = self.user(&request, "ListEntries", &request.get_ref().user_id).await?;
         let r = request.get_ref();
         let start = read_day("start_date", &r.start_date)?;
         let end = read_day("end_date", &r.end_date)?;
         if end < start {
-            return Err(ApiError::invalid_one(Violation::new("end_date", reason::INCONSISTENT, "end_date is before start_date")).into());
+            return Err(ApiError::invalid_one(Violation::new(
+                "end_date",
+                reason::INCONSISTENT,
+                "end_date is before start_date",
+            ))
+            .into());
         }
         let page_size = match r.page_size {
             0 => DEFAULT_PAGE_SIZE,
@@ -101,12 +111,8 @@ impl<S: Store> EntryService for EntryApi<S> {
             "" => None,
             token => Some(read_day("page_token", token)?),
         };
-        let entries = self
-            .state
-            .store
-            .list_entries(&user_id, start, end, after, page_size)
-            .await
-            .map_err(ApiError::from)?;
+        let entries =
+            self.state.store.list_entries(&user_id, start, end, after, page_size).await.map_err(ApiError::from)?;
         let next_page_token = match entries.last() {
             Some(last) if entries.len() == page_size as usize && last.day < end => last.day.to_string(),
             _ => String::new(),
@@ -117,7 +123,10 @@ impl<S: Store> EntryService for EntryApi<S> {
         }))
     }
 
-    async fn explain_entry(&self, request: Request<pb::ExplainEntryRequest>) -> Result<Response<pb::ExplainEntryResponse>, Status> {
+    async fn explain_entry(
+        &self,
+        request: Request<pb::ExplainEntryRequest>,
+    ) -> Result<Response<pb::ExplainEntryResponse>, Status> {
         let user_id = self.user(&request, "ExplainEntry", &request.get_ref().user_id).await?;
         let day = read_day("date", &request.get_ref().date)?;
         let store = &self.state.store;
@@ -134,7 +143,10 @@ impl<S: Store> EntryService for EntryApi<S> {
 
     type StreamEntriesStream = Pin<Box<dyn Stream<Item = Result<pb::StreamEntriesResponse, Status>> + Send>>;
 
-    async fn stream_entries(&self, _request: Request<pb::StreamEntriesRequest>) -> Result<Response<Self::StreamEntriesStream>, Status> {
+    async fn stream_entries(
+        &self,
+        _request: Request<pb::StreamEntriesRequest>,
+    ) -> Result<Response<Self::StreamEntriesStream>, Status> {
         Err(Status::unimplemented("StreamEntries is not available yet"))
     }
 }

@@ -29,7 +29,13 @@ type Checked = Result<NewEvent, Vec<Violation>>;
 
 impl<S: Store> IngestApi<S> {
     /// Authenticates the device and resolves the request's time zone.
-    async fn begin<T>(&self, request: &Request<T>, rpc: &str, zone: &str, zone_needed: bool) -> ApiResult<(Principal, String, Context)> {
+    async fn begin<T>(
+        &self,
+        request: &Request<T>,
+        rpc: &str,
+        zone: &str,
+        zone_needed: bool,
+    ) -> ApiResult<(Principal, String, Context)> {
         let principal = self.state.auth.principal(request.metadata(), rpc).await?;
         let user_id = match &principal {
             Principal::Device { user_id, .. } => user_id.clone(),
@@ -40,20 +46,18 @@ impl<S: Store> IngestApi<S> {
     }
 
     /// Stores the valid items and reports on every item, in input order.
-    async fn store(&self, principal: &Principal, user_id: &str, checked: Vec<Checked>) -> ApiResult<pb::IngestResponse> {
+    async fn store(
+        &self,
+        principal: &Principal,
+        user_id: &str,
+        checked: Vec<Checked>,
+    ) -> ApiResult<pb::IngestResponse> {
         let valid: Vec<NewEvent> = checked.iter().filter_map(|c| c.as_ref().ok().cloned()).collect();
-        let mut outcomes = self
-            .state
-            .store
-            .append(user_id, &principal.actor(), valid, &self.state.rule)
-            .await?
-            .into_iter();
+        let mut outcomes =
+            self.state.store.append(user_id, &principal.actor(), valid, &self.state.rule).await?.into_iter();
         let mut response = pb::IngestResponse::default();
         for (index, item) in checked.into_iter().enumerate() {
-            let mut result = pb::ItemResult {
-                index: index as u32,
-                ..Default::default()
-            };
+            let mut result = pb::ItemResult { index: index as u32, ..Default::default() };
             match item {
                 Err(violations) => {
                     result.status = pb::ItemStatus::Rejected.into();
@@ -103,11 +107,7 @@ fn item_path(event: &NewEvent, index: usize) -> String {
 }
 
 fn field_violation(v: Violation) -> pb::FieldViolation {
-    pb::FieldViolation {
-        field: v.field,
-        description: v.description,
-        reason: v.reason.to_string(),
-    }
+    pb::FieldViolation { field: v.field, description: v.description, reason: v.reason.to_string() }
 }
 
 fn check_size(field: &str, len: usize, min: usize, max: usize) -> ApiResult<()> {
@@ -116,15 +116,22 @@ fn check_size(field: &str, len: usize, min: usize, max: usize) -> ApiResult<()> 
 
 #[tonic::async_trait]
 impl<S: Store> IngestService for IngestApi<S> {
-    async fn ingest_steps(&self, request: Request<pb::IngestStepsRequest>) -> Result<Response<pb::IngestResponse>, Status> {
-        let (principal, user_id, ctx) = self.begin(&request, "IngestSteps", &request.get_ref().time_zone, false).await?;
+    async fn ingest_steps(
+        &self,
+        request: Request<pb::IngestStepsRequest>,
+    ) -> Result<Response<pb::IngestResponse>, Status> {
+        let (principal, user_id, ctx) =
+            self.begin(&request, "IngestSteps", &request.get_ref().time_zone, false).await?;
         let r = request.get_ref();
         check_size("samples", r.samples.len(), 1, 400)?;
         let checked = r.samples.iter().enumerate().map(|(i, s)| validate::steps_sample(ctx, i, s)).collect();
         Ok(Response::new(self.store(&principal, &user_id, checked).await?))
     }
 
-    async fn ingest_sleep(&self, request: Request<pb::IngestSleepRequest>) -> Result<Response<pb::IngestResponse>, Status> {
+    async fn ingest_sleep(
+        &self,
+        request: Request<pb::IngestSleepRequest>,
+    ) -> Result<Response<pb::IngestResponse>, Status> {
         let r = request.get_ref();
         let zone_needed = r.sessions.iter().any(|s| s.date.is_empty());
         let (principal, user_id, ctx) = self.begin(&request, "IngestSleep", &r.time_zone, zone_needed).await?;
@@ -133,9 +140,13 @@ impl<S: Store> IngestService for IngestApi<S> {
         Ok(Response::new(self.store(&principal, &user_id, checked).await?))
     }
 
-    async fn ingest_workouts(&self, request: Request<pb::IngestWorkoutsRequest>) -> Result<Response<pb::IngestResponse>, Status> {
+    async fn ingest_workouts(
+        &self,
+        request: Request<pb::IngestWorkoutsRequest>,
+    ) -> Result<Response<pb::IngestResponse>, Status> {
         let r = request.get_ref();
-        let (principal, user_id, ctx) = self.begin(&request, "IngestWorkouts", &r.time_zone, !r.workouts.is_empty()).await?;
+        let (principal, user_id, ctx) =
+            self.begin(&request, "IngestWorkouts", &r.time_zone, !r.workouts.is_empty()).await?;
         check_size("workouts", r.workouts.len(), 0, 100)?;
         check_size("deleted_workout_ids", r.deleted_workout_ids.len(), 0, 100)?;
         if r.workouts.is_empty() && r.deleted_workout_ids.is_empty() {
@@ -152,7 +163,10 @@ impl<S: Store> IngestService for IngestApi<S> {
         Ok(Response::new(self.store(&principal, &user_id, checked).await?))
     }
 
-    async fn ingest_body_metrics(&self, request: Request<pb::IngestBodyMetricsRequest>) -> Result<Response<pb::IngestResponse>, Status> {
+    async fn ingest_body_metrics(
+        &self,
+        request: Request<pb::IngestBodyMetricsRequest>,
+    ) -> Result<Response<pb::IngestResponse>, Status> {
         let r = request.get_ref();
         let (principal, user_id, ctx) = self.begin(&request, "IngestBodyMetrics", &r.time_zone, true).await?;
         check_size("metrics", r.metrics.len(), 1, 50)?;

@@ -9,15 +9,24 @@ pub struct PairingApi;
 
 #[tonic::async_trait]
 impl PairingService for PairingApi {
-    async fn create_pairing_code(&self, _: Request<pb::CreatePairingCodeRequest>) -> Result<Response<pb::CreatePairingCodeResponse>, Status> {
+    async fn create_pairing_code(
+        &self,
+        _: Request<pb::CreatePairingCodeRequest>,
+    ) -> Result<Response<pb::CreatePairingCodeResponse>, Status> {
         Err(Status::unimplemented("pairing is not available yet"))
     }
 
-    async fn redeem_pairing_code(&self, _: Request<pb::RedeemPairingCodeRequest>) -> Result<Response<pb::RedeemPairingCodeResponse>, Status> {
+    async fn redeem_pairing_code(
+        &self,
+        _: Request<pb::RedeemPairingCodeRequest>,
+    ) -> Result<Response<pb::RedeemPairingCodeResponse>, Status> {
         Err(Status::unimplemented("pairing is not available yet"))
     }
 
-    async fn revoke_device(&self, _: Request<pb::RevokeDeviceRequest>) -> Result<Response<pb::RevokeDeviceResponse>, Status> {
+    async fn revoke_device(
+        &self,
+        _: Request<pb::RevokeDeviceRequest>,
+    ) -> Result<Response<pb::RevokeDeviceResponse>, Status> {
         Err(Status::unimplemented("pairing is not available yet"))
     }
 }

@@ -24,9 +24,7 @@ pub fn parse_day(field: &str, text: &str, now: DateTime<Utc>) -> Result<NaiveDat
     let day = NaiveDate::parse_from_str(text, "%Y-%m-%d")
         .ok()
         .filter(|_| text.len() == 10)
-        .ok_or_else(|| {
-            Violation::new(field, reason::INVALID_FORMAT, format!("'{text}' is not a date YYYY-MM-DD"))
-        })?;
+        .ok_or_else(|| Violation::new(field, reason::INVALID_FORMAT, format!("'{text}' is not a date YYYY-MM-DD")))?;
     check_day(field, day, now)?;
     Ok(day)
 }

@@ -254,24 +254,30 @@ impl NewEvent {
         };
         let content_hash = content_hash(day, source, hashed_time, &payload);
         let dedupe_key = idempotency_key.unwrap_or_else(|| content_hash.clone());
-        NewEvent {
-            day,
-            source,
-            observed_at,
-            payload,
-            dedupe_key,
-            content_hash,
-            key_reuse,
-        }
+        NewEvent { day, source, observed_at, payload, dedupe_key, content_hash, key_reuse }
     }
 
     pub fn kind(&self) -> EventKind {
         self.payload.kind()
     }
+
+    /// The key stored with the event: its own id when it is never deduplicated, so that
+    /// identical reports each stay a fact of their own.
+    pub fn stored_key(&self, event_id: Uuid) -> String {
+        match self.key_reuse {
+            KeyReuse::Never => event_id.to_string(),
+            KeyReuse::Reject | KeyReuse::Revise => self.dedupe_key.clone(),
+        }
+    }
 }
 
 /// SHA-256 of the canonical JSON of what the event says (serde keeps field order fixed).
-fn content_hash(day: Option<NaiveDate>, source: Source, observed_at: Option<DateTime<Utc>>, payload: &Payload) -> String {
+fn content_hash(
+    day: Option<NaiveDate>,
+    source: Source,
+    observed_at: Option<DateTime<Utc>>,
+    payload: &Payload,
+) -> String {
     let canonical = serde_json::to_vec(&(day, source, observed_at, payload)).expect("payloads serialize");
     hex::encode(Sha256::digest(canonical))
 }

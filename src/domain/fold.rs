@@ -141,12 +141,7 @@ pub fn fold(day: NaiveDate, events: &[StoredEvent], rule: &PriorityRule) -> Day 
 }
 
 fn candidate(event: &StoredEvent, value: ManualValue, why: String) -> Candidate {
-    Candidate {
-        source: event.source,
-        value,
-        event_id: event.event_id,
-        why,
-    }
+    Candidate { source: event.source, value, event_id: event.event_id, why }
 }
 
 /// The winning offer by priority, and whether a lower-priority offer said something else.
@@ -158,9 +153,8 @@ where
         .iter()
         .min_by_key(|o| rule.rank(field, o.source()))
         .expect("a field with a candidate has at least one offer");
-    let overridden = offers
-        .iter()
-        .any(|o| rule.rank(field, o.source()) > rule.rank(field, winner.source()) && !same(o, winner));
+    let overridden =
+        offers.iter().any(|o| rule.rank(field, o.source()) > rule.rank(field, winner.source()) && !same(o, winner));
     (winner, overridden)
 }
 
@@ -194,7 +188,11 @@ fn latest<'a, T>(
 }
 
 /// Per metric the latest `measured_at`, ties broken by `(observed_at, seq)`.
-fn latest_metric(events: &[StoredEvent], source: Source, metric: Metric) -> Option<(&StoredEvent, (f64, DateTime<Utc>))> {
+fn latest_metric(
+    events: &[StoredEvent],
+    source: Source,
+    metric: Metric,
+) -> Option<(&StoredEvent, (f64, DateTime<Utc>))> {
     events
         .iter()
         .filter(|e| e.source == source)
@@ -212,15 +210,17 @@ fn manual_candidates(events: &[StoredEvent]) -> Vec<(ManualField, Candidate)> {
     ManualField::ALL
         .into_iter()
         .filter_map(|field| {
-            manual.iter().find_map(|e| match &e.payload {
-                Payload::Manual(report) => report.touches(field).map(|value| (e, value)),
-                _ => None,
+            {
+                manual.iter().find_map(|e| match &e.payload {
+                    Payload::Manual(report) => report.touches(field).map(|value| (e, value)),
+                    _ => None,
+                })
+            }
+            .and_then(|(event, value)| {
+                let why = format!("latest manual entry by {} (event #{})", event.actor, event.seq);
+                value.map(|v| (field, candidate(event, v.clone(), why)))
             })
-        }
-        .and_then(|(event, value)| {
-            let why = format!("latest manual entry by {} (event #{})", event.actor, event.seq);
-            value.map(|v| (field, candidate(event, v.clone(), why)))
-        }))
+        })
         .collect()
 }
 
@@ -325,21 +325,21 @@ fn fold_workouts(day: &mut Day, date: NaiveDate, events: &[StoredEvent], rule: &
         .into_values()
         .filter(|(event, _)| event.day == Some(date))
         .filter(|(event, w)| {
-            latest_deletion
-                .get(w.workout_id.as_str())
-                .is_none_or(|deletion| deletion.observed_at < event.observed_at)
+            latest_deletion.get(w.workout_id.as_str()).is_none_or(|deletion| deletion.observed_at < event.observed_at)
         })
         .collect();
     live.sort_by(|(a, wa), (b, wb)| {
-        (rule.rank("workouts", a.source), wa.start_time, &wa.workout_id).cmp(&(rule.rank("workouts", b.source), wb.start_time, &wb.workout_id))
+        (rule.rank("workouts", a.source), wa.start_time, &wa.workout_id).cmp(&(
+            rule.rank("workouts", b.source),
+            wb.start_time,
+            &wb.workout_id,
+        ))
     });
 
     let mut kept: Vec<(&StoredEvent, &WorkoutReport)> = Vec::new();
     let mut dropped_any = false;
     for (event, workout) in live {
-        let twin = kept
-            .iter()
-            .any(|(k, kw)| k.source != event.source && same_session(kw, workout));
+        let twin = kept.iter().any(|(k, kw)| k.source != event.source && same_session(kw, workout));
         if twin {
             dropped_any = true;
         } else {
@@ -380,3 +380,7 @@ fn same_session(a: &WorkoutReport, b: &WorkoutReport) -> bool {
     let shorter = (a.end_time - a.start_time).num_milliseconds().min((b.end_time - b.start_time).num_milliseconds());
     overlap > 0 && 2 * overlap >= shorter
 }
+
+#[cfg(test)]
+#[path = "fold_tests.rs"]
+mod tests;

@@ -44,11 +44,7 @@ pub struct Violation {
 
 impl Violation {
     pub fn new(field: impl Into<String>, reason: &'static str, description: impl Into<String>) -> Self {
-        Violation {
-            field: field.into(),
-            description: description.into(),
-            reason,
-        }
+        Violation { field: field.into(), description: description.into(), reason }
     }
 }
 

@@ -7,16 +7,8 @@ use serde::Deserialize;
 use super::Source;
 
 /// Entry fields whose value can come from more than one source.
-pub const PRIORITIZED_FIELDS: [&str; 8] = [
-    "steps",
-    "weight_kg",
-    "height_m",
-    "body_fat_percent",
-    "lean_body_mass_kg",
-    "sleep_minutes",
-    "sleep",
-    "workouts",
-];
+pub const PRIORITIZED_FIELDS: [&str; 8] =
+    ["steps", "weight_kg", "height_m", "body_fat_percent", "lean_body_mass_kg", "sleep_minutes", "sleep", "workouts"];
 
 /// Source order per field; the first source listed wins. Sources a list leaves out rank
 /// after the listed ones, in the default order.
@@ -29,10 +21,7 @@ pub struct PriorityRule {
 impl Default for PriorityRule {
     /// manual > healthkit > strava for every field.
     fn default() -> Self {
-        PriorityRule {
-            default: Source::ALL.to_vec(),
-            per_field: BTreeMap::new(),
-        }
+        PriorityRule { default: Source::ALL.to_vec(), per_field: BTreeMap::new() }
     }
 }
 
@@ -79,8 +68,9 @@ impl PriorityRule {
 fn parse_order(field: &str, names: &[String]) -> Result<Vec<Source>, String> {
     let mut order = Vec::new();
     for name in names {
-        let source = Source::parse(name)
-            .ok_or_else(|| format!("priority file: '{field}' names unknown source '{name}' (manual, healthkit, strava)"))?;
+        let source = Source::parse(name).ok_or_else(|| {
+            format!("priority file: '{field}' names unknown source '{name}' (manual, healthkit, strava)")
+        })?;
         if order.contains(&source) {
             return Err(format!("priority file: '{field}' lists '{name}' twice"));
         }

@@ -6,8 +6,8 @@ use chrono_tz::Tz;
 
 use super::dates::{check_day, earliest_day, local_day, max_clock_skew, parse_day, parse_time_zone};
 use super::event::{
-    BodyMetricReport, KeyReuse, ManualField, ManualReport, ManualValue, Metric, NewEvent, Observed, Payload, SleepReport,
-    StepsReport, WorkoutDeletion, WorkoutReport,
+    BodyMetricReport, KeyReuse, ManualField, ManualReport, ManualValue, Metric, NewEvent, Observed, Payload,
+    SleepReport, StepsReport, WorkoutDeletion, WorkoutReport,
 };
 use super::{reason, Source, Violation};
 use crate::proto::v1 as pb;
@@ -47,9 +47,9 @@ pub fn time_zone(name: &str, needed: bool) -> Result<Option<Tz>, Violation> {
             false => Ok(None),
         };
     }
-    parse_time_zone(name)
-        .map(Some)
-        .ok_or_else(|| Violation::new("time_zone", reason::UNKNOWN_TIME_ZONE, format!("'{name}' is not an IANA time zone")))
+    parse_time_zone(name).map(Some).ok_or_else(|| {
+        Violation::new("time_zone", reason::UNKNOWN_TIME_ZONE, format!("'{name}' is not an IANA time zone"))
+    })
 }
 
 /// Collects the violations of one item under a path prefix.
@@ -61,11 +61,7 @@ struct Checker {
 
 impl Checker {
     fn new(prefix: impl Into<String>, now: DateTime<Utc>) -> Self {
-        Checker {
-            prefix: prefix.into(),
-            now,
-            violations: Vec::new(),
-        }
+        Checker { prefix: prefix.into(), now, violations: Vec::new() }
     }
 
     fn path(&self, field: &str) -> String {
@@ -185,10 +181,7 @@ pub fn steps_sample(ctx: Context, index: usize, s: &pb::StepsSample) -> Result<N
     let source_devices = c.devices(&s.source_devices);
     let key = c.idempotency_key(&s.idempotency_key);
     let event = day.zip(observed_at).map(|(day, observed_at)| {
-        let payload = Payload::Steps(StepsReport {
-            total_steps,
-            source_devices,
-        });
+        let payload = Payload::Steps(StepsReport { total_steps, source_devices });
         NewEvent::new(Some(day), Source::Healthkit, Observed::ByClient(observed_at), payload, key, KeyReuse::Reject)
     });
     c.finish(event)
@@ -208,7 +201,11 @@ pub fn sleep_session(ctx: Context, index: usize, s: &pb::SleepSession) -> Result
     let stage_sum: u32 = stages.iter().filter_map(|(field, v)| c.u32_between(field, *v, 0, minutes)).sum();
     if let Some(in_bed) = in_bed_minutes {
         if stage_sum > in_bed {
-            c.fail("in_bed_minutes", reason::INCONSISTENT, format!("stages add up to {stage_sum} minutes, more than {in_bed} in bed"));
+            c.fail(
+                "in_bed_minutes",
+                reason::INCONSISTENT,
+                format!("stages add up to {stage_sum} minutes, more than {in_bed} in bed"),
+            );
         }
     }
     let start = c.instant("sleep_start", s.sleep_start.as_ref());
@@ -240,7 +237,14 @@ pub fn sleep_session(ctx: Context, index: usize, s: &pb::SleepSession) -> Result
                 sleep_end,
                 source_devices,
             });
-            Some(NewEvent::new(Some(day), Source::Healthkit, Observed::ByClient(observed_at), payload, key, KeyReuse::Reject))
+            Some(NewEvent::new(
+                Some(day),
+                Source::Healthkit,
+                Observed::ByClient(observed_at),
+                payload,
+                key,
+                KeyReuse::Reject,
+            ))
         }
         _ => None,
     };
@@ -288,7 +292,14 @@ pub fn workout(ctx: Context, index: usize, w: &pb::Workout) -> Result<NewEvent, 
                 max_heart_rate,
                 source_device,
             });
-            Some(NewEvent::new(Some(day), source, Observed::ByClient(observed_at), payload, Some(workout_id), KeyReuse::Revise))
+            Some(NewEvent::new(
+                Some(day),
+                source,
+                Observed::ByClient(observed_at),
+                payload,
+                Some(workout_id),
+                KeyReuse::Revise,
+            ))
         }
         _ => None,
     };
@@ -301,10 +312,15 @@ pub fn workout_deletion(ctx: Context, index: usize, workout_id: &str) -> Result<
     let mut c = Checker::new("", ctx.now);
     let field = format!("deleted_workout_ids[{index}]");
     let workout_id = c.text(&field, workout_id, 1, MAX_KEY_LEN);
-    let payload = Payload::WorkoutDeleted(WorkoutDeletion {
-        workout_id: workout_id.clone(),
-    });
-    let event = NewEvent::new(None, Source::Healthkit, Observed::OnReceipt(ctx.now), payload, Some(workout_id), KeyReuse::Reject);
+    let payload = Payload::WorkoutDeleted(WorkoutDeletion { workout_id: workout_id.clone() });
+    let event = NewEvent::new(
+        None,
+        Source::Healthkit,
+        Observed::OnReceipt(ctx.now),
+        payload,
+        Some(workout_id),
+        KeyReuse::Reject,
+    );
     c.finish(Some(event))
 }
 
@@ -351,12 +367,15 @@ pub fn body_metric(ctx: Context, index: usize, m: &pb::BodyMetric) -> Result<New
     let key = c.idempotency_key(&m.idempotency_key);
     let event = match (value, measured_at, day) {
         (Some((metric, value)), Some(measured_at), Some(day)) => {
-            let payload = Payload::BodyMetric(BodyMetricReport {
-                metric,
-                value,
-                measured_at,
-            });
-            Some(NewEvent::new(Some(day), Source::Healthkit, Observed::ByClient(measured_at), payload, key, KeyReuse::Reject))
+            let payload = Payload::BodyMetric(BodyMetricReport { metric, value, measured_at });
+            Some(NewEvent::new(
+                Some(day),
+                Source::Healthkit,
+                Observed::ByClient(measured_at),
+                payload,
+                key,
+                KeyReuse::Reject,
+            ))
         }
         _ => None,
     };

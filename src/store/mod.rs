@@ -35,7 +35,9 @@ impl StoreError {
             sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed => {
                 StoreError::Unavailable(err)
             }
-            sqlx::Error::Database(ref db) if db.message().contains("database is locked") => StoreError::Unavailable(err),
+            sqlx::Error::Database(ref db) if db.message().contains("database is locked") => {
+                StoreError::Unavailable(err)
+            }
             other => StoreError::Database(other),
         }
     }
@@ -101,7 +103,8 @@ pub trait Store: Clone + Send + Sync + 'static {
         rule: &PriorityRule,
     ) -> impl Future<Output = StoreResult<Vec<AppendOutcome>>> + Send;
 
-    fn get_entry(&self, user_id: &str, day: NaiveDate) -> impl Future<Output = StoreResult<Option<StoredEntry>>> + Send;
+    fn get_entry(&self, user_id: &str, day: NaiveDate)
+        -> impl Future<Output = StoreResult<Option<StoredEntry>>> + Send;
     /// Entries of `user_id` in `[start, end]` after `after` (exclusive), by day, at most `limit`.
     fn list_entries(
         &self,
@@ -122,7 +125,11 @@ pub trait Store: Clone + Send + Sync + 'static {
         rule: &PriorityRule,
     ) -> impl Future<Output = StoreResult<Option<StoredEntry>>> + Send;
     /// Re-folds every day (of one user, or of everyone).
-    fn rebuild(&self, user_id: Option<&str>, rule: &PriorityRule) -> impl Future<Output = StoreResult<RebuildStats>> + Send;
+    fn rebuild(
+        &self,
+        user_id: Option<&str>,
+        rule: &PriorityRule,
+    ) -> impl Future<Output = StoreResult<RebuildStats>> + Send;
     /// Days whose stored read model differs from the fold of their events.
     fn verify(&self, rule: &PriorityRule) -> impl Future<Output = StoreResult<Vec<Mismatch>>> + Send;
 }

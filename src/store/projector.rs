@@ -41,7 +41,14 @@ pub(crate) trait WriteTx: Send {
     async fn stored_day(&mut self, user_id: &str, day: NaiveDate) -> StoreResult<Option<Day>>;
     /// Takes the next feed position; positions follow commit order.
     async fn next_position(&mut self) -> StoreResult<i64>;
-    async fn upsert_entry(&mut self, user_id: &str, day: NaiveDate, position: i64, updated_at: DateTime<Utc>, body: &Day) -> StoreResult<()>;
+    async fn upsert_entry(
+        &mut self,
+        user_id: &str,
+        day: NaiveDate,
+        position: i64,
+        updated_at: DateTime<Utc>,
+        body: &Day,
+    ) -> StoreResult<()>;
 }
 
 /// Appends `events` for `user_id` and re-folds the days they touch.
@@ -81,7 +88,11 @@ pub(crate) async fn append<T: WriteTx>(
 }
 
 /// Duplicate or key reuse, when the dedupe key is already stored.
-async fn existing_outcome<T: WriteTx>(tx: &mut T, user_id: &str, event: &NewEvent) -> StoreResult<Option<AppendOutcome>> {
+async fn existing_outcome<T: WriteTx>(
+    tx: &mut T,
+    user_id: &str,
+    event: &NewEvent,
+) -> StoreResult<Option<AppendOutcome>> {
     if event.key_reuse == KeyReuse::Never {
         return Ok(None);
     }

@@ -63,9 +63,7 @@ impl SqliteStore {
         .fetch_all(&self.readers)
         .await
         .map_err(StoreError::from_sqlx)?;
-        rows.iter()
-            .map(|r| Ok((r.try_get("user_id")?, parse_day(r.try_get("day")?)?, r.try_get("n")?)))
-            .collect()
+        rows.iter().map(|r| Ok((r.try_get("user_id")?, parse_day(r.try_get("day")?)?, r.try_get("n")?))).collect()
     }
 }
 
@@ -119,9 +117,11 @@ const EVENT_COLUMNS: &str = "seq, event_id, day, source, observed_at_us, recorde
 async fn fold_input(conn: &mut SqliteConnection, user_id: &str, day: NaiveDate) -> StoreResult<Vec<StoredEvent>> {
     let day_text = day.to_string();
     let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE user_id = $1 AND day = $2 ORDER BY seq");
-    let rows = sqlx::query(&sql).bind(user_id).bind(&day_text).fetch_all(&mut *conn).await.map_err(StoreError::from_sqlx)?;
+    let rows =
+        sqlx::query(&sql).bind(user_id).bind(&day_text).fetch_all(&mut *conn).await.map_err(StoreError::from_sqlx)?;
     let mut events = rows.iter().map(event_from_row).collect::<StoreResult<Vec<_>>>()?;
-    let mut workout_ids: Vec<String> = events.iter().filter_map(|e| e.payload.workout_id().map(str::to_string)).collect();
+    let mut workout_ids: Vec<String> =
+        events.iter().filter_map(|e| e.payload.workout_id().map(str::to_string)).collect();
     workout_ids.sort();
     workout_ids.dedup();
     let related = format!(
@@ -168,16 +168,16 @@ impl SqliteWrite {
 
 impl WriteTx for SqliteWrite {
     async fn events_with_key(&mut self, user_id: &str, kind: EventKind, key: &str) -> StoreResult<Vec<(Uuid, String)>> {
-        let rows = sqlx::query("SELECT event_id, content_hash FROM events WHERE user_id = $1 AND kind = $2 AND dedupe_key = $3")
-            .bind(user_id)
-            .bind(kind.as_str())
-            .bind(key)
-            .fetch_all(&mut *self.0)
-            .await
-            .map_err(StoreError::from_sqlx)?;
-        rows.iter()
-            .map(|r| Ok((parse_uuid(r.try_get("event_id")?)?, r.try_get("content_hash")?)))
-            .collect()
+        let rows = sqlx::query(
+            "SELECT event_id, content_hash FROM events WHERE user_id = $1 AND kind = $2 AND dedupe_key = $3",
+        )
+        .bind(user_id)
+        .bind(kind.as_str())
+        .bind(key)
+        .fetch_all(&mut *self.0)
+        .await
+        .map_err(StoreError::from_sqlx)?;
+        rows.iter().map(|r| Ok((parse_uuid(r.try_get("event_id")?)?, r.try_get("content_hash")?))).collect()
     }
 
     async fn insert_event(
@@ -200,7 +200,7 @@ impl WriteTx for SqliteWrite {
         .bind(day.map(|d| d.to_string()))
         .bind(event.kind().as_str())
         .bind(event.source.as_str())
-        .bind(&event.dedupe_key)
+        .bind(event.stored_key(event_id))
         .bind(&event.content_hash)
         .bind(payload)
         .bind(micros(event.observed_at))
@@ -240,7 +240,14 @@ impl WriteTx for SqliteWrite {
             .map_err(StoreError::from_sqlx)
     }
 
-    async fn upsert_entry(&mut self, user_id: &str, day: NaiveDate, position: i64, updated_at: DateTime<Utc>, body: &Day) -> StoreResult<()> {
+    async fn upsert_entry(
+        &mut self,
+        user_id: &str,
+        day: NaiveDate,
+        position: i64,
+        updated_at: DateTime<Utc>,
+        body: &Day,
+    ) -> StoreResult<()> {
         let body = serde_json::to_string(body).expect("days serialize");
         sqlx::query(
             "INSERT INTO entries (user_id, day, position, updated_at_us, body) VALUES ($1, $2, $3, $4, $5)
@@ -266,11 +273,13 @@ impl Store for SqliteStore {
     }
 
     async fn token_owner(&self, token_hash: &str) -> StoreResult<Option<TokenOwner>> {
-        let row = sqlx::query("SELECT role, subject_id, device_id FROM tokens WHERE token_hash = $1 AND revoked_at_us IS NULL")
-            .bind(token_hash)
-            .fetch_optional(&self.readers)
-            .await
-            .map_err(StoreError::from_sqlx)?;
+        let row = sqlx::query(
+            "SELECT role, subject_id, device_id FROM tokens WHERE token_hash = $1 AND revoked_at_us IS NULL",
+        )
+        .bind(token_hash)
+        .fetch_optional(&self.readers)
+        .await
+        .map_err(StoreError::from_sqlx)?;
         let Some(row) = row else { return Ok(None) };
         let role: String = row.try_get("role")?;
         let subject_id: String = row.try_get("subject_id")?;
@@ -349,7 +358,13 @@ impl Store for SqliteStore {
         Ok(Some(user_id))
     }
 
-    async fn append(&self, user_id: &str, actor: &str, events: Vec<NewEvent>, rule: &PriorityRule) -> StoreResult<Vec<AppendOutcome>> {
+    async fn append(
+        &self,
+        user_id: &str,
+        actor: &str,
+        events: Vec<NewEvent>,
+        rule: &PriorityRule,
+    ) -> StoreResult<Vec<AppendOutcome>> {
         let mut tx = self.write_tx().await?;
         let outcomes = projector::append(&mut tx, user_id, actor, &events, rule, Utc::now()).await?;
         tx.commit().await?;
@@ -390,7 +405,12 @@ impl Store for SqliteStore {
         fold_input(&mut conn, user_id, day).await
     }
 
-    async fn recompute_day(&self, user_id: &str, day: NaiveDate, rule: &PriorityRule) -> StoreResult<Option<StoredEntry>> {
+    async fn recompute_day(
+        &self,
+        user_id: &str,
+        day: NaiveDate,
+        rule: &PriorityRule,
+    ) -> StoreResult<Option<StoredEntry>> {
         let mut tx = self.write_tx().await?;
         projector::refold_day(&mut tx, user_id, day, rule, Utc::now()).await?;
         let entry = stored_entry(&mut tx.0, user_id, day).await?;

@@ -1,0 +1,257 @@
+//! The fold, told as examples a coach would recognise, and its properties.
+
+use chrono::{Duration, NaiveDate, TimeZone, Utc};
+use proptest::prelude::*;
+use uuid::Uuid;
+
+use super::*;
+use crate::domain::event::{BodyMetricReport, ManualReport, StepsReport, WorkoutDeletion};
+
+fn day() -> NaiveDate {
+    NaiveDate::from_ymd_opt(2026, 3, 10).unwrap()
+}
+
+fn at(hour: i64) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 3, 10, 0, 0, 0).unwrap() + Duration::hours(hour)
+}
+
+fn event(seq: i64, source: Source, observed_hour: i64, payload: Payload) -> StoredEvent {
+    StoredEvent {
+        seq,
+        event_id: Uuid::from_u128(seq as u128),
+        day: Some(day()),
+        source,
+        observed_at: at(observed_hour),
+        recorded_at: at(observed_hour),
+        actor: "device:test".into(),
+        payload,
+    }
+}
+
+fn healthkit_steps(seq: i64, observed_hour: i64, total_steps: u32) -> StoredEvent {
+    let report = StepsReport { total_steps, source_devices: vec!["iPhone".into()] };
+    event(seq, Source::Healthkit, observed_hour, Payload::Steps(report))
+}
+
+fn manual(seq: i64, set: Vec<(ManualField, ManualValue)>, clear: Vec<ManualField>) -> StoredEvent {
+    event(seq, Source::Manual, 12, Payload::Manual(ManualReport { set, clear }))
+}
+
+fn weight(seq: i64, measured_hour: i64, kg: f64) -> StoredEvent {
+    let report = BodyMetricReport { metric: Metric::WeightKg, value: kg, measured_at: at(measured_hour) };
+    event(seq, Source::Healthkit, measured_hour, Payload::BodyMetric(report))
+}
+
+fn workout(
+    seq: i64,
+    source: Source,
+    id: &str,
+    kind: &str,
+    start_hour: i64,
+    minutes: i64,
+    observed_hour: i64,
+) -> StoredEvent {
+    let start = at(start_hour);
+    let report = WorkoutReport {
+        workout_id: id.into(),
+        workout_type: kind.into(),
+        start_time: start,
+        end_time: start + Duration::minutes(minutes),
+        duration_seconds: (minutes * 60) as f64,
+        active_energy_kcal: Some(300.0),
+        distance_meters: None,
+        avg_heart_rate: None,
+        max_heart_rate: None,
+        source_device: "Watch".into(),
+    };
+    event(seq, source, observed_hour, Payload::Workout(report))
+}
+
+fn deletion(seq: i64, id: &str, observed_hour: i64) -> StoredEvent {
+    let payload = Payload::WorkoutDeleted(WorkoutDeletion { workout_id: id.into() });
+    event(seq, Source::Healthkit, observed_hour, payload)
+}
+
+fn provenance<'a>(d: &'a Day, field: &str) -> &'a Provenance {
+    d.provenance.iter().find(|p| p.field == field).expect("field has provenance")
+}
+
+fn rule() -> PriorityRule {
+    PriorityRule::default()
+}
+
+#[test]
+fn the_latest_healthkit_total_is_the_days_steps() {
+    let d = fold(day(), &[healthkit_steps(1, 9, 3_000), healthkit_steps(2, 18, 9_500)], &rule());
+    assert_eq!(d.steps, Some(9_500));
+    assert_eq!(d.data_sources, vec![Source::Healthkit]);
+}
+
+#[test]
+fn a_stale_total_arriving_late_does_not_win() {
+    // The offline queue replays the 09:00 total after the 18:00 one went through.
+    let d = fold(day(), &[healthkit_steps(1, 18, 9_500), healthkit_steps(2, 9, 3_000)], &rule());
+    assert_eq!(d.steps, Some(9_500));
+}
+
+#[test]
+fn manual_steps_beat_healthkit_and_clearing_them_brings_healthkit_back() {
+    let set = manual(2, vec![(ManualField::Steps, ManualValue::Count(12_000))], vec![]);
+    let d = fold(day(), &[healthkit_steps(1, 9, 8_432), set.clone()], &rule());
+    assert_eq!(d.steps, Some(12_000));
+    let p = provenance(&d, "steps");
+    assert_eq!((p.source, p.overridden), (Source::Manual, true));
+
+    let later_sync = healthkit_steps(3, 20, 9_000);
+    let d = fold(day(), &[healthkit_steps(1, 9, 8_432), set.clone(), later_sync.clone()], &rule());
+    assert_eq!(d.steps, Some(12_000), "a later HealthKit sync does not undo the correction");
+
+    let cleared = manual(4, vec![], vec![ManualField::Steps]);
+    let d = fold(day(), &[healthkit_steps(1, 9, 8_432), set, later_sync, cleared], &rule());
+    assert_eq!(d.steps, Some(9_000));
+    assert_eq!(provenance(&d, "steps").source, Source::Healthkit);
+}
+
+#[test]
+fn a_manual_value_equal_to_healthkit_is_not_an_override() {
+    let set = manual(2, vec![(ManualField::Steps, ManualValue::Count(8_432))], vec![]);
+    let d = fold(day(), &[healthkit_steps(1, 9, 8_432), set], &rule());
+    assert!(!provenance(&d, "steps").overridden);
+}
+
+#[test]
+fn manual_weight_does_not_freeze_healthkit_steps() {
+    let w = manual(2, vec![(ManualField::WeightKg, ManualValue::Amount(81.5))], vec![]);
+    let d = fold(day(), &[w, healthkit_steps(3, 20, 10_000), weight(4, 7, 82.0)], &rule());
+    assert_eq!(d.steps, Some(10_000));
+    assert_eq!(provenance(&d, "steps").source, Source::Healthkit);
+    assert_eq!(d.weight_kg, Some(81.5));
+    assert!(provenance(&d, "weight_kg").overridden);
+}
+
+#[test]
+fn the_latest_measurement_wins_even_when_reported_first() {
+    let d = fold(day(), &[weight(1, 20, 80.0), weight(2, 7, 81.0)], &rule());
+    assert_eq!(d.weight_kg, Some(80.0));
+}
+
+#[test]
+fn the_newest_manual_entry_per_field_wins() {
+    let first = manual(
+        1,
+        vec![(ManualField::Calories, ManualValue::Count(2_000)), (ManualField::Notes, ManualValue::Text("ok".into()))],
+        vec![],
+    );
+    let second = manual(2, vec![(ManualField::Calories, ManualValue::Count(2_400))], vec![]);
+    let d = fold(day(), &[second, first], &rule());
+    assert_eq!(d.calories, Some(2_400));
+    assert_eq!(d.notes.as_deref(), Some("ok"));
+}
+
+#[test]
+fn a_priority_file_can_put_healthkit_first_for_steps() {
+    let rule = PriorityRule::from_json(r#"{"fields": {"steps": ["healthkit", "manual"]}}"#).unwrap();
+    let set = manual(2, vec![(ManualField::Steps, ManualValue::Count(12_000))], vec![]);
+    let d = fold(day(), &[healthkit_steps(1, 9, 8_432), set], &rule);
+    assert_eq!(d.steps, Some(8_432));
+}
+
+#[test]
+fn a_workout_counts_once_per_id_with_its_latest_revision() {
+    let first = workout(1, Source::Healthkit, "w1", "running", 7, 30, 8);
+    let revised = workout(2, Source::Healthkit, "w1", "running", 7, 45, 9);
+    let d = fold(day(), &[revised, first], &rule());
+    assert_eq!(d.workouts.count, 1);
+    assert_eq!(d.workouts.total_minutes, 45.0);
+}
+
+#[test]
+fn a_later_deletion_removes_a_workout_and_an_earlier_one_does_not() {
+    let w = workout(1, Source::Healthkit, "w1", "running", 7, 30, 8);
+    assert_eq!(fold(day(), &[w.clone(), deletion(2, "w1", 10)], &rule()).workouts.count, 0);
+    let re_added = workout(3, Source::Healthkit, "w1", "running", 7, 30, 11);
+    assert_eq!(fold(day(), &[w, deletion(2, "w1", 10), re_added], &rule()).workouts.count, 1);
+}
+
+#[test]
+fn a_session_reported_by_healthkit_and_strava_counts_once_from_healthkit() {
+    let hk = workout(1, Source::Healthkit, "hk-1", "running", 7, 60, 9);
+    let strava = workout(2, Source::Strava, "strava-9", "Running", 7, 50, 9);
+    let other = workout(3, Source::Strava, "strava-10", "cycling", 17, 40, 19);
+    let d = fold(day(), &[strava, hk, other], &rule());
+    assert_eq!(d.workouts.count, 2);
+    assert_eq!(d.workouts.sessions[0].source, Source::Healthkit);
+    let p = provenance(&d, "workouts");
+    assert_eq!((p.source, p.overridden), (Source::Healthkit, true));
+}
+
+#[test]
+fn a_workout_moved_to_another_day_leaves_this_one() {
+    let mut moved = workout(2, Source::Healthkit, "w1", "running", 7, 30, 12);
+    moved.day = Some(day().succ_opt().unwrap());
+    let d = fold(day(), &[workout(1, Source::Healthkit, "w1", "running", 7, 30, 8), moved], &rule());
+    assert_eq!(d.workouts.count, 0);
+}
+
+// --- properties -------------------------------------------------------------------------
+
+fn any_event() -> impl Strategy<Value = (Source, i64, u8, u32)> {
+    (prop_oneof![Just(Source::Healthkit), Just(Source::Manual), Just(Source::Strava)], 0i64..24, 0u8..6, 0u32..20_000)
+}
+
+/// Builds a varied day of events from small numbers; seqs are unique.
+fn build(specs: &[(Source, i64, u8, u32)]) -> Vec<StoredEvent> {
+    specs
+        .iter()
+        .enumerate()
+        .map(|(i, (source, hour, kind, n))| {
+            let seq = i as i64 + 1;
+            let id = format!("w{}", n % 3);
+            match (kind, source) {
+                (0, _) => healthkit_steps(seq, *hour, *n),
+                (1, _) => manual(seq, vec![(ManualField::Steps, ManualValue::Count(*n))], vec![]),
+                (2, _) => manual(seq, vec![], vec![ManualField::Steps]),
+                (3, _) => weight(seq, *hour, 50.0 + f64::from(n % 50)),
+                (4, Source::Manual) => deletion(seq, &id, *hour),
+                (_, source) => workout(seq, *source, &id, "running", *hour % 20, 30 + i64::from(n % 60), *hour),
+            }
+        })
+        .collect()
+}
+
+proptest! {
+    #[test]
+    fn any_order_of_the_same_events_gives_the_same_day(specs in prop::collection::vec(any_event(), 1..25), seed in any::<u64>()) {
+        let events = build(&specs);
+        let mut shuffled = events.clone();
+        let mut state = seed;
+        for i in (1..shuffled.len()).rev() {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            shuffled.swap(i, (state >> 33) as usize % (i + 1));
+        }
+        prop_assert_eq!(fold(day(), &events, &rule()), fold(day(), &shuffled, &rule()));
+    }
+
+    #[test]
+    fn re_applying_an_event_changes_nothing(specs in prop::collection::vec(any_event(), 1..25), pick in any::<prop::sample::Index>()) {
+        let events = build(&specs);
+        let mut again = events.clone();
+        again.push(events[pick.index(events.len())].clone());
+        prop_assert_eq!(fold(day(), &events, &rule()), fold(day(), &again, &rule()));
+    }
+
+    #[test]
+    fn an_older_healthkit_total_never_wins(specs in prop::collection::vec(any_event(), 1..25), total in 0u32..200_000) {
+        let events = build(&specs);
+        let before = fold(day(), &events, &rule());
+        let newest = events.iter().filter(|e| matches!(e.payload, Payload::Steps(_))).map(|e| e.observed_at).max();
+        // A report observed before every other step total, arriving last.
+        let stale_hour = newest.map_or(0, |t| (t - at(0)).num_hours() - 1);
+        let mut with_stale = events.clone();
+        with_stale.push(healthkit_steps(1_000, stale_hour, total));
+        let after = fold(day(), &with_stale, &rule());
+        if newest.is_some() {
+            prop_assert_eq!(before.steps, after.steps);
+        }
+    }
+}

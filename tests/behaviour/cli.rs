@@ -1,0 +1,103 @@
+//! The `coachfit` binary: minting accounts, verify, rebuild and a graceful serve.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+use coachfit::proto::v1 as pb;
+
+use crate::common::*;
+use crate::each_backend;
+
+each_backend!(verify_reports_a_tampered_day_and_rebuild_repairs_it, admin_commands_print_json_accounts,);
+
+fn coachfit(db_url: &str, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_coachfit"))
+        .args(args)
+        .env("COACHFIT_DATABASE_URL", db_url)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run coachfit")
+}
+
+async fn verify_reports_a_tampered_day_and_rebuild_repairs_it(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    server
+        .ingest(&server.client.token)
+        .ingest_steps(steps_request(vec![steps("2026-03-01", 4_000, 20)]))
+        .await
+        .unwrap();
+    assert!(coachfit(&server.db_url, &["verify"]).status.success());
+
+    // Tamper with the read model behind the service's back.
+    let pool = sqlx::SqlitePool::connect(&server.db_url).await.unwrap();
+    sqlx::query("UPDATE entries SET body = replace(body, '\"steps\":4000', '\"steps\":4001')")
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+
+    let verify = coachfit(&server.db_url, &["verify"]);
+    assert!(!verify.status.success());
+    let listed = String::from_utf8_lossy(&verify.stdout);
+    assert!(listed.contains(&server.client.id) && listed.contains("2026-03-01"), "{listed}");
+
+    let rebuild = coachfit(&server.db_url, &["rebuild", "--user-id", &server.client.id]);
+    assert!(rebuild.status.success());
+    assert!(coachfit(&server.db_url, &["verify"]).status.success());
+    assert_eq!(server.entry("2026-03-01").await.steps, Some(4_000));
+}
+
+async fn admin_commands_print_json_accounts(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let coach = coachfit(&server.db_url, &["admin", "create-coach", "--name", "Coach Ola"]);
+    assert!(coach.status.success());
+    let coach: serde_json::Value = serde_json::from_slice(&coach.stdout).unwrap();
+    let coach_id = coach["coach_id"].as_str().unwrap();
+    assert_eq!(coach["coach_token"].as_str().unwrap().len(), 64);
+
+    let client = coachfit(&server.db_url, &["admin", "create-client", "--coach-id", coach_id]);
+    assert!(client.status.success());
+    let client: serde_json::Value = serde_json::from_slice(&client.stdout).unwrap();
+    let (user_id, token) = (client["user_id"].as_str().unwrap(), client["device_token"].as_str().unwrap());
+
+    // The minted device token works against the running server.
+    server.ingest(token).ingest_steps(steps_request(vec![steps("2026-03-01", 77, 20)])).await.unwrap();
+    let request = pb::GetEntryRequest { user_id: user_id.into(), date: "2026-03-01".into() };
+    let entry = server.entries(coach["coach_token"].as_str().unwrap()).get_entry(request).await.unwrap().into_inner();
+    assert_eq!(entry.entry.unwrap().steps, Some(77));
+
+    let unknown = coachfit(&server.db_url, &["admin", "create-client", "--coach-id", "nobody"]);
+    assert!(!unknown.status.success());
+}
+
+/// `coachfit serve` answers health checks and exits cleanly on SIGTERM.
+#[tokio::test]
+async fn serve_exits_cleanly_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let db_url = format!("sqlite://{}", dir.path().join("serve.db").display());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_coachfit"))
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("COACHFIT_DATABASE_URL", &db_url)
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn coachfit serve");
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr = loop {
+        let line = lines.next().expect("server log line").unwrap();
+        if let Some(rest) = line.split("addr=").nth(1) {
+            break rest.split_whitespace().next().unwrap().to_string();
+        }
+    };
+    let channel = tonic::transport::Channel::from_shared(format!("http://{addr}")).unwrap().connect().await.unwrap();
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+    let check =
+        health.check(tonic_health::pb::HealthCheckRequest { service: String::new() }).await.unwrap().into_inner();
+    assert_eq!(check.status(), tonic_health::pb::health_check_response::ServingStatus::Serving);
+
+    drop(health);
+    let killed = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(killed.success());
+    let status = tokio::task::spawn_blocking(move || child.wait()).await.unwrap().unwrap();
+    assert!(status.success(), "serve exits 0 after SIGTERM: {status:?}");
+}

@@ -1,0 +1,238 @@
+//! `TestServer::start(backend)`: a running server with a fresh database, an admin token,
+//! one coach and one client, plus typed clients that send bearer tokens.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
+use coachfit::accounts;
+use coachfit::proto::v1 as pb;
+use coachfit::proto::v1::admin_service_client::AdminServiceClient;
+use coachfit::proto::v1::entry_service_client::EntryServiceClient;
+use coachfit::proto::v1::ingest_service_client::IngestServiceClient;
+use coachfit::server::{self, ServerOptions};
+use coachfit::store::sqlite::SqliteStore;
+use tempfile::TempDir;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::interceptor::InterceptedService;
+use tonic::service::Interceptor;
+use tonic::transport::Channel;
+use tonic::{Request, Status};
+
+/// Runs each named scenario `async fn name(backend: Backend)` once per backend.
+#[macro_export]
+macro_rules! each_backend {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::common::Backend::Sqlite).await
+                }
+            )*
+        }
+    };
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+}
+
+pub struct Account {
+    pub id: String,
+    pub token: String,
+}
+
+pub struct TestServer {
+    pub db_url: String,
+    pub store: SqliteStore,
+    pub admin_token: String,
+    pub coach: Account,
+    pub client: Account,
+    channel: Channel,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<anyhow::Result<()>>>,
+    dir: Arc<TempDir>,
+}
+
+impl TestServer {
+    pub async fn start(backend: Backend) -> TestServer {
+        init_test_logging();
+        match backend {
+            Backend::Sqlite => {
+                let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
+                let db_url = format!("sqlite://{}", dir.path().join("coachfit.db").display());
+                let store = SqliteStore::open(&db_url).await.expect("open sqlite");
+                let (coach_id, coach_token) = accounts::create_coach(&store, "Coach Carla").await.unwrap();
+                let (user_id, device_token) =
+                    accounts::create_client(&store, &coach_id, "iPhone").await.unwrap().unwrap();
+                let coach = Account { id: coach_id, token: coach_token };
+                let client = Account { id: user_id, token: device_token };
+                Self::launch(store, db_url, dir, coach, client).await
+            }
+        }
+    }
+
+    async fn launch(
+        store: SqliteStore,
+        db_url: String,
+        dir: Arc<TempDir>,
+        coach: Account,
+        client: Account,
+    ) -> TestServer {
+        let admin_token = accounts::new_token();
+        let (listener, addr) = server::bind("127.0.0.1:0".parse().unwrap()).await.expect("bind");
+        let (tx, rx) = oneshot::channel::<()>();
+        let options = ServerOptions { admin_token: Some(admin_token.clone()), ..ServerOptions::default() };
+        let task = tokio::spawn(server::serve(store.clone(), listener, options, async {
+            let _ = rx.await;
+        }));
+        let channel = Channel::from_shared(format!("http://{addr}")).unwrap().connect().await.expect("connect");
+        TestServer { db_url, store, admin_token, coach, client, channel, shutdown: Some(tx), task: Some(task), dir }
+    }
+
+    /// Stops the server (letting in-flight calls finish) and starts a new one on the same database.
+    pub async fn restart(mut self) -> TestServer {
+        self.stop().await;
+        let store = SqliteStore::open(&self.db_url).await.expect("reopen sqlite");
+        let coach = std::mem::replace(&mut self.coach, Account { id: String::new(), token: String::new() });
+        let client = std::mem::replace(&mut self.client, Account { id: String::new(), token: String::new() });
+        Self::launch(store, self.db_url.clone(), self.dir.clone(), coach, client).await
+    }
+
+    pub async fn stop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.expect("server task").expect("server ran cleanly");
+        }
+    }
+
+    pub async fn new_coach(&self, name: &str) -> Account {
+        let (id, token) = accounts::create_coach(&self.store, name).await.unwrap();
+        Account { id, token }
+    }
+
+    pub async fn new_client(&self, coach_id: &str) -> Account {
+        let (id, token) = accounts::create_client(&self.store, coach_id, "phone").await.unwrap().unwrap();
+        Account { id, token }
+    }
+
+    fn authed(&self, token: &str) -> InterceptedService<Channel, Bearer> {
+        InterceptedService::new(self.channel.clone(), Bearer::new(token))
+    }
+
+    pub fn ingest(&self, token: &str) -> IngestServiceClient<InterceptedService<Channel, Bearer>> {
+        IngestServiceClient::new(self.authed(token))
+    }
+
+    pub fn entries(&self, token: &str) -> EntryServiceClient<InterceptedService<Channel, Bearer>> {
+        EntryServiceClient::new(self.authed(token))
+    }
+
+    pub fn admin(&self, token: &str) -> AdminServiceClient<InterceptedService<Channel, Bearer>> {
+        AdminServiceClient::new(self.authed(token))
+    }
+
+    /// The client's entry on `date`.
+    pub async fn entry(&self, date: &str) -> pb::Entry {
+        let request = pb::GetEntryRequest { user_id: String::new(), date: date.into() };
+        self.entries(&self.client.token).get_entry(request).await.expect("GetEntry").into_inner().entry.unwrap()
+    }
+
+    /// The events the fold of the client's `date` reads.
+    pub async fn events(&self, date: &str) -> Vec<pb::EventRecord> {
+        let request = pb::ExplainEntryRequest { user_id: String::new(), date: date.into() };
+        self.entries(&self.client.token).explain_entry(request).await.expect("ExplainEntry").into_inner().events
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// Adds `authorization: Bearer <token>` (nothing for an empty token).
+#[derive(Clone)]
+pub struct Bearer(Option<MetadataValue<Ascii>>);
+
+impl Bearer {
+    pub fn new(token: &str) -> Bearer {
+        Bearer((!token.is_empty()).then(|| format!("Bearer {token}").parse().expect("ascii token")))
+    }
+}
+
+impl Interceptor for Bearer {
+    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
+        if let Some(value) = &self.0 {
+            request.metadata_mut().insert("authorization", value.clone());
+        }
+        Ok(request)
+    }
+}
+
+fn init_test_logging() {
+    if std::env::var_os("TEST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt().with_env_filter("info").with_test_writer().try_init();
+    }
+}
+
+// --- request builders --------------------------------------------------------------------
+
+pub fn ts(at: DateTime<Utc>) -> Option<prost_types::Timestamp> {
+    Some(prost_types::Timestamp { seconds: at.timestamp(), nanos: at.timestamp_subsec_nanos() as i32 })
+}
+
+/// `hour` hours after midnight UTC on `date`.
+pub fn utc(date: &str, hour: i64) -> DateTime<Utc> {
+    let day = NaiveDate::parse_from_str(date, "%Y-%m-%d").unwrap();
+    Utc.from_utc_datetime(&day.and_hms_opt(0, 0, 0).unwrap()) + Duration::hours(hour)
+}
+
+pub fn steps(date: &str, total_steps: u32, observed_hour: i64) -> pb::StepsSample {
+    pb::StepsSample {
+        date: date.into(),
+        total_steps,
+        observed_at: ts(utc(date, observed_hour)),
+        source_devices: vec!["iPhone".into()],
+        idempotency_key: String::new(),
+    }
+}
+
+pub fn steps_request(samples: Vec<pb::StepsSample>) -> pb::IngestStepsRequest {
+    pb::IngestStepsRequest { samples, time_zone: "America/New_York".into() }
+}
+
+pub fn manual(user_id: &str, date: &str, values: pb::ManualValues) -> pb::RecordManualEntryRequest {
+    pb::RecordManualEntryRequest {
+        user_id: user_id.into(),
+        date: date.into(),
+        values: Some(values),
+        clear_fields: vec![],
+        idempotency_key: String::new(),
+    }
+}
+
+pub fn provenance(entry: &pb::Entry, field: &str) -> (pb::Source, bool) {
+    let p = entry.provenance.iter().find(|p| p.field == field).unwrap_or_else(|| panic!("no provenance for {field}"));
+    (pb::Source::try_from(p.source).unwrap(), p.overridden)
+}
+
+pub fn statuses(response: &pb::IngestResponse) -> Vec<pb::ItemStatus> {
+    response.results.iter().map(|r| pb::ItemStatus::try_from(r.status).unwrap()).collect()
+}
+
+/// The field paths of a status's BadRequest details.
+pub fn bad_request_fields(status: &Status) -> Vec<String> {
+    use tonic_types::StatusExt;
+    status
+        .get_details_bad_request()
+        .map(|br| br.field_violations.into_iter().map(|v| v.field).collect())
+        .unwrap_or_default()
+}

@@ -1,0 +1,11 @@
+//! The behavioural suite: every test drives a real server on 127.0.0.1:0 over gRPC.
+//! Each scenario is written once and run against every backend by `each_backend!`.
+
+mod common;
+
+mod admin;
+mod auth;
+mod cli;
+mod entries;
+mod ingest;
+mod workouts;
