@@ -24,7 +24,7 @@ client=$("$bin" admin create-client --coach-id "$coach_id")
 export DEVICE_TOKEN=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["device_token"])' <<<"$client")
 export USER_ID=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["user_id"])' <<<"$client")
 
-COACHFIT_ADMIN_TOKEN=$ADMIN_TOKEN RUST_LOG=info "$bin" serve --listen 127.0.0.1:0 2>"$work/server.log" &
+COACHFIT_ADMIN_TOKEN=$ADMIN_TOKEN COACHFIT_HEARTBEAT_SECS=1 RUST_LOG=info "$bin" serve --listen 127.0.0.1:0 2>"$work/server.log" &
 server_pid=$!
 for _ in $(seq 1 100); do
   addr=$(sed -n 's/.*coachfit listening addr=\([0-9.:]*\).*/\1/p' "$work/server.log" | head -1)

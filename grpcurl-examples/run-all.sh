@@ -24,6 +24,7 @@ expect record-manual-entry.sh '"steps": 10000' '"SOURCE_MANUAL"'
 expect get-entry.sh '"steps": 10000' '"overridden": true' '"sleepMinutes": 420' '"count": 1'
 expect list-entries.sh "\"date\": \"$DAY\""
 expect explain-entry.sh '"winningEventIds"' '"kind": "manual"'
+expect stream-entries.sh '"update"' '"heartbeat"' "\"date\": \"$DAY\""
 expect recompute-day.sh '"steps": 10000'
 expect rebuild-projections.sh '"daysRebuilt"'
 expect create-coach.sh '"coachToken"'

@@ -2,6 +2,7 @@
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::{bail, Context};
 use serde_json::json;
@@ -61,10 +62,10 @@ async fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
     let rule = load_rule(&cli)?;
     let store = open_store(&cli.database_url).await?;
     match cli.command {
-        Command::Serve { listen, admin_token } => {
+        Command::Serve { listen, admin_token, heartbeat_secs } => {
             let (listener, addr) = server::bind(listen).await.with_context(|| format!("binding {listen}"))?;
             tracing::info!(%addr, "coachfit listening");
-            let options = ServerOptions { admin_token, rule };
+            let options = ServerOptions { admin_token, rule, heartbeat: Duration::from_secs(heartbeat_secs) };
             server::serve(store, listener, options, server::shutdown_signal()).await?;
         }
         Command::Migrate => eprintln!("migrations applied"),

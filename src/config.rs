@@ -38,6 +38,9 @@ pub enum Command {
         /// A bearer token that acts as an admin principal.
         #[arg(long, env = "COACHFIT_ADMIN_TOKEN", hide_env_values = true)]
         admin_token: Option<String>,
+        /// Seconds a StreamEntries stream may be idle before it gets a heartbeat.
+        #[arg(long, env = "COACHFIT_HEARTBEAT_SECS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=300))]
+        heartbeat_secs: u64,
     },
     /// Create or upgrade the schema, then exit.
     Migrate,

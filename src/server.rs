@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::Server;
 use tonic_health::server::HealthReporter;
@@ -29,11 +30,19 @@ use crate::store::Store;
 const HEALTH_PROBE_INTERVAL: Duration = Duration::from_secs(2);
 
 /// What a server needs besides its store and socket.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct ServerOptions {
     /// When set, this bearer token is an admin principal.
     pub admin_token: Option<String>,
     pub rule: PriorityRule,
+    /// How long a `StreamEntries` stream may be idle before it gets a heartbeat.
+    pub heartbeat: Duration,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        ServerOptions { admin_token: None, rule: PriorityRule::default(), heartbeat: Duration::from_secs(5) }
+    }
 }
 
 /// Binds `addr` (port 0 picks a free port) and returns the listener and its address.
@@ -50,10 +59,19 @@ pub async fn serve<S: Store>(
     options: ServerOptions,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
+    let (stop_streams, shutdown_rx) = watch::channel(false);
     let state = AppState {
         auth: Authenticator::new(store.clone(), options.admin_token.as_deref()),
         store: store.clone(),
         rule: Arc::new(options.rule),
+        heartbeat: options.heartbeat,
+        shutdown: shutdown_rx,
+    };
+    // Open streams never finish on their own: end them when shutdown begins, so the
+    // graceful shutdown can complete once unary calls are done.
+    let shutdown = async move {
+        shutdown.await;
+        let _ = stop_streams.send(true);
     };
     let (reporter, health) = tonic_health::server::health_reporter();
     let probe = tokio::spawn(watch_database(store, reporter));

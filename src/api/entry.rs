@@ -4,19 +4,24 @@ use std::pin::Pin;
 
 use chrono::{NaiveDate, Utc};
 use futures::Stream;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status};
 
+use super::auth::Principal;
 use super::convert;
 use super::status::{ApiError, ApiResult};
 use super::AppState;
 use crate::domain::fold::fold;
 use crate::domain::validate;
 use crate::domain::{reason, Violation};
+use crate::feed::{self, FeedError, FeedItem, Subscription};
 use crate::proto::v1 as pb;
 use crate::proto::v1::entry_service_server::EntryService;
-use crate::store::{AppendOutcome, Store};
+use crate::store::{AppendOutcome, FeedFilter, Store};
 
 pub const DEFAULT_PAGE_SIZE: u32 = 31;
+pub const MAX_STREAM_USERS: usize = 1000;
 pub const MAX_PAGE_SIZE: u32 = 366;
 
 pub struct EntryApi<S> {
@@ -41,6 +46,38 @@ fn read_day(field: &str, text: &str) -> ApiResult<NaiveDate> {
 }
 
 impl<S: Store> EntryApi<S> {
+    /// Which entries a stream may carry: empty `user_ids` is everything the caller may see.
+    async fn feed_filter(&self, principal: &Principal, user_ids: &[String]) -> ApiResult<FeedFilter> {
+        if user_ids.len() > MAX_STREAM_USERS {
+            return Err(ApiError::invalid_one(Violation::new(
+                "user_ids",
+                reason::TOO_MANY,
+                format!("at most {MAX_STREAM_USERS} users per stream"),
+            )));
+        }
+        if user_ids.is_empty() {
+            return Ok(match principal {
+                Principal::Admin => FeedFilter::All,
+                Principal::Coach { coach_id } => FeedFilter::Coach(coach_id.clone()),
+                Principal::Device { user_id, .. } => FeedFilter::Users(vec![user_id.clone()]),
+            });
+        }
+        let mut users = Vec::with_capacity(user_ids.len());
+        for (i, requested) in user_ids.iter().enumerate() {
+            if requested.is_empty() {
+                return Err(ApiError::invalid_one(Violation::new(
+                    format!("user_ids[{i}]"),
+                    reason::REQUIRED,
+                    "empty user id",
+                )));
+            }
+            users.push(self.state.auth.user_for(principal, requested).await?);
+        }
+        users.sort();
+        users.dedup();
+        Ok(FeedFilter::Users(users))
+    }
+
     async fn user<T>(&self, request: &Request<T>, rpc: &str, user_id: &str) -> ApiResult<String> {
         let principal = self.state.auth.principal(request.metadata(), rpc).await?;
         self.state.auth.user_for(&principal, user_id).await
@@ -145,8 +182,37 @@ impl<S: Store> EntryService for EntryApi<S> {
 
     async fn stream_entries(
         &self,
-        _request: Request<pb::StreamEntriesRequest>,
+        request: Request<pb::StreamEntriesRequest>,
     ) -> Result<Response<Self::StreamEntriesStream>, Status> {
-        Err(Status::unimplemented("StreamEntries is not available yet"))
+        let principal = self.state.auth.principal(request.metadata(), "StreamEntries").await?;
+        let r = request.into_inner();
+        let filter = self.feed_filter(&principal, &r.user_ids).await?;
+        let after = r.after_position.map(|p| i64::try_from(p).unwrap_or(i64::MAX));
+        let subscription = Subscription { filter, after, heartbeat: self.state.heartbeat };
+        let items = feed::follow(self.state.store.clone(), subscription, self.state.shutdown.clone());
+        let stream = ReceiverStream::new(items).map(|item| match item {
+            Ok(FeedItem::Update(entry)) => Ok(pb::StreamEntriesResponse {
+                kind: Some(pb::stream_entries_response::Kind::Update(pb::EntryUpdate {
+                    position: entry.position as u64,
+                    entry: Some(convert::entry(&entry)),
+                })),
+            }),
+            Ok(FeedItem::Heartbeat(position)) => Ok(pb::StreamEntriesResponse {
+                kind: Some(pb::stream_entries_response::Kind::Heartbeat(pb::Heartbeat { position: position as u64 })),
+            }),
+            Err(e) => Err(feed_status(e)),
+        });
+        Ok(Response::new(Box::pin(stream)))
+    }
+}
+
+fn feed_status(e: FeedError) -> Status {
+    match e {
+        FeedError::Store(e) => ApiError::Store(e).into(),
+        e @ FeedError::AheadOfFeed { .. } => Status::out_of_range(e.to_string()),
+        FeedError::ShuttingDown => {
+            Status::unavailable("the server is shutting down; reconnect and resume from your last position")
+        }
+        FeedError::Gone => Status::cancelled("subscriber gone"),
     }
 }

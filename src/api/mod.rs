@@ -9,6 +9,9 @@ pub mod pairing;
 pub mod status;
 
 use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
 
 use crate::domain::priority::PriorityRule;
 use auth::Authenticator;
@@ -19,4 +22,8 @@ pub struct AppState<S> {
     pub store: S,
     pub auth: Authenticator<S>,
     pub rule: Arc<PriorityRule>,
+    /// How long a stream may be idle before it gets a heartbeat.
+    pub heartbeat: Duration,
+    /// Turns true when the server shuts down, ending open streams.
+    pub shutdown: watch::Receiver<bool>,
 }

@@ -5,6 +5,7 @@ mod projector;
 pub mod sqlite;
 
 use std::future::Future;
+use std::sync::Arc;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use uuid::Uuid;
@@ -62,6 +63,36 @@ pub struct StoredEntry {
     pub body: Day,
 }
 
+/// A committed change to an Entry, as the live feed carries it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EntryChange {
+    /// The coach of the entry's user, so coach streams can filter without a lookup.
+    pub coach_id: String,
+    /// Shared by every subscriber that receives it.
+    pub entry: Arc<StoredEntry>,
+}
+
+/// Which entries a feed reader wants.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FeedFilter {
+    /// Everyone (admin).
+    All,
+    /// These users.
+    Users(Vec<String>),
+    /// Every client of this coach, including ones added later.
+    Coach(String),
+}
+
+impl FeedFilter {
+    pub fn matches(&self, change: &EntryChange) -> bool {
+        match self {
+            FeedFilter::All => true,
+            FeedFilter::Users(users) => users.contains(&change.entry.user_id),
+            FeedFilter::Coach(coach_id) => change.coach_id == *coach_id,
+        }
+    }
+}
+
 /// What `rebuild` did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RebuildStats {
@@ -117,6 +148,20 @@ pub trait Store: Clone + Send + Sync + 'static {
     /// The events the fold of a day reads, by `seq`.
     fn fold_input(&self, user_id: &str, day: NaiveDate) -> impl Future<Output = StoreResult<Vec<StoredEvent>>> + Send;
 
+    /// Committed entry changes, in position order, as they happen. A receiver that falls
+    /// behind gets `Lagged` and reads the missed changes back with `feed_page`.
+    fn changes(&self) -> tokio::sync::broadcast::Receiver<Arc<EntryChange>>;
+    /// The position of the latest committed change (0 when there is none).
+    fn head_position(&self) -> impl Future<Output = StoreResult<i64>> + Send;
+    /// Entries matching `filter` whose position is in `(after, up_to]`, by position, at most `limit`.
+    fn feed_page(
+        &self,
+        filter: &FeedFilter,
+        after: i64,
+        up_to: i64,
+        limit: u32,
+    ) -> impl Future<Output = StoreResult<Vec<StoredEntry>>> + Send;
+
     /// Re-folds one day from its events and stores the result.
     fn recompute_day(
         &self,
@@ -132,6 +177,16 @@ pub trait Store: Clone + Send + Sync + 'static {
     ) -> impl Future<Output = StoreResult<RebuildStats>> + Send;
     /// Days whose stored read model differs from the fold of their events.
     fn verify(&self, rule: &PriorityRule) -> impl Future<Output = StoreResult<Vec<Mismatch>>> + Send;
+}
+
+/// How many changes the live feed buffers for a slow reader before it reads from the store.
+pub const FEED_BUFFER: usize = 1024;
+
+/// The current time at the precision the store keeps (microseconds), so that a change
+/// published live equals the same entry read back.
+pub fn now() -> DateTime<Utc> {
+    use chrono::SubsecRound;
+    Utc::now().trunc_subsecs(6)
 }
 
 /// A new random id.

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use chrono::{DateTime, NaiveDate, Utc};
 use uuid::Uuid;
 
-use super::StoreResult;
+use super::{StoreResult, StoredEntry};
 use crate::domain::event::{EventKind, KeyReuse, NewEvent, Payload, StoredEvent};
 use crate::domain::fold::{fold, Day};
 use crate::domain::priority::PriorityRule;
@@ -51,7 +51,8 @@ pub(crate) trait WriteTx: Send {
     ) -> StoreResult<()>;
 }
 
-/// Appends `events` for `user_id` and re-folds the days they touch.
+/// Appends `events` for `user_id` and re-folds the days they touch. Returns one outcome
+/// per event and the entries that changed.
 pub(crate) async fn append<T: WriteTx>(
     tx: &mut T,
     user_id: &str,
@@ -59,7 +60,7 @@ pub(crate) async fn append<T: WriteTx>(
     events: &[NewEvent],
     rule: &PriorityRule,
     now: DateTime<Utc>,
-) -> StoreResult<Vec<AppendOutcome>> {
+) -> StoreResult<(Vec<AppendOutcome>, Vec<StoredEntry>)> {
     let mut outcomes = Vec::with_capacity(events.len());
     let mut touched: BTreeSet<NaiveDate> = BTreeSet::new();
     for event in events {
@@ -81,10 +82,11 @@ pub(crate) async fn append<T: WriteTx>(
         tx.insert_event(user_id, actor, event, day, event_id, now).await?;
         outcomes.push(AppendOutcome::Accepted(event_id));
     }
+    let mut changed = Vec::new();
     for day in touched {
-        refold_day(tx, user_id, day, rule, now).await?;
+        changed.extend(refold_day(tx, user_id, day, rule, now).await?);
     }
-    Ok(outcomes)
+    Ok((outcomes, changed))
 }
 
 /// Duplicate or key reuse, when the dedupe key is already stored.
@@ -107,23 +109,23 @@ async fn existing_outcome<T: WriteTx>(
 }
 
 /// Folds a day from its events and stores it under a new position when it changed.
-/// Returns whether it changed.
+/// Returns the entry when it changed.
 pub(crate) async fn refold_day<T: WriteTx>(
     tx: &mut T,
     user_id: &str,
     day: NaiveDate,
     rule: &PriorityRule,
     now: DateTime<Utc>,
-) -> StoreResult<bool> {
+) -> StoreResult<Option<StoredEntry>> {
     let input = tx.fold_input(user_id, day).await?;
     if !input.iter().any(|e| e.day == Some(day)) {
-        return Ok(false);
+        return Ok(None);
     }
     let folded = fold(day, &input, rule);
     if tx.stored_day(user_id, day).await?.as_ref() == Some(&folded) {
-        return Ok(false);
+        return Ok(None);
     }
     let position = tx.next_position().await?;
     tx.upsert_entry(user_id, day, position, now, &folded).await?;
-    Ok(true)
+    Ok(Some(StoredEntry { user_id: user_id.to_string(), day, position, updated_at: now, body: folded }))
 }

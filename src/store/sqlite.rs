@@ -2,15 +2,20 @@
 //! `BEGIN IMMEDIATE` transactions, and a small pool of readers.
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
-use sqlx::{Row, SqliteConnection, SqlitePool};
+use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection, SqlitePool};
+use tokio::sync::{broadcast, Mutex};
 use uuid::Uuid;
 
 use super::projector::{self, AppendOutcome, WriteTx};
-use super::{new_id, Mismatch, RebuildStats, Store, StoreError, StoreResult, StoredEntry, TokenOwner};
+use super::{
+    new_id, now, EntryChange, FeedFilter, Mismatch, RebuildStats, Store, StoreError, StoreResult, StoredEntry,
+    TokenOwner, FEED_BUFFER,
+};
 use crate::domain::event::{EventKind, NewEvent, Payload, StoredEvent};
 use crate::domain::fold::{fold, Day};
 use crate::domain::priority::PriorityRule;
@@ -20,6 +25,10 @@ use crate::domain::Source;
 pub struct SqliteStore {
     writer: SqlitePool,
     readers: SqlitePool,
+    /// Held from `BEGIN` until the transaction's changes are published, so the live feed
+    /// sees changes in commit (= position) order.
+    write_lock: Arc<Mutex<()>>,
+    changes: broadcast::Sender<Arc<EntryChange>>,
 }
 
 impl SqliteStore {
@@ -44,12 +53,42 @@ impl SqliteStore {
             .connect_with(options.read_only(true))
             .await
             .map_err(StoreError::from_sqlx)?;
-        Ok(SqliteStore { writer, readers })
+        let (changes, _) = broadcast::channel(FEED_BUFFER);
+        Ok(SqliteStore { writer, readers, write_lock: Arc::new(Mutex::new(())), changes })
     }
 
+    /// Sets how many changes the live feed buffers for a slow reader before it must read
+    /// back from the store. Call before anyone subscribes.
+    pub fn with_feed_buffer(mut self, changes: usize) -> Self {
+        self.changes = broadcast::channel(changes).0;
+        self
+    }
+
+    /// Starts a write: takes the write lock, then `BEGIN IMMEDIATE`.
     async fn write_tx(&self) -> StoreResult<SqliteWrite> {
+        let guard = self.write_lock.clone().lock_owned().await;
         let tx = self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(StoreError::from_sqlx)?;
-        Ok(SqliteWrite(tx))
+        Ok(SqliteWrite { tx, _guard: guard })
+    }
+
+    /// Commits, then publishes the changed entries while still holding the write lock.
+    async fn commit_and_publish(&self, mut write: SqliteWrite, changed: Vec<StoredEntry>) -> StoreResult<()> {
+        let mut published = Vec::with_capacity(changed.len());
+        for entry in changed {
+            let coach_id: String = sqlx::query_scalar("SELECT coach_id FROM users WHERE user_id = $1")
+                .bind(&entry.user_id)
+                .fetch_optional(&mut *write.tx)
+                .await
+                .map_err(StoreError::from_sqlx)?
+                .unwrap_or_default();
+            published.push(Arc::new(EntryChange { coach_id, entry: Arc::new(entry) }));
+        }
+        write.tx.commit().await.map_err(StoreError::from_sqlx)?;
+        for change in published {
+            // No receiver is fine: nobody is streaming.
+            let _ = self.changes.send(change);
+        }
+        Ok(())
     }
 
     /// Every user-day that has events, optionally for one user.
@@ -157,12 +196,15 @@ async fn stored_entry(conn: &mut SqliteConnection, user_id: &str, day: NaiveDate
         .transpose()
 }
 
-/// One `BEGIN IMMEDIATE` transaction on the writer connection.
-struct SqliteWrite(sqlx::Transaction<'static, sqlx::Sqlite>);
+/// One `BEGIN IMMEDIATE` transaction on the writer connection, under the write lock.
+struct SqliteWrite {
+    tx: sqlx::Transaction<'static, Sqlite>,
+    _guard: tokio::sync::OwnedMutexGuard<()>,
+}
 
 impl SqliteWrite {
     async fn commit(self) -> StoreResult<()> {
-        self.0.commit().await.map_err(StoreError::from_sqlx)
+        self.tx.commit().await.map_err(StoreError::from_sqlx)
     }
 }
 
@@ -174,7 +216,7 @@ impl WriteTx for SqliteWrite {
         .bind(user_id)
         .bind(kind.as_str())
         .bind(key)
-        .fetch_all(&mut *self.0)
+        .fetch_all(&mut *self.tx)
         .await
         .map_err(StoreError::from_sqlx)?;
         rows.iter().map(|r| Ok((parse_uuid(r.try_get("event_id")?)?, r.try_get("content_hash")?))).collect()
@@ -206,7 +248,7 @@ impl WriteTx for SqliteWrite {
         .bind(micros(event.observed_at))
         .bind(micros(recorded_at))
         .bind(actor)
-        .execute(&mut *self.0)
+        .execute(&mut *self.tx)
         .await
         .map_err(StoreError::from_sqlx)?;
         Ok(())
@@ -219,23 +261,23 @@ impl WriteTx for SqliteWrite {
         )
         .bind(user_id)
         .bind(workout_id)
-        .fetch_all(&mut *self.0)
+        .fetch_all(&mut *self.tx)
         .await
         .map_err(StoreError::from_sqlx)?;
         rows.iter().map(|r| parse_day(r.try_get("day")?)).collect()
     }
 
     async fn fold_input(&mut self, user_id: &str, day: NaiveDate) -> StoreResult<Vec<StoredEvent>> {
-        fold_input(&mut self.0, user_id, day).await
+        fold_input(&mut self.tx, user_id, day).await
     }
 
     async fn stored_day(&mut self, user_id: &str, day: NaiveDate) -> StoreResult<Option<Day>> {
-        Ok(stored_entry(&mut self.0, user_id, day).await?.map(|e| e.body))
+        Ok(stored_entry(&mut self.tx, user_id, day).await?.map(|e| e.body))
     }
 
     async fn next_position(&mut self) -> StoreResult<i64> {
         sqlx::query_scalar("UPDATE feed_position SET position = position + 1 WHERE id = 1 RETURNING position")
-            .fetch_one(&mut *self.0)
+            .fetch_one(&mut *self.tx)
             .await
             .map_err(StoreError::from_sqlx)
     }
@@ -259,7 +301,7 @@ impl WriteTx for SqliteWrite {
         .bind(position)
         .bind(micros(updated_at))
         .bind(body)
-        .execute(&mut *self.0)
+        .execute(&mut *self.tx)
         .await
         .map_err(StoreError::from_sqlx)?;
         Ok(())
@@ -303,20 +345,20 @@ impl Store for SqliteStore {
 
     async fn create_coach(&self, name: &str, token_hash: &str) -> StoreResult<String> {
         let coach_id = new_id();
-        let now = micros(Utc::now());
+        let now = micros(now());
         let mut tx = self.write_tx().await?;
         sqlx::query("INSERT INTO coaches (coach_id, name, created_at_us) VALUES ($1, $2, $3)")
             .bind(&coach_id)
             .bind(name)
             .bind(now)
-            .execute(&mut *tx.0)
+            .execute(&mut *tx.tx)
             .await
             .map_err(StoreError::from_sqlx)?;
         sqlx::query("INSERT INTO tokens (token_hash, role, subject_id, created_at_us) VALUES ($1, 'coach', $2, $3)")
             .bind(token_hash)
             .bind(&coach_id)
             .bind(now)
-            .execute(&mut *tx.0)
+            .execute(&mut *tx.tx)
             .await
             .map_err(StoreError::from_sqlx)?;
         tx.commit().await?;
@@ -325,11 +367,11 @@ impl Store for SqliteStore {
 
     async fn create_client(&self, coach_id: &str, device_name: &str, token_hash: &str) -> StoreResult<Option<String>> {
         let user_id = new_id();
-        let now = micros(Utc::now());
+        let now = micros(now());
         let mut tx = self.write_tx().await?;
         let coach: Option<String> = sqlx::query_scalar("SELECT coach_id FROM coaches WHERE coach_id = $1")
             .bind(coach_id)
-            .fetch_optional(&mut *tx.0)
+            .fetch_optional(&mut *tx.tx)
             .await
             .map_err(StoreError::from_sqlx)?;
         if coach.is_none() {
@@ -339,7 +381,7 @@ impl Store for SqliteStore {
             .bind(&user_id)
             .bind(coach_id)
             .bind(now)
-            .execute(&mut *tx.0)
+            .execute(&mut *tx.tx)
             .await
             .map_err(StoreError::from_sqlx)?;
         sqlx::query(
@@ -351,7 +393,7 @@ impl Store for SqliteStore {
         .bind(new_id())
         .bind(device_name)
         .bind(now)
-        .execute(&mut *tx.0)
+        .execute(&mut *tx.tx)
         .await
         .map_err(StoreError::from_sqlx)?;
         tx.commit().await?;
@@ -366,8 +408,8 @@ impl Store for SqliteStore {
         rule: &PriorityRule,
     ) -> StoreResult<Vec<AppendOutcome>> {
         let mut tx = self.write_tx().await?;
-        let outcomes = projector::append(&mut tx, user_id, actor, &events, rule, Utc::now()).await?;
-        tx.commit().await?;
+        let (outcomes, changed) = projector::append(&mut tx, user_id, actor, &events, rule, now()).await?;
+        self.commit_and_publish(tx, changed).await?;
         Ok(outcomes)
     }
 
@@ -405,6 +447,50 @@ impl Store for SqliteStore {
         fold_input(&mut conn, user_id, day).await
     }
 
+    fn changes(&self) -> broadcast::Receiver<Arc<EntryChange>> {
+        self.changes.subscribe()
+    }
+
+    async fn head_position(&self) -> StoreResult<i64> {
+        sqlx::query_scalar("SELECT position FROM feed_position WHERE id = 1")
+            .fetch_one(&self.readers)
+            .await
+            .map_err(StoreError::from_sqlx)
+    }
+
+    async fn feed_page(
+        &self,
+        filter: &FeedFilter,
+        after: i64,
+        up_to: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<StoredEntry>> {
+        let mut query = QueryBuilder::<Sqlite>::new(
+            "SELECT e.user_id, e.day, e.position, e.updated_at_us, e.body FROM entries e WHERE e.position > ",
+        );
+        query.push_bind(after).push(" AND e.position <= ").push_bind(up_to);
+        match filter {
+            FeedFilter::All => {}
+            FeedFilter::Users(users) => {
+                query.push(" AND e.user_id IN (");
+                let mut list = query.separated(", ");
+                for user in users {
+                    list.push_bind(user);
+                }
+                list.push_unseparated(")");
+            }
+            FeedFilter::Coach(coach_id) => {
+                query
+                    .push(" AND e.user_id IN (SELECT user_id FROM users WHERE coach_id = ")
+                    .push_bind(coach_id)
+                    .push(")");
+            }
+        }
+        query.push(" ORDER BY e.position LIMIT ").push_bind(i64::from(limit));
+        let rows = query.build().fetch_all(&self.readers).await.map_err(StoreError::from_sqlx)?;
+        rows.iter().map(entry_from_row).collect()
+    }
+
     async fn recompute_day(
         &self,
         user_id: &str,
@@ -412,9 +498,9 @@ impl Store for SqliteStore {
         rule: &PriorityRule,
     ) -> StoreResult<Option<StoredEntry>> {
         let mut tx = self.write_tx().await?;
-        projector::refold_day(&mut tx, user_id, day, rule, Utc::now()).await?;
-        let entry = stored_entry(&mut tx.0, user_id, day).await?;
-        tx.commit().await?;
+        let changed = projector::refold_day(&mut tx, user_id, day, rule, now()).await?;
+        let entry = stored_entry(&mut tx.tx, user_id, day).await?;
+        self.commit_and_publish(tx, changed.into_iter().collect()).await?;
         Ok(entry)
     }
 
@@ -422,8 +508,8 @@ impl Store for SqliteStore {
         let mut stats = RebuildStats::default();
         for (user, day, events) in self.event_days(user_id).await? {
             let mut tx = self.write_tx().await?;
-            projector::refold_day(&mut tx, &user, day, rule, Utc::now()).await?;
-            tx.commit().await?;
+            let changed = projector::refold_day(&mut tx, &user, day, rule, now()).await?;
+            self.commit_and_publish(tx, changed.into_iter().collect()).await?;
             stats.days_rebuilt += 1;
             stats.events_replayed += events as u64;
         }

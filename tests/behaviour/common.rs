@@ -35,6 +35,11 @@ macro_rules! each_backend {
     };
 }
 
+/// Small, so that tests exercise the path where a subscriber lags behind the live buffer.
+pub const FEED_BUFFER: usize = 16;
+/// Short, so that heartbeats show up within a test.
+pub const HEARTBEAT: std::time::Duration = std::time::Duration::from_millis(300);
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     Sqlite,
@@ -52,6 +57,7 @@ pub struct TestServer {
     pub coach: Account,
     pub client: Account,
     channel: Channel,
+    channel_uri: String,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<anyhow::Result<()>>>,
     dir: Arc<TempDir>,
@@ -64,7 +70,7 @@ impl TestServer {
             Backend::Sqlite => {
                 let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
                 let db_url = format!("sqlite://{}", dir.path().join("coachfit.db").display());
-                let store = SqliteStore::open(&db_url).await.expect("open sqlite");
+                let store = SqliteStore::open(&db_url).await.expect("open sqlite").with_feed_buffer(FEED_BUFFER);
                 let (coach_id, coach_token) = accounts::create_coach(&store, "Coach Carla").await.unwrap();
                 let (user_id, device_token) =
                     accounts::create_client(&store, &coach_id, "iPhone").await.unwrap().unwrap();
@@ -85,18 +91,31 @@ impl TestServer {
         let admin_token = accounts::new_token();
         let (listener, addr) = server::bind("127.0.0.1:0".parse().unwrap()).await.expect("bind");
         let (tx, rx) = oneshot::channel::<()>();
-        let options = ServerOptions { admin_token: Some(admin_token.clone()), ..ServerOptions::default() };
+        let options =
+            ServerOptions { admin_token: Some(admin_token.clone()), heartbeat: HEARTBEAT, ..ServerOptions::default() };
         let task = tokio::spawn(server::serve(store.clone(), listener, options, async {
             let _ = rx.await;
         }));
-        let channel = Channel::from_shared(format!("http://{addr}")).unwrap().connect().await.expect("connect");
-        TestServer { db_url, store, admin_token, coach, client, channel, shutdown: Some(tx), task: Some(task), dir }
+        let channel_uri = format!("http://{addr}");
+        let channel = Channel::from_shared(channel_uri.clone()).unwrap().connect().await.expect("connect");
+        TestServer {
+            db_url,
+            store,
+            admin_token,
+            coach,
+            client,
+            channel,
+            channel_uri,
+            shutdown: Some(tx),
+            task: Some(task),
+            dir,
+        }
     }
 
     /// Stops the server (letting in-flight calls finish) and starts a new one on the same database.
     pub async fn restart(mut self) -> TestServer {
         self.stop().await;
-        let store = SqliteStore::open(&self.db_url).await.expect("reopen sqlite");
+        let store = SqliteStore::open(&self.db_url).await.expect("reopen sqlite").with_feed_buffer(FEED_BUFFER);
         let coach = std::mem::replace(&mut self.coach, Account { id: String::new(), token: String::new() });
         let client = std::mem::replace(&mut self.client, Account { id: String::new(), token: String::new() });
         Self::launch(store, self.db_url.clone(), self.dir.clone(), coach, client).await
@@ -131,6 +150,15 @@ impl TestServer {
 
     pub fn entries(&self, token: &str) -> EntryServiceClient<InterceptedService<Channel, Bearer>> {
         EntryServiceClient::new(self.authed(token))
+    }
+
+    /// A client on a connection of its own (a dashboard on another machine).
+    pub async fn entries_on_new_connection(
+        &self,
+        token: &str,
+    ) -> EntryServiceClient<InterceptedService<Channel, Bearer>> {
+        let channel = Channel::from_shared(self.channel_uri.clone()).unwrap().connect().await.expect("connect");
+        EntryServiceClient::new(InterceptedService::new(channel, Bearer::new(token)))
     }
 
     pub fn admin(&self, token: &str) -> AdminServiceClient<InterceptedService<Channel, Bearer>> {

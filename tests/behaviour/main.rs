@@ -8,4 +8,5 @@ mod auth;
 mod cli;
 mod entries;
 mod ingest;
+mod stream;
 mod workouts;
