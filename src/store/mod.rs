@@ -2,6 +2,7 @@
 //! principals behind tokens. One interface; `sqlite` implements it (PostgreSQL follows).
 
 mod projector;
+mod sql;
 pub mod sqlite;
 
 use std::future::Future;

@@ -1,0 +1,502 @@
+//! SQL shared by the SQLite and PostgreSQL stores.
+//!
+//! Both schemas use portable column types (TEXT ids and days, BIGINT microseconds) and the
+//! statements use `$n` placeholders, which both drivers accept, so one body of query code
+//! serves both. It is written once in `sql_store!` and expanded per backend: sqlx has no
+//! practical generic-over-database form for async code that must be `Send`, and `sqlx::Any`
+//! would give up typed pools and backend-specific connect options. Each backend supplies
+//! only what really differs: connecting, `write_tx` (how writers are serialized),
+//! `commit_and_publish` (how the live feed learns of a commit) and `readers()`.
+
+use std::str::FromStr;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use uuid::Uuid;
+
+use super::{StoreError, StoreResult};
+
+pub(crate) const EVENT_COLUMNS: &str = "seq, event_id, day, source, observed_at_us, recorded_at_us, actor, payload";
+
+pub(crate) fn micros(at: DateTime<Utc>) -> i64 {
+    at.timestamp_micros()
+}
+
+pub(crate) fn from_micros(us: i64) -> StoreResult<DateTime<Utc>> {
+    DateTime::from_timestamp_micros(us).ok_or_else(|| StoreError::Corrupt(format!("timestamp {us}")))
+}
+
+pub(crate) fn parse_day(text: String) -> StoreResult<NaiveDate> {
+    NaiveDate::from_str(&text).map_err(|_| StoreError::Corrupt(format!("day {text}")))
+}
+
+pub(crate) fn parse_uuid(text: &str) -> StoreResult<Uuid> {
+    Uuid::parse_str(text).map_err(|_| StoreError::Corrupt(format!("uuid {text}")))
+}
+
+/// Expands the shared queries, the `WriteTx` implementation and the `Store`
+/// implementation for one backend: `sql_store!(Database, StoreType, WriteType)`.
+macro_rules! sql_store {
+    ($db:ident, $store:ident, $write:ident) => {
+        impl $store {
+            /// Every user-day that has events, optionally for one user.
+            async fn event_days(&self, user_id: Option<&str>) -> StoreResult<Vec<(String, NaiveDate, i64)>> {
+                let rows = sqlx::query(
+                    "SELECT user_id, day, COUNT(*) AS n FROM events
+             WHERE day IS NOT NULL AND ($1 IS NULL OR user_id = $1)
+             GROUP BY user_id, day ORDER BY user_id, day",
+                )
+                .bind(user_id)
+                .fetch_all(self.readers())
+                .await
+                .map_err(StoreError::from_sqlx)?;
+                rows.iter()
+                    .map(|r| Ok((r.try_get("user_id")?, parse_day(r.try_get("day")?)?, r.try_get("n")?)))
+                    .collect()
+            }
+        }
+
+        fn event_from_row(row: &<$db as sqlx::Database>::Row) -> StoreResult<StoredEvent> {
+            let day: Option<String> = row.try_get("day")?;
+            let source: String = row.try_get("source")?;
+            let payload: String = row.try_get("payload")?;
+            Ok(StoredEvent {
+                seq: row.try_get("seq")?,
+                event_id: parse_uuid(row.try_get("event_id")?)?,
+                day: day.map(parse_day).transpose()?,
+                source: Source::parse(&source).ok_or_else(|| StoreError::Corrupt(format!("source {source}")))?,
+                observed_at: from_micros(row.try_get("observed_at_us")?)?,
+                recorded_at: from_micros(row.try_get("recorded_at_us")?)?,
+                actor: row.try_get("actor")?,
+                payload: serde_json::from_str::<Payload>(&payload)
+                    .map_err(|e| StoreError::Corrupt(format!("payload: {e}")))?,
+            })
+        }
+
+        fn entry_from_row(row: &<$db as sqlx::Database>::Row) -> StoreResult<StoredEntry> {
+            let body: String = row.try_get("body")?;
+            Ok(StoredEntry {
+                user_id: row.try_get("user_id")?,
+                day: parse_day(row.try_get("day")?)?,
+                position: row.try_get("position")?,
+                updated_at: from_micros(row.try_get("updated_at_us")?)?,
+                body: serde_json::from_str(&body).map_err(|e| StoreError::Corrupt(format!("entry: {e}")))?,
+            })
+        }
+
+        /// The events the fold of `day` reads: the day's own, plus every other revision and
+        /// deletion of the workouts that appear on it (a workout can move to another day).
+        async fn fold_input(
+            conn: &mut <$db as sqlx::Database>::Connection,
+            user_id: &str,
+            day: NaiveDate,
+        ) -> StoreResult<Vec<StoredEvent>> {
+            let day_text = day.to_string();
+            let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE user_id = $1 AND day = $2 ORDER BY seq");
+            let rows = sqlx::query(&sql)
+                .bind(user_id)
+                .bind(&day_text)
+                .fetch_all(&mut *conn)
+                .await
+                .map_err(StoreError::from_sqlx)?;
+            let mut events = rows.iter().map(event_from_row).collect::<StoreResult<Vec<_>>>()?;
+            let mut workout_ids: Vec<String> =
+                events.iter().filter_map(|e| e.payload.workout_id().map(str::to_string)).collect();
+            workout_ids.sort();
+            workout_ids.dedup();
+            let related = format!(
+                "SELECT {EVENT_COLUMNS} FROM events
+         WHERE user_id = $1 AND kind IN ('workout', 'workout_deleted') AND dedupe_key = $2
+           AND (day IS NULL OR day <> $3)"
+            );
+            for workout_id in workout_ids {
+                let rows = sqlx::query(&related)
+                    .bind(user_id)
+                    .bind(&workout_id)
+                    .bind(&day_text)
+                    .fetch_all(&mut *conn)
+                    .await
+                    .map_err(StoreError::from_sqlx)?;
+                for row in &rows {
+                    events.push(event_from_row(row)?);
+                }
+            }
+            events.sort_by_key(|e| e.seq);
+            Ok(events)
+        }
+
+        async fn stored_entry(
+            conn: &mut <$db as sqlx::Database>::Connection,
+            user_id: &str,
+            day: NaiveDate,
+        ) -> StoreResult<Option<StoredEntry>> {
+            sqlx::query(
+                "SELECT user_id, day, position, updated_at_us, body FROM entries WHERE user_id = $1 AND day = $2",
+            )
+            .bind(user_id)
+            .bind(day.to_string())
+            .fetch_optional(conn)
+            .await
+            .map_err(StoreError::from_sqlx)?
+            .as_ref()
+            .map(entry_from_row)
+            .transpose()
+        }
+
+        impl $crate::store::projector::WriteTx for $write {
+            async fn events_with_key(
+                &mut self,
+                user_id: &str,
+                kind: EventKind,
+                key: &str,
+            ) -> StoreResult<Vec<(Uuid, String)>> {
+                let rows = sqlx::query(
+                    "SELECT event_id, content_hash FROM events WHERE user_id = $1 AND kind = $2 AND dedupe_key = $3",
+                )
+                .bind(user_id)
+                .bind(kind.as_str())
+                .bind(key)
+                .fetch_all(&mut *self.tx)
+                .await
+                .map_err(StoreError::from_sqlx)?;
+                rows.iter().map(|r| Ok((parse_uuid(r.try_get("event_id")?)?, r.try_get("content_hash")?))).collect()
+            }
+
+            async fn insert_event(
+                &mut self,
+                user_id: &str,
+                actor: &str,
+                event: &NewEvent,
+                day: Option<NaiveDate>,
+                event_id: Uuid,
+                recorded_at: DateTime<Utc>,
+            ) -> StoreResult<()> {
+                let payload = serde_json::to_string(&event.payload).expect("payloads serialize");
+                sqlx::query(
+                    "INSERT INTO events (event_id, user_id, day, kind, source, dedupe_key, content_hash, payload,
+                                 observed_at_us, recorded_at_us, actor)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                )
+                .bind(event_id.to_string())
+                .bind(user_id)
+                .bind(day.map(|d| d.to_string()))
+                .bind(event.kind().as_str())
+                .bind(event.source.as_str())
+                .bind(event.stored_key(event_id))
+                .bind(&event.content_hash)
+                .bind(payload)
+                .bind(micros(event.observed_at))
+                .bind(micros(recorded_at))
+                .bind(actor)
+                .execute(&mut *self.tx)
+                .await
+                .map_err(StoreError::from_sqlx)?;
+                Ok(())
+            }
+
+            async fn workout_revision_days(&mut self, user_id: &str, workout_id: &str) -> StoreResult<Vec<NaiveDate>> {
+                let rows = sqlx::query(
+                    "SELECT day FROM events WHERE user_id = $1 AND kind = 'workout' AND dedupe_key = $2
+             ORDER BY observed_at_us DESC, seq DESC",
+                )
+                .bind(user_id)
+                .bind(workout_id)
+                .fetch_all(&mut *self.tx)
+                .await
+                .map_err(StoreError::from_sqlx)?;
+                rows.iter().map(|r| parse_day(r.try_get("day")?)).collect()
+            }
+
+            async fn fold_input(&mut self, user_id: &str, day: NaiveDate) -> StoreResult<Vec<StoredEvent>> {
+                fold_input(&mut self.tx, user_id, day).await
+            }
+
+            async fn stored_day(&mut self, user_id: &str, day: NaiveDate) -> StoreResult<Option<Day>> {
+                Ok(stored_entry(&mut self.tx, user_id, day).await?.map(|e| e.body))
+            }
+
+            async fn next_position(&mut self) -> StoreResult<i64> {
+                sqlx::query_scalar("UPDATE feed_position SET position = position + 1 WHERE id = 1 RETURNING position")
+                    .fetch_one(&mut *self.tx)
+                    .await
+                    .map_err(StoreError::from_sqlx)
+            }
+
+            async fn upsert_entry(
+                &mut self,
+                user_id: &str,
+                day: NaiveDate,
+                position: i64,
+                updated_at: DateTime<Utc>,
+                body: &Day,
+            ) -> StoreResult<()> {
+                let body = serde_json::to_string(body).expect("days serialize");
+                sqlx::query(
+                    "INSERT INTO entries (user_id, day, position, updated_at_us, body) VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (user_id, day) DO UPDATE
+             SET position = excluded.position, updated_at_us = excluded.updated_at_us, body = excluded.body",
+                )
+                .bind(user_id)
+                .bind(day.to_string())
+                .bind(position)
+                .bind(micros(updated_at))
+                .bind(body)
+                .execute(&mut *self.tx)
+                .await
+                .map_err(StoreError::from_sqlx)?;
+                Ok(())
+            }
+        }
+
+        impl $crate::store::Store for $store {
+            async fn ping(&self) -> StoreResult<()> {
+                sqlx::query("SELECT 1").execute(self.readers()).await.map_err(StoreError::from_sqlx)?;
+                Ok(())
+            }
+
+            async fn token_owner(&self, token_hash: &str) -> StoreResult<Option<TokenOwner>> {
+                let row = sqlx::query(
+                    "SELECT role, subject_id, device_id FROM tokens WHERE token_hash = $1 AND revoked_at_us IS NULL",
+                )
+                .bind(token_hash)
+                .fetch_optional(self.readers())
+                .await
+                .map_err(StoreError::from_sqlx)?;
+                let Some(row) = row else { return Ok(None) };
+                let role: String = row.try_get("role")?;
+                let subject_id: String = row.try_get("subject_id")?;
+                Ok(match role.as_str() {
+                    "device" => Some(TokenOwner::Device {
+                        user_id: subject_id,
+                        device_id: row.try_get::<Option<String>, _>("device_id")?.unwrap_or_default(),
+                    }),
+                    "coach" => Some(TokenOwner::Coach { coach_id: subject_id }),
+                    other => return Err(StoreError::Corrupt(format!("token role {other}"))),
+                })
+            }
+
+            async fn coach_of(&self, user_id: &str) -> StoreResult<Option<String>> {
+                sqlx::query_scalar("SELECT coach_id FROM users WHERE user_id = $1")
+                    .bind(user_id)
+                    .fetch_optional(self.readers())
+                    .await
+                    .map_err(StoreError::from_sqlx)
+            }
+
+            async fn create_coach(&self, name: &str, token_hash: &str) -> StoreResult<String> {
+                let coach_id = new_id();
+                let now = micros(now());
+                let mut tx = self.write_tx(None).await?;
+                sqlx::query("INSERT INTO coaches (coach_id, name, created_at_us) VALUES ($1, $2, $3)")
+                    .bind(&coach_id)
+                    .bind(name)
+                    .bind(now)
+                    .execute(&mut *tx.tx)
+                    .await
+                    .map_err(StoreError::from_sqlx)?;
+                sqlx::query(
+                    "INSERT INTO tokens (token_hash, role, subject_id, created_at_us) VALUES ($1, 'coach', $2, $3)",
+                )
+                .bind(token_hash)
+                .bind(&coach_id)
+                .bind(now)
+                .execute(&mut *tx.tx)
+                .await
+                .map_err(StoreError::from_sqlx)?;
+                tx.commit().await?;
+                Ok(coach_id)
+            }
+
+            async fn create_client(
+                &self,
+                coach_id: &str,
+                device_name: &str,
+                token_hash: &str,
+            ) -> StoreResult<Option<String>> {
+                let user_id = new_id();
+                let now = micros(now());
+                let mut tx = self.write_tx(None).await?;
+                let coach: Option<String> = sqlx::query_scalar("SELECT coach_id FROM coaches WHERE coach_id = $1")
+                    .bind(coach_id)
+                    .fetch_optional(&mut *tx.tx)
+                    .await
+                    .map_err(StoreError::from_sqlx)?;
+                if coach.is_none() {
+                    return Ok(None);
+                }
+                sqlx::query("INSERT INTO users (user_id, coach_id, created_at_us) VALUES ($1, $2, $3)")
+                    .bind(&user_id)
+                    .bind(coach_id)
+                    .bind(now)
+                    .execute(&mut *tx.tx)
+                    .await
+                    .map_err(StoreError::from_sqlx)?;
+                sqlx::query(
+                    "INSERT INTO tokens (token_hash, role, subject_id, device_id, device_name, created_at_us)
+             VALUES ($1, 'device', $2, $3, $4, $5)",
+                )
+                .bind(token_hash)
+                .bind(&user_id)
+                .bind(new_id())
+                .bind(device_name)
+                .bind(now)
+                .execute(&mut *tx.tx)
+                .await
+                .map_err(StoreError::from_sqlx)?;
+                tx.commit().await?;
+                Ok(Some(user_id))
+            }
+
+            async fn append(
+                &self,
+                user_id: &str,
+                actor: &str,
+                events: Vec<NewEvent>,
+                rule: &PriorityRule,
+            ) -> StoreResult<Vec<AppendOutcome>> {
+                let mut tx = self.write_tx(Some(user_id)).await?;
+                let (outcomes, changed) = projector::append(&mut tx, user_id, actor, &events, rule, now()).await?;
+                self.commit_and_publish(tx, changed).await?;
+                Ok(outcomes)
+            }
+
+            async fn get_entry(&self, user_id: &str, day: NaiveDate) -> StoreResult<Option<StoredEntry>> {
+                let mut conn = self.readers().acquire().await.map_err(StoreError::from_sqlx)?;
+                stored_entry(&mut conn, user_id, day).await
+            }
+
+            async fn list_entries(
+                &self,
+                user_id: &str,
+                start: NaiveDate,
+                end: NaiveDate,
+                after: Option<NaiveDate>,
+                limit: u32,
+            ) -> StoreResult<Vec<StoredEntry>> {
+                let rows = sqlx::query(
+                    "SELECT user_id, day, position, updated_at_us, body FROM entries
+             WHERE user_id = $1 AND day >= $2 AND day <= $3 AND ($4 IS NULL OR day > $4)
+             ORDER BY day LIMIT $5",
+                )
+                .bind(user_id)
+                .bind(start.to_string())
+                .bind(end.to_string())
+                .bind(after.map(|d| d.to_string()))
+                .bind(i64::from(limit))
+                .fetch_all(self.readers())
+                .await
+                .map_err(StoreError::from_sqlx)?;
+                rows.iter().map(entry_from_row).collect()
+            }
+
+            async fn fold_input(&self, user_id: &str, day: NaiveDate) -> StoreResult<Vec<StoredEvent>> {
+                let mut conn = self.readers().acquire().await.map_err(StoreError::from_sqlx)?;
+                fold_input(&mut conn, user_id, day).await
+            }
+
+            fn changes(&self) -> broadcast::Receiver<Arc<EntryChange>> {
+                self.changes.subscribe()
+            }
+
+            async fn head_position(&self) -> StoreResult<i64> {
+                sqlx::query_scalar("SELECT position FROM feed_position WHERE id = 1")
+                    .fetch_one(self.readers())
+                    .await
+                    .map_err(StoreError::from_sqlx)
+            }
+
+            async fn feed_page(
+                &self,
+                filter: &FeedFilter,
+                after: i64,
+                up_to: i64,
+                limit: u32,
+            ) -> StoreResult<Vec<StoredEntry>> {
+                let mut query = sqlx::QueryBuilder::<$db>::new(
+                    "SELECT e.user_id, e.day, e.position, e.updated_at_us, e.body FROM entries e WHERE e.position > ",
+                );
+                query.push_bind(after).push(" AND e.position <= ").push_bind(up_to);
+                match filter {
+                    FeedFilter::All => {}
+                    FeedFilter::Users(users) => {
+                        query.push(" AND e.user_id IN (");
+                        let mut list = query.separated(", ");
+                        for user in users {
+                            list.push_bind(user);
+                        }
+                        list.push_unseparated(")");
+                    }
+                    FeedFilter::Coach(coach_id) => {
+                        query
+                            .push(" AND e.user_id IN (SELECT user_id FROM users WHERE coach_id = ")
+                            .push_bind(coach_id)
+                            .push(")");
+                    }
+                }
+                query.push(" ORDER BY e.position LIMIT ").push_bind(i64::from(limit));
+                let rows = query.build().fetch_all(self.readers()).await.map_err(StoreError::from_sqlx)?;
+                rows.iter().map(entry_from_row).collect()
+            }
+
+            async fn recompute_day(
+                &self,
+                user_id: &str,
+                day: NaiveDate,
+                rule: &PriorityRule,
+            ) -> StoreResult<Option<StoredEntry>> {
+                let mut tx = self.write_tx(Some(user_id)).await?;
+                let changed = projector::refold_day(&mut tx, user_id, day, rule, now()).await?;
+                let entry = stored_entry(&mut tx.tx, user_id, day).await?;
+                self.commit_and_publish(tx, changed.into_iter().collect()).await?;
+                Ok(entry)
+            }
+
+            async fn rebuild(&self, user_id: Option<&str>, rule: &PriorityRule) -> StoreResult<RebuildStats> {
+                let mut stats = RebuildStats::default();
+                for (user, day, events) in self.event_days(user_id).await? {
+                    let mut tx = self.write_tx(Some(&user)).await?;
+                    let changed = projector::refold_day(&mut tx, &user, day, rule, now()).await?;
+                    self.commit_and_publish(tx, changed.into_iter().collect()).await?;
+                    stats.days_rebuilt += 1;
+                    stats.events_replayed += events as u64;
+                }
+                Ok(stats)
+            }
+
+            async fn verify(&self, rule: &PriorityRule) -> StoreResult<Vec<Mismatch>> {
+                let mut mismatches = Vec::new();
+                let mut conn = self.readers().acquire().await.map_err(StoreError::from_sqlx)?;
+                for (user_id, day, _) in self.event_days(None).await? {
+                    let input = fold_input(&mut conn, &user_id, day).await?;
+                    let stored = stored_entry(&mut conn, &user_id, day).await?.map(|e| e.body);
+                    if stored != Some(fold(day, &input, rule)) {
+                        mismatches.push(Mismatch { user_id, day });
+                    }
+                }
+                Ok(mismatches)
+            }
+        }
+    };
+}
+
+pub(crate) use sql_store;
+
+/// The names `sql_store!` expects in scope where it expands.
+macro_rules! shared_imports {
+    () => {
+        #[allow(unused_imports)]
+        use {
+            super::projector::{self, AppendOutcome},
+            super::sql::{from_micros, micros, parse_day, parse_uuid, EVENT_COLUMNS},
+            super::{new_id, now, FeedFilter, Mismatch, RebuildStats, Store, TokenOwner},
+            crate::domain::event::{EventKind, NewEvent, Payload, StoredEvent},
+            crate::domain::fold::{fold, Day},
+            crate::domain::priority::PriorityRule,
+            crate::domain::Source,
+            chrono::{DateTime, NaiveDate, Utc},
+            sqlx::Row,
+            uuid::Uuid,
+        };
+    };
+}
+
+pub(crate) use shared_imports;
