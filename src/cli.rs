@@ -11,6 +11,7 @@ use crate::accounts;
 use crate::config::{AdminCommand, Cli, Command, LogFormat};
 use crate::domain::priority::PriorityRule;
 use crate::server::{self, ServerOptions};
+use crate::store::postgres::{PgSettings, PostgresStore};
 use crate::store::sqlite::SqliteStore;
 use crate::store::Store;
 
@@ -37,17 +38,6 @@ fn init_logging(format: LogFormat) {
     };
 }
 
-/// Opens the database the URL names, running migrations.
-pub async fn open_store(url: &str) -> anyhow::Result<SqliteStore> {
-    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        bail!("PostgreSQL is not supported by this build yet; use a sqlite:// URL");
-    }
-    if !url.starts_with("sqlite:") {
-        bail!("unsupported database URL (expected sqlite://PATH)");
-    }
-    SqliteStore::open(url).await.context("opening the database")
-}
-
 pub fn load_rule(cli: &Cli) -> anyhow::Result<PriorityRule> {
     match &cli.priority_file {
         None => Ok(PriorityRule::default()),
@@ -58,10 +48,24 @@ pub fn load_rule(cli: &Cli) -> anyhow::Result<PriorityRule> {
     }
 }
 
+/// Opens the database the URL names (running migrations) and runs the command on it.
 async fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
     let rule = load_rule(&cli)?;
-    let store = open_store(&cli.database_url).await?;
-    match cli.command {
+    let url = cli.database_url.as_str();
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        let settings = PgSettings { max_connections: cli.db_max_connections, ..PgSettings::default() };
+        let store = PostgresStore::open(url, &settings).await.context("opening PostgreSQL")?;
+        run_command(store, cli.command, rule).await
+    } else if url.starts_with("sqlite:") {
+        let store = SqliteStore::open(url).await.context("opening SQLite")?;
+        run_command(store, cli.command, rule).await
+    } else {
+        bail!("unsupported database URL: expected sqlite://PATH or postgres://…")
+    }
+}
+
+async fn run_command<S: Store>(store: S, command: Command, rule: PriorityRule) -> anyhow::Result<ExitCode> {
+    match command {
         Command::Serve { listen, admin_token, heartbeat_secs } => {
             let (listener, addr) = server::bind(listen).await.with_context(|| format!("binding {listen}"))?;
             tracing::info!(%addr, "coachfit listening");

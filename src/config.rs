@@ -12,6 +12,10 @@ pub struct Cli {
     #[arg(long, global = true, env = "COACHFIT_DATABASE_URL", default_value = "sqlite://coachfit.db")]
     pub database_url: String,
 
+    /// PostgreSQL connection pool size per instance.
+    #[arg(long, global = true, env = "COACHFIT_DB_MAX_CONNECTIONS", default_value_t = 10)]
+    pub db_max_connections: u32,
+
     /// JSON file overriding the source priority per field (see README).
     #[arg(long, global = true, env = "COACHFIT_PRIORITY_FILE")]
     pub priority_file: Option<PathBuf>,

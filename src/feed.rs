@@ -1,8 +1,9 @@
 //! The live entry feed behind `StreamEntries`: catch up from the store by position, then
 //! follow the store's change broadcast.
 //!
-//! Positions are dense and committed in order, so a follower that tracks the last global
-//! position it has accounted for (its cursor) can tell a complete live sequence from a gap.
+//! Positions are committed in order, and each published change says after which position it
+//! follows, so a follower that tracks the last global position it has accounted for (its
+//! cursor) can tell a complete live sequence from a gap.
 //! On a gap, or when it lagged behind the broadcast buffer, it reads the missed range back
 //! from the store instead of being dropped or slowing writers. Entries are read back in
 //! their latest state, so intermediate versions may collapse; positions never go backwards.
@@ -125,7 +126,7 @@ impl<S: Store> Follower<S> {
         if position <= self.cursor {
             return Ok(false);
         }
-        if position > self.cursor + 1 {
+        if change.after > self.cursor {
             return self.catch_up().await;
         }
         self.cursor = position;

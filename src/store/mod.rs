@@ -1,6 +1,7 @@
 //! Storage: the append-only events table, the read models folded from it, and the
 //! principals behind tokens. One interface; `sqlite` implements it (PostgreSQL follows).
 
+pub mod postgres;
 mod projector;
 mod sql;
 pub mod sqlite;
@@ -37,11 +38,23 @@ impl StoreError {
             sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed => {
                 StoreError::Unavailable(err)
             }
-            sqlx::Error::Database(ref db) if db.message().contains("database is locked") => {
-                StoreError::Unavailable(err)
-            }
+            sqlx::Error::Database(ref db) if is_unavailable(db.as_ref()) => StoreError::Unavailable(err),
             other => StoreError::Database(other),
         }
+    }
+}
+
+/// Database errors that mean "not reachable right now" rather than "this request is wrong".
+fn is_unavailable(db: &dyn sqlx::error::DatabaseError) -> bool {
+    match db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>() {
+        // Connection exceptions (08), insufficient resources (53), operator intervention such
+        // as a terminated backend or a statement timeout (57), not accepting connections (55000).
+        Some(pg) => {
+            let code = pg.code();
+            code.starts_with("08") || code.starts_with("53") || code.starts_with("57") || code == "55000"
+        }
+        // SQLite: a busy or locked database.
+        None => db.message().contains("database is locked"),
     }
 }
 
@@ -67,6 +80,9 @@ pub struct StoredEntry {
 /// A committed change to an Entry, as the live feed carries it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EntryChange {
+    /// The publisher has delivered every change up to this position: a follower whose
+    /// cursor is at least here misses nothing by taking this change next.
+    pub after: i64,
     /// The coach of the entry's user, so coach streams can filter without a lookup.
     pub coach_id: String,
     /// Shared by every subscriber that receives it.

@@ -79,7 +79,7 @@ impl SqliteStore {
                 .await
                 .map_err(StoreError::from_sqlx)?
                 .unwrap_or_default();
-            published.push(Arc::new(EntryChange { coach_id, entry: Arc::new(entry) }));
+            published.push(Arc::new(EntryChange { after: entry.position - 1, coach_id, entry: Arc::new(entry) }));
         }
         write.tx.commit().await.map_err(StoreError::from_sqlx)?;
         for change in published {

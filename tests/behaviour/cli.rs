@@ -29,12 +29,7 @@ async fn verify_reports_a_tampered_day_and_rebuild_repairs_it(backend: Backend) 
     assert!(coachfit(&server.db_url, &["verify"]).status.success());
 
     // Tamper with the read model behind the service's back.
-    let pool = sqlx::SqlitePool::connect(&server.db_url).await.unwrap();
-    sqlx::query("UPDATE entries SET body = replace(body, '\"steps\":4000', '\"steps\":4001')")
-        .execute(&pool)
-        .await
-        .unwrap();
-    pool.close().await;
+    server.execute_sql("UPDATE entries SET body = replace(body, '\"steps\":4000', '\"steps\":4001')").await;
 
     let verify = coachfit(&server.db_url, &["verify"]);
     assert!(!verify.status.success());

@@ -1,7 +1,6 @@
-//! `TestServer::start(backend)`: a running server with a fresh database, an admin token,
-//! one coach and one client, plus typed clients that send bearer tokens.
-
-use std::sync::Arc;
+//! `TestServer::start(backend)`: a running server on 127.0.0.1:0 with a fresh database of
+//! its own, an admin token, one coach and one client, plus typed clients that send bearer
+//! tokens.
 
 use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
 use coachfit::accounts;
@@ -10,8 +9,6 @@ use coachfit::proto::v1::admin_service_client::AdminServiceClient;
 use coachfit::proto::v1::entry_service_client::EntryServiceClient;
 use coachfit::proto::v1::ingest_service_client::IngestServiceClient;
 use coachfit::server::{self, ServerOptions};
-use coachfit::store::sqlite::SqliteStore;
-use tempfile::TempDir;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tonic::metadata::{Ascii, MetadataValue};
@@ -19,6 +16,9 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::service::Interceptor;
 use tonic::transport::Channel;
 use tonic::{Request, Status};
+
+pub use crate::database::Backend;
+use crate::database::{AnyStore, TestDatabase};
 
 /// Runs each named scenario `async fn name(backend: Backend)` once per backend.
 #[macro_export]
@@ -32,6 +32,14 @@ macro_rules! each_backend {
                 }
             )*
         }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::common::Backend::Postgres).await
+                }
+            )*
+        }
     };
 }
 
@@ -40,85 +48,102 @@ pub const FEED_BUFFER: usize = 16;
 /// Short, so that heartbeats show up within a test.
 pub const HEARTBEAT: std::time::Duration = std::time::Duration::from_millis(300);
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    Sqlite,
-}
-
+#[derive(Clone)]
 pub struct Account {
     pub id: String,
     pub token: String,
 }
 
 pub struct TestServer {
+    pub backend: Backend,
     pub db_url: String,
-    pub store: SqliteStore,
     pub admin_token: String,
     pub coach: Account,
     pub client: Account,
+    store: AnyStore,
     channel: Channel,
     channel_uri: String,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<anyhow::Result<()>>>,
-    dir: Arc<TempDir>,
+    /// Dropped (and the database with it) when the last server using it is gone.
+    database: std::sync::Arc<TestDatabase>,
 }
 
 impl TestServer {
     pub async fn start(backend: Backend) -> TestServer {
         init_test_logging();
-        match backend {
-            Backend::Sqlite => {
-                let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
-                let db_url = format!("sqlite://{}", dir.path().join("coachfit.db").display());
-                let store = SqliteStore::open(&db_url).await.expect("open sqlite").with_feed_buffer(FEED_BUFFER);
-                let (coach_id, coach_token) = accounts::create_coach(&store, "Coach Carla").await.unwrap();
-                let (user_id, device_token) =
-                    accounts::create_client(&store, &coach_id, "iPhone").await.unwrap().unwrap();
-                let coach = Account { id: coach_id, token: coach_token };
-                let client = Account { id: user_id, token: device_token };
-                Self::launch(store, db_url, dir, coach, client).await
-            }
-        }
+        let database = std::sync::Arc::new(TestDatabase::create(backend).await);
+        let store = AnyStore::open(backend, &database.url, FEED_BUFFER).await;
+        let (coach_id, coach_token) = store.create_coach("Coach Carla").await;
+        let (user_id, device_token) = store.create_client(&coach_id).await;
+        let coach = Account { id: coach_id, token: coach_token };
+        let client = Account { id: user_id, token: device_token };
+        Self::launch(backend, store, database, accounts::new_token(), coach, client).await
     }
 
     async fn launch(
-        store: SqliteStore,
-        db_url: String,
-        dir: Arc<TempDir>,
+        backend: Backend,
+        store: AnyStore,
+        database: std::sync::Arc<TestDatabase>,
+        admin_token: String,
         coach: Account,
         client: Account,
     ) -> TestServer {
-        let admin_token = accounts::new_token();
         let (listener, addr) = server::bind("127.0.0.1:0".parse().unwrap()).await.expect("bind");
         let (tx, rx) = oneshot::channel::<()>();
         let options =
             ServerOptions { admin_token: Some(admin_token.clone()), heartbeat: HEARTBEAT, ..ServerOptions::default() };
-        let task = tokio::spawn(server::serve(store.clone(), listener, options, async {
+        let shutdown = async {
             let _ = rx.await;
-        }));
+        };
+        let task = match store.clone() {
+            AnyStore::Sqlite(s) => tokio::spawn(server::serve(s, listener, options, shutdown)),
+            AnyStore::Postgres(s) => tokio::spawn(server::serve(s, listener, options, shutdown)),
+        };
         let channel_uri = format!("http://{addr}");
         let channel = Channel::from_shared(channel_uri.clone()).unwrap().connect().await.expect("connect");
         TestServer {
-            db_url,
-            store,
+            backend,
+            db_url: database.url.clone(),
             admin_token,
             coach,
             client,
+            store,
             channel,
             channel_uri,
             shutdown: Some(tx),
             task: Some(task),
-            dir,
+            database,
         }
     }
 
     /// Stops the server (letting in-flight calls finish) and starts a new one on the same database.
     pub async fn restart(mut self) -> TestServer {
         self.stop().await;
-        let store = SqliteStore::open(&self.db_url).await.expect("reopen sqlite").with_feed_buffer(FEED_BUFFER);
-        let coach = std::mem::replace(&mut self.coach, Account { id: String::new(), token: String::new() });
-        let client = std::mem::replace(&mut self.client, Account { id: String::new(), token: String::new() });
-        Self::launch(store, self.db_url.clone(), self.dir.clone(), coach, client).await
+        let store = AnyStore::open(self.backend, &self.db_url, FEED_BUFFER).await;
+        Self::launch(
+            self.backend,
+            store,
+            self.database.clone(),
+            self.admin_token.clone(),
+            self.coach.clone(),
+            self.client.clone(),
+        )
+        .await
+    }
+
+    /// Another instance on the same database, with the same accounts (PostgreSQL's scale-out).
+    pub async fn another_instance(&self) -> TestServer {
+        let store = AnyStore::open(self.backend, &self.db_url, FEED_BUFFER).await;
+        Self::launch(
+            self.backend,
+            store,
+            self.database.clone(),
+            self.admin_token.clone(),
+            self.coach.clone(),
+            self.client.clone(),
+        )
+        .await
     }
 
     pub async fn stop(&mut self) {
@@ -131,13 +156,23 @@ impl TestServer {
     }
 
     pub async fn new_coach(&self, name: &str) -> Account {
-        let (id, token) = accounts::create_coach(&self.store, name).await.unwrap();
+        let (id, token) = self.store.create_coach(name).await;
         Account { id, token }
     }
 
     pub async fn new_client(&self, coach_id: &str) -> Account {
-        let (id, token) = accounts::create_client(&self.store, coach_id, "phone").await.unwrap().unwrap();
+        let (id, token) = self.store.create_client(coach_id).await;
         Account { id, token }
+    }
+
+    /// Runs SQL on the server's database behind the service's back.
+    pub async fn execute_sql(&self, sql: &str) {
+        self.database.execute(sql).await;
+    }
+
+    /// `coachfit verify` on this database: whether every read model matches its events.
+    pub async fn verify(&self) -> bool {
+        self.store.verify().await
     }
 
     fn authed(&self, token: &str) -> InterceptedService<Channel, Bearer> {
@@ -182,6 +217,9 @@ impl Drop for TestServer {
     fn drop(&mut self) {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.abort();
         }
     }
 }

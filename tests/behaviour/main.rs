@@ -2,6 +2,7 @@
 //! Each scenario is written once and run against every backend by `each_backend!`.
 
 mod common;
+mod database;
 
 mod admin;
 mod auth;

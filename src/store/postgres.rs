@@ -1,0 +1,214 @@
+//! The PostgreSQL store: several stateless instances on one database.
+//!
+//! Writers of one user are serialized by a transaction-scoped advisory lock, so two
+//! instances re-folding the same day never lose an event. Feed positions come from a counter
+//! row updated inside the write transaction: its row lock makes positions commit in order.
+//! Each instance relays committed changes to its subscribers: NOTIFY is only a wake-up, the
+//! relay always reads the store by position (and re-reads after a reconnect or at least every
+//! `RELAY_POLL`), so a lost notification delays a change but never drops it.
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
+use sqlx::{PgPool, Postgres};
+use tokio::sync::broadcast;
+use tokio::task::JoinHandle;
+
+use super::sql::{shared_imports, sql_store};
+use super::{EntryChange, StoreError, StoreResult, StoredEntry, FEED_BUFFER};
+
+shared_imports!();
+
+/// The NOTIFY channel that wakes every instance's relay.
+const CHANNEL: &str = "coachfit_entries";
+/// How often the relay reads the store even without a notification.
+const RELAY_POLL: Duration = Duration::from_secs(2);
+/// Entries the relay reads per query.
+const RELAY_PAGE: i64 = 256;
+
+/// Connection settings for PostgreSQL.
+#[derive(Debug, Clone)]
+pub struct PgSettings {
+    pub max_connections: u32,
+    /// How long a call waits for a connection before answering UNAVAILABLE.
+    pub acquire_timeout: Duration,
+    pub statement_timeout: Duration,
+}
+
+impl Default for PgSettings {
+    fn default() -> Self {
+        PgSettings {
+            max_connections: 10,
+            acquire_timeout: Duration::from_secs(5),
+            statement_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct PostgresStore {
+    pool: PgPool,
+    changes: broadcast::Sender<Arc<EntryChange>>,
+    /// Kept for its `Drop`: the relay lives as long as some clone of the store.
+    _relay: Arc<Relay>,
+}
+
+/// The relay task; it stops when the last clone of the store is dropped.
+struct Relay(JoinHandle<()>);
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl PostgresStore {
+    /// Connects, runs the migrations (serialized across instances by sqlx's migration lock)
+    /// and starts relaying committed changes to this instance's subscribers.
+    pub async fn open(url: &str, settings: &PgSettings) -> StoreResult<PostgresStore> {
+        let timeout = format!("{}ms", settings.statement_timeout.as_millis());
+        let options = PgConnectOptions::from_str(url)?.options([("statement_timeout", timeout.as_str())]);
+        let pool = PgPoolOptions::new()
+            .max_connections(settings.max_connections)
+            .acquire_timeout(settings.acquire_timeout)
+            .connect_with(options)
+            .await
+            .map_err(StoreError::from_sqlx)?;
+        sqlx::migrate!("migrations/postgres").run(&pool).await?;
+        Self::with_pool(pool, FEED_BUFFER).await
+    }
+
+    async fn with_pool(pool: PgPool, feed_buffer: usize) -> StoreResult<PostgresStore> {
+        let (changes, _) = broadcast::channel(feed_buffer);
+        let head = head(&pool).await?;
+        let relay = tokio::spawn(relay_changes(pool.clone(), changes.clone(), head));
+        Ok(PostgresStore { pool, changes, _relay: Arc::new(Relay(relay)) })
+    }
+
+    /// Sets how many changes the live feed buffers for a slow reader before it must read
+    /// back from the store.
+    pub async fn with_feed_buffer(self, changes: usize) -> StoreResult<Self> {
+        Self::with_pool(self.pool.clone(), changes).await
+    }
+
+    fn readers(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Starts a write; a write for a user first takes that user's advisory lock.
+    async fn write_tx(&self, user_id: Option<&str>) -> StoreResult<PgWrite> {
+        let mut tx = self.pool.begin().await.map_err(StoreError::from_sqlx)?;
+        if let Some(user_id) = user_id {
+            sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+                .bind(user_id)
+                .execute(&mut *tx)
+                .await
+                .map_err(StoreError::from_sqlx)?;
+        }
+        Ok(PgWrite { tx })
+    }
+
+    /// Commits with a NOTIFY, delivered to every instance's relay when (and if) it commits.
+    async fn commit_and_publish(&self, mut write: PgWrite, changed: Vec<StoredEntry>) -> StoreResult<()> {
+        if let Some(last) = changed.last() {
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(CHANNEL)
+                .bind(last.position.to_string())
+                .execute(&mut *write.tx)
+                .await
+                .map_err(StoreError::from_sqlx)?;
+        }
+        write.commit().await
+    }
+}
+
+async fn head(pool: &PgPool) -> StoreResult<i64> {
+    sqlx::query_scalar("SELECT position FROM feed_position WHERE id = 1")
+        .fetch_one(pool)
+        .await
+        .map_err(StoreError::from_sqlx)
+}
+
+/// Follows NOTIFY as a hint and republishes committed changes, read by position, to the
+/// local broadcast. Runs until aborted.
+async fn relay_changes(pool: PgPool, changes: broadcast::Sender<Arc<EntryChange>>, start: i64) {
+    let mut published = start;
+    loop {
+        let mut listener = match PgListener::connect_with(&pool).await {
+            Ok(listener) => listener,
+            Err(e) => {
+                tracing::warn!(error = %e, "feed relay cannot listen; retrying");
+                tokio::time::sleep(RELAY_POLL).await;
+                continue;
+            }
+        };
+        if let Err(e) = listener.listen(CHANNEL).await {
+            tracing::warn!(error = %e, "feed relay cannot listen; retrying");
+            tokio::time::sleep(RELAY_POLL).await;
+            continue;
+        }
+        loop {
+            // Read first: whatever committed while we were not listening is caught here.
+            if let Err(e) = relay_from(&pool, &changes, &mut published).await {
+                tracing::warn!(error = %e, "feed relay read failed");
+            }
+            match tokio::time::timeout(RELAY_POLL, listener.try_recv()).await {
+                Ok(Ok(_)) | Err(_) => {}
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "feed relay lost its listener; reconnecting");
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// Publishes every entry changed after `published`, in position order.
+async fn relay_from(
+    pool: &PgPool,
+    changes: &broadcast::Sender<Arc<EntryChange>>,
+    published: &mut i64,
+) -> StoreResult<()> {
+    let head = head(pool).await?;
+    while *published < head {
+        let rows = sqlx::query(
+            "SELECT e.user_id, e.day, e.position, e.updated_at_us, e.body, COALESCE(u.coach_id, '') AS coach_id
+             FROM entries e LEFT JOIN users u ON u.user_id = e.user_id
+             WHERE e.position > $1 AND e.position <= $2 ORDER BY e.position LIMIT $3",
+        )
+        .bind(*published)
+        .bind(head)
+        .bind(RELAY_PAGE)
+        .fetch_all(pool)
+        .await
+        .map_err(StoreError::from_sqlx)?;
+        let complete = (rows.len() as i64) < RELAY_PAGE;
+        for row in &rows {
+            let entry = entry_from_row(row)?;
+            let change = EntryChange { after: *published, coach_id: row.try_get("coach_id")?, entry: Arc::new(entry) };
+            *published = change.entry.position;
+            let _ = changes.send(Arc::new(change));
+        }
+        if complete {
+            // Positions up to head with no row now belong to entries changed again later;
+            // those come in a later read. The next change still follows `published`.
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// One write transaction (under the user's advisory lock when it has one).
+struct PgWrite {
+    tx: sqlx::Transaction<'static, Postgres>,
+}
+
+impl PgWrite {
+    async fn commit(self) -> StoreResult<()> {
+        self.tx.commit().await.map_err(StoreError::from_sqlx)
+    }
+}
+
+sql_store!(Postgres, PostgresStore, PgWrite);
