@@ -1,19 +1,30 @@
 #!/usr/bin/env bash
-# Starts a server on a fresh SQLite database and a free port, mints accounts with the CLI,
-# runs every example (run-all.sh), and stops the server. Used by .ci/run.
+# Starts a server on a fresh database and a free port, mints accounts with the CLI, runs
+# every example (run-all.sh), and stops the server. Used by .ci/run.
+#   ci-smoke.sh            a temporary SQLite file
+#   ci-smoke.sh postgres   a temporary database on COACHFIT_TEST_POSTGRES_URL's server
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 work=$(mktemp -d)
 server_pid=
+pg_admin=${COACHFIT_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}
+pg_db=
 cleanup() {
   [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null
+  [ -n "$pg_db" ] && psql -q "$pg_admin" -c "DROP DATABASE IF EXISTS $pg_db WITH (FORCE)"
   rm -rf "$work"
 }
 trap cleanup EXIT
 
 cargo build --locked --quiet --manifest-path "$root/Cargo.toml"
 bin="$root/target/debug/coachfit"
-export COACHFIT_DATABASE_URL="sqlite://$work/coachfit.db"
+if [ "${1:-sqlite}" = postgres ]; then
+  pg_db="coachfit_smoke_$$_$RANDOM"
+  psql -q "$pg_admin" -c "CREATE DATABASE $pg_db"
+  export COACHFIT_DATABASE_URL="${pg_admin%/*}/$pg_db"
+else
+  export COACHFIT_DATABASE_URL="sqlite://$work/coachfit.db"
+fi
 export ADMIN_TOKEN=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
 
 "$bin" migrate
@@ -36,3 +47,5 @@ export COACHFIT_ADDR=$addr
 
 bash "$root/grpcurl-examples/run-all.sh"
 "$bin" verify
+kill "$server_pid" && wait "$server_pid"
+server_pid=

@@ -155,6 +155,11 @@ impl TestServer {
         }
     }
 
+    /// The server's address as a URI.
+    pub fn uri(&self) -> String {
+        self.channel_uri.clone()
+    }
+
     pub async fn new_coach(&self, name: &str) -> Account {
         let (id, token) = self.store.create_coach(name).await;
         Account { id, token }

@@ -9,5 +9,6 @@ mod auth;
 mod cli;
 mod entries;
 mod ingest;
+mod scale_out;
 mod stream;
 mod workouts;
