@@ -15,6 +15,9 @@ use uuid::Uuid;
 
 use super::{StoreError, StoreResult};
 
+/// Days re-folded per transaction by `rebuild`.
+pub(crate) const REBUILD_CHUNK: usize = 256;
+
 pub(crate) const EVENT_COLUMNS: &str = "seq, event_id, day, source, observed_at_us, recorded_at_us, actor, payload";
 
 pub(crate) fn micros(at: DateTime<Utc>) -> i64 {
@@ -83,45 +86,51 @@ macro_rules! sql_store {
             })
         }
 
-        /// The events the fold of `day` reads: the day's own, plus every other revision and
-        /// deletion of the workouts that appear on it (a workout can move to another day).
+        /// The events the folds of `days` read: the days' own events, plus every event of
+        /// the workouts that appear on them (split per day by `projector::inputs_by_day`).
+        async fn fold_inputs(
+            conn: &mut <$db as sqlx::Database>::Connection,
+            user_id: &str,
+            days: &[NaiveDate],
+        ) -> StoreResult<Vec<StoredEvent>> {
+            let mut query = sqlx::QueryBuilder::<$db>::new(format!("SELECT {EVENT_COLUMNS} FROM events WHERE user_id = "));
+            query.push_bind(user_id).push(" AND day IN (");
+            let mut list = query.separated(", ");
+            for day in days {
+                list.push_bind(day.to_string());
+            }
+            list.push_unseparated(")");
+            let rows = query.build().fetch_all(&mut *conn).await.map_err(StoreError::from_sqlx)?;
+            let mut events = rows.iter().map(event_from_row).collect::<StoreResult<Vec<_>>>()?;
+            let workout_ids = projector::related_workout_ids(&events);
+            if !workout_ids.is_empty() {
+                let mut query = sqlx::QueryBuilder::<$db>::new(format!("SELECT {EVENT_COLUMNS} FROM events WHERE user_id = "));
+                query.push_bind(user_id).push(" AND kind IN ('workout', 'workout_deleted') AND dedupe_key IN (");
+                let mut list = query.separated(", ");
+                for workout_id in &workout_ids {
+                    list.push_bind(workout_id.as_str());
+                }
+                list.push_unseparated(")");
+                let rows = query.build().fetch_all(&mut *conn).await.map_err(StoreError::from_sqlx)?;
+                let known: std::collections::HashSet<i64> = events.iter().map(|e| e.seq).collect();
+                for row in &rows {
+                    let event = event_from_row(row)?;
+                    if !known.contains(&event.seq) {
+                        events.push(event);
+                    }
+                }
+            }
+            Ok(events)
+        }
+
+        /// One day's fold input.
         async fn fold_input(
             conn: &mut <$db as sqlx::Database>::Connection,
             user_id: &str,
             day: NaiveDate,
         ) -> StoreResult<Vec<StoredEvent>> {
-            let day_text = day.to_string();
-            let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE user_id = $1 AND day = $2 ORDER BY seq");
-            let rows = sqlx::query(&sql)
-                .bind(user_id)
-                .bind(&day_text)
-                .fetch_all(&mut *conn)
-                .await
-                .map_err(StoreError::from_sqlx)?;
-            let mut events = rows.iter().map(event_from_row).collect::<StoreResult<Vec<_>>>()?;
-            let mut workout_ids: Vec<String> =
-                events.iter().filter_map(|e| e.payload.workout_id().map(str::to_string)).collect();
-            workout_ids.sort();
-            workout_ids.dedup();
-            let related = format!(
-                "SELECT {EVENT_COLUMNS} FROM events
-         WHERE user_id = $1 AND kind IN ('workout', 'workout_deleted') AND dedupe_key = $2
-           AND (day IS NULL OR day <> $3)"
-            );
-            for workout_id in workout_ids {
-                let rows = sqlx::query(&related)
-                    .bind(user_id)
-                    .bind(&workout_id)
-                    .bind(&day_text)
-                    .fetch_all(&mut *conn)
-                    .await
-                    .map_err(StoreError::from_sqlx)?;
-                for row in &rows {
-                    events.push(event_from_row(row)?);
-                }
-            }
-            events.sort_by_key(|e| e.seq);
-            Ok(events)
+            let events = fold_inputs(conn, user_id, &[day]).await?;
+            Ok(projector::inputs_by_day(&[day], events).remove(&day).unwrap_or_default())
         }
 
         async fn stored_entry(
@@ -143,106 +152,123 @@ macro_rules! sql_store {
         }
 
         impl $crate::store::projector::WriteTx for $write {
-            async fn events_with_key(
-                &mut self,
-                user_id: &str,
-                kind: EventKind,
-                key: &str,
-            ) -> StoreResult<Vec<(Uuid, String)>> {
-                let rows = sqlx::query(
-                    "SELECT event_id, content_hash FROM events WHERE user_id = $1 AND kind = $2 AND dedupe_key = $3",
-                )
-                .bind(user_id)
-                .bind(kind.as_str())
-                .bind(key)
-                .fetch_all(&mut *self.tx)
-                .await
-                .map_err(StoreError::from_sqlx)?;
-                rows.iter().map(|r| Ok((parse_uuid(r.try_get("event_id")?)?, r.try_get("content_hash")?))).collect()
+            async fn keyed_events(&mut self, user_id: &str, keys: &[&str]) -> StoreResult<Vec<projector::KeyedEvent>> {
+                let mut query = sqlx::QueryBuilder::<$db>::new(
+                    "SELECT kind, dedupe_key, event_id, content_hash FROM events WHERE user_id = ",
+                );
+                query.push_bind(user_id).push(" AND dedupe_key IN (");
+                let mut list = query.separated(", ");
+                for key in keys {
+                    list.push_bind(*key);
+                }
+                list.push_unseparated(")");
+                let rows = query.build().fetch_all(&mut *self.tx).await.map_err(StoreError::from_sqlx)?;
+                rows.iter()
+                    .map(|r| {
+                        Ok(projector::KeyedEvent {
+                            kind: r.try_get("kind")?,
+                            key: r.try_get("dedupe_key")?,
+                            event_id: parse_uuid(r.try_get("event_id")?)?,
+                            content_hash: r.try_get("content_hash")?,
+                        })
+                    })
+                    .collect()
             }
 
-            async fn insert_event(
+            async fn insert_events(
                 &mut self,
                 user_id: &str,
                 actor: &str,
-                event: &NewEvent,
-                day: Option<NaiveDate>,
-                event_id: Uuid,
                 recorded_at: DateTime<Utc>,
+                rows: &[projector::EventRow<'_>],
             ) -> StoreResult<()> {
-                let payload = serde_json::to_string(&event.payload).expect("payloads serialize");
-                sqlx::query(
+                let mut query = sqlx::QueryBuilder::<$db>::new(
                     "INSERT INTO events (event_id, user_id, day, kind, source, dedupe_key, content_hash, payload,
-                                 observed_at_us, recorded_at_us, actor)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-                )
-                .bind(event_id.to_string())
-                .bind(user_id)
-                .bind(day.map(|d| d.to_string()))
-                .bind(event.kind().as_str())
-                .bind(event.source.as_str())
-                .bind(event.stored_key(event_id))
-                .bind(&event.content_hash)
-                .bind(payload)
-                .bind(micros(event.observed_at))
-                .bind(micros(recorded_at))
-                .bind(actor)
-                .execute(&mut *self.tx)
-                .await
-                .map_err(StoreError::from_sqlx)?;
+                                         observed_at_us, recorded_at_us, actor) ",
+                );
+                query.push_values(rows, |mut values, row| {
+                    let payload = serde_json::to_string(&row.event.payload).expect("payloads serialize");
+                    values
+                        .push_bind(row.event_id.to_string())
+                        .push_bind(user_id.to_string())
+                        .push_bind(row.day.map(|d| d.to_string()))
+                        .push_bind(row.event.kind().as_str())
+                        .push_bind(row.event.source.as_str())
+                        .push_bind(row.event.stored_key(row.event_id))
+                        .push_bind(row.event.content_hash.clone())
+                        .push_bind(payload)
+                        .push_bind(micros(row.event.observed_at))
+                        .push_bind(micros(recorded_at))
+                        .push_bind(actor.to_string());
+                });
+                query.build().execute(&mut *self.tx).await.map_err(StoreError::from_sqlx)?;
                 Ok(())
             }
 
-            async fn workout_revision_days(&mut self, user_id: &str, workout_id: &str) -> StoreResult<Vec<NaiveDate>> {
-                let rows = sqlx::query(
-                    "SELECT day FROM events WHERE user_id = $1 AND kind = 'workout' AND dedupe_key = $2
-             ORDER BY observed_at_us DESC, seq DESC",
-                )
-                .bind(user_id)
-                .bind(workout_id)
-                .fetch_all(&mut *self.tx)
-                .await
-                .map_err(StoreError::from_sqlx)?;
-                rows.iter().map(|r| parse_day(r.try_get("day")?)).collect()
+            async fn workout_revisions(&mut self, user_id: &str, workout_ids: &[&str]) -> StoreResult<Vec<projector::Revision>> {
+                let mut query = sqlx::QueryBuilder::<$db>::new(
+                    "SELECT dedupe_key, day, observed_at_us, seq FROM events WHERE kind = 'workout' AND user_id = ",
+                );
+                query.push_bind(user_id).push(" AND dedupe_key IN (");
+                let mut list = query.separated(", ");
+                for workout_id in workout_ids {
+                    list.push_bind(*workout_id);
+                }
+                list.push_unseparated(")");
+                let rows = query.build().fetch_all(&mut *self.tx).await.map_err(StoreError::from_sqlx)?;
+                rows.iter()
+                    .map(|r| {
+                        Ok(projector::Revision {
+                            workout_id: r.try_get("dedupe_key")?,
+                            day: parse_day(r.try_get("day")?)?,
+                            recency: (from_micros(r.try_get("observed_at_us")?)?, r.try_get("seq")?),
+                        })
+                    })
+                    .collect()
             }
 
-            async fn fold_input(&mut self, user_id: &str, day: NaiveDate) -> StoreResult<Vec<StoredEvent>> {
-                fold_input(&mut self.tx, user_id, day).await
+            async fn fold_inputs(&mut self, user_id: &str, days: &[NaiveDate]) -> StoreResult<Vec<StoredEvent>> {
+                fold_inputs(&mut self.tx, user_id, days).await
             }
 
-            async fn stored_day(&mut self, user_id: &str, day: NaiveDate) -> StoreResult<Option<Day>> {
-                Ok(stored_entry(&mut self.tx, user_id, day).await?.map(|e| e.body))
+            async fn stored_days(&mut self, user_id: &str, days: &[NaiveDate]) -> StoreResult<Vec<(NaiveDate, Day)>> {
+                let mut query = sqlx::QueryBuilder::<$db>::new(
+                    "SELECT user_id, day, position, updated_at_us, body FROM entries WHERE user_id = ",
+                );
+                query.push_bind(user_id).push(" AND day IN (");
+                let mut list = query.separated(", ");
+                for day in days {
+                    list.push_bind(day.to_string());
+                }
+                list.push_unseparated(")");
+                let rows = query.build().fetch_all(&mut *self.tx).await.map_err(StoreError::from_sqlx)?;
+                rows.iter().map(|r| entry_from_row(r).map(|e| (e.day, e.body))).collect()
             }
 
-            async fn next_position(&mut self) -> StoreResult<i64> {
-                sqlx::query_scalar("UPDATE feed_position SET position = position + 1 WHERE id = 1 RETURNING position")
+            async fn take_positions(&mut self, count: i64) -> StoreResult<i64> {
+                sqlx::query_scalar("UPDATE feed_position SET position = position + $1 WHERE id = 1 RETURNING position")
+                    .bind(count)
                     .fetch_one(&mut *self.tx)
                     .await
                     .map_err(StoreError::from_sqlx)
             }
 
-            async fn upsert_entry(
-                &mut self,
-                user_id: &str,
-                day: NaiveDate,
-                position: i64,
-                updated_at: DateTime<Utc>,
-                body: &Day,
-            ) -> StoreResult<()> {
-                let body = serde_json::to_string(body).expect("days serialize");
-                sqlx::query(
-                    "INSERT INTO entries (user_id, day, position, updated_at_us, body) VALUES ($1, $2, $3, $4, $5)
-             ON CONFLICT (user_id, day) DO UPDATE
-             SET position = excluded.position, updated_at_us = excluded.updated_at_us, body = excluded.body",
-                )
-                .bind(user_id)
-                .bind(day.to_string())
-                .bind(position)
-                .bind(micros(updated_at))
-                .bind(body)
-                .execute(&mut *self.tx)
-                .await
-                .map_err(StoreError::from_sqlx)?;
+            async fn upsert_entries(&mut self, entries: &[StoredEntry]) -> StoreResult<()> {
+                let mut query =
+                    sqlx::QueryBuilder::<$db>::new("INSERT INTO entries (user_id, day, position, updated_at_us, body) ");
+                query.push_values(entries, |mut values, entry| {
+                    values
+                        .push_bind(entry.user_id.clone())
+                        .push_bind(entry.day.to_string())
+                        .push_bind(entry.position)
+                        .push_bind(micros(entry.updated_at))
+                        .push_bind(serde_json::to_string(&entry.body).expect("days serialize"));
+                });
+                query.push(
+                    " ON CONFLICT (user_id, day) DO UPDATE
+                     SET position = excluded.position, updated_at_us = excluded.updated_at_us, body = excluded.body",
+                );
+                query.build().execute(&mut *self.tx).await.map_err(StoreError::from_sqlx)?;
                 Ok(())
             }
         }
@@ -444,20 +470,25 @@ macro_rules! sql_store {
                 rule: &PriorityRule,
             ) -> StoreResult<Option<StoredEntry>> {
                 let mut tx = self.write_tx(Some(user_id)).await?;
-                let changed = projector::refold_day(&mut tx, user_id, day, rule, now()).await?;
+                let changed = projector::refold_days(&mut tx, user_id, &[day], rule, now()).await?;
                 let entry = stored_entry(&mut tx.tx, user_id, day).await?;
-                self.commit_and_publish(tx, changed.into_iter().collect()).await?;
+                self.commit_and_publish(tx, changed).await?;
                 Ok(entry)
             }
 
             async fn rebuild(&self, user_id: Option<&str>, rule: &PriorityRule) -> StoreResult<RebuildStats> {
                 let mut stats = RebuildStats::default();
-                for (user, day, events) in self.event_days(user_id).await? {
-                    let mut tx = self.write_tx(Some(&user)).await?;
-                    let changed = projector::refold_day(&mut tx, &user, day, rule, now()).await?;
-                    self.commit_and_publish(tx, changed.into_iter().collect()).await?;
-                    stats.days_rebuilt += 1;
-                    stats.events_replayed += events as u64;
+                let days = self.event_days(user_id).await?;
+                // One transaction per user and chunk of days, so a rebuild never holds a
+                // writer for long.
+                for chunk in days.chunk_by(|a, b| a.0 == b.0).flat_map(|user_days| user_days.chunks(REBUILD_CHUNK)) {
+                    let user = &chunk[0].0;
+                    let chunk_days: Vec<NaiveDate> = chunk.iter().map(|(_, day, _)| *day).collect();
+                    let mut tx = self.write_tx(Some(user)).await?;
+                    let changed = projector::refold_days(&mut tx, user, &chunk_days, rule, now()).await?;
+                    self.commit_and_publish(tx, changed).await?;
+                    stats.days_rebuilt += chunk.len() as u64;
+                    stats.events_replayed += chunk.iter().map(|(_, _, n)| *n as u64).sum::<u64>();
                 }
                 Ok(stats)
             }
@@ -486,7 +517,7 @@ macro_rules! shared_imports {
         #[allow(unused_imports)]
         use {
             super::projector::{self, AppendOutcome},
-            super::sql::{from_micros, micros, parse_day, parse_uuid, EVENT_COLUMNS},
+            super::sql::{from_micros, micros, parse_day, parse_uuid, EVENT_COLUMNS, REBUILD_CHUNK},
             super::{new_id, now, FeedFilter, Mismatch, RebuildStats, Store, TokenOwner},
             crate::domain::event::{EventKind, NewEvent, Payload, StoredEvent},
             crate::domain::fold::{fold, Day},
