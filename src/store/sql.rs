@@ -86,6 +86,19 @@ macro_rules! sql_store {
             })
         }
 
+        /// Appends `(item, item, …)` with each item bound as a parameter.
+        fn push_in_list<'a, T>(query: &mut sqlx::QueryBuilder<'a, $db>, items: impl IntoIterator<Item = T>)
+        where
+            T: 'a + sqlx::Encode<'a, $db> + sqlx::Type<$db> + Send,
+        {
+            query.push(" IN (");
+            let mut list = query.separated(", ");
+            for item in items {
+                list.push_bind(item);
+            }
+            list.push_unseparated(")");
+        }
+
         /// The events the folds of `days` read: the days' own events, plus every event of
         /// the workouts that appear on them (split per day by `projector::inputs_by_day`).
         async fn fold_inputs(
@@ -94,23 +107,15 @@ macro_rules! sql_store {
             days: &[NaiveDate],
         ) -> StoreResult<Vec<StoredEvent>> {
             let mut query = sqlx::QueryBuilder::<$db>::new(format!("SELECT {EVENT_COLUMNS} FROM events WHERE user_id = "));
-            query.push_bind(user_id).push(" AND day IN (");
-            let mut list = query.separated(", ");
-            for day in days {
-                list.push_bind(day.to_string());
-            }
-            list.push_unseparated(")");
+            query.push_bind(user_id).push(" AND day");
+            push_in_list(&mut query, days.iter().map(|day| day.to_string()));
             let rows = query.build().fetch_all(&mut *conn).await.map_err(StoreError::from_sqlx)?;
             let mut events = rows.iter().map(event_from_row).collect::<StoreResult<Vec<_>>>()?;
             let workout_ids = projector::related_workout_ids(&events);
             if !workout_ids.is_empty() {
                 let mut query = sqlx::QueryBuilder::<$db>::new(format!("SELECT {EVENT_COLUMNS} FROM events WHERE user_id = "));
-                query.push_bind(user_id).push(" AND kind IN ('workout', 'workout_deleted') AND dedupe_key IN (");
-                let mut list = query.separated(", ");
-                for workout_id in &workout_ids {
-                    list.push_bind(workout_id.as_str());
-                }
-                list.push_unseparated(")");
+                query.push_bind(user_id).push(" AND kind IN ('workout', 'workout_deleted') AND dedupe_key");
+                push_in_list(&mut query, workout_ids.iter().map(String::as_str));
                 let rows = query.build().fetch_all(&mut *conn).await.map_err(StoreError::from_sqlx)?;
                 let known: std::collections::HashSet<i64> = events.iter().map(|e| e.seq).collect();
                 for row in &rows {
@@ -156,12 +161,8 @@ macro_rules! sql_store {
                 let mut query = sqlx::QueryBuilder::<$db>::new(
                     "SELECT kind, dedupe_key, event_id, content_hash FROM events WHERE user_id = ",
                 );
-                query.push_bind(user_id).push(" AND dedupe_key IN (");
-                let mut list = query.separated(", ");
-                for key in keys {
-                    list.push_bind(*key);
-                }
-                list.push_unseparated(")");
+                query.push_bind(user_id).push(" AND dedupe_key");
+                push_in_list(&mut query, keys.iter().copied());
                 let rows = query.build().fetch_all(&mut *self.tx).await.map_err(StoreError::from_sqlx)?;
                 rows.iter()
                     .map(|r| {
@@ -209,12 +210,8 @@ macro_rules! sql_store {
                 let mut query = sqlx::QueryBuilder::<$db>::new(
                     "SELECT dedupe_key, day, observed_at_us, seq FROM events WHERE kind = 'workout' AND user_id = ",
                 );
-                query.push_bind(user_id).push(" AND dedupe_key IN (");
-                let mut list = query.separated(", ");
-                for workout_id in workout_ids {
-                    list.push_bind(*workout_id);
-                }
-                list.push_unseparated(")");
+                query.push_bind(user_id).push(" AND dedupe_key");
+                push_in_list(&mut query, workout_ids.iter().copied());
                 let rows = query.build().fetch_all(&mut *self.tx).await.map_err(StoreError::from_sqlx)?;
                 rows.iter()
                     .map(|r| {
@@ -235,12 +232,8 @@ macro_rules! sql_store {
                 let mut query = sqlx::QueryBuilder::<$db>::new(
                     "SELECT user_id, day, position, updated_at_us, body FROM entries WHERE user_id = ",
                 );
-                query.push_bind(user_id).push(" AND day IN (");
-                let mut list = query.separated(", ");
-                for day in days {
-                    list.push_bind(day.to_string());
-                }
-                list.push_unseparated(")");
+                query.push_bind(user_id).push(" AND day");
+                push_in_list(&mut query, days.iter().map(|day| day.to_string()));
                 let rows = query.build().fetch_all(&mut *self.tx).await.map_err(StoreError::from_sqlx)?;
                 rows.iter().map(|r| entry_from_row(r).map(|e| (e.day, e.body))).collect()
             }
@@ -444,12 +437,8 @@ macro_rules! sql_store {
                 match filter {
                     FeedFilter::All => {}
                     FeedFilter::Users(users) => {
-                        query.push(" AND e.user_id IN (");
-                        let mut list = query.separated(", ");
-                        for user in users {
-                            list.push_bind(user);
-                        }
-                        list.push_unseparated(")");
+                        query.push(" AND e.user_id");
+                        push_in_list(&mut query, users.iter().map(String::as_str));
                     }
                     FeedFilter::Coach(coach_id) => {
                         query

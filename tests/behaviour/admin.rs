@@ -41,16 +41,6 @@ async fn rebuild_and_recompute_reproduce_the_same_entries(backend: Backend) {
     assert_eq!(missing.unwrap_err().code(), Code::NotFound);
 }
 
-/// A small deterministic generator, so a failure can be replayed from its seed.
-struct Lcg(u64);
-
-impl Lcg {
-    fn next(&mut self, n: u64) -> u64 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        (self.0 >> 33) % n
-    }
-}
-
 async fn verify_finds_no_difference_after_a_random_history(backend: Backend) {
     let server = TestServer::start(backend).await;
     let mut ingest = server.ingest(&server.client.token);

@@ -2,6 +2,8 @@
 //! its own, an admin token, one coach and one client, plus typed clients that send bearer
 //! tokens.
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
 use coachfit::accounts;
 use coachfit::proto::v1 as pb;
@@ -120,30 +122,14 @@ impl TestServer {
     /// Stops the server (letting in-flight calls finish) and starts a new one on the same database.
     pub async fn restart(mut self) -> TestServer {
         self.stop().await;
-        let store = AnyStore::open(self.backend, &self.db_url, FEED_BUFFER).await;
-        Self::launch(
-            self.backend,
-            store,
-            self.database.clone(),
-            self.admin_token.clone(),
-            self.coach.clone(),
-            self.client.clone(),
-        )
-        .await
+        self.another_instance().await
     }
 
     /// Another instance on the same database, with the same accounts (PostgreSQL's scale-out).
     pub async fn another_instance(&self) -> TestServer {
         let store = AnyStore::open(self.backend, &self.db_url, FEED_BUFFER).await;
-        Self::launch(
-            self.backend,
-            store,
-            self.database.clone(),
-            self.admin_token.clone(),
-            self.coach.clone(),
-            self.client.clone(),
-        )
-        .await
+        let (admin_token, coach, client) = (self.admin_token.clone(), self.coach.clone(), self.client.clone());
+        Self::launch(self.backend, store, self.database.clone(), admin_token, coach, client).await
     }
 
     pub async fn stop(&mut self) {
@@ -251,6 +237,63 @@ impl Interceptor for Bearer {
 fn init_test_logging() {
     if std::env::var_os("TEST_LOG").is_some() {
         let _ = tracing_subscriber::fmt().with_env_filter("info").with_test_writer().try_init();
+    }
+}
+
+/// A small deterministic generator, so a failure can be replayed from its seed.
+pub struct Lcg(pub u64);
+
+impl Lcg {
+    pub fn next(&mut self, n: u64) -> u64 {
+        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (self.0 >> 33) % n
+    }
+}
+
+/// Follows a `StreamEntries` stream from position 0 like a dashboard on a flaky network:
+/// after a random number of messages it drops the connection and resumes from the last
+/// position it saw. Stops once `writers` had finished before a connection that then showed
+/// an idle heartbeat. Checks that positions never go backwards; returns the latest entry
+/// per (user, date) and how often it connected.
+pub async fn follow_with_random_disconnects(
+    server: &TestServer,
+    token: &str,
+    writers: &[JoinHandle<()>],
+    seed: u64,
+) -> (BTreeMap<(String, String), pb::Entry>, usize) {
+    use pb::stream_entries_response::Kind;
+    let mut rng = Lcg(seed);
+    let mut latest = BTreeMap::new();
+    let mut last = 0u64;
+    let mut connections = 0;
+    loop {
+        let writers_done = writers.iter().all(|w| w.is_finished());
+        let request = pb::StreamEntriesRequest { user_ids: vec![], after_position: Some(last) };
+        let mut stream = server.entries(token).stream_entries(request).await.expect("StreamEntries").into_inner();
+        connections += 1;
+        let mut idle = false;
+        for _ in 0..1 + rng.next(15) {
+            let message = tokio::time::timeout(std::time::Duration::from_secs(60), stream.message())
+                .await
+                .expect("a message in time (guards a hang; no timing is asserted)");
+            match message.expect("stream ok").expect("stream open").kind.expect("message kind") {
+                Kind::Update(update) => {
+                    assert!(update.position > last, "positions never go backwards");
+                    last = update.position;
+                    let entry = update.entry.expect("an entry");
+                    assert_eq!(entry.position, update.position);
+                    latest.insert((entry.user_id.clone(), entry.date.clone()), entry);
+                }
+                Kind::Heartbeat(beat) => {
+                    assert!(beat.position >= last, "positions never go backwards");
+                    last = beat.position;
+                    idle = true;
+                }
+            }
+        }
+        if writers_done && idle {
+            return (latest, connections);
+        }
     }
 }
 

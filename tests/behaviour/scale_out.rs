@@ -17,15 +17,6 @@ use crate::database::postgres_admin_url;
 /// A guard against a hang, not a timing assertion.
 const PATIENCE: Duration = Duration::from_secs(60);
 
-struct Lcg(u64);
-
-impl Lcg {
-    fn next(&mut self, n: u64) -> u64 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        (self.0 >> 33) % n
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_instances_with_concurrent_writers_lose_nothing_and_a_resuming_subscriber_sees_it_all() {
     let a = TestServer::start(Backend::Postgres).await;
@@ -59,34 +50,7 @@ async fn two_instances_with_concurrent_writers_lose_nothing_and_a_resuming_subsc
     }
 
     // A coach dashboard on instance B that keeps dropping its connection and resuming.
-    let mut rng = Lcg(5);
-    let mut latest: BTreeMap<(String, String), pb::Entry> = BTreeMap::new();
-    let mut last = 0u64;
-    loop {
-        let writers_done = writers.iter().all(|w| w.is_finished());
-        let request = pb::StreamEntriesRequest { user_ids: vec![], after_position: Some(last) };
-        let mut stream = b.entries(&b.coach.token).stream_entries(request).await.unwrap().into_inner();
-        let mut idle = false;
-        for _ in 0..1 + rng.next(15) {
-            let message = tokio::time::timeout(PATIENCE, stream.message()).await.expect("a message in time");
-            match message.unwrap().unwrap().kind.unwrap() {
-                Kind::Update(update) => {
-                    assert!(update.position > last, "positions never go backwards");
-                    last = update.position;
-                    let entry = update.entry.unwrap();
-                    latest.insert((entry.user_id.clone(), entry.date.clone()), entry);
-                }
-                Kind::Heartbeat(beat) => {
-                    assert!(beat.position >= last, "positions never go backwards");
-                    last = beat.position;
-                    idle = true;
-                }
-            }
-        }
-        if writers_done && idle {
-            break;
-        }
-    }
+    let (latest, _) = follow_with_random_disconnects(&b, &b.coach.token, &writers, 5).await;
     for writer in writers {
         writer.await.unwrap();
     }

@@ -102,16 +102,6 @@ async fn a_stream_catches_up_in_position_order_then_goes_live(backend: Backend) 
     assert_eq!(status.code(), Code::OutOfRange);
 }
 
-/// A small deterministic generator, so a failure can be replayed.
-struct Lcg(u64);
-
-impl Lcg {
-    fn next(&mut self, n: u64) -> u64 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        (self.0 >> 33) % n
-    }
-}
-
 async fn resuming_after_random_disconnects_under_concurrent_writers_misses_nothing(backend: Backend) {
     let server = TestServer::start(backend).await;
     let mut clients = vec![server.new_client(&server.coach.id).await, server.new_client(&server.coach.id).await];
@@ -137,38 +127,7 @@ async fn resuming_after_random_disconnects_under_concurrent_writers_misses_nothi
         }));
     }
 
-    let mut rng = Lcg(99);
-    let mut latest: BTreeMap<(String, String), pb::Entry> = BTreeMap::new();
-    let mut last_position = 0u64;
-    let mut reconnects = 0;
-    loop {
-        let writers_done = writers.iter().all(|w| w.is_finished());
-        let mut stream = open(&server, &server.coach.token, vec![], Some(last_position)).await;
-        reconnects += 1;
-        let mut head = None;
-        // Read a random number of messages, then drop the connection mid-stream.
-        for _ in 0..1 + rng.next(12) {
-            match next(&mut stream).await {
-                Kind::Update(update) => {
-                    assert!(update.position > last_position, "positions never go backwards");
-                    last_position = update.position;
-                    let entry = update.entry.unwrap();
-                    assert_eq!(entry.position, update.position);
-                    latest.insert((entry.user_id.clone(), entry.date.clone()), entry);
-                }
-                Kind::Heartbeat(beat) => {
-                    assert!(beat.position >= last_position, "positions never go backwards");
-                    last_position = beat.position;
-                    head = Some(beat.position);
-                }
-            }
-        }
-        drop(stream);
-        // Done once the writers had finished before this connection and it saw an idle heartbeat.
-        if writers_done && head.is_some() {
-            break;
-        }
-    }
+    let (latest, reconnects) = follow_with_random_disconnects(&server, &server.coach.token, &writers, 99).await;
     for writer in writers {
         writer.await.unwrap();
     }
