@@ -25,6 +25,7 @@ expect get-entry.sh '"steps": 10000' '"overridden": true' '"sleepMinutes": 420' 
 expect list-entries.sh "\"date\": \"$DAY\""
 expect explain-entry.sh '"winningEventIds"' '"kind": "manual"'
 expect stream-entries.sh '"update"' '"heartbeat"' "\"date\": \"$DAY\""
+expect pairing-flow.sh '"deviceToken"' '"coachId"' '"accepted": 1' '"revoked": 1'
 expect recompute-day.sh '"steps": 10000'
 expect rebuild-projections.sh '"daysRebuilt"'
 expect create-coach.sh '"coachToken"'

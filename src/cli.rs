@@ -8,6 +8,7 @@ use anyhow::{bail, Context};
 use serde_json::json;
 
 use crate::accounts;
+use crate::api::pairing::PairingOptions;
 use crate::config::{AdminCommand, Cli, Command, LogFormat};
 use crate::domain::priority::PriorityRule;
 use crate::server::{self, ServerOptions};
@@ -66,10 +67,20 @@ async fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
 
 async fn run_command<S: Store>(store: S, command: Command, rule: PriorityRule) -> anyhow::Result<ExitCode> {
     match command {
-        Command::Serve { listen, admin_token, heartbeat_secs } => {
-            let (listener, addr) = server::bind(listen).await.with_context(|| format!("binding {listen}"))?;
+        Command::Serve(args) => {
+            let (listener, addr) =
+                server::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
             tracing::info!(%addr, "coachfit listening");
-            let options = ServerOptions { admin_token, rule, heartbeat: Duration::from_secs(heartbeat_secs) };
+            let options = ServerOptions {
+                admin_token: args.admin_token,
+                rule,
+                heartbeat: Duration::from_secs(args.heartbeat_secs),
+                pairing: PairingOptions {
+                    code_ttl: Duration::from_secs(args.pairing_code_ttl_secs),
+                    max_failures: args.pairing_max_failures,
+                    lockout: Duration::from_secs(args.pairing_lockout_secs),
+                },
+            };
             server::serve(store, listener, options, server::shutdown_signal()).await?;
         }
         Command::Migrate => eprintln!("migrations applied"),

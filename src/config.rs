@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Parser)]
 #[command(name = "coachfit", version, about = "CoachFit Sync: health-data ingestion over gRPC")]
@@ -36,16 +36,7 @@ pub enum LogFormat {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run migrations, then serve gRPC until SIGINT/SIGTERM.
-    Serve {
-        #[arg(long, env = "COACHFIT_LISTEN", default_value = "127.0.0.1:50051")]
-        listen: SocketAddr,
-        /// A bearer token that acts as an admin principal.
-        #[arg(long, env = "COACHFIT_ADMIN_TOKEN", hide_env_values = true)]
-        admin_token: Option<String>,
-        /// Seconds a StreamEntries stream may be idle before it gets a heartbeat.
-        #[arg(long, env = "COACHFIT_HEARTBEAT_SECS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=300))]
-        heartbeat_secs: u64,
-    },
+    Serve(ServeArgs),
     /// Create or upgrade the schema, then exit.
     Migrate,
     /// Recompute read models from the events (after a priority change, say).
@@ -58,6 +49,27 @@ pub enum Command {
     /// Mint coaches and clients; each prints one JSON object on stdout.
     #[command(subcommand)]
     Admin(AdminCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[arg(long, env = "COACHFIT_LISTEN", default_value = "127.0.0.1:50051")]
+    pub listen: SocketAddr,
+    /// A bearer token that acts as an admin principal.
+    #[arg(long, env = "COACHFIT_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+    /// Seconds a StreamEntries stream may be idle before it gets a heartbeat.
+    #[arg(long, env = "COACHFIT_HEARTBEAT_SECS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=300))]
+    pub heartbeat_secs: u64,
+    /// Seconds a pairing code stays valid.
+    #[arg(long, env = "COACHFIT_PAIRING_CODE_TTL_SECS", default_value_t = 900, value_parser = clap::value_parser!(u64).range(60..=86_400))]
+    pub pairing_code_ttl_secs: u64,
+    /// Failed pairing attempts from one address before it is refused.
+    #[arg(long, env = "COACHFIT_PAIRING_MAX_FAILURES", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
+    pub pairing_max_failures: u32,
+    /// Seconds an address is refused after too many failed pairing attempts.
+    #[arg(long, env = "COACHFIT_PAIRING_LOCKOUT_SECS", default_value_t = 900)]
+    pub pairing_lockout_secs: u64,
 }
 
 #[derive(Debug, Subcommand)]

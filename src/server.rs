@@ -16,7 +16,7 @@ use crate::api::admin::AdminApi;
 use crate::api::auth::Authenticator;
 use crate::api::entry::EntryApi;
 use crate::api::ingest::IngestApi;
-use crate::api::pairing::PairingApi;
+use crate::api::pairing::{PairingApi, PairingOptions};
 use crate::api::AppState;
 use crate::domain::priority::PriorityRule;
 use crate::proto::v1::admin_service_server::AdminServiceServer;
@@ -37,11 +37,17 @@ pub struct ServerOptions {
     pub rule: PriorityRule,
     /// How long a `StreamEntries` stream may be idle before it gets a heartbeat.
     pub heartbeat: Duration,
+    pub pairing: PairingOptions,
 }
 
 impl Default for ServerOptions {
     fn default() -> Self {
-        ServerOptions { admin_token: None, rule: PriorityRule::default(), heartbeat: Duration::from_secs(5) }
+        ServerOptions {
+            admin_token: None,
+            rule: PriorityRule::default(),
+            heartbeat: Duration::from_secs(5),
+            pairing: PairingOptions::default(),
+        }
     }
 }
 
@@ -93,7 +99,7 @@ pub async fn serve<S: Store>(
         .add_service(reflection_v1alpha)
         .add_service(IngestServiceServer::new(IngestApi::new(state.clone())))
         .add_service(EntryServiceServer::new(EntryApi::new(state.clone())))
-        .add_service(PairingServiceServer::new(PairingApi))
+        .add_service(PairingServiceServer::new(PairingApi::new(state.clone(), &options.pairing)))
         .add_service(AdminServiceServer::new(AdminApi::new(state)))
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
         .await;

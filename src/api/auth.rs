@@ -1,7 +1,7 @@
 //! Authentication (bearer token → principal) and authorization (may this principal act
 //! for this user?).
 
-use tonic::metadata::MetadataMap;
+use tonic::Request;
 
 use super::status::{ApiError, ApiResult};
 use crate::accounts::hash_token;
@@ -38,15 +38,18 @@ impl<S: Store> Authenticator<S> {
         Authenticator { store, admin_token_hash: admin_token.filter(|t| !t.is_empty()).map(hash_token) }
     }
 
-    pub async fn principal(&self, metadata: &MetadataMap, rpc: &str) -> ApiResult<Principal> {
-        let token = metadata
+    /// The caller of `request`. Failures are logged with the peer and the RPC, never the token.
+    pub async fn principal<T>(&self, request: &Request<T>, rpc: &str) -> ApiResult<Principal> {
+        let peer = request.remote_addr().map(|a| a.ip().to_string()).unwrap_or_default();
+        let token = request
+            .metadata()
             .get("authorization")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
             .map(str::trim)
             .filter(|t| !t.is_empty());
         let Some(token) = token else {
-            tracing::info!(rpc, "rejected call without a bearer token");
+            tracing::info!(rpc, %peer, "rejected call without a bearer token");
             return Err(ApiError::Unauthenticated);
         };
         let hash = hash_token(token);
@@ -58,7 +61,7 @@ impl<S: Store> Authenticator<S> {
             Some(TokenOwner::Coach { coach_id }) => Ok(Principal::Coach { coach_id }),
             Some(TokenOwner::Device { user_id, device_id }) => Ok(Principal::Device { user_id, device_id }),
             None => {
-                tracing::info!(rpc, "rejected call with an unknown or revoked token");
+                tracing::info!(rpc, %peer, "rejected call with an unknown or revoked token");
                 Err(ApiError::Unauthenticated)
             }
         }

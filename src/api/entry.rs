@@ -79,7 +79,7 @@ impl<S: Store> EntryApi<S> {
     }
 
     async fn user<T>(&self, request: &Request<T>, rpc: &str, user_id: &str) -> ApiResult<String> {
-        let principal = self.state.auth.principal(request.metadata(), rpc).await?;
+        let principal = self.state.auth.principal(&request, rpc).await?;
         self.state.auth.user_for(&principal, user_id).await
     }
 }
@@ -90,7 +90,7 @@ impl<S: Store> EntryService for EntryApi<S> {
         &self,
         request: Request<pb::RecordManualEntryRequest>,
     ) -> Result<Response<pb::RecordManualEntryResponse>, Status> {
-        let principal = self.state.auth.principal(request.metadata(), "RecordManualEntry").await?;
+        let principal = self.state.auth.principal(&request, "RecordManualEntry").await?;
         let r = request.get_ref();
         let user_id = self.state.auth.user_for(&principal, &r.user_id).await?;
         let event = validate::manual_entry(Utc::now(), r).map_err(ApiError::invalid)?;
@@ -184,7 +184,7 @@ impl<S: Store> EntryService for EntryApi<S> {
         &self,
         request: Request<pb::StreamEntriesRequest>,
     ) -> Result<Response<Self::StreamEntriesStream>, Status> {
-        let principal = self.state.auth.principal(request.metadata(), "StreamEntries").await?;
+        let principal = self.state.auth.principal(&request, "StreamEntries").await?;
         let r = request.into_inner();
         let filter = self.feed_filter(&principal, &r.user_ids).await?;
         let after = r.after_position.map(|p| i64::try_from(p).unwrap_or(i64::MAX));

@@ -7,6 +7,7 @@ pub mod entry;
 pub mod ingest;
 pub mod pairing;
 pub mod status;
+mod throttle;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,32 +1,187 @@
-//! PairingService: not built yet; every call answers UNIMPLEMENTED.
+//! PairingService: a coach hands a short code to a client, whose app redeems it for a
+//! device token. Codes are single use, expire, and guessing them is throttled per peer.
 
-use tonic::{Request, Response, Status};
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::Duration;
 
+use chrono::Utc;
+use rand::Rng;
+use tonic::{Code, Request, Response, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+use super::auth::Principal;
+use super::convert;
+use super::status::ApiError;
+use super::throttle::FailureThrottle;
+use super::AppState;
+use crate::accounts::{hash_token, new_token};
+use crate::domain::{reason, Violation};
 use crate::proto::v1 as pb;
 use crate::proto::v1::pairing_service_server::PairingService;
+use crate::store::Store;
 
-pub struct PairingApi;
+/// Characters of a pairing code: no 0/O, 1/I, so a code read aloud is typed right.
+pub const CODE_ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+pub const CODE_LENGTH: usize = 8;
+
+#[derive(Debug, Clone)]
+pub struct PairingOptions {
+    pub code_ttl: Duration,
+    /// Failed redeems from one peer address before it is refused for `lockout`.
+    pub max_failures: u32,
+    pub lockout: Duration,
+}
+
+impl Default for PairingOptions {
+    fn default() -> Self {
+        PairingOptions {
+            code_ttl: Duration::from_secs(15 * 60),
+            max_failures: 5,
+            lockout: Duration::from_secs(15 * 60),
+        }
+    }
+}
+
+pub struct PairingApi<S> {
+    state: AppState<S>,
+    code_ttl: Duration,
+    throttle: FailureThrottle,
+}
+
+impl<S> PairingApi<S> {
+    pub fn new(state: AppState<S>, options: &PairingOptions) -> Self {
+        PairingApi {
+            state,
+            code_ttl: options.code_ttl,
+            throttle: FailureThrottle::new(options.max_failures, options.lockout),
+        }
+    }
+}
+
+fn new_code() -> String {
+    let mut rng = rand::thread_rng();
+    (0..CODE_LENGTH).map(|_| CODE_ALPHABET[rng.gen_range(0..CODE_ALPHABET.len())] as char).collect()
+}
+
+/// Upper-cases a typed code and drops the spaces and dashes people add; `None` when it cannot
+/// be a code at all.
+fn normalize_code(typed: &str) -> Option<String> {
+    let code: String = typed.chars().filter(|c| !matches!(c, ' ' | '-')).collect::<String>().to_ascii_uppercase();
+    (code.len() == CODE_LENGTH && code.bytes().all(|b| CODE_ALPHABET.contains(&b))).then_some(code)
+}
+
+/// The same answer for unknown, expired and used codes, so none can be told apart.
+fn no_such_code() -> Status {
+    Status::not_found("no such pairing code, or it expired or was used; ask your coach for a new one")
+}
 
 #[tonic::async_trait]
-impl PairingService for PairingApi {
+impl<S: Store> PairingService for PairingApi<S> {
     async fn create_pairing_code(
         &self,
-        _: Request<pb::CreatePairingCodeRequest>,
+        request: Request<pb::CreatePairingCodeRequest>,
     ) -> Result<Response<pb::CreatePairingCodeResponse>, Status> {
-        Err(Status::unimplemented("pairing is not available yet"))
+        let principal = self.state.auth.principal(&request, "CreatePairingCode").await?;
+        let Principal::Coach { coach_id } = principal else {
+            return Err(ApiError::PermissionDenied("pairing codes are made by coaches".into()).into());
+        };
+        let user_id = request.get_ref().user_id.as_deref().filter(|u| !u.is_empty());
+        let code = new_code();
+        let expires_at =
+            Utc::now() + chrono::Duration::from_std(self.code_ttl).unwrap_or(chrono::Duration::minutes(15));
+        let stored = self.state.store.create_pairing_code(&coach_id, user_id, &hash_token(&code), expires_at).await;
+        let user_id = stored
+            .map_err(ApiError::from)?
+            .ok_or_else(|| ApiError::PermissionDenied("this user is not one of your clients".into()))?;
+        Ok(Response::new(pb::CreatePairingCodeResponse {
+            code,
+            user_id,
+            expires_at: Some(convert::timestamp(expires_at)),
+        }))
     }
 
     async fn redeem_pairing_code(
         &self,
-        _: Request<pb::RedeemPairingCodeRequest>,
+        request: Request<pb::RedeemPairingCodeRequest>,
     ) -> Result<Response<pb::RedeemPairingCodeResponse>, Status> {
-        Err(Status::unimplemented("pairing is not available yet"))
+        let peer = request.remote_addr().map(|a| a.ip()).unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+        if let Err(wait) = self.throttle.check(peer) {
+            tracing::warn!(%peer, "pairing refused: too many failed attempts");
+            let details = ErrorDetails::with_retry_info(Some(wait));
+            let message = format!("too many failed attempts; retry in {} s", wait.as_secs().max(1));
+            return Err(Status::with_error_details(Code::ResourceExhausted, message, details));
+        }
+        let r = request.get_ref();
+        let device_name = r.device_name.trim();
+        if device_name.is_empty() || device_name.chars().count() > 100 {
+            let violation = Violation::new("device_name", reason::REQUIRED, "a device name of 1–100 characters");
+            return Err(ApiError::invalid_one(violation).into());
+        }
+        let Some(code) = normalize_code(&r.code) else {
+            self.throttle.record_failure(peer);
+            return Err(no_such_code());
+        };
+        let token = new_token();
+        let redeemed = self.state.store.redeem_pairing_code(&hash_token(&code), device_name, &hash_token(&token)).await;
+        match redeemed.map_err(ApiError::from)? {
+            Some(paired) => {
+                self.throttle.record_success(peer);
+                tracing::info!(%peer, user_id = %paired.user_id, "device paired");
+                Ok(Response::new(pb::RedeemPairingCodeResponse {
+                    user_id: paired.user_id,
+                    device_token: token,
+                    coach_id: paired.coach_id,
+                    device_id: paired.device_id,
+                }))
+            }
+            None => {
+                self.throttle.record_failure(peer);
+                tracing::info!(%peer, "pairing code not accepted");
+                Err(no_such_code())
+            }
+        }
     }
 
     async fn revoke_device(
         &self,
-        _: Request<pb::RevokeDeviceRequest>,
+        request: Request<pb::RevokeDeviceRequest>,
     ) -> Result<Response<pb::RevokeDeviceResponse>, Status> {
-        Err(Status::unimplemented("pairing is not available yet"))
+        let principal = self.state.auth.principal(&request, "RevokeDevice").await?;
+        let r = request.get_ref();
+        let user_id = self.state.auth.user_for(&principal, &r.user_id).await?;
+        let requested = r.device_id.as_deref().filter(|d| !d.is_empty());
+        let device_id = match (&principal, requested) {
+            // A device revokes itself, and only itself.
+            (Principal::Device { device_id, .. }, None) => Some(device_id.as_str()),
+            (Principal::Device { device_id, .. }, Some(requested)) if requested == device_id => Some(requested),
+            (Principal::Device { .. }, Some(_)) => {
+                return Err(ApiError::PermissionDenied("a device can revoke only itself".into()).into())
+            }
+            (_, requested) => requested,
+        };
+        let revoked = self.state.store.revoke_devices(&user_id, device_id).await.map_err(ApiError::from)?;
+        Ok(Response::new(pb::RevokeDeviceResponse { revoked }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_use_the_unambiguous_alphabet() {
+        for _ in 0..100 {
+            let code = new_code();
+            assert_eq!(normalize_code(&code), Some(code.clone()));
+            assert!(!code.contains(['0', 'O', '1', 'I']));
+        }
+    }
+
+    #[test]
+    fn typed_codes_are_case_insensitive_and_forgive_spacing() {
+        assert_eq!(normalize_code("abcd-ef23"), Some("ABCDEF23".into()));
+        assert_eq!(normalize_code(" abcd ef23 "), Some("ABCDEF23".into()));
+        assert_eq!(normalize_code("ABCDEF20"), None, "0 is not in the alphabet");
+        assert_eq!(normalize_code("ABCDEF2"), None);
     }
 }

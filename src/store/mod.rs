@@ -67,6 +67,14 @@ pub enum TokenOwner {
     Coach { coach_id: String },
 }
 
+/// A device paired by redeeming a code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Paired {
+    pub user_id: String,
+    pub coach_id: String,
+    pub device_id: String,
+}
+
 /// An Entry as stored: the folded day and its feed position.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredEntry {
@@ -140,6 +148,27 @@ pub trait Store: Clone + Send + Sync + 'static {
         device_name: &str,
         token_hash: &str,
     ) -> impl Future<Output = StoreResult<Option<String>>> + Send;
+
+    /// Stores a pairing code (by its hash) for `user_id`, which must be a client of
+    /// `coach_id`, or for a new client of the coach when `user_id` is `None`. Returns the
+    /// user, or `None` when the user is not the coach's client.
+    fn create_pairing_code(
+        &self,
+        coach_id: &str,
+        user_id: Option<&str>,
+        code_hash: &str,
+        expires_at: DateTime<Utc>,
+    ) -> impl Future<Output = StoreResult<Option<String>>> + Send;
+    /// Claims an unexpired, unused code (once, even under concurrent redeems) and adds a device
+    /// token for its user. `None` for any code that cannot be redeemed.
+    fn redeem_pairing_code(
+        &self,
+        code_hash: &str,
+        device_name: &str,
+        token_hash: &str,
+    ) -> impl Future<Output = StoreResult<Option<Paired>>> + Send;
+    /// Revokes one device of the user, or all of them; returns how many were revoked.
+    fn revoke_devices(&self, user_id: &str, device_id: Option<&str>) -> impl Future<Output = StoreResult<u32>> + Send;
 
     /// Appends the events of one request and re-folds every day they touch, in one
     /// transaction. Returns one outcome per event, in order.

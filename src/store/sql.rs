@@ -86,6 +86,53 @@ macro_rules! sql_store {
             })
         }
 
+        async fn coach_exists(conn: &mut <$db as sqlx::Database>::Connection, coach_id: &str) -> StoreResult<bool> {
+            let found: Option<String> = sqlx::query_scalar("SELECT coach_id FROM coaches WHERE coach_id = $1")
+                .bind(coach_id)
+                .fetch_optional(conn)
+                .await
+                .map_err(StoreError::from_sqlx)?;
+            Ok(found.is_some())
+        }
+
+        async fn insert_user(
+            conn: &mut <$db as sqlx::Database>::Connection,
+            user_id: &str,
+            coach_id: &str,
+        ) -> StoreResult<()> {
+            sqlx::query("INSERT INTO users (user_id, coach_id, created_at_us) VALUES ($1, $2, $3)")
+                .bind(user_id)
+                .bind(coach_id)
+                .bind(micros(now()))
+                .execute(conn)
+                .await
+                .map_err(StoreError::from_sqlx)?;
+            Ok(())
+        }
+
+        /// A new device of `user_id`, known by the hash of its token.
+        async fn insert_device_token(
+            conn: &mut <$db as sqlx::Database>::Connection,
+            user_id: &str,
+            device_name: &str,
+            token_hash: &str,
+        ) -> StoreResult<String> {
+            let device_id = new_id();
+            sqlx::query(
+                "INSERT INTO tokens (token_hash, role, subject_id, device_id, device_name, created_at_us)
+                 VALUES ($1, 'device', $2, $3, $4, $5)",
+            )
+            .bind(token_hash)
+            .bind(user_id)
+            .bind(&device_id)
+            .bind(device_name)
+            .bind(micros(now()))
+            .execute(conn)
+            .await
+            .map_err(StoreError::from_sqlx)?;
+            Ok(device_id)
+        }
+
         /// Appends `(item, item, …)` with each item bound as a parameter.
         fn push_in_list<'a, T>(query: &mut sqlx::QueryBuilder<'a, $db>, items: impl IntoIterator<Item = T>)
         where
@@ -332,37 +379,102 @@ macro_rules! sql_store {
                 token_hash: &str,
             ) -> StoreResult<Option<String>> {
                 let user_id = new_id();
-                let now = micros(now());
                 let mut tx = self.write_tx(None).await?;
-                let coach: Option<String> = sqlx::query_scalar("SELECT coach_id FROM coaches WHERE coach_id = $1")
-                    .bind(coach_id)
-                    .fetch_optional(&mut *tx.tx)
-                    .await
-                    .map_err(StoreError::from_sqlx)?;
-                if coach.is_none() {
+                if !coach_exists(&mut tx.tx, coach_id).await? {
                     return Ok(None);
                 }
-                sqlx::query("INSERT INTO users (user_id, coach_id, created_at_us) VALUES ($1, $2, $3)")
-                    .bind(&user_id)
-                    .bind(coach_id)
-                    .bind(now)
-                    .execute(&mut *tx.tx)
-                    .await
-                    .map_err(StoreError::from_sqlx)?;
+                insert_user(&mut tx.tx, &user_id, coach_id).await?;
+                insert_device_token(&mut tx.tx, &user_id, device_name, token_hash).await?;
+                tx.commit().await?;
+                Ok(Some(user_id))
+            }
+
+            async fn create_pairing_code(
+                &self,
+                coach_id: &str,
+                user_id: Option<&str>,
+                code_hash: &str,
+                expires_at: DateTime<Utc>,
+            ) -> StoreResult<Option<String>> {
+                let mut tx = self.write_tx(None).await?;
+                let user_id = match user_id {
+                    Some(user_id) => {
+                        let coach: Option<String> = sqlx::query_scalar("SELECT coach_id FROM users WHERE user_id = $1")
+                            .bind(user_id)
+                            .fetch_optional(&mut *tx.tx)
+                            .await
+                            .map_err(StoreError::from_sqlx)?;
+                        if coach.as_deref() != Some(coach_id) {
+                            return Ok(None);
+                        }
+                        user_id.to_string()
+                    }
+                    None => {
+                        if !coach_exists(&mut tx.tx, coach_id).await? {
+                            return Ok(None);
+                        }
+                        let user_id = new_id();
+                        insert_user(&mut tx.tx, &user_id, coach_id).await?;
+                        user_id
+                    }
+                };
                 sqlx::query(
-                    "INSERT INTO tokens (token_hash, role, subject_id, device_id, device_name, created_at_us)
-             VALUES ($1, 'device', $2, $3, $4, $5)",
+                    "INSERT INTO pairing_codes (code_hash, coach_id, user_id, created_at_us, expires_at_us)
+                     VALUES ($1, $2, $3, $4, $5)",
                 )
-                .bind(token_hash)
+                .bind(code_hash)
+                .bind(coach_id)
                 .bind(&user_id)
-                .bind(new_id())
-                .bind(device_name)
-                .bind(now)
+                .bind(micros(now()))
+                .bind(micros(expires_at))
                 .execute(&mut *tx.tx)
                 .await
                 .map_err(StoreError::from_sqlx)?;
                 tx.commit().await?;
                 Ok(Some(user_id))
+            }
+
+            async fn redeem_pairing_code(
+                &self,
+                code_hash: &str,
+                device_name: &str,
+                token_hash: &str,
+            ) -> StoreResult<Option<Paired>> {
+                let mut tx = self.write_tx(None).await?;
+                // One statement claims the code, so of two concurrent redeems exactly one wins.
+                let claimed = sqlx::query(
+                    "UPDATE pairing_codes SET redeemed_at_us = $2
+                     WHERE code_hash = $1 AND redeemed_at_us IS NULL AND expires_at_us > $2
+                     RETURNING user_id, coach_id",
+                )
+                .bind(code_hash)
+                .bind(micros(now()))
+                .fetch_optional(&mut *tx.tx)
+                .await
+                .map_err(StoreError::from_sqlx)?;
+                let Some(row) = claimed else { return Ok(None) };
+                let (user_id, coach_id): (String, String) = (row.try_get("user_id")?, row.try_get("coach_id")?);
+                let device_id = insert_device_token(&mut tx.tx, &user_id, device_name, token_hash).await?;
+                tx.commit().await?;
+                Ok(Some(Paired { user_id, coach_id, device_id }))
+            }
+
+            async fn revoke_devices(&self, user_id: &str, device_id: Option<&str>) -> StoreResult<u32> {
+                let mut tx = self.write_tx(None).await?;
+                let revoked = sqlx::query(
+                    "UPDATE tokens SET revoked_at_us = $3
+                     WHERE role = 'device' AND subject_id = $1 AND ($2 IS NULL OR device_id = $2)
+                       AND revoked_at_us IS NULL",
+                )
+                .bind(user_id)
+                .bind(device_id)
+                .bind(micros(now()))
+                .execute(&mut *tx.tx)
+                .await
+                .map_err(StoreError::from_sqlx)?
+                .rows_affected();
+                tx.commit().await?;
+                Ok(revoked as u32)
             }
 
             async fn append(
@@ -507,7 +619,7 @@ macro_rules! shared_imports {
         use {
             super::projector::{self, AppendOutcome},
             super::sql::{from_micros, micros, parse_day, parse_uuid, EVENT_COLUMNS, REBUILD_CHUNK},
-            super::{new_id, now, FeedFilter, Mismatch, RebuildStats, Store, TokenOwner},
+            super::{new_id, now, FeedFilter, Mismatch, Paired, RebuildStats, Store, TokenOwner},
             crate::domain::event::{EventKind, NewEvent, Payload, StoredEvent},
             crate::domain::fold::{fold, Day},
             crate::domain::priority::PriorityRule,

@@ -6,10 +6,12 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
 use coachfit::accounts;
+use coachfit::api::pairing::PairingOptions;
 use coachfit::proto::v1 as pb;
 use coachfit::proto::v1::admin_service_client::AdminServiceClient;
 use coachfit::proto::v1::entry_service_client::EntryServiceClient;
 use coachfit::proto::v1::ingest_service_client::IngestServiceClient;
+use coachfit::proto::v1::pairing_service_client::PairingServiceClient;
 use coachfit::server::{self, ServerOptions};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -69,10 +71,16 @@ pub struct TestServer {
     task: Option<JoinHandle<anyhow::Result<()>>>,
     /// Dropped (and the database with it) when the last server using it is gone.
     database: std::sync::Arc<TestDatabase>,
+    pairing: PairingOptions,
 }
 
 impl TestServer {
     pub async fn start(backend: Backend) -> TestServer {
+        // Many tests redeem bad codes on purpose; throttling has tests of its own.
+        Self::start_with(backend, PairingOptions { max_failures: 1_000, ..PairingOptions::default() }).await
+    }
+
+    pub async fn start_with(backend: Backend, pairing: PairingOptions) -> TestServer {
         init_test_logging();
         let database = std::sync::Arc::new(TestDatabase::create(backend).await);
         let store = AnyStore::open(backend, &database.url, FEED_BUFFER).await;
@@ -80,7 +88,7 @@ impl TestServer {
         let (user_id, device_token) = store.create_client(&coach_id).await;
         let coach = Account { id: coach_id, token: coach_token };
         let client = Account { id: user_id, token: device_token };
-        Self::launch(backend, store, database, accounts::new_token(), coach, client).await
+        Self::launch(backend, store, database, accounts::new_token(), coach, client, pairing).await
     }
 
     async fn launch(
@@ -90,11 +98,16 @@ impl TestServer {
         admin_token: String,
         coach: Account,
         client: Account,
+        pairing: PairingOptions,
     ) -> TestServer {
         let (listener, addr) = server::bind("127.0.0.1:0".parse().unwrap()).await.expect("bind");
         let (tx, rx) = oneshot::channel::<()>();
-        let options =
-            ServerOptions { admin_token: Some(admin_token.clone()), heartbeat: HEARTBEAT, ..ServerOptions::default() };
+        let options = ServerOptions {
+            admin_token: Some(admin_token.clone()),
+            heartbeat: HEARTBEAT,
+            pairing: pairing.clone(),
+            ..ServerOptions::default()
+        };
         let shutdown = async {
             let _ = rx.await;
         };
@@ -116,6 +129,7 @@ impl TestServer {
             shutdown: Some(tx),
             task: Some(task),
             database,
+            pairing,
         }
     }
 
@@ -129,7 +143,7 @@ impl TestServer {
     pub async fn another_instance(&self) -> TestServer {
         let store = AnyStore::open(self.backend, &self.db_url, FEED_BUFFER).await;
         let (admin_token, coach, client) = (self.admin_token.clone(), self.coach.clone(), self.client.clone());
-        Self::launch(self.backend, store, self.database.clone(), admin_token, coach, client).await
+        Self::launch(self.backend, store, self.database.clone(), admin_token, coach, client, self.pairing.clone()).await
     }
 
     pub async fn stop(&mut self) {
@@ -185,6 +199,10 @@ impl TestServer {
     ) -> EntryServiceClient<InterceptedService<Channel, Bearer>> {
         let channel = Channel::from_shared(self.channel_uri.clone()).unwrap().connect().await.expect("connect");
         EntryServiceClient::new(InterceptedService::new(channel, Bearer::new(token)))
+    }
+
+    pub fn pairing(&self, token: &str) -> PairingServiceClient<InterceptedService<Channel, Bearer>> {
+        PairingServiceClient::new(self.authed(token))
     }
 
     pub fn admin(&self, token: &str) -> AdminServiceClient<InterceptedService<Channel, Bearer>> {

@@ -9,6 +9,8 @@ mod auth;
 mod cli;
 mod entries;
 mod ingest;
+mod matrix;
+mod pairing;
 mod scale_out;
 mod stream;
 mod workouts;

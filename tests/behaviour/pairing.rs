@@ -1,0 +1,163 @@
+//! PairingService: the pairing flow, single use, expiry, throttled guessing, revocation.
+
+use std::time::Duration;
+
+use coachfit::api::pairing::PairingOptions;
+use coachfit::proto::v1 as pb;
+use pb::stream_entries_response::Kind;
+use tonic::Code;
+use tonic_types::StatusExt;
+
+use crate::common::*;
+use crate::each_backend;
+
+each_backend!(
+    a_paired_device_ingests_and_its_coach_sees_it_live,
+    a_code_for_an_existing_client_pairs_another_device,
+    a_code_is_single_use_even_under_concurrent_redeems,
+    an_expired_code_is_not_found,
+    guessing_codes_gets_a_peer_refused_for_the_lockout,
+    a_revoked_device_is_refused_at_once_on_every_instance,
+);
+
+const ALPHABET: &str = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+
+pub async fn create_code(
+    server: &TestServer,
+    coach_token: &str,
+    user_id: Option<String>,
+) -> pb::CreatePairingCodeResponse {
+    let request = pb::CreatePairingCodeRequest { user_id };
+    server.pairing(coach_token).create_pairing_code(request).await.expect("CreatePairingCode").into_inner()
+}
+
+pub async fn redeem(server: &TestServer, code: &str) -> Result<pb::RedeemPairingCodeResponse, tonic::Status> {
+    let request = pb::RedeemPairingCodeRequest { code: code.into(), device_name: "Ana's iPhone".into() };
+    server.pairing("").redeem_pairing_code(request).await.map(|r| r.into_inner())
+}
+
+async fn a_paired_device_ingests_and_its_coach_sees_it_live(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let request = pb::StreamEntriesRequest { user_ids: vec![], after_position: None };
+    let mut stream = server.entries(&server.coach.token).stream_entries(request).await.unwrap().into_inner();
+    assert!(matches!(stream.message().await.unwrap().unwrap().kind, Some(Kind::Heartbeat(_))));
+
+    let created = create_code(&server, &server.coach.token, None).await;
+    assert_eq!(created.code.len(), 8);
+    assert!(created.code.chars().all(|c| ALPHABET.contains(c)), "{}", created.code);
+    let expires_in = created.expires_at.unwrap().seconds - chrono::Utc::now().timestamp();
+    assert!((14 * 60..=15 * 60).contains(&expires_in), "expires in {expires_in} s");
+
+    // Typed in lower case, as people do.
+    let paired = redeem(&server, &created.code.to_lowercase()).await.unwrap();
+    assert_eq!(
+        (paired.user_id.as_str(), paired.coach_id.as_str()),
+        (created.user_id.as_str(), server.coach.id.as_str())
+    );
+    assert_eq!(paired.device_token.len(), 64);
+
+    server
+        .ingest(&paired.device_token)
+        .ingest_steps(steps_request(vec![steps("2026-03-05", 3_210, 20)]))
+        .await
+        .unwrap();
+    let update = loop {
+        let message = tokio::time::timeout(Duration::from_secs(30), stream.message()).await.unwrap().unwrap().unwrap();
+        if let Some(Kind::Update(update)) = message.kind {
+            break update;
+        }
+    };
+    let entry = update.entry.unwrap();
+    assert_eq!((entry.user_id.as_str(), entry.steps), (paired.user_id.as_str(), Some(3_210)));
+}
+
+async fn a_code_for_an_existing_client_pairs_another_device(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let created = create_code(&server, &server.coach.token, Some(server.client.id.clone())).await;
+    assert_eq!(created.user_id, server.client.id);
+    let paired = redeem(&server, &created.code).await.unwrap();
+    assert_eq!(paired.user_id, server.client.id);
+    assert_ne!(paired.device_token, server.client.token);
+
+    let rival = server.new_coach("Coach Rival").await;
+    let request = pb::CreatePairingCodeRequest { user_id: Some(server.client.id.clone()) };
+    let status = server.pairing(&rival.token).create_pairing_code(request).await.unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied);
+}
+
+async fn a_code_is_single_use_even_under_concurrent_redeems(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let code = create_code(&server, &server.coach.token, None).await.code;
+    let attempts: Vec<_> = (0..8)
+        .map(|_| {
+            let mut client = server.pairing("");
+            let request = pb::RedeemPairingCodeRequest { code: code.clone(), device_name: "phone".into() };
+            tokio::spawn(async move { client.redeem_pairing_code(request).await })
+        })
+        .collect();
+    let mut won = 0;
+    for attempt in attempts {
+        match attempt.await.unwrap() {
+            Ok(_) => won += 1,
+            Err(status) => assert_eq!(status.code(), Code::NotFound),
+        }
+    }
+    assert_eq!(won, 1, "exactly one redeem wins");
+    assert_eq!(redeem(&server, &code).await.unwrap_err().code(), Code::NotFound, "a used code is never a credential");
+    let unknown = redeem(&server, "ZZZZ2222").await.unwrap_err();
+    assert_eq!(unknown.code(), Code::NotFound);
+    assert_eq!(unknown.message(), redeem(&server, &code).await.unwrap_err().message(), "no oracle");
+}
+
+async fn an_expired_code_is_not_found(backend: Backend) {
+    let options = PairingOptions { code_ttl: Duration::from_secs(1), max_failures: 100, ..PairingOptions::default() };
+    let server = TestServer::start_with(backend, options).await;
+    let code = create_code(&server, &server.coach.token, None).await.code;
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    assert_eq!(redeem(&server, &code).await.unwrap_err().code(), Code::NotFound);
+}
+
+async fn guessing_codes_gets_a_peer_refused_for_the_lockout(backend: Backend) {
+    let options = PairingOptions { max_failures: 3, lockout: Duration::from_secs(2), ..PairingOptions::default() };
+    let server = TestServer::start_with(backend, options).await;
+    let code = create_code(&server, &server.coach.token, None).await.code;
+    for guess in ["AAAAAAAA", "BBBBBBBB", "not-a-code"] {
+        assert_eq!(redeem(&server, guess).await.unwrap_err().code(), Code::NotFound);
+    }
+    // Refused now, even with the right code, and told when to come back.
+    let refused = redeem(&server, &code).await.unwrap_err();
+    assert_eq!(refused.code(), Code::ResourceExhausted);
+    let retry = refused.get_details_retry_info().expect("retry info").retry_delay.expect("a delay");
+    assert!(retry > Duration::ZERO && retry <= Duration::from_secs(2));
+
+    tokio::time::sleep(retry + Duration::from_millis(200)).await;
+    assert!(redeem(&server, &code).await.is_ok(), "the refusal lasts the lockout, no longer");
+}
+
+async fn a_revoked_device_is_refused_at_once_on_every_instance(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let other_instance = server.another_instance().await;
+    let code = create_code(&server, &server.coach.token, Some(server.client.id.clone())).await.code;
+    let second = redeem(&server, &code).await.unwrap();
+
+    let request = pb::RevokeDeviceRequest { user_id: String::new(), device_id: None };
+    let revoked = server.pairing(&second.device_token).revoke_device(request).await.unwrap().into_inner();
+    assert_eq!(revoked.revoked, 1, "a device revokes itself");
+    for instance in [&server, &other_instance] {
+        let status =
+            instance.entries(&second.device_token).get_entry(pb::GetEntryRequest::default()).await.unwrap_err();
+        assert_eq!(status.code(), Code::Unauthenticated);
+    }
+    // The client's first device still works.
+    server.ingest(&server.client.token).ingest_steps(steps_request(vec![steps("2026-03-05", 1, 20)])).await.unwrap();
+
+    let rival = server.new_coach("Coach Rival").await;
+    let request = pb::RevokeDeviceRequest { user_id: server.client.id.clone(), device_id: None };
+    let status = server.pairing(&rival.token).revoke_device(request.clone()).await.unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied);
+    let all = server.pairing(&server.coach.token).revoke_device(request).await.unwrap().into_inner();
+    assert_eq!(all.revoked, 1, "the coach revokes the remaining device");
+    let status =
+        other_instance.ingest(&server.client.token).ingest_steps(steps_request(vec![steps("2026-03-05", 2, 21)])).await;
+    assert_eq!(status.unwrap_err().code(), Code::Unauthenticated);
+}
