@@ -23,7 +23,7 @@ impl<S> AdminApi<S> {
 
 impl<S: Store> AdminApi<S> {
     async fn admin<T>(&self, request: &Request<T>, rpc: &str) -> ApiResult<()> {
-        let principal = self.state.auth.principal(&request, rpc).await?;
+        let principal = self.state.auth.principal(request, rpc).await?;
         self.state.auth.require_admin(&principal)
     }
 }

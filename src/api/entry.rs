@@ -79,7 +79,7 @@ impl<S: Store> EntryApi<S> {
     }
 
     async fn user<T>(&self, request: &Request<T>, rpc: &str, user_id: &str) -> ApiResult<String> {
-        let principal = self.state.auth.principal(&request, rpc).await?;
+        let principal = self.state.auth.principal(request, rpc).await?;
         self.state.auth.user_for(&principal, user_id).await
     }
 }

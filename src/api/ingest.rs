@@ -36,7 +36,7 @@ impl<S: Store> IngestApi<S> {
         zone: &str,
         zone_needed: bool,
     ) -> ApiResult<(Principal, String, Context)> {
-        let principal = self.state.auth.principal(&request, rpc).await?;
+        let principal = self.state.auth.principal(request, rpc).await?;
         let user_id = match &principal {
             Principal::Device { user_id, .. } => user_id.clone(),
             _ => return Err(ApiError::PermissionDenied("ingestion needs a device token".into())),
