@@ -9,6 +9,7 @@ use serde_json::json;
 
 use crate::accounts;
 use crate::api::pairing::PairingOptions;
+use crate::bench::{self, Mode};
 use crate::config::{AdminCommand, Cli, Command, LogFormat};
 use crate::domain::priority::PriorityRule;
 use crate::server::{self, ServerOptions};
@@ -49,8 +50,31 @@ pub fn load_rule(cli: &Cli) -> anyhow::Result<PriorityRule> {
     }
 }
 
+async fn bench(database: &str, quick: bool, smoke: bool, write: Option<&std::path::Path>) -> anyhow::Result<ExitCode> {
+    let mode = match (quick, smoke) {
+        (_, true) => Mode::Smoke,
+        (true, _) => Mode::Quick,
+        _ => Mode::Full,
+    };
+    let report = bench::run(mode, database).await?;
+    println!("{}", report.table());
+    println!("{}", report.json_line());
+    if let Some(path) = write {
+        bench::write_markdown(path, &report)?;
+        eprintln!("updated {}", path.display());
+    }
+    if !report.delivered_everything() {
+        eprintln!("not every subscriber got every change");
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 /// Opens the database the URL names (running migrations) and runs the command on it.
 async fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
+    if let Command::Bench { quick, smoke, write } = &cli.command {
+        return bench(&cli.database_url, *quick, *smoke, write.as_deref()).await;
+    }
     let rule = load_rule(&cli)?;
     let url = cli.database_url.as_str();
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
@@ -99,6 +123,7 @@ async fn run_command<S: Store>(store: S, command: Command, rule: PriorityRule) -
             }
             eprintln!("every read model matches its events");
         }
+        Command::Bench { .. } => unreachable!("bench runs before a store is opened"),
         Command::Admin(AdminCommand::CreateCoach { name }) => {
             let (coach_id, coach_token) = accounts::create_coach(&store, &name).await?;
             println!("{}", json!({"coach_id": coach_id, "coach_token": coach_token}));

@@ -46,6 +46,19 @@ pub enum Command {
     },
     /// Check every stored read model against the fold of its events; non-zero exit on a difference.
     Verify,
+    /// Measure the service against its limits (DESIGN.md §7) on a fresh database of the kind
+    /// --database-url names: `sqlite…` for a temporary file, or a PostgreSQL server URL.
+    Bench {
+        /// A smaller run, under two minutes.
+        #[arg(long, conflicts_with = "smoke")]
+        quick: bool,
+        /// A few seconds; fails unless every subscriber got every change (CI).
+        #[arg(long)]
+        smoke: bool,
+        /// Update this markdown file (e.g. BENCHMARKS.md) with the results.
+        #[arg(long)]
+        write: Option<PathBuf>,
+    },
     /// Mint coaches and clients; each prints one JSON object on stdout.
     #[command(subcommand)]
     Admin(AdminCommand),

@@ -1,0 +1,122 @@
+//! What a benchmark run stands on: a fresh database, the real server as a child process on
+//! loopback, and accounts minted straight in the store.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use sqlx::Connection;
+
+/// A database made for one run and dropped after it.
+pub struct BenchDatabase {
+    pub url: String,
+    postgres: Option<(String, String)>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl BenchDatabase {
+    /// `sqlite` (or any `sqlite:` URL) gives a temporary file; a `postgres://` URL names the
+    /// server, on which a fresh database is created.
+    pub async fn create(kind: &str) -> anyhow::Result<BenchDatabase> {
+        if kind.starts_with("postgres://") || kind.starts_with("postgresql://") {
+            let name = format!("coachfit_bench_{}", uuid::Uuid::new_v4().simple());
+            let mut admin = sqlx::PgConnection::connect(kind).await.context("connecting to PostgreSQL")?;
+            sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut admin).await?;
+            let base = kind.split('?').next().unwrap_or(kind);
+            let url = format!("{}/{name}", base.rsplit_once('/').map_or(base, |(server, _)| server));
+            Ok(BenchDatabase { url, postgres: Some((kind.to_string(), name)), _dir: None })
+        } else if kind.starts_with("sqlite") {
+            let dir = tempfile::tempdir()?;
+            let url = format!("sqlite://{}", dir.path().join("bench.db").display());
+            Ok(BenchDatabase { url, postgres: None, _dir: Some(dir) })
+        } else {
+            bail!("--database-url must be sqlite or a postgres:// URL")
+        }
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        self.postgres.is_some()
+    }
+
+    pub async fn drop_database(&mut self) -> anyhow::Result<()> {
+        if let Some((admin_url, name)) = self.postgres.take() {
+            let mut admin = sqlx::PgConnection::connect(&admin_url).await?;
+            sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut admin).await?;
+        }
+        Ok(())
+    }
+}
+
+/// `coachfit serve` as a child process, on a free loopback port.
+pub struct ChildServer {
+    child: Child,
+    pub addr: String,
+}
+
+impl ChildServer {
+    pub fn start(database_url: &str, admin_token: &str) -> anyhow::Result<ChildServer> {
+        let exe: PathBuf = std::env::current_exe()?;
+        let mut child = Command::new(exe)
+            .args(["serve", "--listen", "127.0.0.1:0", "--heartbeat-secs", "1"])
+            .env("COACHFIT_DATABASE_URL", database_url)
+            .env("COACHFIT_ADMIN_TOKEN", admin_token)
+            .env("RUST_LOG", "info")
+            .env_remove("COACHFIT_LOG_FORMAT")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("starting coachfit serve")?;
+        let mut lines = BufReader::new(child.stderr.take().expect("piped stderr")).lines();
+        let addr = loop {
+            let Some(line) = lines.next() else { bail!("coachfit serve exited before listening") };
+            if let Some(rest) = line?.split("addr=").nth(1) {
+                break rest.split_whitespace().next().unwrap_or_default().to_string();
+            }
+        };
+        // Keep draining the log so the server never blocks on a full pipe.
+        std::thread::spawn(move || lines.for_each(drop));
+        Ok(ChildServer { child, addr })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn uri(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// SIGTERM, then wait for the graceful exit.
+    pub fn stop(mut self) -> anyhow::Result<()> {
+        Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status()?;
+        for _ in 0..100 {
+            if self.child.try_wait()?.is_some() {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        self.child.kill()?;
+        Ok(())
+    }
+}
+
+/// Resident memory of a process in MiB, from /proc.
+pub fn resident_mib(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kib: f64 = status.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
+/// Cores and memory of this machine, for the report.
+pub fn machine() -> String {
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    let memory = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| m.lines().find(|l| l.starts_with("MemTotal:")).map(str::to_string))
+        .and_then(|l| l.split_whitespace().nth(1).and_then(|k| k.parse::<f64>().ok()))
+        .map(|kib| format!("{:.0} GiB", kib / 1024.0 / 1024.0))
+        .unwrap_or_else(|| "unknown memory".into());
+    format!("{cores} cores, {memory}")
+}

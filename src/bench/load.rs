@@ -1,0 +1,275 @@
+//! Load from real gRPC clients over loopback: batch ingest, single-item ingest against
+//! health checks, and the StreamEntries fan-out.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use chrono::{NaiveDate, TimeZone, Utc};
+use hdrhistogram::Histogram;
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::interceptor::InterceptedService;
+use tonic::service::Interceptor;
+use tonic::transport::Channel;
+
+use crate::proto::v1 as pb;
+use crate::proto::v1::entry_service_client::EntryServiceClient;
+use crate::proto::v1::ingest_service_client::IngestServiceClient;
+
+/// Adds `authorization: Bearer <token>`.
+#[derive(Clone)]
+pub struct Bearer(MetadataValue<Ascii>);
+
+impl Bearer {
+    pub fn new(token: &str) -> Bearer {
+        Bearer(format!("Bearer {token}").parse().expect("tokens are ASCII"))
+    }
+}
+
+impl Interceptor for Bearer {
+    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        request.metadata_mut().insert("authorization", self.0.clone());
+        Ok(request)
+    }
+}
+
+pub async fn connect(uri: &str) -> anyhow::Result<Channel> {
+    Ok(Channel::from_shared(uri.to_string())?.connect().await?)
+}
+
+fn ingest_client(channel: &Channel, token: &str) -> IngestServiceClient<InterceptedService<Channel, Bearer>> {
+    IngestServiceClient::new(InterceptedService::new(channel.clone(), Bearer::new(token)))
+}
+
+/// The `n`-th day of a user's bench history (all in the past).
+pub fn bench_day(n: usize) -> NaiveDate {
+    NaiveDate::from_ymd_opt(2001, 1, 1).expect("valid date") + chrono::Duration::days(n as i64 % 9_000)
+}
+
+fn sample(day: NaiveDate, total_steps: u32, observed_at_us: i64) -> pb::StepsSample {
+    let at = Utc.timestamp_micros(observed_at_us).single().expect("valid instant");
+    pb::StepsSample {
+        date: day.to_string(),
+        total_steps,
+        observed_at: Some(prost_types::Timestamp {
+            seconds: at.timestamp(),
+            nanos: at.timestamp_subsec_nanos() as i32,
+        }),
+        source_devices: vec!["bench".into()],
+        idempotency_key: String::new(),
+    }
+}
+
+fn observed_at_us(day: NaiveDate, sequence: u64) -> i64 {
+    let midnight = Utc.from_utc_datetime(&day.and_hms_opt(0, 0, 0).expect("midnight")).timestamp_micros();
+    midnight + 3_600_000_000 + sequence as i64
+}
+
+/// Full batches of 400 new step totals, one user per request, `clients` requests in flight.
+/// Returns (events accepted, elapsed).
+pub async fn batch_ingest(uri: &str, tokens: &[String], clients: usize) -> anyhow::Result<(u64, Duration)> {
+    let started = Instant::now();
+    let mut lanes = Vec::new();
+    for lane in 0..clients {
+        let channel = connect(uri).await?;
+        let tokens: Vec<String> = tokens.iter().skip(lane).step_by(clients).cloned().collect();
+        lanes.push(tokio::spawn(async move {
+            let mut accepted = 0u64;
+            for token in tokens {
+                let samples =
+                    (0..400).map(|d| sample(bench_day(d), 1_000 + d as u32, observed_at_us(bench_day(d), 0))).collect();
+                let request = pb::IngestStepsRequest { samples, time_zone: String::new() };
+                accepted +=
+                    u64::from(ingest_client(&channel, &token).ingest_steps(request).await?.into_inner().accepted);
+            }
+            anyhow::Ok(accepted)
+        }));
+    }
+    let mut accepted = 0;
+    for lane in lanes {
+        accepted += lane.await??;
+    }
+    Ok((accepted, started.elapsed()))
+}
+
+/// Requests per second of `clients` closed loops running `call` for `duration`.
+async fn closed_loop<F, Fut>(clients: usize, duration: Duration, call: F) -> anyhow::Result<f64>
+where
+    F: Fn(usize, u64) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = anyhow::Result<()>> + Send,
+{
+    let call = Arc::new(call);
+    let started = Instant::now();
+    let deadline = started + duration;
+    let mut lanes = Vec::new();
+    for lane in 0..clients {
+        let call = call.clone();
+        lanes.push(tokio::spawn(async move {
+            let mut done = 0u64;
+            while Instant::now() < deadline {
+                call(lane, done).await?;
+                done += 1;
+            }
+            anyhow::Ok(done)
+        }));
+    }
+    let mut done = 0;
+    for lane in lanes {
+        done += lane.await??;
+    }
+    Ok(done as f64 / started.elapsed().as_secs_f64())
+}
+
+/// Single-item `IngestSteps` (each a new event and entry change), one user per client.
+pub async fn single_ingest(uri: &str, tokens: &[String], duration: Duration) -> anyhow::Result<f64> {
+    let channels = connections(uri, tokens.len()).await?;
+    let clients: Vec<_> =
+        tokens.iter().enumerate().map(|(i, t)| ingest_client(&channels[i % channels.len()], t)).collect();
+    let clients = Arc::new(clients);
+    closed_loop(tokens.len(), duration, move |lane, n| {
+        let mut client = clients[lane].clone();
+        async move {
+            let day = bench_day(n as usize);
+            let request = pb::IngestStepsRequest {
+                samples: vec![sample(day, n as u32, observed_at_us(day, n + 1))],
+                time_zone: String::new(),
+            };
+            client.ingest_steps(request).await?;
+            Ok(())
+        }
+    })
+    .await
+}
+
+/// `grpc.health.v1.Health/Check` at the same concurrency: the cost of an RPC.
+pub async fn health_checks(uri: &str, clients: usize, duration: Duration) -> anyhow::Result<f64> {
+    use tonic_health::pb::health_client::HealthClient;
+    let channels = connections(uri, clients).await?;
+    let clients_list: Vec<_> = (0..clients).map(|i| HealthClient::new(channels[i % channels.len()].clone())).collect();
+    let clients_list = Arc::new(clients_list);
+    closed_loop(clients, duration, move |lane, _| {
+        let mut client = clients_list[lane].clone();
+        async move {
+            client.check(tonic_health::pb::HealthCheckRequest { service: String::new() }).await?;
+            Ok(())
+        }
+    })
+    .await
+}
+
+/// One HTTP/2 connection per 16 clients, as separate app instances would have.
+async fn connections(uri: &str, clients: usize) -> anyhow::Result<Vec<Channel>> {
+    let mut channels = Vec::new();
+    for _ in 0..clients.div_ceil(16) {
+        channels.push(connect(uri).await?);
+    }
+    Ok(channels)
+}
+
+/// What the fan-out measured.
+pub struct Fanout {
+    pub subscribers: usize,
+    pub changes: u64,
+    pub missing: u64,
+    pub latency_ms: Histogram<u64>,
+}
+
+/// `subscribers` coach dashboards stream while the writers change `rate` entries a second
+/// for `duration`. Latency runs from a write's acknowledgement to each delivery (zero when
+/// the update arrives before the writer's ack).
+pub async fn fanout(
+    uri: &str,
+    coach_token: &str,
+    writers: &[(String, String)],
+    subscribers: usize,
+    rate: u64,
+    duration: Duration,
+) -> anyhow::Result<Fanout> {
+    let acks: Arc<RwLock<HashMap<String, Instant>>> = Arc::default();
+    let expected = Arc::new(AtomicU64::new(u64::MAX));
+    let ready = Arc::new(AtomicU64::new(0));
+
+    let mut readers = Vec::new();
+    for chunk in 0..subscribers.div_ceil(100) {
+        let channel = connect(uri).await?;
+        for _ in 0..100.min(subscribers - chunk * 100) {
+            let client = EntryServiceClient::new(InterceptedService::new(channel.clone(), Bearer::new(coach_token)));
+            readers.push(tokio::spawn(subscriber(client, acks.clone(), expected.clone(), ready.clone())));
+        }
+    }
+    while ready.load(Ordering::Relaxed) < subscribers as u64 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let period = Duration::from_secs_f64(writers.len() as f64 / rate as f64);
+    let channel = connect(uri).await?;
+    let mut lanes = Vec::new();
+    for (w, (user_id, token)) in writers.iter().enumerate() {
+        let mut client = ingest_client(&channel, token);
+        let (acks, user_id) = (acks.clone(), user_id.clone());
+        lanes.push(tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(period);
+            let deadline = Instant::now() + duration;
+            let mut sent = 0u64;
+            while Instant::now() < deadline {
+                ticker.tick().await;
+                let day = bench_day(5_000 + sent as usize);
+                let request = pb::IngestStepsRequest {
+                    samples: vec![sample(day, sent as u32, observed_at_us(day, w as u64))],
+                    time_zone: String::new(),
+                };
+                client.ingest_steps(request).await?;
+                acks.write().expect("acks lock").insert(format!("{user_id}:{day}"), Instant::now());
+                sent += 1;
+            }
+            anyhow::Ok(sent)
+        }));
+    }
+    let mut changes = 0;
+    for lane in lanes {
+        changes += lane.await??;
+    }
+    expected.store(changes, Ordering::Relaxed);
+
+    let mut latency_ms = Histogram::<u64>::new(3)?;
+    let mut missing = 0;
+    for reader in readers {
+        let (received, histogram) = reader.await??;
+        missing += changes.saturating_sub(received);
+        latency_ms.add(histogram)?;
+    }
+    Ok(Fanout { subscribers, changes, missing, latency_ms })
+}
+
+/// How long a subscriber waits for the last changes before counting them missing.
+const DRAIN_PATIENCE: Duration = Duration::from_secs(60);
+
+async fn subscriber(
+    mut client: EntryServiceClient<InterceptedService<Channel, Bearer>>,
+    acks: Arc<RwLock<HashMap<String, Instant>>>,
+    expected: Arc<AtomicU64>,
+    ready: Arc<AtomicU64>,
+) -> anyhow::Result<(u64, Histogram<u64>)> {
+    use pb::stream_entries_response::Kind;
+    let request = pb::StreamEntriesRequest { user_ids: vec![], after_position: None };
+    let mut stream = client.stream_entries(request).await?.into_inner();
+    stream.message().await?; // the first heartbeat: subscribed
+    ready.fetch_add(1, Ordering::Relaxed);
+    let mut histogram = Histogram::<u64>::new(3)?;
+    let mut received = 0u64;
+    let mut last_progress = Instant::now();
+    while received < expected.load(Ordering::Relaxed) && last_progress.elapsed() < DRAIN_PATIENCE {
+        let Ok(message) = tokio::time::timeout(Duration::from_secs(1), stream.message()).await else { continue };
+        let Some(Kind::Update(update)) = message?.and_then(|m| m.kind) else { continue };
+        let now = Instant::now();
+        last_progress = now;
+        received += 1;
+        let entry = update.entry.unwrap_or_default();
+        let key = format!("{}:{}", entry.user_id, entry.date);
+        let acked = acks.read().expect("acks lock").get(&key).copied();
+        let latency = acked.map_or(Duration::ZERO, |acked| now.saturating_duration_since(acked));
+        histogram.record(latency.as_millis() as u64)?;
+    }
+    Ok((received, histogram))
+}

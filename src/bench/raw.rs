@@ -1,0 +1,106 @@
+//! The storage limits the service is measured against: a raw multi-row insert of event rows
+//! and a plain sequential read of the events table, with sqlx and nothing else.
+
+use std::time::{Duration, Instant};
+
+use futures::TryStreamExt;
+use sqlx::{Arguments, Database, Encode, Executor, IntoArguments, Pool, Type};
+
+use crate::domain::event::{Payload, StepsReport};
+
+/// One events-table row, shaped like the service's own.
+pub struct RawEvent {
+    pub event_id: String,
+    pub user_id: String,
+    pub day: String,
+    pub payload: String,
+    pub observed_at_us: i64,
+}
+
+impl RawEvent {
+    /// A HealthKit step total for `user_id` on `day`.
+    pub fn steps(user_id: &str, day: chrono::NaiveDate, total_steps: u32, observed_at_us: i64) -> RawEvent {
+        let payload = Payload::Steps(StepsReport { total_steps, source_devices: vec!["bench".into()] });
+        RawEvent {
+            event_id: uuid::Uuid::new_v4().to_string(),
+            user_id: user_id.to_string(),
+            day: day.to_string(),
+            payload: serde_json::to_string(&payload).expect("payloads serialize"),
+            observed_at_us,
+        }
+    }
+}
+
+/// Inserts each batch with one multi-row statement (one commit each), `concurrency` batches
+/// in flight. Returns the elapsed time.
+pub async fn insert<DB>(pool: &Pool<DB>, batches: &[Vec<RawEvent>], concurrency: usize) -> anyhow::Result<Duration>
+where
+    DB: Database,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
+    for<'q> String: Encode<'q, DB> + Type<DB>,
+    for<'q> i64: Encode<'q, DB> + Type<DB>,
+{
+    let started = Instant::now();
+    let lanes = (0..concurrency.max(1)).map(|lane| async move {
+        let mut conn = pool.acquire().await?;
+        for batch in batches.iter().skip(lane).step_by(concurrency.max(1)) {
+            let mut sql = String::from(
+                "INSERT INTO events (event_id, user_id, day, kind, source, dedupe_key, content_hash, payload,
+                                     observed_at_us, recorded_at_us, actor) VALUES ",
+            );
+            let mut args = DB::Arguments::default();
+            for (i, e) in batch.iter().enumerate() {
+                let p = i * 8;
+                let sep = if i == 0 { "" } else { ", " };
+                sql.push_str(&format!(
+                    "{sep}(${}, ${}, ${}, 'steps', 'healthkit', ${}, ${}, ${}, ${}, ${}, 'bench')",
+                    p + 1,
+                    p + 2,
+                    p + 3,
+                    p + 4,
+                    p + 5,
+                    p + 6,
+                    p + 7,
+                    p + 8
+                ));
+                for text in [&e.event_id, &e.user_id, &e.day, &e.event_id, &e.event_id, &e.payload] {
+                    args.add(text.clone()).map_err(|e| anyhow::anyhow!(e))?;
+                }
+                args.add(e.observed_at_us).map_err(|e| anyhow::anyhow!(e))?;
+                args.add(e.observed_at_us).map_err(|e| anyhow::anyhow!(e))?;
+            }
+            sqlx::query_with(&sql, args).execute(&mut *conn).await?;
+        }
+        anyhow::Ok(())
+    });
+    for lane in futures::future::join_all(lanes).await {
+        lane?;
+    }
+    Ok(started.elapsed())
+}
+
+/// Reads every event in `seq` order, decoding each row. Returns (rows, elapsed).
+pub async fn sequential_read<DB>(pool: &Pool<DB>) -> anyhow::Result<(u64, Duration)>
+where
+    DB: Database,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
+    for<'r> String: sqlx::Decode<'r, DB> + Type<DB>,
+    for<'r> i64: sqlx::Decode<'r, DB> + Type<DB>,
+    usize: sqlx::ColumnIndex<DB::Row>,
+{
+    use sqlx::Row;
+    let started = Instant::now();
+    let mut rows = sqlx::query("SELECT seq, user_id, payload FROM events ORDER BY seq").fetch(pool);
+    let (mut count, mut bytes) = (0u64, 0usize);
+    while let Some(row) = rows.try_next().await? {
+        let _seq: i64 = row.try_get(0)?;
+        let user: String = row.try_get(1)?;
+        let payload: String = row.try_get(2)?;
+        bytes += user.len() + payload.len();
+        count += 1;
+    }
+    std::hint::black_box(bytes);
+    Ok((count, started.elapsed()))
+}
