@@ -68,6 +68,12 @@ impl PostgresStore {
     /// Connects, runs the migrations (serialized across instances by sqlx's migration lock)
     /// and starts relaying committed changes to this instance's subscribers.
     pub async fn open(url: &str, settings: &PgSettings) -> StoreResult<PostgresStore> {
+        Self::open_with(url, settings, FEED_BUFFER).await
+    }
+
+    /// Like `open`, with `feed_buffer` changes buffered for a slow feed reader before it must
+    /// read back from the store.
+    pub async fn open_with(url: &str, settings: &PgSettings, feed_buffer: usize) -> StoreResult<PostgresStore> {
         let timeout = format!("{}ms", settings.statement_timeout.as_millis());
         let options = PgConnectOptions::from_str(url)?.options([("statement_timeout", timeout.as_str())]);
         let pool = PgPoolOptions::new()
@@ -77,24 +83,32 @@ impl PostgresStore {
             .await
             .map_err(StoreError::from_sqlx)?;
         sqlx::migrate!("migrations/postgres").run(&pool).await?;
-        Self::with_pool(pool, FEED_BUFFER).await
-    }
-
-    async fn with_pool(pool: PgPool, feed_buffer: usize) -> StoreResult<PostgresStore> {
         let (changes, _) = broadcast::channel(feed_buffer);
         let head = head(&pool).await?;
         let relay = tokio::spawn(relay_changes(pool.clone(), changes.clone(), head));
         Ok(PostgresStore { pool, changes, _relay: Arc::new(Relay(relay)) })
     }
 
-    /// Sets how many changes the live feed buffers for a slow reader before it must read
-    /// back from the store.
-    pub async fn with_feed_buffer(self, changes: usize) -> StoreResult<Self> {
-        Self::with_pool(self.pool.clone(), changes).await
-    }
-
     fn readers(&self) -> &PgPool {
         &self.pool
+    }
+
+    fn subscribe_changes(&self) -> broadcast::Receiver<Arc<EntryChange>> {
+        self.changes.subscribe()
+    }
+
+    /// One transaction per request; instances share nothing but the database.
+    async fn append_events(
+        &self,
+        user_id: &str,
+        actor: &str,
+        events: Vec<NewEvent>,
+        rule: &PriorityRule,
+    ) -> StoreResult<Vec<AppendOutcome>> {
+        let mut tx = self.write_tx(Some(user_id)).await?;
+        let (outcomes, changed) = projector::append(&mut tx, user_id, actor, &events, rule, now()).await?;
+        self.commit_and_publish(tx, changed).await?;
+        Ok(outcomes)
     }
 
     /// Starts a write; a write for a user first takes that user's advisory lock.

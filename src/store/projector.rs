@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use super::{StoreResult, StoredEntry};
 use crate::domain::event::{KeyReuse, NewEvent, Payload, StoredEvent};
-use crate::domain::fold::{fold, Day};
+use crate::domain::fold::fold;
 use crate::domain::priority::PriorityRule;
 
 /// What happened to one event of an append.
@@ -62,11 +62,13 @@ pub(crate) trait WriteTx: Send {
     async fn workout_revisions(&mut self, user_id: &str, workout_ids: &[&str]) -> StoreResult<Vec<Revision>>;
     /// What the folds of `days` read (see `inputs_by_day`), in any order.
     async fn fold_inputs(&mut self, user_id: &str, days: &[NaiveDate]) -> StoreResult<Vec<StoredEvent>>;
-    async fn stored_days(&mut self, user_id: &str, days: &[NaiveDate]) -> StoreResult<Vec<(NaiveDate, Day)>>;
+    /// The stored bodies (JSON) of these days' entries.
+    async fn stored_bodies(&mut self, user_id: &str, days: &[NaiveDate]) -> StoreResult<Vec<(NaiveDate, String)>>;
     /// Takes `count` consecutive feed positions and returns the last. Positions follow
     /// commit order.
     async fn take_positions(&mut self, count: i64) -> StoreResult<i64>;
-    async fn upsert_entries(&mut self, entries: &[StoredEntry]) -> StoreResult<()>;
+    /// Stores entries with their bodies already serialized.
+    async fn upsert_entries(&mut self, entries: &[(StoredEntry, String)]) -> StoreResult<()>;
 }
 
 /// Appends `events` for `user_id` and re-folds the days they touch. Returns one outcome
@@ -198,15 +200,18 @@ pub(crate) async fn refold_days<T: WriteTx>(
         return Ok(Vec::new());
     }
     let inputs = inputs_by_day(days, tx.fold_inputs(user_id, days).await?);
-    let stored: HashMap<NaiveDate, Day> = tx.stored_days(user_id, days).await?.into_iter().collect();
+    // Serialization is canonical, so comparing JSON text tells a changed day without
+    // parsing what is stored.
+    let stored: HashMap<NaiveDate, String> = tx.stored_bodies(user_id, days).await?.into_iter().collect();
     let mut changed = Vec::new();
     for (day, input) in inputs {
         if !input.iter().any(|e| e.day == Some(day)) {
             continue;
         }
         let folded = fold(day, &input, rule);
-        if stored.get(&day) != Some(&folded) {
-            changed.push((day, folded));
+        let body = serde_json::to_string(&folded).expect("days serialize");
+        if stored.get(&day) != Some(&body) {
+            changed.push((day, folded, body));
         }
     }
     if changed.is_empty() {
@@ -214,17 +219,20 @@ pub(crate) async fn refold_days<T: WriteTx>(
     }
     let last = tx.take_positions(changed.len() as i64).await?;
     let first = last - changed.len() as i64 + 1;
-    let entries: Vec<StoredEntry> = changed
+    let rows: Vec<(StoredEntry, String)> = changed
         .into_iter()
         .enumerate()
-        .map(|(i, (day, body))| StoredEntry {
-            user_id: user_id.to_string(),
-            day,
-            position: first + i as i64,
-            updated_at: now,
-            body,
+        .map(|(i, (day, folded, body))| {
+            let entry = StoredEntry {
+                user_id: user_id.to_string(),
+                day,
+                position: first + i as i64,
+                updated_at: now,
+                body: folded,
+            };
+            (entry, body)
         })
         .collect();
-    tx.upsert_entries(&entries).await?;
-    Ok(entries)
+    tx.upsert_entries(&rows).await?;
+    Ok(rows.into_iter().map(|(entry, _)| entry).collect())
 }

@@ -6,7 +6,8 @@
 //! practical generic-over-database form for async code that must be `Send`, and `sqlx::Any`
 //! would give up typed pools and backend-specific connect options. Each backend supplies
 //! only what really differs: connecting, `write_tx` (how writers are serialized),
-//! `commit_and_publish` (how the live feed learns of a commit) and `readers()`.
+//! `append_events` (group commit or a transaction per request), `commit_and_publish` and
+//! `subscribe_changes` (how the live feed learns of a commit) and `readers()`.
 
 use std::str::FromStr;
 
@@ -275,14 +276,12 @@ macro_rules! sql_store {
                 fold_inputs(&mut self.tx, user_id, days).await
             }
 
-            async fn stored_days(&mut self, user_id: &str, days: &[NaiveDate]) -> StoreResult<Vec<(NaiveDate, Day)>> {
-                let mut query = sqlx::QueryBuilder::<$db>::new(
-                    "SELECT user_id, day, position, updated_at_us, body FROM entries WHERE user_id = ",
-                );
+            async fn stored_bodies(&mut self, user_id: &str, days: &[NaiveDate]) -> StoreResult<Vec<(NaiveDate, String)>> {
+                let mut query = sqlx::QueryBuilder::<$db>::new("SELECT day, body FROM entries WHERE user_id = ");
                 query.push_bind(user_id).push(" AND day");
                 push_in_list(&mut query, days.iter().map(|day| day.to_string()));
                 let rows = query.build().fetch_all(&mut *self.tx).await.map_err(StoreError::from_sqlx)?;
-                rows.iter().map(|r| entry_from_row(r).map(|e| (e.day, e.body))).collect()
+                rows.iter().map(|r| Ok((parse_day(r.try_get("day")?)?, r.try_get("body")?))).collect()
             }
 
             async fn take_positions(&mut self, count: i64) -> StoreResult<i64> {
@@ -293,16 +292,16 @@ macro_rules! sql_store {
                     .map_err(StoreError::from_sqlx)
             }
 
-            async fn upsert_entries(&mut self, entries: &[StoredEntry]) -> StoreResult<()> {
+            async fn upsert_entries(&mut self, entries: &[(StoredEntry, String)]) -> StoreResult<()> {
                 let mut query =
                     sqlx::QueryBuilder::<$db>::new("INSERT INTO entries (user_id, day, position, updated_at_us, body) ");
-                query.push_values(entries, |mut values, entry| {
+                query.push_values(entries, |mut values, (entry, body)| {
                     values
                         .push_bind(entry.user_id.clone())
                         .push_bind(entry.day.to_string())
                         .push_bind(entry.position)
                         .push_bind(micros(entry.updated_at))
-                        .push_bind(serde_json::to_string(&entry.body).expect("days serialize"));
+                        .push_bind(body.clone());
                 });
                 query.push(
                     " ON CONFLICT (user_id, day) DO UPDATE
@@ -484,10 +483,7 @@ macro_rules! sql_store {
                 events: Vec<NewEvent>,
                 rule: &PriorityRule,
             ) -> StoreResult<Vec<AppendOutcome>> {
-                let mut tx = self.write_tx(Some(user_id)).await?;
-                let (outcomes, changed) = projector::append(&mut tx, user_id, actor, &events, rule, now()).await?;
-                self.commit_and_publish(tx, changed).await?;
-                Ok(outcomes)
+                self.append_events(user_id, actor, events, rule).await
             }
 
             async fn get_entry(&self, user_id: &str, day: NaiveDate) -> StoreResult<Option<StoredEntry>> {
@@ -525,7 +521,7 @@ macro_rules! sql_store {
             }
 
             fn changes(&self) -> broadcast::Receiver<Arc<EntryChange>> {
-                self.changes.subscribe()
+                self.subscribe_changes()
             }
 
             async fn head_position(&self) -> StoreResult<i64> {

@@ -103,11 +103,10 @@ pub enum AnyStore {
 impl AnyStore {
     pub async fn open(backend: Backend, url: &str, feed_buffer: usize) -> AnyStore {
         match backend {
-            Backend::Sqlite => AnyStore::Sqlite(SqliteStore::open(url).await.unwrap().with_feed_buffer(feed_buffer)),
+            Backend::Sqlite => AnyStore::Sqlite(SqliteStore::open_with(url, feed_buffer).await.unwrap()),
             Backend::Postgres => {
                 let settings = PgSettings { max_connections: 8, ..PgSettings::default() };
-                let store = PostgresStore::open(url, &settings).await.unwrap();
-                AnyStore::Postgres(store.with_feed_buffer(feed_buffer).await.unwrap())
+                AnyStore::Postgres(PostgresStore::open_with(url, &settings, feed_buffer).await.unwrap())
             }
         }
     }
