@@ -206,11 +206,14 @@ pub async fn fanout(
     let channel = connect(uri).await?;
     let mut lanes = Vec::new();
     for (w, (user_id, token)) in writers.iter().enumerate() {
-        let mut client = ingest_client(&channel, token);
+        let client = ingest_client(&channel, token);
         let (acks, user_id) = (acks.clone(), user_id.clone());
         lanes.push(tokio::spawn(async move {
+            // Open loop: a change is sent every period whether or not earlier ones were
+            // acknowledged, so the rate holds even when commits are slow.
             let mut ticker = tokio::time::interval(period);
             let deadline = Instant::now() + duration;
+            let mut in_flight = Vec::new();
             let mut sent = 0u64;
             while Instant::now() < deadline {
                 ticker.tick().await;
@@ -219,9 +222,16 @@ pub async fn fanout(
                     samples: vec![sample(day, sent as u32, observed_at_us(day, w as u64))],
                     time_zone: String::new(),
                 };
-                client.ingest_steps(request).await?;
-                acks.write().expect("acks lock").insert(format!("{user_id}:{day}"), Instant::now());
+                let (mut client, acks, key) = (client.clone(), acks.clone(), format!("{user_id}:{day}"));
+                in_flight.push(tokio::spawn(async move {
+                    client.ingest_steps(request).await?;
+                    acks.write().expect("acks lock").insert(key, Instant::now());
+                    anyhow::Ok(())
+                }));
                 sent += 1;
+            }
+            for request in in_flight {
+                request.await??;
             }
             anyhow::Ok(sent)
         }));
