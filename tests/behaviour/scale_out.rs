@@ -145,3 +145,49 @@ async fn while_postgres_is_unreachable_calls_are_unavailable_then_everything_rec
     tokio::time::timeout(PATIENCE, recovered).await.expect("recovery without a restart");
     assert_eq!(server.entry("2026-03-01").await.steps, Some(3));
 }
+
+/// Two stores (as two instances would have) appending to one user-day at the same moment:
+/// without per-user serialization a re-fold can miss the other's uncommitted event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_appends_to_one_day_from_two_instances_lose_no_event() {
+    use coachfit::domain::event::{KeyReuse, NewEvent, Observed, Payload, StepsReport};
+    use coachfit::domain::priority::PriorityRule;
+    use coachfit::domain::Source;
+    use coachfit::store::postgres::{PgSettings, PostgresStore};
+    use coachfit::store::Store;
+
+    let database = crate::database::TestDatabase::create(Backend::Postgres).await;
+    let settings = PgSettings { max_connections: 16, ..PgSettings::default() };
+    let (a, b) = (
+        PostgresStore::open(&database.url, &settings).await.unwrap(),
+        PostgresStore::open(&database.url, &settings).await.unwrap(),
+    );
+    let (coach_id, _) = coachfit::accounts::create_coach(&a, "Coach").await.unwrap();
+    let (user_id, _) = coachfit::accounts::create_client(&a, &coach_id, "phone").await.unwrap().unwrap();
+    let day = chrono::NaiveDate::from_ymd_opt(2026, 3, 1).unwrap();
+
+    let mut writers = Vec::new();
+    for i in 0..200u32 {
+        let store = if i % 2 == 0 { a.clone() } else { b.clone() };
+        let user_id = user_id.clone();
+        writers.push(tokio::spawn(async move {
+            let observed = utc("2026-03-01", 0) + chrono::Duration::seconds(i64::from(i));
+            let payload = Payload::Steps(StepsReport { total_steps: i, source_devices: vec![] });
+            let event = NewEvent::new(
+                Some(day),
+                Source::Healthkit,
+                Observed::ByClient(observed),
+                payload,
+                None,
+                KeyReuse::Reject,
+            );
+            store.append(&user_id, "device:test", vec![event], &PriorityRule::default()).await.unwrap();
+        }));
+    }
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    let entry = a.get_entry(&user_id, day).await.unwrap().unwrap();
+    assert_eq!(entry.body.steps, Some(199), "the latest observation wins");
+    assert_eq!(a.verify(&PriorityRule::default()).await.unwrap(), vec![], "every read model equals its fold");
+}
