@@ -89,7 +89,7 @@ impl ChildServer {
     }
 
     /// SIGTERM, then wait for the graceful exit.
-    pub fn stop(mut self) -> anyhow::Result<()> {
+    pub fn stop(&mut self) -> anyhow::Result<()> {
         Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status()?;
         for _ in 0..100 {
             if self.child.try_wait()?.is_some() {
@@ -99,6 +99,16 @@ impl ChildServer {
         }
         self.child.kill()?;
         Ok(())
+    }
+}
+
+impl Drop for ChildServer {
+    /// A run that fails midway must not leave its server behind.
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
     }
 }
 

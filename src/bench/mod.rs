@@ -166,7 +166,7 @@ async fn run_on<S: Store>(store: S, raw: Raw, db: &BenchDatabase, mode: Mode) ->
     let batch_users = mint_clients(&store, &coach_id, sizes.batch_requests).await?;
     let single_users = mint_clients(&store, &coach_id, sizes.single_clients).await?;
     let writers = mint_clients(&store, &coach_id, 8).await?;
-    let server = ChildServer::start(&db.url, &accounts::new_token())?;
+    let mut server = ChildServer::start(&db.url, &accounts::new_token())?;
     let uri = server.uri();
 
     progress(&format!("batch ingest: {} requests of 400 from {} clients", sizes.batch_requests, sizes.batch_clients));

@@ -25,6 +25,8 @@ shared_imports!();
 const CHANNEL: &str = "coachfit_entries";
 /// How often the relay reads the store even without a notification.
 const RELAY_POLL: Duration = Duration::from_secs(2);
+/// Connections for the feed: the relay's LISTEN connection plus readers.
+const FEED_CONNECTIONS: u32 = 4;
 /// Entries the relay reads per query.
 const RELAY_PAGE: i64 = 256;
 
@@ -50,6 +52,8 @@ impl Default for PgSettings {
 #[derive(Clone)]
 pub struct PostgresStore {
     pool: PgPool,
+    /// For the relay and stream catch-ups only.
+    feed_pool: PgPool,
     changes: broadcast::Sender<Arc<EntryChange>>,
     /// Kept for its `Drop`: the relay lives as long as some clone of the store.
     _relay: Arc<Relay>,
@@ -79,18 +83,31 @@ impl PostgresStore {
         let pool = PgPoolOptions::new()
             .max_connections(settings.max_connections)
             .acquire_timeout(settings.acquire_timeout)
+            .connect_with(options.clone())
+            .await
+            .map_err(StoreError::from_sqlx)?;
+        // The feed has connections of its own (the relay's LISTEN connection, its reads, and
+        // stream catch-ups): many streams catching up must not starve requests of connections,
+        // and queued requests must not delay the feed.
+        let feed_pool = PgPoolOptions::new()
+            .max_connections(FEED_CONNECTIONS)
+            .acquire_timeout(settings.acquire_timeout)
             .connect_with(options)
             .await
             .map_err(StoreError::from_sqlx)?;
         sqlx::migrate!("migrations/postgres").run(&pool).await?;
         let (changes, _) = broadcast::channel(feed_buffer);
         let head = head(&pool).await?;
-        let relay = tokio::spawn(relay_changes(pool.clone(), changes.clone(), head));
-        Ok(PostgresStore { pool, changes, _relay: Arc::new(Relay(relay)) })
+        let relay = tokio::spawn(relay_changes(feed_pool.clone(), changes.clone(), head));
+        Ok(PostgresStore { pool, feed_pool, changes, _relay: Arc::new(Relay(relay)) })
     }
 
     fn readers(&self) -> &PgPool {
         &self.pool
+    }
+
+    fn feed_readers(&self) -> &PgPool {
+        &self.feed_pool
     }
 
     fn subscribe_changes(&self) -> broadcast::Receiver<Arc<EntryChange>> {

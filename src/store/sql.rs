@@ -7,7 +7,8 @@
 //! would give up typed pools and backend-specific connect options. Each backend supplies
 //! only what really differs: connecting, `write_tx` (how writers are serialized),
 //! `append_events` (group commit or a transaction per request), `commit_and_publish` and
-//! `subscribe_changes` (how the live feed learns of a commit) and `readers()`.
+//! `subscribe_changes` (how the live feed learns of a commit), `readers()` and
+//! `feed_readers()` (where stream catch-ups read, kept apart from the request path).
 
 use std::str::FromStr;
 
@@ -526,7 +527,7 @@ macro_rules! sql_store {
 
             async fn head_position(&self) -> StoreResult<i64> {
                 sqlx::query_scalar("SELECT position FROM feed_position WHERE id = 1")
-                    .fetch_one(self.readers())
+                    .fetch_one(self.feed_readers())
                     .await
                     .map_err(StoreError::from_sqlx)
             }
@@ -556,7 +557,7 @@ macro_rules! sql_store {
                     }
                 }
                 query.push(" ORDER BY e.position LIMIT ").push_bind(i64::from(limit));
-                let rows = query.build().fetch_all(self.readers()).await.map_err(StoreError::from_sqlx)?;
+                let rows = query.build().fetch_all(self.feed_readers()).await.map_err(StoreError::from_sqlx)?;
                 rows.iter().map(entry_from_row).collect()
             }
 

@@ -82,6 +82,11 @@ impl SqliteStore {
         &self.readers
     }
 
+    /// Readers never wait for the writer in WAL mode, so the feed shares them.
+    fn feed_readers(&self) -> &SqlitePool {
+        &self.readers
+    }
+
     fn subscribe_changes(&self) -> broadcast::Receiver<Arc<EntryChange>> {
         self.writer.changes.subscribe()
     }
