@@ -37,7 +37,7 @@ impl<S: Store> AdminService for AdminApi<S> {
         self.admin(&request, "RecomputeDay").await?;
         let r = request.get_ref();
         let day = parse_day("date", &r.date, chrono::Utc::now()).map_err(ApiError::invalid_one)?;
-        let entry = self.state.store.recompute_day(&r.user_id, day, &self.state.rule).await.map_err(ApiError::from)?;
+        let entry = self.state.store.recompute_day(&r.user_id, day, &self.state.rule).await?;
         let entry = entry.ok_or_else(|| ApiError::NotFound(format!("no events on {day}")))?;
         Ok(Response::new(pb::RecomputeDayResponse { entry: Some(convert::entry(&entry)) }))
     }
@@ -48,7 +48,7 @@ impl<S: Store> AdminService for AdminApi<S> {
     ) -> Result<Response<pb::RebuildProjectionsResponse>, Status> {
         self.admin(&request, "RebuildProjections").await?;
         let user_id = request.get_ref().user_id.as_deref().filter(|u| !u.is_empty());
-        let stats = self.state.store.rebuild(user_id, &self.state.rule).await.map_err(ApiError::from)?;
+        let stats = self.state.store.rebuild(user_id, &self.state.rule).await?;
         Ok(Response::new(pb::RebuildProjectionsResponse {
             days_rebuilt: stats.days_rebuilt,
             events_replayed: stats.events_replayed,
@@ -69,8 +69,7 @@ impl<S: Store> AdminService for AdminApi<S> {
             ))
             .into());
         }
-        let (coach_id, coach_token) =
-            crate::accounts::create_coach(&self.state.store, name).await.map_err(ApiError::from)?;
+        let (coach_id, coach_token) = crate::accounts::create_coach(&self.state.store, name).await?;
         Ok(Response::new(pb::CreateCoachResponse { coach_id, coach_token }))
     }
 }

@@ -96,7 +96,7 @@ impl<S: Store> EntryService for EntryApi<S> {
         let event = validate::manual_entry(Utc::now(), r).map_err(ApiError::invalid)?;
         let day = event.day.expect("manual entries always have a day");
         let outcome = self.state.store.append(&user_id, &principal.actor(), vec![event], &self.state.rule).await;
-        let (event_id, duplicate) = match outcome.map_err(ApiError::from)?.as_slice() {
+        let (event_id, duplicate) = match outcome?.as_slice() {
             [AppendOutcome::Accepted(id)] => (*id, false),
             [AppendOutcome::Duplicate(id)] => (*id, true),
             _ => {
@@ -108,7 +108,7 @@ impl<S: Store> EntryService for EntryApi<S> {
                 .into())
             }
         };
-        let entry = self.state.store.get_entry(&user_id, day).await.map_err(ApiError::from)?;
+        let entry = self.state.store.get_entry(&user_id, day).await?;
         Ok(Response::new(pb::RecordManualEntryResponse {
             event_id: event_id.to_string(),
             duplicate,
@@ -119,7 +119,7 @@ impl<S: Store> EntryService for EntryApi<S> {
     async fn get_entry(&self, request: Request<pb::GetEntryRequest>) -> Result<Response<pb::GetEntryResponse>, Status> {
         let user_id = self.user(&request, "GetEntry", &request.get_ref().user_id).await?;
         let day = read_day("date", &request.get_ref().date)?;
-        let entry = self.state.store.get_entry(&user_id, day).await.map_err(ApiError::from)?;
+        let entry = self.state.store.get_entry(&user_id, day).await?;
         let entry = entry.ok_or_else(|| ApiError::NotFound(format!("no entry on {day}")))?;
         Ok(Response::new(pb::GetEntryResponse { entry: Some(convert::entry(&entry)) }))
     }
@@ -148,8 +148,7 @@ impl<S: Store> EntryService for EntryApi<S> {
             "" => None,
             token => Some(read_day("page_token", token)?),
         };
-        let entries =
-            self.state.store.list_entries(&user_id, start, end, after, page_size).await.map_err(ApiError::from)?;
+        let entries = self.state.store.list_entries(&user_id, start, end, after, page_size).await?;
         let next_page_token = match entries.last() {
             Some(last) if entries.len() == page_size as usize && last.day < end => last.day.to_string(),
             _ => String::new(),
@@ -167,9 +166,9 @@ impl<S: Store> EntryService for EntryApi<S> {
         let user_id = self.user(&request, "ExplainEntry", &request.get_ref().user_id).await?;
         let day = read_day("date", &request.get_ref().date)?;
         let store = &self.state.store;
-        let entry = store.get_entry(&user_id, day).await.map_err(ApiError::from)?;
+        let entry = store.get_entry(&user_id, day).await?;
         let entry = entry.ok_or_else(|| ApiError::NotFound(format!("no entry on {day}")))?;
-        let events = store.fold_input(&user_id, day).await.map_err(ApiError::from)?;
+        let events = store.fold_input(&user_id, day).await?;
         let decisions = fold(day, &events, &self.state.rule).provenance;
         Ok(Response::new(pb::ExplainEntryResponse {
             entry: Some(convert::entry(&entry)),

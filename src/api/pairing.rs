@@ -90,9 +90,8 @@ impl<S: Store> PairingService for PairingApi<S> {
         let expires_at =
             Utc::now() + chrono::Duration::from_std(self.code_ttl).unwrap_or(chrono::Duration::minutes(15));
         let stored = self.state.store.create_pairing_code(&coach_id, user_id, &hash_token(&code), expires_at).await;
-        let user_id = stored
-            .map_err(ApiError::from)?
-            .ok_or_else(|| ApiError::PermissionDenied("this user is not one of your clients".into()))?;
+        let user_id =
+            stored?.ok_or_else(|| ApiError::PermissionDenied("this user is not one of your clients".into()))?;
         Ok(Response::new(pb::CreatePairingCodeResponse {
             code,
             user_id,
@@ -123,7 +122,7 @@ impl<S: Store> PairingService for PairingApi<S> {
         };
         let token = new_token();
         let redeemed = self.state.store.redeem_pairing_code(&hash_token(&code), device_name, &hash_token(&token)).await;
-        match redeemed.map_err(ApiError::from)? {
+        match redeemed? {
             Some(paired) => {
                 self.throttle.record_success(peer);
                 tracing::info!(%peer, user_id = %paired.user_id, "device paired");
@@ -159,7 +158,7 @@ impl<S: Store> PairingService for PairingApi<S> {
             }
             (_, requested) => requested,
         };
-        let revoked = self.state.store.revoke_devices(&user_id, device_id).await.map_err(ApiError::from)?;
+        let revoked = self.state.store.revoke_devices(&user_id, device_id).await?;
         Ok(Response::new(pb::RevokeDeviceResponse { revoked }))
     }
 }

@@ -63,9 +63,10 @@ impl From<ApiError> for Status {
     }
 }
 
-impl From<sqlx::Error> for ApiError {
-    fn from(e: sqlx::Error) -> ApiError {
-        ApiError::Store(StoreError::from_sqlx(e))
+/// Store errors reach the client through the same mapping, so handlers can use `?`.
+impl From<StoreError> for Status {
+    fn from(err: StoreError) -> Status {
+        ApiError::Store(err).into()
     }
 }
 
