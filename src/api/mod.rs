@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod bearer;
 mod convert;
 pub mod entry;
 pub mod ingest;

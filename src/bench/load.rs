@@ -8,31 +8,13 @@ use std::time::{Duration, Instant};
 
 use chrono::{NaiveDate, TimeZone, Utc};
 use hdrhistogram::Histogram;
-use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::interceptor::InterceptedService;
-use tonic::service::Interceptor;
 use tonic::transport::Channel;
 
+use crate::api::bearer::Bearer;
 use crate::proto::v1 as pb;
 use crate::proto::v1::entry_service_client::EntryServiceClient;
 use crate::proto::v1::ingest_service_client::IngestServiceClient;
-
-/// Adds `authorization: Bearer <token>`.
-#[derive(Clone)]
-pub struct Bearer(MetadataValue<Ascii>);
-
-impl Bearer {
-    pub fn new(token: &str) -> Bearer {
-        Bearer(format!("Bearer {token}").parse().expect("tokens are ASCII"))
-    }
-}
-
-impl Interceptor for Bearer {
-    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
-        request.metadata_mut().insert("authorization", self.0.clone());
-        Ok(request)
-    }
-}
 
 pub async fn connect(uri: &str) -> anyhow::Result<Channel> {
     Ok(Channel::from_shared(uri.to_string())?.connect().await?)

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
 use coachfit::accounts;
+pub use coachfit::api::bearer::Bearer;
 use coachfit::api::pairing::PairingOptions;
 use coachfit::proto::v1 as pb;
 use coachfit::proto::v1::admin_service_client::AdminServiceClient;
@@ -15,11 +16,9 @@ use coachfit::proto::v1::pairing_service_client::PairingServiceClient;
 use coachfit::server::{self, ServerOptions};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::interceptor::InterceptedService;
-use tonic::service::Interceptor;
 use tonic::transport::Channel;
-use tonic::{Request, Status};
+use tonic::Status;
 
 pub use crate::database::Backend;
 use crate::database::{AnyStore, TestDatabase};
@@ -230,25 +229,6 @@ impl Drop for TestServer {
         if let Some(task) = self.task.take() {
             task.abort();
         }
-    }
-}
-
-/// Adds `authorization: Bearer <token>` (nothing for an empty token).
-#[derive(Clone)]
-pub struct Bearer(Option<MetadataValue<Ascii>>);
-
-impl Bearer {
-    pub fn new(token: &str) -> Bearer {
-        Bearer((!token.is_empty()).then(|| format!("Bearer {token}").parse().expect("ascii token")))
-    }
-}
-
-impl Interceptor for Bearer {
-    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
-        if let Some(value) = &self.0 {
-            request.metadata_mut().insert("authorization", value.clone());
-        }
-        Ok(request)
     }
 }
 
