@@ -1,6 +1,7 @@
 //! Storage: the append-only events table, the read models folded from it, and the
 //! principals behind tokens. One interface; `sqlite` implements it (PostgreSQL follows).
 
+mod group;
 pub mod postgres;
 mod projector;
 mod sql;

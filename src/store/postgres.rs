@@ -1,7 +1,8 @@
 //! The PostgreSQL store: several stateless instances on one database.
 //!
-//! Writers of one user are serialized by a transaction-scoped advisory lock, so two
-//! instances re-folding the same day never lose an event. Feed positions come from a counter
+//! Writes go through group commit (several requests per transaction, a few transactions in
+//! flight per instance). Writers of one user are serialized by a transaction-scoped advisory
+//! lock, so two instances re-folding the same day never lose an event. Feed positions come from a counter
 //! row updated inside the write transaction: its row lock makes positions commit in order.
 //! Each instance relays committed changes to its subscribers: NOTIFY is only a wake-up, the
 //! relay always reads the store by position (and re-reads after a reconnect or at least every
@@ -16,6 +17,7 @@ use sqlx::{PgPool, Postgres};
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 
+use super::group::GroupCommit;
 use super::sql::{shared_imports, sql_store};
 use super::{EntryChange, StoreError, StoreResult, StoredEntry, FEED_BUFFER};
 
@@ -49,14 +51,24 @@ impl Default for PgSettings {
     }
 }
 
+/// Group-commit lanes (transactions in flight at once) per instance, at most: while one
+/// lane's transaction commits, the next group is already being written.
+const GROUP_LANES: u32 = 4;
+
 #[derive(Clone)]
 pub struct PostgresStore {
-    pool: PgPool,
+    writer: Arc<PgWriter>,
     /// For the relay and stream catch-ups only.
     feed_pool: PgPool,
     changes: broadcast::Sender<Arc<EntryChange>>,
+    appends: GroupCommit,
     /// Kept for its `Drop`: the relay lives as long as some clone of the store.
     _relay: Arc<Relay>,
+}
+
+/// Writes on the request pool.
+struct PgWriter {
+    pool: PgPool,
 }
 
 /// The relay task; it stops when the last clone of the store is dropped.
@@ -99,11 +111,13 @@ impl PostgresStore {
         let (changes, _) = broadcast::channel(feed_buffer);
         let head = head(&pool).await?;
         let relay = tokio::spawn(relay_changes(feed_pool.clone(), changes.clone(), head));
-        Ok(PostgresStore { pool, feed_pool, changes, _relay: Arc::new(Relay(relay)) })
+        let writer = Arc::new(PgWriter { pool });
+        let appends = GroupCommit::start(writer.clone(), GROUP_LANES.min(settings.max_connections) as usize);
+        Ok(PostgresStore { writer, feed_pool, changes, appends, _relay: Arc::new(Relay(relay)) })
     }
 
     fn readers(&self) -> &PgPool {
-        &self.pool
+        &self.writer.pool
     }
 
     fn feed_readers(&self) -> &PgPool {
@@ -113,30 +127,24 @@ impl PostgresStore {
     fn subscribe_changes(&self) -> broadcast::Receiver<Arc<EntryChange>> {
         self.changes.subscribe()
     }
+}
 
-    /// One transaction per request; instances share nothing but the database.
-    async fn append_events(
-        &self,
-        user_id: &str,
-        actor: &str,
-        events: Vec<NewEvent>,
-        rule: &PriorityRule,
-    ) -> StoreResult<Vec<AppendOutcome>> {
-        let mut tx = self.write_tx(Some(user_id)).await?;
-        let (outcomes, changed) = projector::append(&mut tx, user_id, actor, &events, rule, now()).await?;
-        self.commit_and_publish(tx, changed).await?;
-        Ok(outcomes)
-    }
-
-    /// Starts a write; a write for a user first takes that user's advisory lock.
-    async fn write_tx(&self, user_id: Option<&str>) -> StoreResult<PgWrite> {
+impl PgWriter {
+    /// Starts a write holding the advisory lock of each of `users`, taken in one order
+    /// everywhere so that two writers never wait for each other's locks.
+    async fn write_tx(&self, users: &[&str]) -> StoreResult<PgWrite> {
         let mut tx = self.pool.begin().await.map_err(StoreError::from_sqlx)?;
-        if let Some(user_id) = user_id {
-            sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
-                .bind(user_id)
-                .execute(&mut *tx)
-                .await
-                .map_err(StoreError::from_sqlx)?;
+        if !users.is_empty() {
+            sqlx::query(
+                "SELECT pg_advisory_xact_lock(lock_key) FROM (
+                     SELECT DISTINCT hashtextextended(user_id, 0) AS lock_key FROM UNNEST($1::text[]) AS user_id
+                     ORDER BY lock_key
+                 ) AS keys",
+            )
+            .bind(users)
+            .execute(&mut *tx)
+            .await
+            .map_err(StoreError::from_sqlx)?;
         }
         Ok(PgWrite { tx })
     }
@@ -242,4 +250,4 @@ impl PgWrite {
     }
 }
 
-sql_store!(Postgres, PostgresStore, PgWrite);
+sql_store!(Postgres, PostgresStore, PgWriter, PgWrite);

@@ -1,6 +1,9 @@
 //! The write path shared by every backend: dedupe, append, re-fold the touched days, all
-//! inside the caller's transaction, with a fixed number of statements per request however
-//! many items it carries. Backends supply the SQL through `WriteTx`.
+//! inside the caller's transaction. It takes the appends of several requests (of any users)
+//! at once, and costs a fixed number of statements per group however many requests and
+//! items it carries (callers keep groups small enough for one statement's parameters:
+//! see `group::MAX_GROUP_EVENTS` and `sql::REBUILD_CHUNK`). Backends supply the SQL through
+//! `WriteTx`.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -12,6 +15,9 @@ use crate::domain::event::{KeyReuse, NewEvent, Payload, StoredEvent};
 use crate::domain::fold::fold;
 use crate::domain::priority::PriorityRule;
 
+/// A day of one user.
+pub(crate) type UserDay<'a> = (&'a str, NaiveDate);
+
 /// What happened to one event of an append.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AppendOutcome {
@@ -22,9 +28,25 @@ pub enum AppendOutcome {
     KeyReused,
 }
 
+/// One request's events, appended for its user.
+pub(crate) struct Append<'a> {
+    pub user_id: &'a str,
+    pub actor: &'a str,
+    pub events: &'a [NewEvent],
+}
+
+/// A dedupe key of one user and kind, as `keyed_events` looks it up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct KeyLookup<'a> {
+    pub user_id: &'a str,
+    pub kind: &'a str,
+    pub key: &'a str,
+}
+
 /// An event already stored under a dedupe key.
 #[derive(Debug, Clone)]
 pub(crate) struct KeyedEvent {
+    pub user_id: String,
     pub kind: String,
     pub key: String,
     pub event_id: Uuid,
@@ -33,6 +55,8 @@ pub(crate) struct KeyedEvent {
 
 /// A new event and what the store adds to it.
 pub(crate) struct EventRow<'a> {
+    pub user_id: &'a str,
+    pub actor: &'a str,
     pub event: &'a NewEvent,
     pub day: Option<NaiveDate>,
     pub event_id: Uuid,
@@ -41,29 +65,25 @@ pub(crate) struct EventRow<'a> {
 /// Where and when one revision of a workout was observed.
 #[derive(Debug, Clone)]
 pub(crate) struct Revision {
+    pub user_id: String,
     pub workout_id: String,
     pub day: NaiveDate,
     pub recency: (DateTime<Utc>, i64),
 }
 
 /// The statements the write path needs, run inside one open transaction. Each takes a
-/// whole batch, so a request costs the same few round trips whatever its size.
+/// whole batch (of any users), so a group costs the same few round trips whatever its size.
 pub(crate) trait WriteTx: Send {
-    /// The stored events of `user_id` whose dedupe key is one of `keys` (any kind).
-    async fn keyed_events(&mut self, user_id: &str, keys: &[&str]) -> StoreResult<Vec<KeyedEvent>>;
-    async fn insert_events(
-        &mut self,
-        user_id: &str,
-        actor: &str,
-        recorded_at: DateTime<Utc>,
-        rows: &[EventRow<'_>],
-    ) -> StoreResult<()>;
-    /// Every stored revision of these workouts.
-    async fn workout_revisions(&mut self, user_id: &str, workout_ids: &[&str]) -> StoreResult<Vec<Revision>>;
-    /// What the folds of `days` read (see `inputs_by_day`), in any order.
-    async fn fold_inputs(&mut self, user_id: &str, days: &[NaiveDate]) -> StoreResult<Vec<StoredEvent>>;
+    /// The stored events under these dedupe keys.
+    async fn keyed_events(&mut self, keys: &[KeyLookup<'_>]) -> StoreResult<Vec<KeyedEvent>>;
+    async fn insert_events(&mut self, recorded_at: DateTime<Utc>, rows: &[EventRow<'_>]) -> StoreResult<()>;
+    /// Every stored revision of these `(user_id, workout_id)` workouts.
+    async fn workout_revisions(&mut self, workouts: &[(&str, &str)]) -> StoreResult<Vec<Revision>>;
+    /// What the folds of `days` read (see `inputs_by_day`), with each event's user, in any
+    /// order.
+    async fn fold_inputs(&mut self, days: &[UserDay<'_>]) -> StoreResult<Vec<(String, StoredEvent)>>;
     /// The stored bodies (JSON) of these days' entries.
-    async fn stored_bodies(&mut self, user_id: &str, days: &[NaiveDate]) -> StoreResult<Vec<(NaiveDate, String)>>;
+    async fn stored_bodies(&mut self, days: &[UserDay<'_>]) -> StoreResult<Vec<(String, NaiveDate, String)>>;
     /// Takes `count` consecutive feed positions and returns the last. Positions follow
     /// commit order.
     async fn take_positions(&mut self, count: i64) -> StoreResult<i64>;
@@ -71,79 +91,99 @@ pub(crate) trait WriteTx: Send {
     async fn upsert_entries(&mut self, entries: &[(StoredEntry, String)]) -> StoreResult<()>;
 }
 
-/// Appends `events` for `user_id` and re-folds the days they touch. Returns one outcome
-/// per event and the entries that changed.
+/// Appends each request's events and re-folds the days they touch. Returns, per request,
+/// one outcome per event, and the entries that changed. Requests are applied in order, so a
+/// later request sees an earlier one's events (a repeated key is a duplicate).
 pub(crate) async fn append<T: WriteTx>(
     tx: &mut T,
-    user_id: &str,
-    actor: &str,
-    events: &[NewEvent],
+    appends: &[Append<'_>],
     rule: &PriorityRule,
     now: DateTime<Utc>,
-) -> StoreResult<(Vec<AppendOutcome>, Vec<StoredEntry>)> {
-    let keys: Vec<&str> =
-        events.iter().filter(|e| e.key_reuse != KeyReuse::Never).map(|e| e.dedupe_key.as_str()).collect();
-    let mut known: HashMap<(String, String), Vec<(Uuid, String)>> = HashMap::new();
-    if !keys.is_empty() {
-        for stored in tx.keyed_events(user_id, &keys).await? {
-            known.entry((stored.kind, stored.key)).or_default().push((stored.event_id, stored.content_hash));
+) -> StoreResult<(Vec<Vec<AppendOutcome>>, Vec<StoredEntry>)> {
+    let lookups: BTreeSet<KeyLookup> = appends
+        .iter()
+        .flat_map(|append| {
+            append.events.iter().filter(|e| e.key_reuse != KeyReuse::Never).map(|e| KeyLookup {
+                user_id: append.user_id,
+                kind: e.kind().as_str(),
+                key: &e.dedupe_key,
+            })
+        })
+        .collect();
+    let lookups: Vec<KeyLookup> = lookups.into_iter().collect();
+    let mut known: HashMap<(String, String, String), Vec<(Uuid, String)>> = HashMap::new();
+    if !lookups.is_empty() {
+        for stored in tx.keyed_events(&lookups).await? {
+            known
+                .entry((stored.user_id, stored.kind, stored.key))
+                .or_default()
+                .push((stored.event_id, stored.content_hash));
         }
     }
 
-    let mut outcomes = Vec::with_capacity(events.len());
-    let mut accepted: Vec<(&NewEvent, Uuid)> = Vec::new();
-    for event in events {
-        let event_id = Uuid::new_v4();
-        if event.key_reuse != KeyReuse::Never {
-            let same_key = known.entry((event.kind().as_str().to_string(), event.dedupe_key.clone())).or_default();
-            if let Some((id, _)) = same_key.iter().find(|(_, hash)| *hash == event.content_hash) {
-                outcomes.push(AppendOutcome::Duplicate(*id));
-                continue;
+    let mut outcomes = Vec::with_capacity(appends.len());
+    let mut accepted: Vec<(&Append, &NewEvent, Uuid)> = Vec::new();
+    for append in appends {
+        let mut request_outcomes = Vec::with_capacity(append.events.len());
+        for event in append.events {
+            let event_id = Uuid::now_v7();
+            if event.key_reuse != KeyReuse::Never {
+                let key = (append.user_id.to_string(), event.kind().as_str().to_string(), event.dedupe_key.clone());
+                let same_key = known.entry(key).or_default();
+                if let Some((id, _)) = same_key.iter().find(|(_, hash)| *hash == event.content_hash) {
+                    request_outcomes.push(AppendOutcome::Duplicate(*id));
+                    continue;
+                }
+                if !same_key.is_empty() && event.key_reuse == KeyReuse::Reject {
+                    request_outcomes.push(AppendOutcome::KeyReused);
+                    continue;
+                }
+                same_key.push((event_id, event.content_hash.clone()));
             }
-            if !same_key.is_empty() && event.key_reuse == KeyReuse::Reject {
-                outcomes.push(AppendOutcome::KeyReused);
-                continue;
-            }
-            same_key.push((event_id, event.content_hash.clone()));
+            request_outcomes.push(AppendOutcome::Accepted(event_id));
+            accepted.push((append, event, event_id));
         }
-        outcomes.push(AppendOutcome::Accepted(event_id));
-        accepted.push((event, event_id));
+        outcomes.push(request_outcomes);
     }
 
-    let (rows, touched) = place_events(tx, user_id, &accepted).await?;
+    let (rows, touched) = place_events(tx, &accepted).await?;
     if !rows.is_empty() {
-        tx.insert_events(user_id, actor, now, &rows).await?;
+        tx.insert_events(now, &rows).await?;
     }
-    let touched: Vec<NaiveDate> = touched.into_iter().collect();
-    let changed = refold_days(tx, user_id, &touched, rule, now).await?;
+    let touched: Vec<UserDay> = touched.into_iter().collect();
+    let changed = refold_days(tx, &touched, rule, now).await?;
+
     Ok((outcomes, changed))
 }
 
-/// Gives each accepted event its day and finds every day the batch touches. A workout
+/// Gives each accepted event its day and finds every day the appends touch. A workout
 /// revision also touches the days of its earlier revisions (it may have moved); a deletion
 /// belongs to the day of the workout's latest revision, if one is known.
 async fn place_events<'a, T: WriteTx>(
     tx: &mut T,
-    user_id: &str,
-    accepted: &[(&'a NewEvent, Uuid)],
-) -> StoreResult<(Vec<EventRow<'a>>, BTreeSet<NaiveDate>)> {
-    let workout_ids: Vec<&str> = accepted.iter().filter_map(|(e, _)| e.payload.workout_id()).collect();
-    let mut revisions: HashMap<String, Vec<Revision>> = HashMap::new();
-    if !workout_ids.is_empty() {
-        for revision in tx.workout_revisions(user_id, &workout_ids).await? {
-            revisions.entry(revision.workout_id.clone()).or_default().push(revision);
+    accepted: &[(&'a Append<'a>, &'a NewEvent, Uuid)],
+) -> StoreResult<(Vec<EventRow<'a>>, BTreeSet<UserDay<'a>>)> {
+    let workouts: BTreeSet<(&str, &str)> =
+        accepted.iter().filter_map(|(append, e, _)| Some((append.user_id, e.payload.workout_id()?))).collect();
+    let workouts: Vec<(&str, &str)> = workouts.into_iter().collect();
+    let mut revisions: HashMap<(String, String), Vec<Revision>> = HashMap::new();
+    if !workouts.is_empty() {
+        for revision in tx.workout_revisions(&workouts).await? {
+            revisions.entry((revision.user_id.clone(), revision.workout_id.clone())).or_default().push(revision);
         }
     }
     let mut rows = Vec::with_capacity(accepted.len());
     let mut touched = BTreeSet::new();
-    for (order, (event, event_id)) in accepted.iter().enumerate() {
+    for (order, (append, event, event_id)) in accepted.iter().enumerate() {
+        let user_id = append.user_id;
         let mut day = event.day;
         if let Some(workout_id) = event.payload.workout_id() {
-            let known = revisions.entry(workout_id.to_string()).or_default();
-            touched.extend(known.iter().map(|r| r.day));
+            let known = revisions.entry((user_id.to_string(), workout_id.to_string())).or_default();
+            touched.extend(known.iter().map(|r| (user_id, r.day)));
             match (&event.payload, event.day) {
                 (Payload::WorkoutDeleted(_), _) => day = known.iter().max_by_key(|r| r.recency).map(|r| r.day),
                 (_, Some(revision_day)) => known.push(Revision {
+                    user_id: user_id.to_string(),
                     workout_id: workout_id.to_string(),
                     day: revision_day,
                     // Stored after every earlier revision: its seq will be larger.
@@ -152,66 +192,75 @@ async fn place_events<'a, T: WriteTx>(
                 _ => {}
             }
         }
-        touched.extend(day);
-        rows.push(EventRow { event, day, event_id: *event_id });
+        touched.extend(day.map(|day| (user_id, day)));
+        rows.push(EventRow { user_id, actor: append.actor, event, day, event_id: *event_id });
     }
     Ok((rows, touched))
 }
 
 /// Splits what `fold_inputs` returned into each day's fold input: the day's own events,
-/// plus every other revision and deletion of the workouts that appear on it.
-pub(crate) fn inputs_by_day(days: &[NaiveDate], events: Vec<StoredEvent>) -> BTreeMap<NaiveDate, Vec<StoredEvent>> {
-    let mut by_workout: HashMap<String, Vec<&StoredEvent>> = HashMap::new();
-    for event in &events {
+/// plus every other revision and deletion of the workouts that appear on it. Events listed
+/// twice count once.
+pub(crate) fn inputs_by_day(
+    days: &[UserDay<'_>],
+    events: Vec<(String, StoredEvent)>,
+) -> BTreeMap<(String, NaiveDate), Vec<StoredEvent>> {
+    let mut own: HashMap<(&str, NaiveDate), Vec<&StoredEvent>> = HashMap::new();
+    let mut by_workout: HashMap<(&str, &str), Vec<&StoredEvent>> = HashMap::new();
+    for (user_id, event) in &events {
+        if let Some(day) = event.day {
+            own.entry((user_id, day)).or_default().push(event);
+        }
         if let Some(workout_id) = event.payload.workout_id() {
-            by_workout.entry(workout_id.to_string()).or_default().push(event);
+            by_workout.entry((user_id, workout_id)).or_default().push(event);
         }
     }
     let mut inputs = BTreeMap::new();
-    for &day in days {
-        let own: Vec<&StoredEvent> = events.iter().filter(|e| e.day == Some(day)).collect();
-        let mut input: BTreeMap<i64, StoredEvent> = own.iter().map(|e| (e.seq, (*e).clone())).collect();
+    for &(user_id, day) in days {
+        let own = own.get(&(user_id, day)).map(Vec::as_slice).unwrap_or_default();
+        let mut input: BTreeMap<i64, &StoredEvent> = own.iter().map(|e| (e.seq, *e)).collect();
         for workout_id in own.iter().filter_map(|e| e.payload.workout_id()) {
-            for related in by_workout.get(workout_id).into_iter().flatten() {
-                input.entry(related.seq).or_insert_with(|| (*related).clone());
+            for related in by_workout.get(&(user_id, workout_id)).into_iter().flatten() {
+                input.entry(related.seq).or_insert(related);
             }
         }
-        inputs.insert(day, input.into_values().collect());
+        inputs.insert((user_id.to_string(), day), input.into_values().cloned().collect());
     }
     inputs
 }
 
-/// The workout ids whose other events the folds of these events need.
-pub(crate) fn related_workout_ids(events: &[StoredEvent]) -> Vec<String> {
-    let ids: BTreeSet<&str> = events.iter().filter_map(|e| e.payload.workout_id()).collect();
-    ids.into_iter().map(str::to_string).collect()
+/// The `(user_id, workout_id)` workouts whose other events the folds of these events need.
+pub(crate) fn related_workouts(events: &[(String, StoredEvent)]) -> Vec<(String, String)> {
+    let ids: BTreeSet<(&str, &str)> =
+        events.iter().filter_map(|(user_id, e)| Some((user_id.as_str(), e.payload.workout_id()?))).collect();
+    ids.into_iter().map(|(user_id, workout_id)| (user_id.to_string(), workout_id.to_string())).collect()
 }
 
 /// Folds `days` from their events and stores, under new positions, the ones that changed.
 /// Returns the changed entries.
 pub(crate) async fn refold_days<T: WriteTx>(
     tx: &mut T,
-    user_id: &str,
-    days: &[NaiveDate],
+    days: &[UserDay<'_>],
     rule: &PriorityRule,
     now: DateTime<Utc>,
 ) -> StoreResult<Vec<StoredEntry>> {
     if days.is_empty() {
         return Ok(Vec::new());
     }
-    let inputs = inputs_by_day(days, tx.fold_inputs(user_id, days).await?);
+    let events = tx.fold_inputs(days).await?;
     // Serialization is canonical, so comparing JSON text tells a changed day without
     // parsing what is stored.
-    let stored: HashMap<NaiveDate, String> = tx.stored_bodies(user_id, days).await?.into_iter().collect();
+    let stored: HashMap<(String, NaiveDate), String> =
+        tx.stored_bodies(days).await?.into_iter().map(|(user_id, day, body)| ((user_id, day), body)).collect();
     let mut changed = Vec::new();
-    for (day, input) in inputs {
+    for ((user_id, day), input) in inputs_by_day(days, events) {
         if !input.iter().any(|e| e.day == Some(day)) {
             continue;
         }
         let folded = fold(day, &input, rule);
         let body = serde_json::to_string(&folded).expect("days serialize");
-        if stored.get(&day) != Some(&body) {
-            changed.push((day, folded, body));
+        if stored.get(&(user_id.clone(), day)) != Some(&body) {
+            changed.push((user_id, day, folded, body));
         }
     }
     if changed.is_empty() {
@@ -222,14 +271,8 @@ pub(crate) async fn refold_days<T: WriteTx>(
     let rows: Vec<(StoredEntry, String)> = changed
         .into_iter()
         .enumerate()
-        .map(|(i, (day, folded, body))| {
-            let entry = StoredEntry {
-                user_id: user_id.to_string(),
-                day,
-                position: first + i as i64,
-                updated_at: now,
-                body: folded,
-            };
+        .map(|(i, (user_id, day, folded, body))| {
+            let entry = StoredEntry { user_id, day, position: first + i as i64, updated_at: now, body: folded };
             (entry, body)
         })
         .collect();

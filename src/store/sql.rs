@@ -5,10 +5,10 @@
 //! serves both. It is written once in `sql_store!` and expanded per backend: sqlx has no
 //! practical generic-over-database form for async code that must be `Send`, and `sqlx::Any`
 //! would give up typed pools and backend-specific connect options. Each backend supplies
-//! only what really differs: connecting, `write_tx` (how writers are serialized),
-//! `append_events` (group commit or a transaction per request), `commit_and_publish` and
-//! `subscribe_changes` (how the live feed learns of a commit), `readers()` and
-//! `feed_readers()` (where stream catch-ups read, kept apart from the request path).
+//! only what really differs: connecting, its writer's `write_tx` (how writers are
+//! serialized) and `commit_and_publish` (how the live feed learns of a commit),
+//! `subscribe_changes`, `readers()` and `feed_readers()` (where stream catch-ups read, kept
+//! apart from the request path), and how many group-commit lanes it runs.
 
 use std::str::FromStr;
 
@@ -19,6 +19,8 @@ use super::{StoreError, StoreResult};
 
 /// Days re-folded per transaction by `rebuild`.
 pub(crate) const REBUILD_CHUNK: usize = 256;
+/// Chunks `rebuild` has in flight at once.
+pub(crate) const REBUILD_LANES: usize = 2;
 
 pub(crate) const EVENT_COLUMNS: &str = "seq, event_id, day, source, observed_at_us, recorded_at_us, actor, payload";
 
@@ -38,11 +40,34 @@ pub(crate) fn parse_uuid(text: &str) -> StoreResult<Uuid> {
     Uuid::parse_str(text).map_err(|_| StoreError::Corrupt(format!("uuid {text}")))
 }
 
-/// Expands the shared queries, the `WriteTx` implementation and the `Store`
-/// implementation for one backend: `sql_store!(Database, StoreType, WriteType)`.
+/// Expands the shared queries, the `WriteTx`, `GroupWriter` and `Store` implementations for
+/// one backend: `sql_store!(Database, StoreType, WriterType, WriteType)`. The store has
+/// fields `writer: Arc<WriterType>` and `appends: GroupCommit`; the writer has
+/// `write_tx(&self, users: &[&str]) -> StoreResult<WriteType>` (serializing writers of those
+/// users) and `commit_and_publish(&self, WriteType, changed entries)`; `WriteType` has a
+/// `tx` field and `commit(self)`.
 macro_rules! sql_store {
-    ($db:ident, $store:ident, $write:ident) => {
+    ($db:ident, $store:ident, $writer:ident, $write:ident) => {
         impl $store {
+            /// Re-folds one chunk of `event_days` in one transaction (of any users), so a
+            /// rebuild never holds a writer for long.
+            async fn rebuild_chunk(
+                &self,
+                chunk: &[(String, NaiveDate, i64)],
+                rule: &PriorityRule,
+            ) -> StoreResult<RebuildStats> {
+                let days: Vec<UserDay> = chunk.iter().map(|(user, day, _)| (user.as_str(), *day)).collect();
+                let mut users: Vec<&str> = days.iter().map(|(user, _)| *user).collect();
+                users.dedup();
+                let mut tx = self.writer.write_tx(&users).await?;
+                let changed = projector::refold_days(&mut tx, &days, rule, now()).await?;
+                self.writer.commit_and_publish(tx, changed).await?;
+                Ok(RebuildStats {
+                    days_rebuilt: chunk.len() as u64,
+                    events_replayed: chunk.iter().map(|(_, _, n)| *n as u64).sum(),
+                })
+            }
+
             /// Every user-day that has events, optionally for one user.
             async fn event_days(&self, user_id: Option<&str>) -> StoreResult<Vec<(String, NaiveDate, i64)>> {
                 let rows = sqlx::query(
@@ -148,28 +173,54 @@ macro_rules! sql_store {
             list.push_unseparated(")");
         }
 
+        /// Appends `((user_id = $u AND <column> IN (…)) OR …)`, one term per user, each served
+        /// by an index on `(user_id, <column>, …)`.
+        fn push_per_user<'a, T>(
+            query: &mut sqlx::QueryBuilder<'a, $db>,
+            column: &str,
+            pairs: impl IntoIterator<Item = (&'a str, T)>,
+        ) where
+            T: 'a + sqlx::Encode<'a, $db> + sqlx::Type<$db> + Send,
+        {
+            let mut per_user: std::collections::BTreeMap<&'a str, Vec<T>> = std::collections::BTreeMap::new();
+            for (user_id, item) in pairs {
+                per_user.entry(user_id).or_default().push(item);
+            }
+            query.push("(");
+            for (i, (user_id, items)) in per_user.into_iter().enumerate() {
+                query.push(if i == 0 { "(user_id = " } else { " OR (user_id = " });
+                query.push_bind(user_id).push(" AND ").push(column);
+                push_in_list(query, items);
+                query.push(")");
+            }
+            query.push(")");
+        }
+
+        fn user_event_from_row(row: &<$db as sqlx::Database>::Row) -> StoreResult<(String, StoredEvent)> {
+            Ok((row.try_get("user_id")?, event_from_row(row)?))
+        }
+
         /// The events the folds of `days` read: the days' own events, plus every event of
         /// the workouts that appear on them (split per day by `projector::inputs_by_day`).
         async fn fold_inputs(
             conn: &mut <$db as sqlx::Database>::Connection,
-            user_id: &str,
-            days: &[NaiveDate],
-        ) -> StoreResult<Vec<StoredEvent>> {
-            let mut query = sqlx::QueryBuilder::<$db>::new(format!("SELECT {EVENT_COLUMNS} FROM events WHERE user_id = "));
-            query.push_bind(user_id).push(" AND day");
-            push_in_list(&mut query, days.iter().map(|day| day.to_string()));
+            days: &[UserDay<'_>],
+        ) -> StoreResult<Vec<(String, StoredEvent)>> {
+            let mut query = sqlx::QueryBuilder::<$db>::new(format!("SELECT user_id, {EVENT_COLUMNS} FROM events WHERE "));
+            push_per_user(&mut query, "day", days.iter().map(|(user_id, day)| (*user_id, day.to_string())));
             let rows = query.build().fetch_all(&mut *conn).await.map_err(StoreError::from_sqlx)?;
-            let mut events = rows.iter().map(event_from_row).collect::<StoreResult<Vec<_>>>()?;
-            let workout_ids = projector::related_workout_ids(&events);
-            if !workout_ids.is_empty() {
-                let mut query = sqlx::QueryBuilder::<$db>::new(format!("SELECT {EVENT_COLUMNS} FROM events WHERE user_id = "));
-                query.push_bind(user_id).push(" AND kind IN ('workout', 'workout_deleted') AND dedupe_key");
-                push_in_list(&mut query, workout_ids.iter().map(String::as_str));
+            let mut events = rows.iter().map(user_event_from_row).collect::<StoreResult<Vec<_>>>()?;
+            let workouts = projector::related_workouts(&events);
+            if !workouts.is_empty() {
+                let mut query = sqlx::QueryBuilder::<$db>::new(format!(
+                    "SELECT user_id, {EVENT_COLUMNS} FROM events WHERE kind IN ('workout', 'workout_deleted') AND "
+                ));
+                push_per_user(&mut query, "dedupe_key", workouts.iter().map(|(user_id, id)| (user_id.as_str(), id.as_str())));
                 let rows = query.build().fetch_all(&mut *conn).await.map_err(StoreError::from_sqlx)?;
-                let known: std::collections::HashSet<i64> = events.iter().map(|e| e.seq).collect();
+                let known: std::collections::HashSet<i64> = events.iter().map(|(_, e)| e.seq).collect();
                 for row in &rows {
-                    let event = event_from_row(row)?;
-                    if !known.contains(&event.seq) {
+                    let event = user_event_from_row(row)?;
+                    if !known.contains(&event.1.seq) {
                         events.push(event);
                     }
                 }
@@ -183,8 +234,8 @@ macro_rules! sql_store {
             user_id: &str,
             day: NaiveDate,
         ) -> StoreResult<Vec<StoredEvent>> {
-            let events = fold_inputs(conn, user_id, &[day]).await?;
-            Ok(projector::inputs_by_day(&[day], events).remove(&day).unwrap_or_default())
+            let events = fold_inputs(conn, &[(user_id, day)]).await?;
+            Ok(projector::inputs_by_day(&[(user_id, day)], events).into_values().next().unwrap_or_default())
         }
 
         async fn stored_entry(
@@ -206,16 +257,25 @@ macro_rules! sql_store {
         }
 
         impl $crate::store::projector::WriteTx for $write {
-            async fn keyed_events(&mut self, user_id: &str, keys: &[&str]) -> StoreResult<Vec<projector::KeyedEvent>> {
+            async fn keyed_events(&mut self, keys: &[projector::KeyLookup<'_>]) -> StoreResult<Vec<projector::KeyedEvent>> {
+                let mut per_scope: std::collections::BTreeMap<(&str, &str), Vec<&str>> = std::collections::BTreeMap::new();
+                for lookup in keys {
+                    per_scope.entry((lookup.user_id, lookup.kind)).or_default().push(lookup.key);
+                }
                 let mut query = sqlx::QueryBuilder::<$db>::new(
-                    "SELECT kind, dedupe_key, event_id, content_hash FROM events WHERE user_id = ",
+                    "SELECT user_id, kind, dedupe_key, event_id, content_hash FROM events WHERE ",
                 );
-                query.push_bind(user_id).push(" AND dedupe_key");
-                push_in_list(&mut query, keys.iter().copied());
+                for (i, ((user_id, kind), keys)) in per_scope.into_iter().enumerate() {
+                    query.push(if i == 0 { "(user_id = " } else { " OR (user_id = " });
+                    query.push_bind(user_id).push(" AND kind = ").push_bind(kind).push(" AND dedupe_key");
+                    push_in_list(&mut query, keys);
+                    query.push(")");
+                }
                 let rows = query.build().fetch_all(&mut *self.tx).await.map_err(StoreError::from_sqlx)?;
                 rows.iter()
                     .map(|r| {
                         Ok(projector::KeyedEvent {
+                            user_id: r.try_get("user_id")?,
                             kind: r.try_get("kind")?,
                             key: r.try_get("dedupe_key")?,
                             event_id: parse_uuid(r.try_get("event_id")?)?,
@@ -225,13 +285,7 @@ macro_rules! sql_store {
                     .collect()
             }
 
-            async fn insert_events(
-                &mut self,
-                user_id: &str,
-                actor: &str,
-                recorded_at: DateTime<Utc>,
-                rows: &[projector::EventRow<'_>],
-            ) -> StoreResult<()> {
+            async fn insert_events(&mut self, recorded_at: DateTime<Utc>, rows: &[projector::EventRow<'_>]) -> StoreResult<()> {
                 let mut query = sqlx::QueryBuilder::<$db>::new(
                     "INSERT INTO events (event_id, user_id, day, kind, source, dedupe_key, content_hash, payload,
                                          observed_at_us, recorded_at_us, actor) ",
@@ -240,31 +294,31 @@ macro_rules! sql_store {
                     let payload = serde_json::to_string(&row.event.payload).expect("payloads serialize");
                     values
                         .push_bind(row.event_id.to_string())
-                        .push_bind(user_id.to_string())
+                        .push_bind(row.user_id)
                         .push_bind(row.day.map(|d| d.to_string()))
                         .push_bind(row.event.kind().as_str())
                         .push_bind(row.event.source.as_str())
                         .push_bind(row.event.stored_key(row.event_id))
-                        .push_bind(row.event.content_hash.clone())
+                        .push_bind(row.event.content_hash.as_str())
                         .push_bind(payload)
                         .push_bind(micros(row.event.observed_at))
                         .push_bind(micros(recorded_at))
-                        .push_bind(actor.to_string());
+                        .push_bind(row.actor);
                 });
                 query.build().execute(&mut *self.tx).await.map_err(StoreError::from_sqlx)?;
                 Ok(())
             }
 
-            async fn workout_revisions(&mut self, user_id: &str, workout_ids: &[&str]) -> StoreResult<Vec<projector::Revision>> {
+            async fn workout_revisions(&mut self, workouts: &[(&str, &str)]) -> StoreResult<Vec<projector::Revision>> {
                 let mut query = sqlx::QueryBuilder::<$db>::new(
-                    "SELECT dedupe_key, day, observed_at_us, seq FROM events WHERE kind = 'workout' AND user_id = ",
+                    "SELECT user_id, dedupe_key, day, observed_at_us, seq FROM events WHERE kind = 'workout' AND ",
                 );
-                query.push_bind(user_id).push(" AND dedupe_key");
-                push_in_list(&mut query, workout_ids.iter().copied());
+                push_per_user(&mut query, "dedupe_key", workouts.iter().copied());
                 let rows = query.build().fetch_all(&mut *self.tx).await.map_err(StoreError::from_sqlx)?;
                 rows.iter()
                     .map(|r| {
                         Ok(projector::Revision {
+                            user_id: r.try_get("user_id")?,
                             workout_id: r.try_get("dedupe_key")?,
                             day: parse_day(r.try_get("day")?)?,
                             recency: (from_micros(r.try_get("observed_at_us")?)?, r.try_get("seq")?),
@@ -273,16 +327,17 @@ macro_rules! sql_store {
                     .collect()
             }
 
-            async fn fold_inputs(&mut self, user_id: &str, days: &[NaiveDate]) -> StoreResult<Vec<StoredEvent>> {
-                fold_inputs(&mut self.tx, user_id, days).await
+            async fn fold_inputs(&mut self, days: &[UserDay<'_>]) -> StoreResult<Vec<(String, StoredEvent)>> {
+                fold_inputs(&mut self.tx, days).await
             }
 
-            async fn stored_bodies(&mut self, user_id: &str, days: &[NaiveDate]) -> StoreResult<Vec<(NaiveDate, String)>> {
-                let mut query = sqlx::QueryBuilder::<$db>::new("SELECT day, body FROM entries WHERE user_id = ");
-                query.push_bind(user_id).push(" AND day");
-                push_in_list(&mut query, days.iter().map(|day| day.to_string()));
+            async fn stored_bodies(&mut self, days: &[UserDay<'_>]) -> StoreResult<Vec<(String, NaiveDate, String)>> {
+                let mut query = sqlx::QueryBuilder::<$db>::new("SELECT user_id, day, body FROM entries WHERE ");
+                push_per_user(&mut query, "day", days.iter().map(|(user_id, day)| (*user_id, day.to_string())));
                 let rows = query.build().fetch_all(&mut *self.tx).await.map_err(StoreError::from_sqlx)?;
-                rows.iter().map(|r| Ok((parse_day(r.try_get("day")?)?, r.try_get("body")?))).collect()
+                rows.iter()
+                    .map(|r| Ok((r.try_get("user_id")?, parse_day(r.try_get("day")?)?, r.try_get("body")?)))
+                    .collect()
             }
 
             async fn take_positions(&mut self, count: i64) -> StoreResult<i64> {
@@ -310,6 +365,21 @@ macro_rules! sql_store {
                 );
                 query.build().execute(&mut *self.tx).await.map_err(StoreError::from_sqlx)?;
                 Ok(())
+            }
+        }
+
+        impl $crate::store::group::GroupWriter for $writer {
+            async fn append_group(
+                &self,
+                group: &[projector::Append<'_>],
+                rule: &PriorityRule,
+            ) -> StoreResult<Vec<Vec<AppendOutcome>>> {
+                let users: std::collections::BTreeSet<&str> = group.iter().map(|append| append.user_id).collect();
+                let users: Vec<&str> = users.into_iter().collect();
+                let mut tx = self.write_tx(&users).await?;
+                let (outcomes, changed) = projector::append(&mut tx, group, rule, now()).await?;
+                self.commit_and_publish(tx, changed).await?;
+                Ok(outcomes)
             }
         }
 
@@ -351,7 +421,7 @@ macro_rules! sql_store {
             async fn create_coach(&self, name: &str, token_hash: &str) -> StoreResult<String> {
                 let coach_id = new_id();
                 let now = micros(now());
-                let mut tx = self.write_tx(None).await?;
+                let mut tx = self.writer.write_tx(&[]).await?;
                 sqlx::query("INSERT INTO coaches (coach_id, name, created_at_us) VALUES ($1, $2, $3)")
                     .bind(&coach_id)
                     .bind(name)
@@ -379,7 +449,7 @@ macro_rules! sql_store {
                 token_hash: &str,
             ) -> StoreResult<Option<String>> {
                 let user_id = new_id();
-                let mut tx = self.write_tx(None).await?;
+                let mut tx = self.writer.write_tx(&[]).await?;
                 if !coach_exists(&mut tx.tx, coach_id).await? {
                     return Ok(None);
                 }
@@ -396,7 +466,7 @@ macro_rules! sql_store {
                 code_hash: &str,
                 expires_at: DateTime<Utc>,
             ) -> StoreResult<Option<String>> {
-                let mut tx = self.write_tx(None).await?;
+                let mut tx = self.writer.write_tx(&[]).await?;
                 let user_id = match user_id {
                     Some(user_id) => {
                         let coach: Option<String> = sqlx::query_scalar("SELECT coach_id FROM users WHERE user_id = $1")
@@ -440,7 +510,7 @@ macro_rules! sql_store {
                 device_name: &str,
                 token_hash: &str,
             ) -> StoreResult<Option<Paired>> {
-                let mut tx = self.write_tx(None).await?;
+                let mut tx = self.writer.write_tx(&[]).await?;
                 // One statement claims the code, so of two concurrent redeems exactly one wins.
                 let claimed = sqlx::query(
                     "UPDATE pairing_codes SET redeemed_at_us = $2
@@ -460,7 +530,7 @@ macro_rules! sql_store {
             }
 
             async fn revoke_devices(&self, user_id: &str, device_id: Option<&str>) -> StoreResult<u32> {
-                let mut tx = self.write_tx(None).await?;
+                let mut tx = self.writer.write_tx(&[]).await?;
                 let revoked = sqlx::query(
                     "UPDATE tokens SET revoked_at_us = $3
                      WHERE role = 'device' AND subject_id = $1 AND ($2 IS NULL OR device_id = $2)
@@ -484,7 +554,7 @@ macro_rules! sql_store {
                 events: Vec<NewEvent>,
                 rule: &PriorityRule,
             ) -> StoreResult<Vec<AppendOutcome>> {
-                self.append_events(user_id, actor, events, rule).await
+                self.appends.append(user_id, actor, events, rule).await
             }
 
             async fn get_entry(&self, user_id: &str, day: NaiveDate) -> StoreResult<Option<StoredEntry>> {
@@ -567,28 +637,31 @@ macro_rules! sql_store {
                 day: NaiveDate,
                 rule: &PriorityRule,
             ) -> StoreResult<Option<StoredEntry>> {
-                let mut tx = self.write_tx(Some(user_id)).await?;
-                let changed = projector::refold_days(&mut tx, user_id, &[day], rule, now()).await?;
+                let mut tx = self.writer.write_tx(&[user_id]).await?;
+                let changed = projector::refold_days(&mut tx, &[(user_id, day)], rule, now()).await?;
                 let entry = stored_entry(&mut tx.tx, user_id, day).await?;
-                self.commit_and_publish(tx, changed).await?;
+                self.writer.commit_and_publish(tx, changed).await?;
                 Ok(entry)
             }
 
             async fn rebuild(&self, user_id: Option<&str>, rule: &PriorityRule) -> StoreResult<RebuildStats> {
-                let mut stats = RebuildStats::default();
+                use futures::StreamExt;
                 let days = self.event_days(user_id).await?;
-                // One transaction per user and chunk of days, so a rebuild never holds a
-                // writer for long.
-                for chunk in days.chunk_by(|a, b| a.0 == b.0).flat_map(|user_days| user_days.chunks(REBUILD_CHUNK)) {
-                    let user = &chunk[0].0;
-                    let chunk_days: Vec<NaiveDate> = chunk.iter().map(|(_, day, _)| *day).collect();
-                    let mut tx = self.write_tx(Some(user)).await?;
-                    let changed = projector::refold_days(&mut tx, user, &chunk_days, rule, now()).await?;
-                    self.commit_and_publish(tx, changed).await?;
-                    stats.days_rebuilt += chunk.len() as u64;
-                    stats.events_replayed += chunk.iter().map(|(_, _, n)| *n as u64).sum::<u64>();
+                let mut chunks = days.chunks(REBUILD_CHUNK);
+                // Several chunks in flight: while one waits for the database, another is
+                // folded.
+                let mut in_flight = futures::stream::FuturesUnordered::new();
+                let mut stats = RebuildStats::default();
+                loop {
+                    while in_flight.len() < REBUILD_LANES {
+                        let Some(chunk) = chunks.next() else { break };
+                        in_flight.push(self.rebuild_chunk(chunk, rule));
+                    }
+                    let Some(done) = in_flight.next().await else { return Ok(stats) };
+                    let done = done?;
+                    stats.days_rebuilt += done.days_rebuilt;
+                    stats.events_replayed += done.events_replayed;
                 }
-                Ok(stats)
             }
 
             async fn verify(&self, rule: &PriorityRule) -> StoreResult<Vec<Mismatch>> {
@@ -614,8 +687,8 @@ macro_rules! shared_imports {
     () => {
         #[allow(unused_imports)]
         use {
-            super::projector::{self, AppendOutcome},
-            super::sql::{from_micros, micros, parse_day, parse_uuid, EVENT_COLUMNS, REBUILD_CHUNK},
+            super::projector::{self, AppendOutcome, UserDay},
+            super::sql::{from_micros, micros, parse_day, parse_uuid, EVENT_COLUMNS, REBUILD_CHUNK, REBUILD_LANES},
             super::{new_id, now, FeedFilter, Mismatch, Paired, RebuildStats, Store, TokenOwner},
             crate::domain::event::{EventKind, NewEvent, Payload, StoredEvent},
             crate::domain::fold::{fold, Day},

@@ -7,6 +7,7 @@ mod database;
 mod admin;
 mod auth;
 mod cli;
+mod concurrency;
 mod entries;
 mod ingest;
 mod matrix;
