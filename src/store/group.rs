@@ -4,7 +4,10 @@
 //! one bad request cannot fail its neighbours.
 
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+
+use futures::FutureExt;
 
 use tokio::sync::{mpsc, oneshot, Mutex};
 
@@ -109,7 +112,11 @@ async fn lane<W: GroupWriter>(writer: Arc<W>, queue: Arc<Mutex<mpsc::Receiver<Jo
             }
             group
         };
-        write(writer.as_ref(), group).await;
+        // A bug that panics fails this group's requests (their replies are dropped), not
+        // every later write.
+        if AssertUnwindSafe(write(writer.as_ref(), group)).catch_unwind().await.is_err() {
+            tracing::error!("a group commit panicked; its requests failed");
+        }
     }
 }
 

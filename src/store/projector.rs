@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use chrono::{DateTime, NaiveDate, Utc};
 use uuid::Uuid;
 
-use super::{StoreResult, StoredEntry};
+use super::{StoreError, StoreResult, StoredEntry};
 use crate::domain::event::{KeyReuse, NewEvent, Payload, StoredEvent};
 use crate::domain::fold::fold;
 use crate::domain::priority::PriorityRule;
@@ -62,6 +62,22 @@ pub(crate) struct EventRow<'a> {
     pub event_id: Uuid,
 }
 
+impl EventRow<'_> {
+    /// The event as the store will return it.
+    fn stored(&self, seq: i64, recorded_at: DateTime<Utc>) -> StoredEvent {
+        StoredEvent {
+            seq,
+            event_id: self.event_id,
+            day: self.day,
+            source: self.event.source,
+            observed_at: self.event.observed_at,
+            recorded_at,
+            actor: self.actor.to_string(),
+            payload: self.event.payload.clone(),
+        }
+    }
+}
+
 /// Where and when one revision of a workout was observed.
 #[derive(Debug, Clone)]
 pub(crate) struct Revision {
@@ -76,12 +92,21 @@ pub(crate) struct Revision {
 pub(crate) trait WriteTx: Send {
     /// The stored events under these dedupe keys.
     async fn keyed_events(&mut self, keys: &[KeyLookup<'_>]) -> StoreResult<Vec<KeyedEvent>>;
-    async fn insert_events(&mut self, recorded_at: DateTime<Utc>, rows: &[EventRow<'_>]) -> StoreResult<()>;
+    /// Returns each new event's id and `seq`.
+    async fn insert_events(
+        &mut self,
+        recorded_at: DateTime<Utc>,
+        rows: &[EventRow<'_>],
+    ) -> StoreResult<Vec<(Uuid, i64)>>;
     /// Every stored revision of these `(user_id, workout_id)` workouts.
     async fn workout_revisions(&mut self, workouts: &[(&str, &str)]) -> StoreResult<Vec<Revision>>;
-    /// What the folds of `days` read (see `inputs_by_day`), with each event's user, in any
-    /// order.
-    async fn fold_inputs(&mut self, days: &[UserDay<'_>]) -> StoreResult<Vec<(String, StoredEvent)>>;
+    /// What the folds of `days` read (see `inputs_by_day`), plus every event of these
+    /// `(user_id, workout_id)` workouts, with each event's user, in any order.
+    async fn fold_inputs(
+        &mut self,
+        days: &[UserDay<'_>],
+        workouts: &[(&str, &str)],
+    ) -> StoreResult<Vec<(String, StoredEvent)>>;
     /// The stored bodies (JSON) of these days' entries.
     async fn stored_bodies(&mut self, days: &[UserDay<'_>]) -> StoreResult<Vec<(String, NaiveDate, String)>>;
     /// Takes `count` consecutive feed positions and returns the last. Positions follow
@@ -147,11 +172,21 @@ pub(crate) async fn append<T: WriteTx>(
     }
 
     let (rows, touched) = place_events(tx, &accepted).await?;
-    if !rows.is_empty() {
-        tx.insert_events(now, &rows).await?;
+    if rows.is_empty() {
+        return Ok((outcomes, Vec::new()));
     }
+    // The new events are folded from memory: only what was stored before is read back.
     let touched: Vec<UserDay> = touched.into_iter().collect();
-    let changed = refold_days(tx, &touched, rule, now).await?;
+    let workouts: BTreeSet<(&str, &str)> =
+        rows.iter().filter_map(|row| Some((row.user_id, row.event.payload.workout_id()?))).collect();
+    let workouts: Vec<(&str, &str)> = workouts.into_iter().collect();
+    let mut events = tx.fold_inputs(&touched, &workouts).await?;
+    let seqs: HashMap<Uuid, i64> = tx.insert_events(now, &rows).await?.into_iter().collect();
+    for row in &rows {
+        let seq = *seqs.get(&row.event_id).ok_or_else(|| StoreError::Corrupt("an insert returned no seq".into()))?;
+        events.push((row.user_id.to_string(), row.stored(seq, now)));
+    }
+    let changed = refold_from(tx, &touched, events, rule, now).await?;
 
     Ok((outcomes, changed))
 }
@@ -229,25 +264,38 @@ pub(crate) fn inputs_by_day(
     inputs
 }
 
-/// The `(user_id, workout_id)` workouts whose other events the folds of these events need.
-pub(crate) fn related_workouts(events: &[(String, StoredEvent)]) -> Vec<(String, String)> {
-    let ids: BTreeSet<(&str, &str)> =
+/// The `(user_id, workout_id)` workouts whose other events the folds of these events need,
+/// and `also`.
+pub(crate) fn related_workouts(events: &[(String, StoredEvent)], also: &[(&str, &str)]) -> Vec<(String, String)> {
+    let mut ids: BTreeSet<(&str, &str)> =
         events.iter().filter_map(|(user_id, e)| Some((user_id.as_str(), e.payload.workout_id()?))).collect();
+    ids.extend(also.iter().copied());
     ids.into_iter().map(|(user_id, workout_id)| (user_id.to_string(), workout_id.to_string())).collect()
 }
 
-/// Folds `days` from their events and stores, under new positions, the ones that changed.
-/// Returns the changed entries.
+/// Folds `days` from their stored events and stores, under new positions, the ones that
+/// changed. Returns the changed entries.
 pub(crate) async fn refold_days<T: WriteTx>(
     tx: &mut T,
     days: &[UserDay<'_>],
     rule: &PriorityRule,
     now: DateTime<Utc>,
 ) -> StoreResult<Vec<StoredEntry>> {
+    let events = tx.fold_inputs(days, &[]).await?;
+    refold_from(tx, days, events, rule, now).await
+}
+
+/// Like `refold_days`, with the days' fold inputs (as `fold_inputs` returns them) given.
+async fn refold_from<T: WriteTx>(
+    tx: &mut T,
+    days: &[UserDay<'_>],
+    events: Vec<(String, StoredEvent)>,
+    rule: &PriorityRule,
+    now: DateTime<Utc>,
+) -> StoreResult<Vec<StoredEntry>> {
     if days.is_empty() {
         return Ok(Vec::new());
     }
-    let events = tx.fold_inputs(days).await?;
     // Serialization is canonical, so comparing JSON text tells a changed day without
     // parsing what is stored.
     let stored: HashMap<(String, NaiveDate), String> =

@@ -201,16 +201,21 @@ macro_rules! sql_store {
         }
 
         /// The events the folds of `days` read: the days' own events, plus every event of
-        /// the workouts that appear on them (split per day by `projector::inputs_by_day`).
+        /// the workouts that appear on them or in `workouts` (split per day by
+        /// `projector::inputs_by_day`).
         async fn fold_inputs(
             conn: &mut <$db as sqlx::Database>::Connection,
             days: &[UserDay<'_>],
+            workouts: &[(&str, &str)],
         ) -> StoreResult<Vec<(String, StoredEvent)>> {
+            if days.is_empty() {
+                return Ok(Vec::new());
+            }
             let mut query = sqlx::QueryBuilder::<$db>::new(format!("SELECT user_id, {EVENT_COLUMNS} FROM events WHERE "));
             push_per_user(&mut query, "day", days.iter().map(|(user_id, day)| (*user_id, day.to_string())));
             let rows = query.build().fetch_all(&mut *conn).await.map_err(StoreError::from_sqlx)?;
             let mut events = rows.iter().map(user_event_from_row).collect::<StoreResult<Vec<_>>>()?;
-            let workouts = projector::related_workouts(&events);
+            let workouts = projector::related_workouts(&events, workouts);
             if !workouts.is_empty() {
                 let mut query = sqlx::QueryBuilder::<$db>::new(format!(
                     "SELECT user_id, {EVENT_COLUMNS} FROM events WHERE kind IN ('workout', 'workout_deleted') AND "
@@ -234,7 +239,7 @@ macro_rules! sql_store {
             user_id: &str,
             day: NaiveDate,
         ) -> StoreResult<Vec<StoredEvent>> {
-            let events = fold_inputs(conn, &[(user_id, day)]).await?;
+            let events = fold_inputs(conn, &[(user_id, day)], &[]).await?;
             Ok(projector::inputs_by_day(&[(user_id, day)], events).into_values().next().unwrap_or_default())
         }
 
@@ -285,7 +290,11 @@ macro_rules! sql_store {
                     .collect()
             }
 
-            async fn insert_events(&mut self, recorded_at: DateTime<Utc>, rows: &[projector::EventRow<'_>]) -> StoreResult<()> {
+            async fn insert_events(
+                &mut self,
+                recorded_at: DateTime<Utc>,
+                rows: &[projector::EventRow<'_>],
+            ) -> StoreResult<Vec<(Uuid, i64)>> {
                 let mut query = sqlx::QueryBuilder::<$db>::new(
                     "INSERT INTO events (event_id, user_id, day, kind, source, dedupe_key, content_hash, payload,
                                          observed_at_us, recorded_at_us, actor) ",
@@ -305,8 +314,9 @@ macro_rules! sql_store {
                         .push_bind(micros(recorded_at))
                         .push_bind(row.actor);
                 });
-                query.build().execute(&mut *self.tx).await.map_err(StoreError::from_sqlx)?;
-                Ok(())
+                query.push(" RETURNING event_id, seq");
+                let rows = query.build().fetch_all(&mut *self.tx).await.map_err(StoreError::from_sqlx)?;
+                rows.iter().map(|r| Ok((parse_uuid(r.try_get("event_id")?)?, r.try_get("seq")?))).collect()
             }
 
             async fn workout_revisions(&mut self, workouts: &[(&str, &str)]) -> StoreResult<Vec<projector::Revision>> {
@@ -327,8 +337,12 @@ macro_rules! sql_store {
                     .collect()
             }
 
-            async fn fold_inputs(&mut self, days: &[UserDay<'_>]) -> StoreResult<Vec<(String, StoredEvent)>> {
-                fold_inputs(&mut self.tx, days).await
+            async fn fold_inputs(
+                &mut self,
+                days: &[UserDay<'_>],
+                workouts: &[(&str, &str)],
+            ) -> StoreResult<Vec<(String, StoredEvent)>> {
+                fold_inputs(&mut self.tx, days, workouts).await
             }
 
             async fn stored_bodies(&mut self, days: &[UserDay<'_>]) -> StoreResult<Vec<(String, NaiveDate, String)>> {
