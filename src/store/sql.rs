@@ -19,8 +19,6 @@ use super::{StoreError, StoreResult};
 
 /// Days re-folded per transaction by `rebuild`.
 pub(crate) const REBUILD_CHUNK: usize = 256;
-/// Chunks `rebuild` has in flight at once.
-pub(crate) const REBUILD_LANES: usize = 2;
 
 pub(crate) const EVENT_COLUMNS: &str = "seq, event_id, day, source, observed_at_us, recorded_at_us, actor, payload";
 
@@ -659,23 +657,13 @@ macro_rules! sql_store {
             }
 
             async fn rebuild(&self, user_id: Option<&str>, rule: &PriorityRule) -> StoreResult<RebuildStats> {
-                use futures::StreamExt;
-                let days = self.event_days(user_id).await?;
-                let mut chunks = days.chunks(REBUILD_CHUNK);
-                // Several chunks in flight: while one waits for the database, another is
-                // folded.
-                let mut in_flight = futures::stream::FuturesUnordered::new();
                 let mut stats = RebuildStats::default();
-                loop {
-                    while in_flight.len() < REBUILD_LANES {
-                        let Some(chunk) = chunks.next() else { break };
-                        in_flight.push(self.rebuild_chunk(chunk, rule));
-                    }
-                    let Some(done) = in_flight.next().await else { return Ok(stats) };
-                    let done = done?;
+                for chunk in self.event_days(user_id).await?.chunks(REBUILD_CHUNK) {
+                    let done = self.rebuild_chunk(chunk, rule).await?;
                     stats.days_rebuilt += done.days_rebuilt;
                     stats.events_replayed += done.events_replayed;
                 }
+                Ok(stats)
             }
 
             async fn verify(&self, rule: &PriorityRule) -> StoreResult<Vec<Mismatch>> {
@@ -702,7 +690,7 @@ macro_rules! shared_imports {
         #[allow(unused_imports)]
         use {
             super::projector::{self, AppendOutcome, UserDay},
-            super::sql::{from_micros, micros, parse_day, parse_uuid, EVENT_COLUMNS, REBUILD_CHUNK, REBUILD_LANES},
+            super::sql::{from_micros, micros, parse_day, parse_uuid, EVENT_COLUMNS, REBUILD_CHUNK},
             super::{new_id, now, FeedFilter, Mismatch, Paired, RebuildStats, Store, TokenOwner},
             crate::domain::event::{EventKind, NewEvent, Payload, StoredEvent},
             crate::domain::fold::{fold, Day},
