@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use futures::FutureExt;
 
-use tokio::sync::{mpsc, oneshot, Mutex};
+use tokio::sync::{mpsc, oneshot, Mutex, MutexGuard};
 
 use super::projector::{Append, AppendOutcome};
 use super::{StoreError, StoreResult};
@@ -89,28 +89,15 @@ async fn lane<W: GroupWriter>(writer: Arc<W>, queue: Arc<Mutex<mpsc::Receiver<Jo
     // A job that did not fit the last group starts the next one.
     let mut carried: Option<Job> = None;
     loop {
-        let group = {
-            let mut queue = queue.lock().await;
-            let first = match carried.take() {
-                Some(job) => job,
-                None => match queue.recv().await {
-                    Some(job) => job,
-                    None => return,
-                },
-            };
-            let mut events = first.events.len();
-            let mut group = vec![first];
-            while group.len() < MAX_GROUP_REQUESTS {
-                let Ok(job) = queue.try_recv() else { break };
-                // A group shares one priority rule and stays small.
-                if job.rule != group[0].rule || events + job.events.len() > MAX_GROUP_EVENTS {
-                    carried = Some(job);
-                    break;
-                }
-                events += job.events.len();
-                group.push(job);
+        let group = match carried.take() {
+            // Never wait for the queue with a job in hand: another lane may hold the queue
+            // while it waits for new requests, which may be waiting for this job's answer.
+            Some(first) => gather(first, queue.try_lock().ok(), &mut carried),
+            None => {
+                let mut waiting = queue.lock().await;
+                let Some(first) = waiting.recv().await else { return };
+                gather(first, Some(waiting), &mut carried)
             }
-            group
         };
         // A bug that panics fails this group's requests (their replies are dropped), not
         // every later write.
@@ -118,6 +105,25 @@ async fn lane<W: GroupWriter>(writer: Arc<W>, queue: Arc<Mutex<mpsc::Receiver<Jo
             tracing::error!("a group commit panicked; its requests failed");
         }
     }
+}
+
+/// A group starting with `first`, plus the jobs already waiting in `queue` (when this lane
+/// holds it) that fit; the first that does not fit goes to `carried`.
+fn gather(first: Job, queue: Option<MutexGuard<'_, mpsc::Receiver<Job>>>, carried: &mut Option<Job>) -> Vec<Job> {
+    let mut events = first.events.len();
+    let mut group = vec![first];
+    let Some(mut queue) = queue else { return group };
+    while group.len() < MAX_GROUP_REQUESTS {
+        let Ok(job) = queue.try_recv() else { break };
+        // A group shares one priority rule and stays small.
+        if job.rule != group[0].rule || events + job.events.len() > MAX_GROUP_EVENTS {
+            *carried = Some(job);
+            break;
+        }
+        events += job.events.len();
+        group.push(job);
+    }
+    group
 }
 
 async fn write<W: GroupWriter>(writer: &W, mut group: Vec<Job>) {
@@ -140,5 +146,62 @@ async fn write<W: GroupWriter>(writer: &W, mut group: Vec<Job>) {
                 let _ = job.reply.send(alone.map(|mut outcomes| outcomes.remove(0)));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use chrono::{NaiveDate, TimeZone, Utc};
+
+    use super::*;
+    use crate::domain::event::{KeyReuse, Observed, Payload, StepsReport};
+    use crate::domain::Source;
+
+    /// Accepts everything, after yielding so that other lanes get to run meanwhile.
+    struct Accepting;
+
+    impl GroupWriter for Accepting {
+        async fn append_group(
+            &self,
+            group: &[Append<'_>],
+            _rule: &PriorityRule,
+        ) -> StoreResult<Vec<Vec<AppendOutcome>>> {
+            tokio::task::yield_now().await;
+            Ok(group
+                .iter()
+                .map(|a| a.events.iter().map(|_| AppendOutcome::Accepted(uuid::Uuid::nil())).collect())
+                .collect())
+        }
+    }
+
+    fn events(count: usize) -> Vec<NewEvent> {
+        let day = NaiveDate::from_ymd_opt(2026, 3, 1).unwrap();
+        let at = Utc.with_ymd_and_hms(2026, 3, 1, 12, 0, 0).unwrap();
+        (0..count)
+            .map(|i| {
+                let payload = Payload::Steps(StepsReport { total_steps: i as u32, source_devices: vec![] });
+                NewEvent::new(Some(day), Source::Healthkit, Observed::ByClient(at), payload, None, KeyReuse::Reject)
+            })
+            .collect()
+    }
+
+    /// Two requests too large to share a group, two lanes: the second is carried by the lane
+    /// that took the first while the other lane waits on the empty queue. It must still be
+    /// written.
+    #[tokio::test]
+    async fn a_carried_request_is_written_while_another_lane_waits_for_work() {
+        let commit = GroupCommit::start(Arc::new(Accepting), 2);
+        let rule = PriorityRule::default();
+        let both = async {
+            tokio::join!(
+                commit.append("a", "device:a", events(600), &rule),
+                commit.append("b", "device:b", events(600), &rule)
+            )
+        };
+        let (a, b) = tokio::time::timeout(Duration::from_secs(5), both).await.expect("both answered");
+        assert_eq!(a.unwrap().len(), 600);
+        assert_eq!(b.unwrap().len(), 600);
     }
 }
