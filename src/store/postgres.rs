@@ -2,8 +2,9 @@
 //!
 //! Writes go through group commit (several requests per transaction, a few transactions in
 //! flight per instance). Writers of one user are serialized by a transaction-scoped advisory
-//! lock, so two instances re-folding the same day never lose an event. Feed positions come from a counter
-//! row updated inside the write transaction: its row lock makes positions commit in order.
+//! lock, so two instances re-folding the same day never lose an event. Feed positions come
+//! from a counter row updated inside the write transaction: its row lock makes positions
+//! commit in order.
 //! Each instance relays committed changes to its subscribers: NOTIFY is only a wake-up, the
 //! relay always reads the store by position (and re-reads after a reconnect or at least every
 //! `RELAY_POLL`), so a lost notification delays a change but never drops it.
