@@ -171,15 +171,15 @@ pub(crate) async fn append<T: WriteTx>(
         outcomes.push(request_outcomes);
     }
 
-    let (rows, touched) = place_events(tx, &accepted).await?;
-    if rows.is_empty() {
+    if accepted.is_empty() {
         return Ok((outcomes, Vec::new()));
     }
+    let workouts: BTreeSet<(&str, &str)> =
+        accepted.iter().filter_map(|(append, e, _)| Some((append.user_id, e.payload.workout_id()?))).collect();
+    let workouts: Vec<(&str, &str)> = workouts.into_iter().collect();
+    let (rows, touched) = place_events(tx, &accepted, &workouts).await?;
     // The new events are folded from memory: only what was stored before is read back.
     let touched: Vec<UserDay> = touched.into_iter().collect();
-    let workouts: BTreeSet<(&str, &str)> =
-        rows.iter().filter_map(|row| Some((row.user_id, row.event.payload.workout_id()?))).collect();
-    let workouts: Vec<(&str, &str)> = workouts.into_iter().collect();
     let mut events = tx.fold_inputs(&touched, &workouts).await?;
     let seqs: HashMap<Uuid, i64> = tx.insert_events(now, &rows).await?.into_iter().collect();
     for row in &rows {
@@ -193,17 +193,16 @@ pub(crate) async fn append<T: WriteTx>(
 
 /// Gives each accepted event its day and finds every day the appends touch. A workout
 /// revision also touches the days of its earlier revisions (it may have moved); a deletion
-/// belongs to the day of the workout's latest revision, if one is known.
+/// belongs to the day of the workout's latest revision, if one is known. `workouts` are the
+/// `(user_id, workout_id)` workouts among the events.
 async fn place_events<'a, T: WriteTx>(
     tx: &mut T,
     accepted: &[(&'a Append<'a>, &'a NewEvent, Uuid)],
+    workouts: &[(&str, &str)],
 ) -> StoreResult<(Vec<EventRow<'a>>, BTreeSet<UserDay<'a>>)> {
-    let workouts: BTreeSet<(&str, &str)> =
-        accepted.iter().filter_map(|(append, e, _)| Some((append.user_id, e.payload.workout_id()?))).collect();
-    let workouts: Vec<(&str, &str)> = workouts.into_iter().collect();
     let mut revisions: HashMap<(String, String), Vec<Revision>> = HashMap::new();
     if !workouts.is_empty() {
-        for revision in tx.workout_revisions(&workouts).await? {
+        for revision in tx.workout_revisions(workouts).await? {
             revisions.entry((revision.user_id.clone(), revision.workout_id.clone())).or_default().push(revision);
         }
     }

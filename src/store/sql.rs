@@ -171,8 +171,34 @@ macro_rules! sql_store {
             list.push_unseparated(")");
         }
 
-        /// Appends `((user_id = $u AND <column> IN (…)) OR …)`, one term per user, each served
-        /// by an index on `(user_id, <column>, …)`.
+        /// Appends `((k1 = $a AND k2 = $b AND <column> IN (…)) OR …)`: one term per distinct
+        /// key, each served by an index on `(k1, k2, <column>, …)`.
+        fn push_grouped<'a, const N: usize, T>(
+            query: &mut sqlx::QueryBuilder<'a, $db>,
+            key_columns: [&str; N],
+            column: &str,
+            items: impl IntoIterator<Item = ([&'a str; N], T)>,
+        ) where
+            T: 'a + sqlx::Encode<'a, $db> + sqlx::Type<$db> + Send,
+        {
+            let mut grouped: std::collections::BTreeMap<[&'a str; N], Vec<T>> = std::collections::BTreeMap::new();
+            for (key, item) in items {
+                grouped.entry(key).or_default().push(item);
+            }
+            query.push("(");
+            for (i, (key, items)) in grouped.into_iter().enumerate() {
+                query.push(if i == 0 { "(" } else { " OR (" });
+                for (key_column, value) in key_columns.iter().zip(key) {
+                    query.push(*key_column).push(" = ").push_bind(value).push(" AND ");
+                }
+                query.push(column);
+                push_in_list(query, items);
+                query.push(")");
+            }
+            query.push(")");
+        }
+
+        /// `push_grouped` by user: `((user_id = $u AND <column> IN (…)) OR …)`.
         fn push_per_user<'a, T>(
             query: &mut sqlx::QueryBuilder<'a, $db>,
             column: &str,
@@ -180,18 +206,7 @@ macro_rules! sql_store {
         ) where
             T: 'a + sqlx::Encode<'a, $db> + sqlx::Type<$db> + Send,
         {
-            let mut per_user: std::collections::BTreeMap<&'a str, Vec<T>> = std::collections::BTreeMap::new();
-            for (user_id, item) in pairs {
-                per_user.entry(user_id).or_default().push(item);
-            }
-            query.push("(");
-            for (i, (user_id, items)) in per_user.into_iter().enumerate() {
-                query.push(if i == 0 { "(user_id = " } else { " OR (user_id = " });
-                query.push_bind(user_id).push(" AND ").push(column);
-                push_in_list(query, items);
-                query.push(")");
-            }
-            query.push(")");
+            push_grouped(query, ["user_id"], column, pairs.into_iter().map(|(user_id, item)| ([user_id], item)));
         }
 
         fn user_event_from_row(row: &<$db as sqlx::Database>::Row) -> StoreResult<(String, StoredEvent)> {
@@ -261,19 +276,11 @@ macro_rules! sql_store {
 
         impl $crate::store::projector::WriteTx for $write {
             async fn keyed_events(&mut self, keys: &[projector::KeyLookup<'_>]) -> StoreResult<Vec<projector::KeyedEvent>> {
-                let mut per_scope: std::collections::BTreeMap<(&str, &str), Vec<&str>> = std::collections::BTreeMap::new();
-                for lookup in keys {
-                    per_scope.entry((lookup.user_id, lookup.kind)).or_default().push(lookup.key);
-                }
                 let mut query = sqlx::QueryBuilder::<$db>::new(
                     "SELECT user_id, kind, dedupe_key, event_id, content_hash FROM events WHERE ",
                 );
-                for (i, ((user_id, kind), keys)) in per_scope.into_iter().enumerate() {
-                    query.push(if i == 0 { "(user_id = " } else { " OR (user_id = " });
-                    query.push_bind(user_id).push(" AND kind = ").push_bind(kind).push(" AND dedupe_key");
-                    push_in_list(&mut query, keys);
-                    query.push(")");
-                }
+                let keys = keys.iter().map(|lookup| ([lookup.user_id, lookup.kind], lookup.key));
+                push_grouped(&mut query, ["user_id", "kind"], "dedupe_key", keys);
                 let rows = query.build().fetch_all(&mut *self.tx).await.map_err(StoreError::from_sqlx)?;
                 rows.iter()
                     .map(|r| {
