@@ -212,6 +212,13 @@ async fn relay_from(
     published: &mut i64,
 ) -> StoreResult<()> {
     let head = head(pool).await?;
+    if changes.receiver_count() == 0 {
+        // Nobody here follows the live feed (a CLI rebuild, say), so there is nothing to
+        // read. A later follower catches up from the database, and a change's `after`
+        // tells it of any gap.
+        *published = head;
+        return Ok(());
+    }
     while *published < head {
         let rows = sqlx::query(
             "SELECT e.user_id, e.day, e.position, e.updated_at_us, e.body, COALESCE(u.coach_id, '') AS coach_id

@@ -114,6 +114,15 @@ pub(crate) trait WriteTx: Send {
     async fn take_positions(&mut self, count: i64) -> StoreResult<i64>;
     /// Stores entries with their bodies already serialized.
     async fn upsert_entries(&mut self, entries: &[(StoredEntry, String)]) -> StoreResult<()>;
+    /// The `seq` of each user's newest event, by user id.
+    async fn newest_seqs(&mut self, users: &[&str]) -> StoreResult<Vec<(String, i64)>>;
+}
+
+/// The fold inputs of some days, read ahead of the transaction that re-folds them, and the
+/// newest event of each of their users when they were read (read first).
+pub(crate) struct Prefetched {
+    pub newest: Vec<(String, i64)>,
+    pub events: Vec<(String, StoredEvent)>,
 }
 
 /// Appends each request's events and re-folds the days they touch. Returns, per request,
@@ -281,6 +290,28 @@ pub(crate) async fn refold_days<T: WriteTx>(
     now: DateTime<Utc>,
 ) -> StoreResult<Vec<StoredEntry>> {
     let events = tx.fold_inputs(days, &[]).await?;
+    refold_from(tx, days, events, rule, now).await
+}
+
+/// Like `refold_days`, with fold inputs read before the transaction. They are used only if
+/// none of the days' users has a newer event now; else the inputs are read again. That is
+/// enough because events are never changed or deleted, and a user's events take their
+/// `seq`s in commit order (every append holds its users' write lock from insert to commit,
+/// as the transaction here does now).
+pub(crate) async fn refold_prefetched<T: WriteTx>(
+    tx: &mut T,
+    days: &[UserDay<'_>],
+    prefetched: Prefetched,
+    rule: &PriorityRule,
+    now: DateTime<Utc>,
+) -> StoreResult<Vec<StoredEntry>> {
+    let users: BTreeSet<&str> = days.iter().map(|(user_id, _)| *user_id).collect();
+    let users: Vec<&str> = users.into_iter().collect();
+    let events = if tx.newest_seqs(&users).await? == prefetched.newest {
+        prefetched.events
+    } else {
+        tx.fold_inputs(days, &[]).await?
+    };
     refold_from(tx, days, events, rule, now).await
 }
 

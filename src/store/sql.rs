@@ -17,8 +17,11 @@ use uuid::Uuid;
 
 use super::{StoreError, StoreResult};
 
-/// Days re-folded per transaction by `rebuild`.
-pub(crate) const REBUILD_CHUNK: usize = 256;
+/// Days re-folded per transaction by `rebuild`: few enough that a chunk holds the writer
+/// for tens of milliseconds and its statements stay far below the drivers' parameter
+/// limits (5 per day in the upsert), many enough that the fixed round trips of a
+/// transaction are spread thin (256 days per chunk took a third more time on PostgreSQL).
+pub(crate) const REBUILD_CHUNK: usize = 1024;
 
 pub(crate) const EVENT_COLUMNS: &str = "seq, event_id, day, source, observed_at_us, recorded_at_us, actor, payload";
 
@@ -52,17 +55,41 @@ macro_rules! sql_store {
             async fn rebuild_chunk(
                 &self,
                 chunk: &[(String, NaiveDate, i64)],
+                prefetched: projector::Prefetched,
                 rule: &PriorityRule,
             ) -> StoreResult<RebuildStats> {
                 let days: Vec<UserDay> = chunk.iter().map(|(user, day, _)| (user.as_str(), *day)).collect();
                 let mut users: Vec<&str> = days.iter().map(|(user, _)| *user).collect();
                 users.dedup();
                 let mut tx = self.writer.write_tx(&users).await?;
-                let changed = projector::refold_days(&mut tx, &days, rule, now()).await?;
+                let changed = projector::refold_prefetched(&mut tx, &days, prefetched, rule, now()).await?;
                 self.writer.commit_and_publish(tx, changed).await?;
                 Ok(RebuildStats {
                     days_rebuilt: chunk.len() as u64,
                     events_replayed: chunk.iter().map(|(_, _, n)| *n as u64).sum(),
+                })
+            }
+
+            /// Reads a chunk's fold inputs on a reader connection, in a task of its own, so
+            /// the next chunk is read while this one is folded and written.
+            fn prefetch_chunk(
+                &self,
+                chunk: &[(String, NaiveDate, i64)],
+            ) -> tokio::task::JoinHandle<StoreResult<projector::Prefetched>> {
+                let readers = self.readers().clone();
+                let days: Vec<(String, NaiveDate)> = chunk.iter().map(|(user, day, _)| (user.clone(), *day)).collect();
+                tokio::spawn(async move {
+                    let mut conn = readers.acquire().await.map_err(StoreError::from_sqlx)?;
+                    let days: Vec<UserDay> = days.iter().map(|(user, day)| (user.as_str(), *day)).collect();
+                    let mut users: Vec<&str> = days.iter().map(|(user, _)| *user).collect();
+                    users.dedup();
+                    let newest = newest_seqs(&mut conn, &users).await?;
+                    // The chunk is a run of `event_days`, which are in this order: its
+                    // range holds no other day with events (one that has some by now is
+                    // read and left out of the fold).
+                    let span = (days[0], days[days.len() - 1]);
+                    let events = fold_inputs_between(&mut conn, span).await?;
+                    Ok(projector::Prefetched { newest, events })
                 })
             }
 
@@ -227,7 +254,38 @@ macro_rules! sql_store {
             let mut query = sqlx::QueryBuilder::<$db>::new(format!("SELECT user_id, {EVENT_COLUMNS} FROM events WHERE "));
             push_per_user(&mut query, "day", days.iter().map(|(user_id, day)| (*user_id, day.to_string())));
             let rows = query.build().fetch_all(&mut *conn).await.map_err(StoreError::from_sqlx)?;
-            let mut events = rows.iter().map(user_event_from_row).collect::<StoreResult<Vec<_>>>()?;
+            let events = rows.iter().map(user_event_from_row).collect::<StoreResult<Vec<_>>>()?;
+            with_related_workouts(conn, events, workouts).await
+        }
+
+        /// Like `fold_inputs`, for every day from `first` to `last` in `(user_id, day)`
+        /// order: one range scan whose text never changes (so it is prepared once), where
+        /// a list of days would be a new statement for each shape of list.
+        async fn fold_inputs_between(
+            conn: &mut <$db as sqlx::Database>::Connection,
+            (first, last): (UserDay<'_>, UserDay<'_>),
+        ) -> StoreResult<Vec<(String, StoredEvent)>> {
+            let rows = sqlx::query(&format!(
+                "SELECT user_id, {EVENT_COLUMNS} FROM events
+                 WHERE (user_id, day) >= ($1, $2) AND (user_id, day) <= ($3, $4)"
+            ))
+            .bind(first.0)
+            .bind(first.1.to_string())
+            .bind(last.0)
+            .bind(last.1.to_string())
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(StoreError::from_sqlx)?;
+            let events = rows.iter().map(user_event_from_row).collect::<StoreResult<Vec<_>>>()?;
+            with_related_workouts(conn, events, &[]).await
+        }
+
+        /// `events`, plus every other event of the workouts among them or in `workouts`.
+        async fn with_related_workouts(
+            conn: &mut <$db as sqlx::Database>::Connection,
+            mut events: Vec<(String, StoredEvent)>,
+            workouts: &[(&str, &str)],
+        ) -> StoreResult<Vec<(String, StoredEvent)>> {
             let workouts = projector::related_workouts(&events, workouts);
             if !workouts.is_empty() {
                 let mut query = sqlx::QueryBuilder::<$db>::new(format!(
@@ -244,6 +302,18 @@ macro_rules! sql_store {
                 }
             }
             Ok(events)
+        }
+
+        /// The `seq` of each user's newest event, ordered by user id.
+        async fn newest_seqs(
+            conn: &mut <$db as sqlx::Database>::Connection,
+            users: &[&str],
+        ) -> StoreResult<Vec<(String, i64)>> {
+            let mut query = sqlx::QueryBuilder::<$db>::new("SELECT user_id, MAX(seq) AS seq FROM events WHERE user_id");
+            push_in_list(&mut query, users.iter().copied());
+            query.push(" GROUP BY user_id ORDER BY user_id");
+            let rows = query.build().fetch_all(&mut *conn).await.map_err(StoreError::from_sqlx)?;
+            rows.iter().map(|r| Ok((r.try_get("user_id")?, r.try_get("seq")?))).collect()
         }
 
         /// One day's fold input.
@@ -384,6 +454,10 @@ macro_rules! sql_store {
                 );
                 query.build().execute(&mut *self.tx).await.map_err(StoreError::from_sqlx)?;
                 Ok(())
+            }
+
+            async fn newest_seqs(&mut self, users: &[&str]) -> StoreResult<Vec<(String, i64)>> {
+                newest_seqs(&mut self.tx, users).await
             }
         }
 
@@ -665,8 +739,14 @@ macro_rules! sql_store {
 
             async fn rebuild(&self, user_id: Option<&str>, rule: &PriorityRule) -> StoreResult<RebuildStats> {
                 let mut stats = RebuildStats::default();
-                for chunk in self.event_days(user_id).await?.chunks(REBUILD_CHUNK) {
-                    let done = self.rebuild_chunk(chunk, rule).await?;
+                let days = self.event_days(user_id).await?;
+                let mut chunks = days.chunks(REBUILD_CHUNK).peekable();
+                let mut ahead = chunks.peek().map(|chunk| self.prefetch_chunk(chunk));
+                while let (Some(chunk), Some(read)) = (chunks.next(), ahead.take()) {
+                    // A panic in the read task is this call's panic.
+                    let prefetched = read.await.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?;
+                    ahead = chunks.peek().map(|next| self.prefetch_chunk(next));
+                    let done = self.rebuild_chunk(chunk, prefetched, rule).await?;
                     stats.days_rebuilt += done.days_rebuilt;
                     stats.events_replayed += done.events_replayed;
                 }

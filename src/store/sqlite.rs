@@ -129,3 +129,37 @@ impl SqliteWrite {
 }
 
 sql_store!(Sqlite, SqliteStore, SqliteWriter, SqliteWrite);
+
+#[cfg(test)]
+mod tests {
+    use chrono::{Duration, TimeZone, Utc};
+
+    use super::*;
+    use crate::domain::event::{KeyReuse, NewEvent, Observed, Payload, StepsReport};
+    use crate::domain::Source;
+    use crate::store::Store;
+
+    fn steps(day: NaiveDate, total_steps: u32, hours: i64) -> NewEvent {
+        let at = Utc.with_ymd_and_hms(2026, 3, 1, 0, 0, 0).unwrap() + Duration::hours(hours);
+        let payload = Payload::Steps(StepsReport { total_steps, source_devices: vec![] });
+        NewEvent::new(Some(day), Source::Healthkit, Observed::ByClient(at), payload, None, KeyReuse::Reject)
+    }
+
+    /// A rebuild reads a chunk before it takes the writer; an event appended in between
+    /// must make it read again, not overwrite the newer entry with a stale fold.
+    #[tokio::test]
+    async fn a_rebuild_chunk_read_before_a_new_event_is_read_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&format!("sqlite://{}", dir.path().join("t.db").display())).await.unwrap();
+        let (rule, day) = (PriorityRule::default(), NaiveDate::from_ymd_opt(2026, 3, 1).unwrap());
+        store.append("u1", "u1", vec![steps(day, 1_000, 8)], &rule).await.unwrap();
+        let chunk = store.event_days(Some("u1")).await.unwrap();
+        let stale = store.prefetch_chunk(&chunk).await.unwrap().unwrap();
+
+        store.append("u1", "u1", vec![steps(day, 2_000, 9)], &rule).await.unwrap();
+        store.rebuild_chunk(&chunk, stale, &rule).await.unwrap();
+
+        let entry = store.get_entry("u1", day).await.unwrap().unwrap();
+        assert_eq!(entry.body.steps, Some(2_000));
+    }
+}
