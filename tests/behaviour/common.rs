@@ -31,7 +31,7 @@ macro_rules! each_backend {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
-                    super::$name($crate::common::Backend::Sqlite).await
+                    $crate::common::within_time_limit(super::$name($crate::common::Backend::Sqlite)).await
                 }
             )*
         }
@@ -39,11 +39,21 @@ macro_rules! each_backend {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
-                    super::$name($crate::common::Backend::Postgres).await
+                    $crate::common::within_time_limit(super::$name($crate::common::Backend::Postgres)).await
                 }
             )*
         }
     };
+}
+
+/// Far above any test's running time (the whole suite takes under a minute): a test that
+/// hangs (a deadlock, say) fails after this instead of holding CI until its overall limit.
+pub const TEST_TIME_LIMIT: std::time::Duration = std::time::Duration::from_secs(180);
+
+pub async fn within_time_limit(test: impl std::future::Future<Output = ()>) {
+    if tokio::time::timeout(TEST_TIME_LIMIT, test).await.is_err() {
+        panic!("the test did not finish within {TEST_TIME_LIMIT:?}: it hangs");
+    }
 }
 
 /// Small, so that tests exercise the path where a subscriber lags behind the live buffer.
