@@ -118,6 +118,13 @@ pub(crate) trait WriteTx: Send {
     async fn newest_seqs(&mut self, users: &[&str]) -> StoreResult<Vec<(String, i64)>>;
 }
 
+/// The distinct users among `user_ids`, sorted: the order writers lock them in, and the
+/// order `newest_seqs` reports them in.
+pub(crate) fn distinct_users<'a>(user_ids: impl IntoIterator<Item = &'a str>) -> Vec<&'a str> {
+    let users: BTreeSet<&str> = user_ids.into_iter().collect();
+    users.into_iter().collect()
+}
+
 /// The fold inputs of some days, read ahead of the transaction that re-folds them, and the
 /// newest event of each of their users when they were read (read first).
 pub(crate) struct Prefetched {
@@ -305,8 +312,7 @@ pub(crate) async fn refold_prefetched<T: WriteTx>(
     rule: &PriorityRule,
     now: DateTime<Utc>,
 ) -> StoreResult<Vec<StoredEntry>> {
-    let users: BTreeSet<&str> = days.iter().map(|(user_id, _)| *user_id).collect();
-    let users: Vec<&str> = users.into_iter().collect();
+    let users = distinct_users(days.iter().map(|(user_id, _)| *user_id));
     let events = if tx.newest_seqs(&users).await? == prefetched.newest {
         prefetched.events
     } else {

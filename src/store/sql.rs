@@ -59,8 +59,7 @@ macro_rules! sql_store {
                 rule: &PriorityRule,
             ) -> StoreResult<RebuildStats> {
                 let days: Vec<UserDay> = chunk.iter().map(|(user, day, _)| (user.as_str(), *day)).collect();
-                let mut users: Vec<&str> = days.iter().map(|(user, _)| *user).collect();
-                users.dedup();
+                let users = projector::distinct_users(days.iter().map(|(user, _)| *user));
                 let mut tx = self.writer.write_tx(&users).await?;
                 let changed = projector::refold_prefetched(&mut tx, &days, prefetched, rule, now()).await?;
                 self.writer.commit_and_publish(tx, changed).await?;
@@ -81,8 +80,7 @@ macro_rules! sql_store {
                 tokio::spawn(async move {
                     let mut conn = readers.acquire().await.map_err(StoreError::from_sqlx)?;
                     let days: Vec<UserDay> = days.iter().map(|(user, day)| (user.as_str(), *day)).collect();
-                    let mut users: Vec<&str> = days.iter().map(|(user, _)| *user).collect();
-                    users.dedup();
+                    let users = projector::distinct_users(days.iter().map(|(user, _)| *user));
                     let newest = newest_seqs(&mut conn, &users).await?;
                     // The chunk is a run of `event_days`, which are in this order: its
                     // range holds no other day with events (one that has some by now is
@@ -467,8 +465,7 @@ macro_rules! sql_store {
                 group: &[projector::Append<'_>],
                 rule: &PriorityRule,
             ) -> StoreResult<Vec<Vec<AppendOutcome>>> {
-                let users: std::collections::BTreeSet<&str> = group.iter().map(|append| append.user_id).collect();
-                let users: Vec<&str> = users.into_iter().collect();
+                let users = projector::distinct_users(group.iter().map(|append| append.user_id));
                 let mut tx = self.write_tx(&users).await?;
                 let (outcomes, changed) = projector::append(&mut tx, group, rule, now()).await?;
                 self.commit_and_publish(tx, changed).await?;
