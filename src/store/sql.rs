@@ -8,7 +8,10 @@
 //! only what really differs: connecting, its writer's `write_tx` (how writers are
 //! serialized) and `commit_and_publish` (how the live feed learns of a commit),
 //! `subscribe_changes`, `readers()` and `feed_readers()` (where stream catch-ups read, kept
-//! apart from the request path), and how many group-commit lanes it runs.
+//! apart from the request path), how many group-commit lanes it runs, and how a statement
+//! matches a set of keys (`push_in_list`, `push_grouped`): SQLite lists them, PostgreSQL
+//! binds arrays so that a statement's text, and so its plan, is the same for any number of
+//! keys.
 
 use std::str::FromStr;
 
@@ -183,54 +186,12 @@ macro_rules! sql_store {
             Ok(device_id)
         }
 
-        /// Appends `(item, item, …)` with each item bound as a parameter.
-        fn push_in_list<'a, T>(query: &mut sqlx::QueryBuilder<'a, $db>, items: impl IntoIterator<Item = T>)
-        where
-            T: 'a + sqlx::Encode<'a, $db> + sqlx::Type<$db> + Send,
-        {
-            query.push(" IN (");
-            let mut list = query.separated(", ");
-            for item in items {
-                list.push_bind(item);
-            }
-            list.push_unseparated(")");
-        }
-
-        /// Appends `((k1 = $a AND k2 = $b AND <column> IN (…)) OR …)`: one term per distinct
-        /// key, each served by an index on `(k1, k2, <column>, …)`.
-        fn push_grouped<'a, const N: usize, T>(
-            query: &mut sqlx::QueryBuilder<'a, $db>,
-            key_columns: [&str; N],
-            column: &str,
-            items: impl IntoIterator<Item = ([&'a str; N], T)>,
-        ) where
-            T: 'a + sqlx::Encode<'a, $db> + sqlx::Type<$db> + Send,
-        {
-            let mut grouped: std::collections::BTreeMap<[&'a str; N], Vec<T>> = std::collections::BTreeMap::new();
-            for (key, item) in items {
-                grouped.entry(key).or_default().push(item);
-            }
-            query.push("(");
-            for (i, (key, items)) in grouped.into_iter().enumerate() {
-                query.push(if i == 0 { "(" } else { " OR (" });
-                for (key_column, value) in key_columns.iter().zip(key) {
-                    query.push(*key_column).push(" = ").push_bind(value).push(" AND ");
-                }
-                query.push(column);
-                push_in_list(query, items);
-                query.push(")");
-            }
-            query.push(")");
-        }
-
-        /// `push_grouped` by user: `((user_id = $u AND <column> IN (…)) OR …)`.
-        fn push_per_user<'a, T>(
+        /// `push_grouped` by user: rows whose `(user_id, <column>)` is one of `pairs`.
+        fn push_per_user<'a>(
             query: &mut sqlx::QueryBuilder<'a, $db>,
             column: &str,
-            pairs: impl IntoIterator<Item = (&'a str, T)>,
-        ) where
-            T: 'a + sqlx::Encode<'a, $db> + sqlx::Type<$db> + Send,
-        {
+            pairs: impl IntoIterator<Item = (&'a str, String)>,
+        ) {
             push_grouped(query, ["user_id"], column, pairs.into_iter().map(|(user_id, item)| ([user_id], item)));
         }
 
@@ -289,7 +250,7 @@ macro_rules! sql_store {
                 let mut query = sqlx::QueryBuilder::<$db>::new(format!(
                     "SELECT user_id, {EVENT_COLUMNS} FROM events WHERE kind IN ('workout', 'workout_deleted') AND "
                 ));
-                push_per_user(&mut query, "dedupe_key", workouts.iter().map(|(user_id, id)| (user_id.as_str(), id.as_str())));
+                push_per_user(&mut query, "dedupe_key", workouts.iter().map(|(user_id, id)| (user_id.as_str(), id.clone())));
                 let rows = query.build().fetch_all(&mut *conn).await.map_err(StoreError::from_sqlx)?;
                 let known: std::collections::HashSet<i64> = events.iter().map(|(_, e)| e.seq).collect();
                 for row in &rows {
@@ -396,7 +357,7 @@ macro_rules! sql_store {
                 let mut query = sqlx::QueryBuilder::<$db>::new(
                     "SELECT user_id, dedupe_key, day, observed_at_us, seq FROM events WHERE kind = 'workout' AND ",
                 );
-                push_per_user(&mut query, "dedupe_key", workouts.iter().copied());
+                push_per_user(&mut query, "dedupe_key", workouts.iter().map(|(user_id, id)| (*user_id, id.to_string())));
                 let rows = query.build().fetch_all(&mut *self.tx).await.map_err(StoreError::from_sqlx)?;
                 rows.iter()
                     .map(|r| {

@@ -126,6 +126,47 @@ async fn coaches_of(conn: &mut SqliteConnection, changed: &[StoredEntry]) -> Sto
     rows.iter().map(|row| Ok((row.try_get("user_id")?, row.try_get("coach_id")?))).collect()
 }
 
+/// Appends ` IN ($a, $b, …)`, each item bound as a parameter. (SQLite prepares statements
+/// in microseconds, so one per length of list costs little.)
+fn push_in_list<'a, T>(query: &mut sqlx::QueryBuilder<'a, Sqlite>, items: impl IntoIterator<Item = T>)
+where
+    T: 'a + sqlx::Encode<'a, Sqlite> + sqlx::Type<Sqlite> + Send,
+{
+    query.push(" IN (");
+    let mut list = query.separated(", ");
+    for item in items {
+        list.push_bind(item);
+    }
+    list.push_unseparated(")");
+}
+
+/// Appends `((k1 = $a AND k2 = $b AND <column> IN (…)) OR …)`: one term per distinct key,
+/// each served by an index on `(k1, k2, <column>, …)`.
+fn push_grouped<'a, const N: usize, T>(
+    query: &mut sqlx::QueryBuilder<'a, Sqlite>,
+    key_columns: [&str; N],
+    column: &str,
+    items: impl IntoIterator<Item = ([&'a str; N], T)>,
+) where
+    T: 'a + sqlx::Encode<'a, Sqlite> + sqlx::Type<Sqlite> + Send,
+{
+    let mut grouped: std::collections::BTreeMap<[&'a str; N], Vec<T>> = std::collections::BTreeMap::new();
+    for (key, item) in items {
+        grouped.entry(key).or_default().push(item);
+    }
+    query.push("(");
+    for (i, (key, items)) in grouped.into_iter().enumerate() {
+        query.push(if i == 0 { "(" } else { " OR (" });
+        for (key_column, value) in key_columns.iter().zip(key) {
+            query.push(*key_column).push(" = ").push_bind(value).push(" AND ");
+        }
+        query.push(column);
+        push_in_list(query, items);
+        query.push(")");
+    }
+    query.push(")");
+}
+
 /// One `BEGIN IMMEDIATE` transaction on the writer connection, which it holds locked.
 struct SqliteWrite {
     tx: WriterTransaction,
