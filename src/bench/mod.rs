@@ -17,7 +17,7 @@ use std::str::FromStr;
 use crate::accounts;
 use crate::domain::priority::PriorityRule;
 use crate::store::postgres::{PgSettings, PostgresStore};
-use crate::store::sqlite::SqliteStore;
+use crate::store::sqlite::{SqliteStore, WAL_AUTOCHECKPOINT_PAGES};
 use crate::store::Store;
 use harness::{BenchDatabase, ChildServer};
 use raw::RawEvent;
@@ -125,7 +125,9 @@ pub async fn run(mode: Mode, database: &str) -> anyhow::Result<Report> {
         let options = SqliteConnectOptions::from_str(&db.url)?
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
-            .busy_timeout(Duration::from_secs(60));
+            .busy_timeout(Duration::from_secs(60))
+            // Tuned as the store's own connections are, so the limit is as fast as they are.
+            .pragma("wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES.to_string());
         let pool = SqlitePoolOptions::new().max_connections(4).connect_with(options).await?;
         run_on(store, Raw::Sqlite(pool), &db, mode).await
     };
