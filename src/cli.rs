@@ -94,6 +94,7 @@ async fn run_command<S: Store>(store: S, command: Command, rule: PriorityRule) -
         Command::Serve(args) => {
             let (listener, addr) =
                 server::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
+            let shutdown = server::shutdown_signal();
             tracing::info!(%addr, "coachfit listening");
             let options = ServerOptions {
                 admin_token: args.admin_token,
@@ -105,7 +106,7 @@ async fn run_command<S: Store>(store: S, command: Command, rule: PriorityRule) -
                     lockout: Duration::from_secs(args.pairing_lockout_secs),
                 },
             };
-            server::serve(store, listener, options, server::shutdown_signal()).await?;
+            server::serve(store, listener, options, shutdown).await?;
         }
         Command::Migrate => eprintln!("migrations applied"),
         Command::Rebuild { user_id } => {

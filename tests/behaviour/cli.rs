@@ -65,10 +65,8 @@ async fn admin_commands_print_json_accounts(backend: Backend) {
     assert!(!unknown.status.success());
 }
 
-/// `coachfit serve` answers health checks and exits cleanly on SIGTERM.
-#[tokio::test]
-async fn serve_exits_cleanly_on_sigterm() {
-    let dir = tempfile::tempdir().unwrap();
+/// `coachfit serve` on a new SQLite database, and the address it logs once it listens.
+fn spawn_serve(dir: &tempfile::TempDir) -> (std::process::Child, String) {
     let db_url = format!("sqlite://{}", dir.path().join("serve.db").display());
     let mut child = Command::new(env!("CARGO_BIN_EXE_coachfit"))
         .args(["serve", "--listen", "127.0.0.1:0"])
@@ -84,6 +82,23 @@ async fn serve_exits_cleanly_on_sigterm() {
             break rest.split_whitespace().next().unwrap().to_string();
         }
     };
+    // Keep reading its log, so the server never blocks on a full pipe.
+    std::thread::spawn(move || lines.for_each(drop));
+    (child, addr)
+}
+
+/// Sends SIGTERM and waits for the exit status.
+async fn terminate(mut child: std::process::Child) -> std::process::ExitStatus {
+    let killed = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(killed.success());
+    tokio::task::spawn_blocking(move || child.wait()).await.unwrap().unwrap()
+}
+
+/// `coachfit serve` answers health checks and exits cleanly on SIGTERM.
+#[tokio::test]
+async fn serve_exits_cleanly_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let (child, addr) = spawn_serve(&dir);
     let channel = tonic::transport::Channel::from_shared(format!("http://{addr}")).unwrap().connect().await.unwrap();
     let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
     let check =
@@ -91,8 +106,16 @@ async fn serve_exits_cleanly_on_sigterm() {
     assert_eq!(check.status(), tonic_health::pb::health_check_response::ServingStatus::Serving);
 
     drop(health);
-    let killed = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
-    assert!(killed.success());
-    let status = tokio::task::spawn_blocking(move || child.wait()).await.unwrap().unwrap();
+    let status = terminate(child).await;
+    assert!(status.success(), "serve exits 0 after SIGTERM: {status:?}");
+}
+
+/// A SIGTERM as soon as `serve` says it listens is a graceful shutdown too: the handler is
+/// in place before the server announces itself, not when it first waits for a signal.
+#[tokio::test]
+async fn serve_exits_cleanly_on_a_sigterm_as_soon_as_it_listens() {
+    let dir = tempfile::tempdir().unwrap();
+    let (child, _) = spawn_serve(&dir);
+    let status = terminate(child).await;
     assert!(status.success(), "serve exits 0 after SIGTERM: {status:?}");
 }
