@@ -286,6 +286,76 @@ fn push_grouped<'a, const N: usize, T>(
     query.push_bind(values).push("))");
 }
 
+/// Appends the rows of `insert_events`, in the column order it names, as one array per
+/// column (see `push_in_list`), in order: a request's events take their `seq`s in the
+/// order they came.
+fn push_event_rows<'a>(
+    query: &mut sqlx::QueryBuilder<'a, Postgres>,
+    recorded_at: DateTime<Utc>,
+    rows: &'a [projector::EventRow<'a>],
+) {
+    let event_ids: Vec<String> = rows.iter().map(|row| row.event_id.to_string()).collect();
+    let users: Vec<&str> = rows.iter().map(|row| row.user_id).collect();
+    let days: Vec<Option<String>> = rows.iter().map(|row| row.day.map(|d| d.to_string())).collect();
+    let kinds: Vec<&str> = rows.iter().map(|row| row.event.kind().as_str()).collect();
+    let sources: Vec<&str> = rows.iter().map(|row| row.event.source.as_str()).collect();
+    let keys: Vec<String> = rows.iter().map(|row| row.event.stored_key(row.event_id)).collect();
+    let hashes: Vec<&str> = rows.iter().map(|row| row.event.content_hash.as_str()).collect();
+    let payloads: Vec<String> =
+        rows.iter().map(|row| serde_json::to_string(&row.event.payload).expect("payloads serialize")).collect();
+    let observed: Vec<i64> = rows.iter().map(|row| micros(row.event.observed_at)).collect();
+    let actors: Vec<&str> = rows.iter().map(|row| row.actor).collect();
+    query
+        .push("SELECT event_id, user_id, day, kind, source, dedupe_key, content_hash, payload, observed_at_us, ")
+        .push_bind(micros(recorded_at))
+        .push(", actor FROM UNNEST(")
+        .push_bind(event_ids)
+        .push(", ")
+        .push_bind(users)
+        .push(", ")
+        .push_bind(days)
+        .push(", ")
+        .push_bind(kinds)
+        .push(", ")
+        .push_bind(sources)
+        .push(", ")
+        .push_bind(keys)
+        .push(", ")
+        .push_bind(hashes)
+        .push(", ")
+        .push_bind(payloads)
+        .push(", ")
+        .push_bind(observed)
+        .push(", ")
+        .push_bind(actors)
+        .push(
+            ") WITH ORDINALITY AS row (event_id, user_id, day, kind, source, dedupe_key, content_hash, payload,
+                                        observed_at_us, actor, n) ORDER BY n",
+        );
+}
+
+/// Appends the rows of `upsert_entries`, in the column order it names, as one array per
+/// column (see `push_in_list`).
+fn push_entry_rows<'a>(query: &mut sqlx::QueryBuilder<'a, Postgres>, entries: &'a [(StoredEntry, String)]) {
+    let users: Vec<&str> = entries.iter().map(|(entry, _)| entry.user_id.as_str()).collect();
+    let days: Vec<String> = entries.iter().map(|(entry, _)| entry.day.to_string()).collect();
+    let positions: Vec<i64> = entries.iter().map(|(entry, _)| entry.position).collect();
+    let updated: Vec<i64> = entries.iter().map(|(entry, _)| micros(entry.updated_at)).collect();
+    let bodies: Vec<&str> = entries.iter().map(|(_, body)| body.as_str()).collect();
+    query
+        .push("SELECT * FROM UNNEST(")
+        .push_bind(users)
+        .push(", ")
+        .push_bind(days)
+        .push(", ")
+        .push_bind(positions)
+        .push(", ")
+        .push_bind(updated)
+        .push(", ")
+        .push_bind(bodies)
+        .push(")");
+}
+
 /// One write transaction (under the user's advisory lock when it has one).
 struct PgWrite {
     tx: sqlx::Transaction<'static, Postgres>,

@@ -9,9 +9,9 @@
 //! serialized) and `commit_and_publish` (how the live feed learns of a commit),
 //! `subscribe_changes`, `readers()` and `feed_readers()` (where stream catch-ups read, kept
 //! apart from the request path), how many group-commit lanes it runs, and how a statement
-//! matches a set of keys (`push_in_list`, `push_grouped`): SQLite lists them, PostgreSQL
-//! binds arrays so that a statement's text, and so its plan, is the same for any number of
-//! keys.
+//! matches a set of keys (`push_in_list`, `push_grouped`) and binds many rows
+//! (`push_event_rows`, `push_entry_rows`): SQLite lists them, PostgreSQL binds arrays so
+//! that a statement's text, and so its plan, is the same for any number of keys or rows.
 
 use std::str::FromStr;
 
@@ -333,21 +333,7 @@ macro_rules! sql_store {
                     "INSERT INTO events (event_id, user_id, day, kind, source, dedupe_key, content_hash, payload,
                                          observed_at_us, recorded_at_us, actor) ",
                 );
-                query.push_values(rows, |mut values, row| {
-                    let payload = serde_json::to_string(&row.event.payload).expect("payloads serialize");
-                    values
-                        .push_bind(row.event_id.to_string())
-                        .push_bind(row.user_id)
-                        .push_bind(row.day.map(|d| d.to_string()))
-                        .push_bind(row.event.kind().as_str())
-                        .push_bind(row.event.source.as_str())
-                        .push_bind(row.event.stored_key(row.event_id))
-                        .push_bind(row.event.content_hash.as_str())
-                        .push_bind(payload)
-                        .push_bind(micros(row.event.observed_at))
-                        .push_bind(micros(recorded_at))
-                        .push_bind(row.actor);
-                });
+                push_event_rows(&mut query, recorded_at, rows);
                 query.push(" RETURNING event_id, seq");
                 let rows = query.build().fetch_all(&mut *self.tx).await.map_err(StoreError::from_sqlx)?;
                 rows.iter().map(|r| Ok((parse_uuid(r.try_get("event_id")?)?, r.try_get("seq")?))).collect()
@@ -399,14 +385,7 @@ macro_rules! sql_store {
             async fn upsert_entries(&mut self, entries: &[(StoredEntry, String)]) -> StoreResult<()> {
                 let mut query =
                     sqlx::QueryBuilder::<$db>::new("INSERT INTO entries (user_id, day, position, updated_at_us, body) ");
-                query.push_values(entries, |mut values, (entry, body)| {
-                    values
-                        .push_bind(entry.user_id.clone())
-                        .push_bind(entry.day.to_string())
-                        .push_bind(entry.position)
-                        .push_bind(micros(entry.updated_at))
-                        .push_bind(body.clone());
-                });
+                push_entry_rows(&mut query, entries);
                 query.push(
                     " ON CONFLICT (user_id, day) DO UPDATE
                      SET position = excluded.position, updated_at_us = excluded.updated_at_us, body = excluded.body",

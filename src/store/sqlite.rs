@@ -174,6 +174,40 @@ fn push_grouped<'a, const N: usize, T>(
     query.push(")");
 }
 
+/// Appends `VALUES (…), (…)`: the rows of `insert_events`, in the column order it names.
+fn push_event_rows<'a>(
+    query: &mut sqlx::QueryBuilder<'a, Sqlite>,
+    recorded_at: DateTime<Utc>,
+    rows: &'a [projector::EventRow<'a>],
+) {
+    query.push_values(rows, |mut values, row| {
+        values
+            .push_bind(row.event_id.to_string())
+            .push_bind(row.user_id)
+            .push_bind(row.day.map(|d| d.to_string()))
+            .push_bind(row.event.kind().as_str())
+            .push_bind(row.event.source.as_str())
+            .push_bind(row.event.stored_key(row.event_id))
+            .push_bind(row.event.content_hash.as_str())
+            .push_bind(serde_json::to_string(&row.event.payload).expect("payloads serialize"))
+            .push_bind(micros(row.event.observed_at))
+            .push_bind(micros(recorded_at))
+            .push_bind(row.actor);
+    });
+}
+
+/// Appends `VALUES (…), (…)`: the rows of `upsert_entries`, in the column order it names.
+fn push_entry_rows<'a>(query: &mut sqlx::QueryBuilder<'a, Sqlite>, entries: &'a [(StoredEntry, String)]) {
+    query.push_values(entries, |mut values, (entry, body)| {
+        values
+            .push_bind(entry.user_id.as_str())
+            .push_bind(entry.day.to_string())
+            .push_bind(entry.position)
+            .push_bind(micros(entry.updated_at))
+            .push_bind(body.as_str());
+    });
+}
+
 /// One `BEGIN IMMEDIATE` transaction on the writer connection, which it holds locked.
 struct SqliteWrite {
     tx: WriterTransaction,
