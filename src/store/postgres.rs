@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
-use sqlx::{PgPool, Postgres};
+use sqlx::{PgConnection, PgPool, Postgres};
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 
@@ -354,6 +354,28 @@ fn push_entry_rows<'a>(query: &mut sqlx::QueryBuilder<'a, Postgres>, entries: &'
         .push(", ")
         .push_bind(bodies)
         .push(")");
+}
+
+/// Like `fold_inputs`, for every day from `first` to `last` in `(user_id, day)` order: one
+/// range scan whose text never changes (so it is prepared once), where a list of days
+/// would be a new statement for each shape of list.
+async fn fold_inputs_between(
+    conn: &mut PgConnection,
+    (first, last): (UserDay<'_>, UserDay<'_>),
+) -> StoreResult<Vec<(String, StoredEvent)>> {
+    let rows = sqlx::query(&format!(
+        "SELECT user_id, {EVENT_COLUMNS} FROM events
+         WHERE (user_id, day) >= ($1, $2) AND (user_id, day) <= ($3, $4)"
+    ))
+    .bind(first.0)
+    .bind(first.1.to_string())
+    .bind(last.0)
+    .bind(last.1.to_string())
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(StoreError::from_sqlx)?;
+    let events = rows.iter().map(user_event_from_row).collect::<StoreResult<Vec<_>>>()?;
+    with_related_workouts(conn, events, &[]).await
 }
 
 /// One write transaction (under the user's advisory lock when it has one).

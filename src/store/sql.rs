@@ -8,17 +8,21 @@
 //! only what really differs: connecting, its writer's `write_tx` (how writers are
 //! serialized) and `commit_and_publish` (how the live feed learns of a commit),
 //! `subscribe_changes`, `readers()` and `feed_readers()` (where stream catch-ups read, kept
-//! apart from the request path), how many group-commit lanes it runs, and how a statement
+//! apart from the request path), how many group-commit lanes it runs, how a statement
 //! matches a set of keys (`push_in_list`, `push_grouped`) and binds many rows
 //! (`push_event_rows`, `push_entry_rows`): SQLite lists them, PostgreSQL binds arrays so
-//! that a statement's text, and so its plan, is the same for any number of keys or rows.
+//! that a statement's text, and so its plan, is the same for any number of keys or rows;
+//! and how a rebuild reads a range of days (`fold_inputs_between`).
 
+use std::borrow::Cow;
 use std::str::FromStr;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use uuid::Uuid;
 
 use super::{StoreError, StoreResult};
+use crate::domain::event::{Payload, StoredEvent};
+use crate::domain::Source;
 
 /// Days re-folded per transaction by `rebuild`: few enough that a chunk holds the writer
 /// for tens of milliseconds and its statements stay far below the drivers' parameter
@@ -38,6 +42,39 @@ pub(crate) fn from_micros(us: i64) -> StoreResult<DateTime<Utc>> {
 
 pub(crate) fn parse_day(text: String) -> StoreResult<NaiveDate> {
     NaiveDate::from_str(&text).map_err(|_| StoreError::Corrupt(format!("day {text}")))
+}
+
+/// An events row's columns, as a row or as a JSON object (`sqlite::fold_inputs_between`)
+/// carries them.
+#[derive(serde::Deserialize)]
+pub(crate) struct EventColumns<'a> {
+    pub seq: i64,
+    #[serde(borrow)]
+    pub event_id: Cow<'a, str>,
+    #[serde(borrow)]
+    pub day: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    pub source: Cow<'a, str>,
+    pub observed_at_us: i64,
+    pub recorded_at_us: i64,
+    pub actor: String,
+    pub payload: Payload,
+}
+
+impl EventColumns<'_> {
+    pub(crate) fn into_event(self) -> StoreResult<StoredEvent> {
+        let source = self.source;
+        Ok(StoredEvent {
+            seq: self.seq,
+            event_id: parse_uuid(&self.event_id)?,
+            day: self.day.map(|day| parse_day(day.into_owned())).transpose()?,
+            source: Source::parse(&source).ok_or_else(|| StoreError::Corrupt(format!("source {source}")))?,
+            observed_at: from_micros(self.observed_at_us)?,
+            recorded_at: from_micros(self.recorded_at_us)?,
+            actor: self.actor,
+            payload: self.payload,
+        })
+    }
 }
 
 pub(crate) fn parse_uuid(text: &str) -> StoreResult<Uuid> {
@@ -112,20 +149,19 @@ macro_rules! sql_store {
         }
 
         fn event_from_row(row: &<$db as sqlx::Database>::Row) -> StoreResult<StoredEvent> {
-            let day: Option<String> = row.try_get("day")?;
-            let source: String = row.try_get("source")?;
             let payload: String = row.try_get("payload")?;
-            Ok(StoredEvent {
+            EventColumns {
                 seq: row.try_get("seq")?,
-                event_id: parse_uuid(row.try_get("event_id")?)?,
-                day: day.map(parse_day).transpose()?,
-                source: Source::parse(&source).ok_or_else(|| StoreError::Corrupt(format!("source {source}")))?,
-                observed_at: from_micros(row.try_get("observed_at_us")?)?,
-                recorded_at: from_micros(row.try_get("recorded_at_us")?)?,
+                event_id: row.try_get("event_id")?,
+                day: row.try_get("day")?,
+                source: row.try_get("source")?,
+                observed_at_us: row.try_get("observed_at_us")?,
+                recorded_at_us: row.try_get("recorded_at_us")?,
                 actor: row.try_get("actor")?,
                 payload: serde_json::from_str::<Payload>(&payload)
                     .map_err(|e| StoreError::Corrupt(format!("payload: {e}")))?,
-            })
+            }
+            .into_event()
         }
 
         fn entry_from_row(row: &<$db as sqlx::Database>::Row) -> StoreResult<StoredEntry> {
@@ -215,28 +251,6 @@ macro_rules! sql_store {
             let rows = query.build().fetch_all(&mut *conn).await.map_err(StoreError::from_sqlx)?;
             let events = rows.iter().map(user_event_from_row).collect::<StoreResult<Vec<_>>>()?;
             with_related_workouts(conn, events, workouts).await
-        }
-
-        /// Like `fold_inputs`, for every day from `first` to `last` in `(user_id, day)`
-        /// order: one range scan whose text never changes (so it is prepared once), where
-        /// a list of days would be a new statement for each shape of list.
-        async fn fold_inputs_between(
-            conn: &mut <$db as sqlx::Database>::Connection,
-            (first, last): (UserDay<'_>, UserDay<'_>),
-        ) -> StoreResult<Vec<(String, StoredEvent)>> {
-            let rows = sqlx::query(&format!(
-                "SELECT user_id, {EVENT_COLUMNS} FROM events
-                 WHERE (user_id, day) >= ($1, $2) AND (user_id, day) <= ($3, $4)"
-            ))
-            .bind(first.0)
-            .bind(first.1.to_string())
-            .bind(last.0)
-            .bind(last.1.to_string())
-            .fetch_all(&mut *conn)
-            .await
-            .map_err(StoreError::from_sqlx)?;
-            let events = rows.iter().map(user_event_from_row).collect::<StoreResult<Vec<_>>>()?;
-            with_related_workouts(conn, events, &[]).await
         }
 
         /// `events`, plus every other event of the workouts among them or in `workouts`.
@@ -714,7 +728,7 @@ macro_rules! shared_imports {
         #[allow(unused_imports)]
         use {
             super::projector::{self, AppendOutcome, UserDay},
-            super::sql::{from_micros, micros, parse_day, parse_uuid, EVENT_COLUMNS, REBUILD_CHUNK},
+            super::sql::{from_micros, micros, parse_day, parse_uuid, EventColumns, EVENT_COLUMNS, REBUILD_CHUNK},
             super::{new_id, now, FeedFilter, Mismatch, Paired, RebuildStats, Store, TokenOwner},
             crate::domain::event::{EventKind, NewEvent, Payload, StoredEvent},
             crate::domain::fold::{fold, Day},

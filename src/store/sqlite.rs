@@ -208,6 +208,44 @@ fn push_entry_rows<'a>(query: &mut sqlx::QueryBuilder<'a, Sqlite>, entries: &'a 
     });
 }
 
+/// Like `fold_inputs`, for every day from `first` to `last` in `(user_id, day)` order: one
+/// range scan (a statement whose text never changes) that returns one row per day, its
+/// events as a JSON array. Rows are what cost here: sqlx hands each from its worker thread
+/// through a channel, column by column, which made reading a row per event most of a
+/// rebuild's time.
+async fn fold_inputs_between(
+    conn: &mut SqliteConnection,
+    (first, last): (UserDay<'_>, UserDay<'_>),
+) -> StoreResult<Vec<(String, StoredEvent)>> {
+    let rows = sqlx::query(
+        "SELECT user_id, json_group_array(json_object(
+             'seq', seq, 'event_id', event_id, 'day', day, 'source', source,
+             'observed_at_us', observed_at_us, 'recorded_at_us', recorded_at_us, 'actor', actor,
+             'payload', json(payload))) AS events
+         FROM events
+         WHERE (user_id, day) >= ($1, $2) AND (user_id, day) <= ($3, $4)
+         GROUP BY user_id, day",
+    )
+    .bind(first.0)
+    .bind(first.1.to_string())
+    .bind(last.0)
+    .bind(last.1.to_string())
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(StoreError::from_sqlx)?;
+    let mut events = Vec::new();
+    for row in &rows {
+        let user_id: String = row.try_get("user_id")?;
+        let day: &str = row.try_get("events")?;
+        let columns: Vec<EventColumns> =
+            serde_json::from_str(day).map_err(|e| StoreError::Corrupt(format!("events of a day: {e}")))?;
+        for columns in columns {
+            events.push((user_id.clone(), columns.into_event()?));
+        }
+    }
+    with_related_workouts(conn, events, &[]).await
+}
+
 /// One `BEGIN IMMEDIATE` transaction on the writer connection, which it holds locked.
 struct SqliteWrite {
     tx: WriterTransaction,
