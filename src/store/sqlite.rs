@@ -236,10 +236,10 @@ async fn fold_inputs_between(
     let mut events = Vec::new();
     for row in &rows {
         let user_id: String = row.try_get("user_id")?;
-        let day: &str = row.try_get("events")?;
-        let columns: Vec<EventColumns> =
-            serde_json::from_str(day).map_err(|e| StoreError::Corrupt(format!("events of a day: {e}")))?;
-        for columns in columns {
+        let day_events: &str = row.try_get("events")?;
+        let day_events: Vec<EventColumns> =
+            serde_json::from_str(day_events).map_err(|e| StoreError::Corrupt(format!("events of a day: {e}")))?;
+        for columns in day_events {
             events.push((user_id.clone(), columns.into_event()?));
         }
     }
