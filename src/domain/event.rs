@@ -20,6 +20,19 @@ pub enum EventKind {
 }
 
 impl EventKind {
+    pub const ALL: [EventKind; 6] = [
+        EventKind::Steps,
+        EventKind::Sleep,
+        EventKind::Workout,
+        EventKind::WorkoutDeleted,
+        EventKind::BodyMetric,
+        EventKind::Manual,
+    ];
+
+    pub fn parse(name: &str) -> Option<EventKind> {
+        EventKind::ALL.into_iter().find(|kind| kind.as_str() == name)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             EventKind::Steps => "steps",
@@ -194,6 +207,21 @@ impl Payload {
         }
     }
 
+    /// Reads a payload stored as JSON whose kind is known (the events table keeps it in a
+    /// column of its own): straight into the kind's type, which skips the buffering of the
+    /// whole object that finding the `kind` tag inside it takes (a tenth of a rebuild's
+    /// own time).
+    pub fn from_json(kind: EventKind, json: &str) -> serde_json::Result<Payload> {
+        Ok(match kind {
+            EventKind::Steps => Payload::Steps(serde_json::from_str(json)?),
+            EventKind::Sleep => Payload::Sleep(serde_json::from_str(json)?),
+            EventKind::Workout => Payload::Workout(serde_json::from_str(json)?),
+            EventKind::WorkoutDeleted => Payload::WorkoutDeleted(serde_json::from_str(json)?),
+            EventKind::BodyMetric => Payload::BodyMetric(serde_json::from_str(json)?),
+            EventKind::Manual => Payload::Manual(serde_json::from_str(json)?),
+        })
+    }
+
     /// The workout this event is about, for workouts and their deletions.
     pub fn workout_id(&self) -> Option<&str> {
         match self {
@@ -299,5 +327,57 @@ impl StoredEvent {
     /// The order in which observations of one source supersede each other.
     pub fn recency(&self) -> (DateTime<Utc>, i64) {
         (self.observed_at, self.seq)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+
+    /// A payload of every kind, as stored (tagged JSON), reads back the same by its kind,
+    /// including one whose optional fields are absent.
+    #[test]
+    fn a_stored_payload_of_every_kind_reads_back_by_its_kind() {
+        let at = Utc.with_ymd_and_hms(2026, 3, 1, 7, 0, 0).unwrap();
+        let payloads = [
+            Payload::Steps(StepsReport { total_steps: 8_432, source_devices: vec!["iPhone".into()] }),
+            Payload::Sleep(SleepReport {
+                total_sleep_minutes: 420,
+                in_bed_minutes: Some(450),
+                awake_minutes: None,
+                core_minutes: Some(200),
+                deep_minutes: Some(100),
+                rem_minutes: Some(120),
+                sleep_start: at - chrono::Duration::hours(8),
+                sleep_end: at,
+                source_devices: vec![],
+            }),
+            Payload::Workout(WorkoutReport {
+                workout_id: "w1".into(),
+                workout_type: "running".into(),
+                start_time: at,
+                end_time: at + chrono::Duration::minutes(30),
+                duration_seconds: 1_800.0,
+                active_energy_kcal: Some(310.5),
+                distance_meters: None,
+                avg_heart_rate: Some(150),
+                max_heart_rate: None,
+                source_device: "Watch".into(),
+            }),
+            Payload::WorkoutDeleted(WorkoutDeletion { workout_id: "w1".into() }),
+            Payload::BodyMetric(BodyMetricReport { metric: Metric::WeightKg, value: 81.4, measured_at: at }),
+            Payload::Manual(ManualReport {
+                set: vec![(ManualField::Notes, ManualValue::Text("slept badly".into()))],
+                clear: vec![ManualField::Steps],
+            }),
+        ];
+        for payload in payloads {
+            let kind = EventKind::parse(payload.kind().as_str()).unwrap();
+            let stored = serde_json::to_string(&payload).unwrap();
+            assert_eq!(Payload::from_json(kind, &stored).unwrap(), payload, "{stored}");
+        }
+        assert_eq!(EventKind::parse("heart_rate"), None);
     }
 }

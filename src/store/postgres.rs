@@ -378,6 +378,21 @@ async fn fold_inputs_between(
     with_related_workouts(conn, events, &[]).await
 }
 
+/// The `seq` of each user's newest event, ordered by user id: one step down the primary
+/// key `(user_id, seq)` per user. (`MAX(seq) ... GROUP BY user_id` read every event of
+/// every user: 4 ms for the 11 users of a 1,024-day rebuild chunk, against 0.15 ms.)
+async fn newest_seqs(conn: &mut PgConnection, users: &[&str]) -> StoreResult<Vec<(String, i64)>> {
+    let rows: Vec<(String, Option<i64>)> = sqlx::query_as(
+        "SELECT user_id, (SELECT MAX(seq) FROM events WHERE events.user_id = users.user_id) AS seq
+         FROM UNNEST($1::text[]) AS users (user_id) ORDER BY user_id",
+    )
+    .bind(users)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(StoreError::from_sqlx)?;
+    Ok(rows.into_iter().filter_map(|(user_id, seq)| Some((user_id, seq?))).collect())
+}
+
 /// One write transaction (under the user's advisory lock when it has one).
 struct PgWrite {
     tx: sqlx::Transaction<'static, Postgres>,

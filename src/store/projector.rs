@@ -5,7 +5,7 @@
 //! see `group::MAX_GROUP_EVENTS` and `sql::REBUILD_CHUNK`). Backends supply the SQL through
 //! `WriteTx`.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 
 use chrono::{DateTime, NaiveDate, Utc};
 use uuid::Uuid;
@@ -248,33 +248,51 @@ async fn place_events<'a, T: WriteTx>(
     Ok((rows, touched))
 }
 
-/// Splits what `fold_inputs` returned into each day's fold input: the day's own events,
-/// plus every other revision and deletion of the workouts that appear on it. Events listed
-/// twice count once.
-pub(crate) fn inputs_by_day(
-    days: &[UserDay<'_>],
+/// Splits what `fold_inputs` returned into each day's fold input, in the order of `days`
+/// (each day once): the day's own events, plus every other revision and deletion of the
+/// workouts that appear on it, in `seq` order. Events listed twice count once. Each event
+/// moves to its day; only one that several days read is copied.
+pub(crate) fn inputs_by_day<'d>(
+    days: &[UserDay<'d>],
     events: Vec<(String, StoredEvent)>,
-) -> BTreeMap<(String, NaiveDate), Vec<StoredEvent>> {
-    let mut own: HashMap<(&str, NaiveDate), Vec<&StoredEvent>> = HashMap::new();
-    let mut by_workout: HashMap<(&str, &str), Vec<&StoredEvent>> = HashMap::new();
-    for (user_id, event) in &events {
-        if let Some(day) = event.day {
-            own.entry((user_id, day)).or_default().push(event);
-        }
-        if let Some(workout_id) = event.payload.workout_id() {
-            by_workout.entry((user_id, workout_id)).or_default().push(event);
-        }
+) -> Vec<(UserDay<'d>, Vec<StoredEvent>)> {
+    let mut slots: HashMap<UserDay, usize> = HashMap::with_capacity(days.len());
+    let mut inputs: Vec<(UserDay<'d>, Vec<StoredEvent>)> = Vec::with_capacity(days.len());
+    for &day in days {
+        slots.entry(day).or_insert_with(|| {
+            inputs.push((day, Vec::new()));
+            inputs.len() - 1
+        });
     }
-    let mut inputs = BTreeMap::new();
-    for &(user_id, day) in days {
-        let own = own.get(&(user_id, day)).map(Vec::as_slice).unwrap_or_default();
-        let mut input: BTreeMap<i64, &StoredEvent> = own.iter().map(|e| (e.seq, *e)).collect();
-        for workout_id in own.iter().filter_map(|e| e.payload.workout_id()) {
-            for related in by_workout.get(&(user_id, workout_id)).into_iter().flatten() {
-                input.entry(related.seq).or_insert(related);
+    let destinations: Vec<BTreeSet<usize>> = {
+        let own_slot = |user_id: &str, event: &StoredEvent| slots.get(&(user_id, event.day?)).copied();
+        let mut workout_slots: HashMap<(&str, &str), BTreeSet<usize>> = HashMap::new();
+        for (user_id, event) in &events {
+            if let (Some(slot), Some(workout_id)) = (own_slot(user_id, event), event.payload.workout_id()) {
+                workout_slots.entry((user_id, workout_id)).or_default().insert(slot);
             }
         }
-        inputs.insert((user_id.to_string(), day), input.into_values().cloned().collect());
+        events
+            .iter()
+            .map(|(user_id, event)| {
+                let mut to: BTreeSet<usize> = own_slot(user_id, event).into_iter().collect();
+                if let Some(related) = event.payload.workout_id().and_then(|id| workout_slots.get(&(user_id, id))) {
+                    to.extend(related);
+                }
+                to
+            })
+            .collect()
+    };
+    for ((_, event), to) in events.into_iter().zip(destinations) {
+        let Some(&last) = to.last() else { continue };
+        for &slot in to.range(..last) {
+            inputs[slot].1.push(event.clone());
+        }
+        inputs[last].1.push(event);
+    }
+    for (_, input) in &mut inputs {
+        input.sort_by_key(|e| e.seq);
+        input.dedup_by_key(|e| e.seq);
     }
     inputs
 }
@@ -334,8 +352,9 @@ async fn refold_from<T: WriteTx>(
     }
     // Serialization is canonical, so comparing JSON text tells a changed day without
     // parsing what is stored.
-    let stored: HashMap<(String, NaiveDate), String> =
-        tx.stored_bodies(days).await?.into_iter().map(|(user_id, day, body)| ((user_id, day), body)).collect();
+    let stored = tx.stored_bodies(days).await?;
+    let stored: HashMap<UserDay, &str> =
+        stored.iter().map(|(user_id, day, body)| ((user_id.as_str(), *day), body.as_str())).collect();
     let mut changed = Vec::new();
     for ((user_id, day), input) in inputs_by_day(days, events) {
         if !input.iter().any(|e| e.day == Some(day)) {
@@ -343,8 +362,8 @@ async fn refold_from<T: WriteTx>(
         }
         let folded = fold(day, &input, rule);
         let body = serde_json::to_string(&folded).expect("days serialize");
-        if stored.get(&(user_id.clone(), day)) != Some(&body) {
-            changed.push((user_id, day, folded, body));
+        if stored.get(&(user_id, day)) != Some(&body.as_str()) {
+            changed.push((user_id.to_string(), day, folded, body));
         }
     }
     if changed.is_empty() {

@@ -12,7 +12,8 @@
 //! matches a set of keys (`push_in_list`, `push_grouped`) and binds many rows
 //! (`push_event_rows`, `push_entry_rows`): SQLite lists them, PostgreSQL binds arrays so
 //! that a statement's text, and so its plan, is the same for any number of keys or rows;
-//! and how a rebuild reads a range of days (`fold_inputs_between`).
+//! and how a rebuild reads a range of days (`fold_inputs_between`) and each user's newest
+//! event (`newest_seqs`).
 
 use std::borrow::Cow;
 use std::str::FromStr;
@@ -20,8 +21,8 @@ use std::str::FromStr;
 use chrono::{DateTime, NaiveDate, Utc};
 use uuid::Uuid;
 
-use super::{StoreError, StoreResult};
-use crate::domain::event::{Payload, StoredEvent};
+use super::{projector, StoreError, StoreResult};
+use crate::domain::event::{EventKind, Payload, StoredEvent};
 use crate::domain::Source;
 
 /// Days re-folded per transaction by `rebuild`: few enough that a chunk holds the writer
@@ -30,7 +31,8 @@ use crate::domain::Source;
 /// transaction are spread thin (256 days per chunk took a third more time on PostgreSQL).
 pub(crate) const REBUILD_CHUNK: usize = 1024;
 
-pub(crate) const EVENT_COLUMNS: &str = "seq, event_id, day, source, observed_at_us, recorded_at_us, actor, payload";
+pub(crate) const EVENT_COLUMNS: &str =
+    "seq, event_id, day, kind, source, observed_at_us, recorded_at_us, actor, payload";
 
 pub(crate) fn micros(at: DateTime<Utc>) -> i64 {
     at.timestamp_micros()
@@ -54,16 +56,33 @@ pub(crate) struct EventColumns<'a> {
     #[serde(borrow)]
     pub day: Option<Cow<'a, str>>,
     #[serde(borrow)]
+    pub kind: Cow<'a, str>,
+    #[serde(borrow)]
     pub source: Cow<'a, str>,
     pub observed_at_us: i64,
     pub recorded_at_us: i64,
     pub actor: String,
-    pub payload: Payload,
+    #[serde(borrow)]
+    pub payload: PayloadJson<'a>,
+}
+
+/// A stored payload's JSON text, borrowed from a row's column or from the JSON document
+/// around it, read once its kind is known (`Payload::from_json`).
+pub(crate) struct PayloadJson<'a>(pub &'a str);
+
+impl<'de: 'a, 'a> serde::Deserialize<'de> for PayloadJson<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let raw: &'a serde_json::value::RawValue = serde::Deserialize::deserialize(deserializer)?;
+        Ok(PayloadJson(raw.get()))
+    }
 }
 
 impl EventColumns<'_> {
     pub(crate) fn into_event(self) -> StoreResult<StoredEvent> {
-        let source = self.source;
+        let (kind, source) = (self.kind, self.source);
+        let kind = EventKind::parse(&kind).ok_or_else(|| StoreError::Corrupt(format!("kind {kind}")))?;
+        let payload =
+            Payload::from_json(kind, self.payload.0).map_err(|e| StoreError::Corrupt(format!("payload: {e}")))?;
         Ok(StoredEvent {
             seq: self.seq,
             event_id: parse_uuid(&self.event_id)?,
@@ -72,13 +91,22 @@ impl EventColumns<'_> {
             observed_at: from_micros(self.observed_at_us)?,
             recorded_at: from_micros(self.recorded_at_us)?,
             actor: self.actor,
-            payload: self.payload,
+            payload,
         })
     }
 }
 
 pub(crate) fn parse_uuid(text: &str) -> StoreResult<Uuid> {
     Uuid::parse_str(text).map_err(|_| StoreError::Corrupt(format!("uuid {text}")))
+}
+
+/// The days of a rebuild's chunk, in `(user_id, day)` order, each with its number of events.
+pub(crate) type ChunkDays = Vec<(String, NaiveDate, i64)>;
+
+/// A rebuild's chunk and its days' fold inputs, read ahead.
+pub(crate) struct ChunkRead {
+    pub days: ChunkDays,
+    pub inputs: projector::Prefetched,
 }
 
 /// Expands the shared queries, the `WriteTx`, `GroupWriter` and `Store` implementations for
@@ -90,76 +118,123 @@ pub(crate) fn parse_uuid(text: &str) -> StoreResult<Uuid> {
 macro_rules! sql_store {
     ($db:ident, $store:ident, $writer:ident, $write:ident) => {
         impl $store {
-            /// Re-folds one chunk of `event_days` in one transaction (of any users), so a
-            /// rebuild never holds a writer for long.
-            async fn rebuild_chunk(
+            /// Waits for a chunk's read (while the next one is read) and re-folds it.
+            async fn rebuild_read(
                 &self,
-                chunk: &[(String, NaiveDate, i64)],
-                prefetched: projector::Prefetched,
+                read: tokio::task::JoinHandle<StoreResult<ChunkRead>>,
                 rule: &PriorityRule,
-            ) -> StoreResult<RebuildStats> {
-                let days: Vec<UserDay> = chunk.iter().map(|(user, day, _)| (user.as_str(), *day)).collect();
+                stats: &mut RebuildStats,
+            ) -> StoreResult<()> {
+                // A panic in the read task is this call's panic.
+                let chunk = read.await.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?;
+                stats.days_rebuilt += chunk.days.len() as u64;
+                stats.events_replayed += chunk.days.iter().map(|(_, _, n)| *n as u64).sum::<u64>();
+                self.rebuild_chunk(chunk, rule).await
+            }
+
+            /// Re-folds one chunk of days in one transaction (of any users), so a rebuild
+            /// never holds a writer for long.
+            async fn rebuild_chunk(&self, chunk: ChunkRead, rule: &PriorityRule) -> StoreResult<()> {
+                let days: Vec<UserDay> = chunk.days.iter().map(|(user, day, _)| (user.as_str(), *day)).collect();
                 let users = projector::distinct_users(days.iter().map(|(user, _)| *user));
                 let mut tx = self.writer.write_tx(&users).await?;
-                let changed = projector::refold_prefetched(&mut tx, &days, prefetched, rule, now()).await?;
-                self.writer.commit_and_publish(tx, changed).await?;
-                Ok(RebuildStats {
-                    days_rebuilt: chunk.len() as u64,
-                    events_replayed: chunk.iter().map(|(_, _, n)| *n as u64).sum(),
-                })
+                let changed = projector::refold_prefetched(&mut tx, &days, chunk.inputs, rule, now()).await?;
+                self.writer.commit_and_publish(tx, changed).await
+            }
+
+            /// Lists a rebuild's chunks, each the next `REBUILD_CHUNK` days with events (of
+            /// one user, or of all) in `(user_id, day)` order, in a task of its own that runs
+            /// up to two chunks ahead of the reads.
+            fn list_chunks(&self, user_id: Option<&str>) -> tokio::sync::mpsc::Receiver<StoreResult<ChunkDays>> {
+                let (chunks, listed) = tokio::sync::mpsc::channel(2);
+                let (readers, user_id) = (self.readers().clone(), user_id.map(str::to_string));
+                tokio::spawn(async move {
+                    let mut after: Option<(String, NaiveDate)> = None;
+                    loop {
+                        let days = match readers.acquire().await.map_err(StoreError::from_sqlx) {
+                            Ok(mut conn) => {
+                                let after = after.as_ref().map(|(user, day)| (user.as_str(), *day));
+                                days_after(&mut conn, after, user_id.as_deref()).await
+                            }
+                            Err(e) => Err(e),
+                        };
+                        after = match &days {
+                            Ok(days) => days.last().map(|(user, day, _)| (user.clone(), *day)),
+                            Err(_) => None,
+                        };
+                        if chunks.send(days).await.is_err() || after.is_none() {
+                            return;
+                        }
+                    }
+                });
+                listed
             }
 
             /// Reads a chunk's fold inputs on a reader connection, in a task of its own, so
             /// the next chunk is read while this one is folded and written.
-            fn prefetch_chunk(
-                &self,
-                chunk: &[(String, NaiveDate, i64)],
-            ) -> tokio::task::JoinHandle<StoreResult<projector::Prefetched>> {
+            fn read_chunk(&self, days: ChunkDays) -> tokio::task::JoinHandle<StoreResult<ChunkRead>> {
                 let readers = self.readers().clone();
-                let days: Vec<(String, NaiveDate)> = chunk.iter().map(|(user, day, _)| (user.clone(), *day)).collect();
                 tokio::spawn(async move {
                     let mut conn = readers.acquire().await.map_err(StoreError::from_sqlx)?;
-                    let days: Vec<UserDay> = days.iter().map(|(user, day)| (user.as_str(), *day)).collect();
-                    let users = projector::distinct_users(days.iter().map(|(user, _)| *user));
+                    let users = projector::distinct_users(days.iter().map(|(user, _, _)| user.as_str()));
                     let newest = newest_seqs(&mut conn, &users).await?;
-                    // The chunk is a run of `event_days`, which are in this order: its
-                    // range holds no other day with events (one that has some by now is
-                    // read and left out of the fold).
-                    let span = (days[0], days[days.len() - 1]);
+                    // The chunk's days are in `(user_id, day)` order with no day with events
+                    // between them then (one that has some by now is read and left out of
+                    // the fold), so one range read finds their events.
+                    let (first, last) = (&days[0], &days[days.len() - 1]);
+                    let span = ((first.0.as_str(), first.1), (last.0.as_str(), last.1));
                     let events = fold_inputs_between(&mut conn, span).await?;
-                    Ok(projector::Prefetched { newest, events })
+                    Ok(ChunkRead { days, inputs: projector::Prefetched { newest, events } })
                 })
             }
 
-            /// Every user-day that has events, optionally for one user.
-            async fn event_days(&self, user_id: Option<&str>) -> StoreResult<Vec<(String, NaiveDate, i64)>> {
+            /// Every user-day that has events.
+            async fn event_days(&self) -> StoreResult<Vec<(String, NaiveDate)>> {
                 let rows = sqlx::query(
-                    "SELECT user_id, day, COUNT(*) AS n FROM events
-             WHERE day IS NOT NULL AND ($1 IS NULL OR user_id = $1)
-             GROUP BY user_id, day ORDER BY user_id, day",
+                    "SELECT DISTINCT user_id, day FROM events WHERE day IS NOT NULL ORDER BY user_id, day",
                 )
-                .bind(user_id)
                 .fetch_all(self.readers())
                 .await
                 .map_err(StoreError::from_sqlx)?;
                 rows.iter()
-                    .map(|r| Ok((r.try_get("user_id")?, parse_day(r.try_get("day")?)?, r.try_get("n")?)))
+                    .map(|r| Ok((r.try_get("user_id")?, parse_day(r.try_get("day")?)?)))
                     .collect()
             }
         }
 
+        /// The first `REBUILD_CHUNK` user-days with events after `after` (from the first
+        /// if `None`), in order, each with its number of events: a walk along
+        /// `events_by_day`, where a list of every day first was a sort of the whole table.
+        async fn days_after(
+            conn: &mut <$db as sqlx::Database>::Connection,
+            after: Option<UserDay<'_>>,
+            user_id: Option<&str>,
+        ) -> StoreResult<Vec<(String, NaiveDate, i64)>> {
+            // Empty texts sort before every user id and day.
+            let (after_user, after_day) = after.map(|(user, day)| (user, day.to_string())).unwrap_or_default();
+            let mut query = sqlx::QueryBuilder::<$db>::new(
+                "SELECT user_id, day, COUNT(*) AS n FROM events WHERE day IS NOT NULL AND (user_id, day) > (",
+            );
+            query.push_bind(after_user).push(", ").push_bind(after_day).push(")");
+            if let Some(user_id) = user_id {
+                query.push(" AND user_id = ").push_bind(user_id);
+            }
+            query.push(" GROUP BY user_id, day ORDER BY user_id, day LIMIT ").push_bind(REBUILD_CHUNK as i64);
+            let rows = query.build().fetch_all(conn).await.map_err(StoreError::from_sqlx)?;
+            rows.iter().map(|r| Ok((r.try_get("user_id")?, parse_day(r.try_get("day")?)?, r.try_get("n")?))).collect()
+        }
+
         fn event_from_row(row: &<$db as sqlx::Database>::Row) -> StoreResult<StoredEvent> {
-            let payload: String = row.try_get("payload")?;
             EventColumns {
                 seq: row.try_get("seq")?,
                 event_id: row.try_get("event_id")?,
                 day: row.try_get("day")?,
+                kind: row.try_get("kind")?,
                 source: row.try_get("source")?,
                 observed_at_us: row.try_get("observed_at_us")?,
                 recorded_at_us: row.try_get("recorded_at_us")?,
                 actor: row.try_get("actor")?,
-                payload: serde_json::from_str::<Payload>(&payload)
-                    .map_err(|e| StoreError::Corrupt(format!("payload: {e}")))?,
+                payload: PayloadJson(row.try_get("payload")?),
             }
             .into_event()
         }
@@ -277,18 +352,6 @@ macro_rules! sql_store {
             Ok(events)
         }
 
-        /// The `seq` of each user's newest event, ordered by user id.
-        async fn newest_seqs(
-            conn: &mut <$db as sqlx::Database>::Connection,
-            users: &[&str],
-        ) -> StoreResult<Vec<(String, i64)>> {
-            let mut query = sqlx::QueryBuilder::<$db>::new("SELECT user_id, MAX(seq) AS seq FROM events WHERE user_id");
-            push_in_list(&mut query, users.iter().copied());
-            query.push(" GROUP BY user_id ORDER BY user_id");
-            let rows = query.build().fetch_all(&mut *conn).await.map_err(StoreError::from_sqlx)?;
-            rows.iter().map(|r| Ok((r.try_get("user_id")?, r.try_get("seq")?))).collect()
-        }
-
         /// One day's fold input.
         async fn fold_input(
             conn: &mut <$db as sqlx::Database>::Connection,
@@ -296,7 +359,7 @@ macro_rules! sql_store {
             day: NaiveDate,
         ) -> StoreResult<Vec<StoredEvent>> {
             let events = fold_inputs(conn, &[(user_id, day)], &[]).await?;
-            Ok(projector::inputs_by_day(&[(user_id, day)], events).into_values().next().unwrap_or_default())
+            Ok(projector::inputs_by_day(&[(user_id, day)], events).pop().map(|(_, input)| input).unwrap_or_default())
         }
 
         async fn stored_entry(
@@ -690,16 +753,15 @@ macro_rules! sql_store {
 
             async fn rebuild(&self, user_id: Option<&str>, rule: &PriorityRule) -> StoreResult<RebuildStats> {
                 let mut stats = RebuildStats::default();
-                let days = self.event_days(user_id).await?;
-                let mut chunks = days.chunks(REBUILD_CHUNK).peekable();
-                let mut ahead = chunks.peek().map(|chunk| self.prefetch_chunk(chunk));
-                while let (Some(chunk), Some(read)) = (chunks.next(), ahead.take()) {
-                    // A panic in the read task is this call's panic.
-                    let prefetched = read.await.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?;
-                    ahead = chunks.peek().map(|next| self.prefetch_chunk(next));
-                    let done = self.rebuild_chunk(chunk, prefetched, rule).await?;
-                    stats.days_rebuilt += done.days_rebuilt;
-                    stats.events_replayed += done.events_replayed;
+                let mut listed = self.list_chunks(user_id);
+                let mut ahead = None;
+                while let Some(days) = listed.recv().await.transpose()?.filter(|days| !days.is_empty()) {
+                    if let Some(read) = ahead.replace(self.read_chunk(days)) {
+                        self.rebuild_read(read, rule, &mut stats).await?;
+                    }
+                }
+                if let Some(read) = ahead {
+                    self.rebuild_read(read, rule, &mut stats).await?;
                 }
                 Ok(stats)
             }
@@ -707,7 +769,7 @@ macro_rules! sql_store {
             async fn verify(&self, rule: &PriorityRule) -> StoreResult<Vec<Mismatch>> {
                 let mut mismatches = Vec::new();
                 let mut conn = self.readers().acquire().await.map_err(StoreError::from_sqlx)?;
-                for (user_id, day, _) in self.event_days(None).await? {
+                for (user_id, day) in self.event_days().await? {
                     let input = fold_input(&mut conn, &user_id, day).await?;
                     let stored = stored_entry(&mut conn, &user_id, day).await?.map(|e| e.body);
                     if stored != Some(fold(day, &input, rule)) {
@@ -728,7 +790,10 @@ macro_rules! shared_imports {
         #[allow(unused_imports)]
         use {
             super::projector::{self, AppendOutcome, UserDay},
-            super::sql::{from_micros, micros, parse_day, parse_uuid, EventColumns, EVENT_COLUMNS, REBUILD_CHUNK},
+            super::sql::{
+                from_micros, micros, parse_day, parse_uuid, ChunkDays, ChunkRead, EventColumns, PayloadJson,
+                EVENT_COLUMNS, REBUILD_CHUNK,
+            },
             super::{new_id, now, FeedFilter, Mismatch, Paired, RebuildStats, Store, TokenOwner},
             crate::domain::event::{EventKind, NewEvent, Payload, StoredEvent},
             crate::domain::fold::{fold, Day},

@@ -219,7 +219,7 @@ async fn fold_inputs_between(
 ) -> StoreResult<Vec<(String, StoredEvent)>> {
     let rows = sqlx::query(
         "SELECT user_id, json_group_array(json_object(
-             'seq', seq, 'event_id', event_id, 'day', day, 'source', source,
+             'seq', seq, 'event_id', event_id, 'day', day, 'kind', kind, 'source', source,
              'observed_at_us', observed_at_us, 'recorded_at_us', recorded_at_us, 'actor', actor,
              'payload', json(payload))) AS events
          FROM events
@@ -244,6 +244,16 @@ async fn fold_inputs_between(
         }
     }
     with_related_workouts(conn, events, &[]).await
+}
+
+/// The `seq` of each user's newest event, ordered by user id. (No index leads with
+/// `(user_id, seq)`, so this reads all of a user's entries in `events_by_day` in any form.)
+async fn newest_seqs(conn: &mut SqliteConnection, users: &[&str]) -> StoreResult<Vec<(String, i64)>> {
+    let mut query = sqlx::QueryBuilder::<Sqlite>::new("SELECT user_id, MAX(seq) AS seq FROM events WHERE user_id");
+    push_in_list(&mut query, users.iter().copied());
+    query.push(" GROUP BY user_id ORDER BY user_id");
+    let rows = query.build().fetch_all(&mut *conn).await.map_err(StoreError::from_sqlx)?;
+    rows.iter().map(|r| Ok((r.try_get("user_id")?, r.try_get("seq")?))).collect()
 }
 
 /// One `BEGIN IMMEDIATE` transaction on the writer connection, which it holds locked.
@@ -306,14 +316,42 @@ mod tests {
         let store = SqliteStore::open(&format!("sqlite://{}", dir.path().join("t.db").display())).await.unwrap();
         let (rule, day) = (PriorityRule::default(), NaiveDate::from_ymd_opt(2026, 3, 1).unwrap());
         store.append("u1", "u1", vec![steps(day, 1_000, 8)], &rule).await.unwrap();
-        let chunk = store.event_days(Some("u1")).await.unwrap();
-        let stale = store.prefetch_chunk(&chunk).await.unwrap().unwrap();
+        let days = store.list_chunks(Some("u1")).recv().await.unwrap().unwrap();
+        let stale = store.read_chunk(days).await.unwrap().unwrap();
 
         store.append("u1", "u1", vec![steps(day, 2_000, 9)], &rule).await.unwrap();
-        store.rebuild_chunk(&chunk, stale, &rule).await.unwrap();
+        store.rebuild_chunk(stale, &rule).await.unwrap();
 
         let entry = store.get_entry("u1", day).await.unwrap().unwrap();
         assert_eq!(entry.body.steps, Some(2_000));
+    }
+
+    /// A rebuild walks the days chunk by chunk: every day with events is re-folded once,
+    /// across chunk boundaries and users.
+    #[tokio::test]
+    async fn a_rebuild_of_more_days_than_a_chunk_replays_every_event_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&format!("sqlite://{}", dir.path().join("t.db").display())).await.unwrap();
+        let rule = PriorityRule::default();
+        let first = NaiveDate::from_ymd_opt(2024, 1, 1).unwrap();
+        let days = REBUILD_CHUNK + 100;
+        for user in ["u1", "u2"] {
+            for part in (0..days).collect::<Vec<_>>().chunks(500) {
+                let events =
+                    part.iter().map(|&d| steps(first + Duration::days(d as i64), 1_000 + d as u32, 8)).collect();
+                store.append(user, user, events, &rule).await.unwrap();
+            }
+        }
+        store.append("u1", "u1", vec![steps(first, 5_000, 9)], &rule).await.unwrap();
+        let mut forget = store.writer.write_tx(&[]).await.unwrap();
+        sqlx::query("DELETE FROM entries").execute(&mut *forget.tx).await.unwrap();
+        forget.commit().await.unwrap();
+
+        let stats = store.rebuild(None, &rule).await.unwrap();
+
+        assert_eq!((stats.days_rebuilt, stats.events_replayed), (2 * days as u64, 2 * days as u64 + 1));
+        assert_eq!(store.verify(&rule).await.unwrap(), vec![]);
+        assert_eq!(store.get_entry("u1", first).await.unwrap().unwrap().body.steps, Some(5_000));
     }
 
     /// A write dropped before its commit (a statement failed mid-transaction) is rolled
