@@ -151,17 +151,14 @@ macro_rules! sql_store {
                 tokio::spawn(async move {
                     let mut after: Option<(String, NaiveDate)> = None;
                     loop {
-                        let days = match readers.acquire().await.map_err(StoreError::from_sqlx) {
-                            Ok(mut conn) => {
-                                let after = after.as_ref().map(|(user, day)| (user.as_str(), *day));
-                                days_after(&mut conn, after, user_id.as_deref()).await
-                            }
-                            Err(e) => Err(e),
-                        };
-                        after = match &days {
-                            Ok(days) => days.last().map(|(user, day, _)| (user.clone(), *day)),
-                            Err(_) => None,
-                        };
+                        let days = async {
+                            let mut conn = readers.acquire().await.map_err(StoreError::from_sqlx)?;
+                            let after = after.as_ref().map(|(user, day)| (user.as_str(), *day));
+                            days_after(&mut conn, after, user_id.as_deref()).await
+                        }
+                        .await;
+                        // The walk ends after an error or an empty chunk.
+                        after = days.as_ref().ok().and_then(|days| days.last()).map(|(user, day, _)| (user.clone(), *day));
                         if chunks.send(days).await.is_err() || after.is_none() {
                             return;
                         }
@@ -209,7 +206,7 @@ macro_rules! sql_store {
             conn: &mut <$db as sqlx::Database>::Connection,
             after: Option<UserDay<'_>>,
             user_id: Option<&str>,
-        ) -> StoreResult<Vec<(String, NaiveDate, i64)>> {
+        ) -> StoreResult<ChunkDays> {
             // Empty texts sort before every user id and day.
             let (after_user, after_day) = after.map(|(user, day)| (user, day.to_string())).unwrap_or_default();
             let mut query = sqlx::QueryBuilder::<$db>::new(
