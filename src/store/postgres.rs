@@ -112,7 +112,7 @@ impl PostgresStore {
             .map_err(StoreError::from_sqlx)?;
         sqlx::migrate!("migrations/postgres").run(&pool).await?;
         let (changes, _) = broadcast::channel(feed_buffer);
-        let head = head(&pool).await?;
+        let head = feed_head(&pool).await?;
         let relay = tokio::spawn(relay_changes(feed_pool.clone(), changes.clone(), head));
         let writer = Arc::new(PgWriter { pool });
         let appends = GroupCommit::start(writer.clone(), GROUP_LANES.min(settings.max_connections) as usize);
@@ -166,13 +166,6 @@ impl PgWriter {
     }
 }
 
-async fn head(pool: &PgPool) -> StoreResult<i64> {
-    sqlx::query_scalar("SELECT position FROM feed_position WHERE id = 1")
-        .fetch_one(pool)
-        .await
-        .map_err(StoreError::from_sqlx)
-}
-
 /// Follows NOTIFY as a hint and republishes committed changes, read by position, to the
 /// local broadcast. Runs until aborted.
 async fn relay_changes(pool: PgPool, changes: broadcast::Sender<Arc<EntryChange>>, start: i64) {
@@ -213,7 +206,7 @@ async fn relay_from(
     changes: &broadcast::Sender<Arc<EntryChange>>,
     published: &mut i64,
 ) -> StoreResult<()> {
-    let head = head(pool).await?;
+    let head = feed_head(pool).await?;
     if changes.receiver_count() == 0 {
         // Nobody here follows the live feed (a CLI rebuild, say), so there is nothing to
         // read. A later follower catches up from the database, and a change's `after`
@@ -363,17 +356,14 @@ async fn fold_inputs_between(
     conn: &mut PgConnection,
     (first, last): (UserDay<'_>, UserDay<'_>),
 ) -> StoreResult<Vec<(String, StoredEvent)>> {
-    let rows = sqlx::query(&format!(
-        "SELECT user_id, {EVENT_COLUMNS} FROM events
-         WHERE (user_id, day) >= ($1, $2) AND (user_id, day) <= ($3, $4)"
-    ))
-    .bind(first.0)
-    .bind(first.1.to_string())
-    .bind(last.0)
-    .bind(last.1.to_string())
-    .fetch_all(&mut *conn)
-    .await
-    .map_err(StoreError::from_sqlx)?;
+    let rows = sqlx::query(&format!("SELECT user_id, {EVENT_COLUMNS} FROM events WHERE {IN_SPAN}"))
+        .bind(first.0)
+        .bind(first.1.to_string())
+        .bind(last.0)
+        .bind(last.1.to_string())
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(StoreError::from_sqlx)?;
     let events = rows.iter().map(user_event_from_row).collect::<StoreResult<Vec<_>>>()?;
     with_related_workouts(conn, events, &[]).await
 }

@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use super::{StoreError, StoreResult, StoredEntry};
 use crate::domain::event::{KeyReuse, NewEvent, Payload, StoredEvent};
-use crate::domain::fold::fold;
+use crate::domain::fold::{fold, Day};
 use crate::domain::priority::PriorityRule;
 
 /// A day of one user.
@@ -116,6 +116,9 @@ pub(crate) trait WriteTx: Send {
     async fn upsert_entries(&mut self, entries: &[(StoredEntry, String)]) -> StoreResult<()>;
     /// The `seq` of each user's newest event, by user id.
     async fn newest_seqs(&mut self, users: &[&str]) -> StoreResult<Vec<(String, i64)>>;
+    /// Whether an entry from `first` to `last` (in `(user_id, day)` order) took a feed
+    /// position after `head`, i.e. changed since the feed's head was `head`.
+    async fn entries_changed_after(&mut self, span: (UserDay<'_>, UserDay<'_>), head: i64) -> StoreResult<bool>;
 }
 
 /// The distinct users among `user_ids`, sorted: the order writers lock them in, and the
@@ -125,11 +128,21 @@ pub(crate) fn distinct_users<'a>(user_ids: impl IntoIterator<Item = &'a str>) ->
     users.into_iter().collect()
 }
 
-/// The fold inputs of some days, read ahead of the transaction that re-folds them, and the
-/// newest event of each of their users when they were read (read first).
+/// Some days folded ahead of the transaction that stores them: the ones that differed from
+/// their stored entries then, and what tells whether that still holds: each of their users'
+/// newest event and the feed's head, both read before the events and the entries.
 pub(crate) struct Prefetched {
     pub newest: Vec<(String, i64)>,
-    pub events: Vec<(String, StoredEvent)>,
+    pub head: i64,
+    pub changed: Vec<ChangedDay>,
+}
+
+/// A day whose fold differs from its stored entry, with the fold's JSON body.
+pub(crate) struct ChangedDay {
+    user_id: String,
+    day: NaiveDate,
+    folded: Day,
+    body: String,
 }
 
 /// Appends each request's events and re-folds the days they touch. Returns, per request,
@@ -318,11 +331,12 @@ pub(crate) async fn refold_days<T: WriteTx>(
     refold_from(tx, days, events, rule, now).await
 }
 
-/// Like `refold_days`, with fold inputs read before the transaction. They are used only if
-/// none of the days' users has a newer event now; else the inputs are read again. That is
-/// enough because events are never changed or deleted, and a user's events take their
-/// `seq`s in commit order (every append holds its users' write lock from insert to commit,
-/// as the transaction here does now).
+/// Stores days folded before the transaction (see `Prefetched`). The fold is used only if
+/// none of the days' users has a newer event now and none of their entries has changed
+/// since; else the days are read and folded again. That is enough because events are never
+/// changed or deleted, a user's events take their `seq`s in commit order (every append holds
+/// its users' write lock from insert to commit, as the transaction here does now), and every
+/// write of an entry takes a new feed position.
 pub(crate) async fn refold_prefetched<T: WriteTx>(
     tx: &mut T,
     days: &[UserDay<'_>],
@@ -330,13 +344,15 @@ pub(crate) async fn refold_prefetched<T: WriteTx>(
     rule: &PriorityRule,
     now: DateTime<Utc>,
 ) -> StoreResult<Vec<StoredEntry>> {
+    let (Some(&first), Some(&last)) = (days.first(), days.last()) else { return Ok(Vec::new()) };
     let users = distinct_users(days.iter().map(|(user_id, _)| *user_id));
-    let events = if tx.newest_seqs(&users).await? == prefetched.newest {
-        prefetched.events
+    if tx.newest_seqs(&users).await? == prefetched.newest
+        && !tx.entries_changed_after((first, last), prefetched.head).await?
+    {
+        store_changed(tx, prefetched.changed, now).await
     } else {
-        tx.fold_inputs(days, &[]).await?
-    };
-    refold_from(tx, days, events, rule, now).await
+        refold_days(tx, days, rule, now).await
+    }
 }
 
 /// Like `refold_days`, with the days' fold inputs (as `fold_inputs` returns them) given.
@@ -350,9 +366,20 @@ async fn refold_from<T: WriteTx>(
     if days.is_empty() {
         return Ok(Vec::new());
     }
+    let stored = tx.stored_bodies(days).await?;
+    store_changed(tx, changed_days(days, events, &stored, rule), now).await
+}
+
+/// The days among `days` with events whose fold of `events` (as `fold_inputs` returns them)
+/// differs from its stored body in `stored` (a day's user, the day, the body).
+pub(crate) fn changed_days(
+    days: &[UserDay<'_>],
+    events: Vec<(String, StoredEvent)>,
+    stored: &[(String, NaiveDate, String)],
+    rule: &PriorityRule,
+) -> Vec<ChangedDay> {
     // Serialization is canonical, so comparing JSON text tells a changed day without
     // parsing what is stored.
-    let stored = tx.stored_bodies(days).await?;
     let stored: HashMap<UserDay, &str> =
         stored.iter().map(|(user_id, day, body)| ((user_id.as_str(), *day), body.as_str())).collect();
     let mut changed = Vec::new();
@@ -363,9 +390,18 @@ async fn refold_from<T: WriteTx>(
         let folded = fold(day, &input, rule);
         let body = serde_json::to_string(&folded).expect("days serialize");
         if stored.get(&(user_id, day)) != Some(&body.as_str()) {
-            changed.push((user_id.to_string(), day, folded, body));
+            changed.push(ChangedDay { user_id: user_id.to_string(), day, folded, body });
         }
     }
+    changed
+}
+
+/// Stores `changed` under new feed positions, in order. Returns the stored entries.
+async fn store_changed<T: WriteTx>(
+    tx: &mut T,
+    changed: Vec<ChangedDay>,
+    now: DateTime<Utc>,
+) -> StoreResult<Vec<StoredEntry>> {
     if changed.is_empty() {
         return Ok(Vec::new());
     }
@@ -374,7 +410,7 @@ async fn refold_from<T: WriteTx>(
     let rows: Vec<(StoredEntry, String)> = changed
         .into_iter()
         .enumerate()
-        .map(|(i, (user_id, day, folded, body))| {
+        .map(|(i, ChangedDay { user_id, day, folded, body })| {
             let entry = StoredEntry { user_id, day, position: first + i as i64, updated_at: now, body: folded };
             (entry, body)
         })

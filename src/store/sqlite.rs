@@ -217,15 +217,15 @@ async fn fold_inputs_between(
     conn: &mut SqliteConnection,
     (first, last): (UserDay<'_>, UserDay<'_>),
 ) -> StoreResult<Vec<(String, StoredEvent)>> {
-    let rows = sqlx::query(
+    let rows = sqlx::query(&format!(
         "SELECT user_id, json_group_array(json_object(
              'seq', seq, 'event_id', event_id, 'day', day, 'kind', kind, 'source', source,
              'observed_at_us', observed_at_us, 'recorded_at_us', recorded_at_us, 'actor', actor,
              'payload', json(payload))) AS events
          FROM events
-         WHERE (user_id, day) >= ($1, $2) AND (user_id, day) <= ($3, $4)
-         GROUP BY user_id, day",
-    )
+         WHERE {IN_SPAN}
+         GROUP BY user_id, day"
+    ))
     .bind(first.0)
     .bind(first.1.to_string())
     .bind(last.0)
@@ -317,13 +317,36 @@ mod tests {
         let (rule, day) = (PriorityRule::default(), NaiveDate::from_ymd_opt(2026, 3, 1).unwrap());
         store.append("u1", "u1", vec![steps(day, 1_000, 8)], &rule).await.unwrap();
         let days = store.list_chunks(Some("u1")).recv().await.unwrap().unwrap();
-        let stale = store.read_chunk(days).await.unwrap().unwrap();
+        let stale = store.read_chunk(days, &rule).await.unwrap().unwrap();
 
         store.append("u1", "u1", vec![steps(day, 2_000, 9)], &rule).await.unwrap();
         store.rebuild_chunk(stale, &rule).await.unwrap();
 
         let entry = store.get_entry("u1", day).await.unwrap().unwrap();
         assert_eq!(entry.body.steps, Some(2_000));
+    }
+
+    /// Nor may an entry changed without a new event (re-folded under another rule) in
+    /// between be left as it is because it was unchanged when the chunk was read.
+    #[tokio::test]
+    async fn a_rebuild_chunk_read_before_an_entry_changed_is_read_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&format!("sqlite://{}", dir.path().join("t.db").display())).await.unwrap();
+        let (rule, day) = (PriorityRule::default(), NaiveDate::from_ymd_opt(2026, 3, 1).unwrap());
+        let at = Utc.with_ymd_and_hms(2026, 3, 1, 9, 0, 0).unwrap();
+        let manual = Payload::Steps(StepsReport { total_steps: 500, source_devices: vec![] });
+        let manual = NewEvent::new(Some(day), Source::Manual, Observed::ByClient(at), manual, None, KeyReuse::Reject);
+        store.append("u1", "u1", vec![steps(day, 1_000, 8), manual], &rule).await.unwrap();
+        let days = store.list_chunks(Some("u1")).recv().await.unwrap().unwrap();
+        let stale = store.read_chunk(days, &rule).await.unwrap().unwrap();
+
+        let healthkit_first = PriorityRule::from_json(r#"{"default": ["healthkit", "manual", "strava"]}"#).unwrap();
+        store.recompute_day("u1", day, &healthkit_first).await.unwrap();
+        assert_eq!(store.get_entry("u1", day).await.unwrap().unwrap().body.steps, Some(1_000));
+        store.rebuild_chunk(stale, &rule).await.unwrap();
+
+        let entry = store.get_entry("u1", day).await.unwrap().unwrap();
+        assert_eq!(entry.body.steps, Some(500), "the manual value wins again under the rebuild's rule");
     }
 
     /// A rebuild walks the days chunk by chunk: every day with events is re-folded once,
