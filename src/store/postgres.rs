@@ -327,7 +327,7 @@ fn push_event_rows<'a>(
         );
 }
 
-/// Appends the rows of `upsert_entries`, in the column order it names, as one array per
+/// Appends the rows of `insert_entries` and `upsert_entries`, in the column order they name, as one array per
 /// column (see `push_in_list`).
 fn push_entry_rows<'a>(query: &mut sqlx::QueryBuilder<'a, Postgres>, entries: &'a [(StoredEntry, String)]) {
     let users: Vec<&str> = entries.iter().map(|(entry, _)| entry.user_id.as_str()).collect();
@@ -356,7 +356,7 @@ async fn fold_inputs_between(
     conn: &mut PgConnection,
     (first, last): (UserDay<'_>, UserDay<'_>),
 ) -> StoreResult<Vec<(String, StoredEvent)>> {
-    let rows = sqlx::query(&format!("SELECT user_id, {EVENT_COLUMNS} FROM events WHERE {IN_SPAN}"))
+    let rows = sqlx::query(&format!("SELECT {EVENT_COLUMNS} FROM events WHERE {IN_SPAN}"))
         .bind(first.0)
         .bind(first.1.to_string())
         .bind(last.0)
@@ -364,7 +364,7 @@ async fn fold_inputs_between(
         .fetch_all(&mut *conn)
         .await
         .map_err(StoreError::from_sqlx)?;
-    let events = rows.iter().map(user_event_from_row).collect::<StoreResult<Vec<_>>>()?;
+    let events = user_events_from_rows(&rows)?;
     with_related_workouts(conn, events, &[]).await
 }
 

@@ -38,8 +38,10 @@ pub(crate) const REBUILD_CHUNK: usize = 1024;
 pub(crate) const IN_SPAN: &str =
     "user_id >= $1 AND user_id <= $3 AND (user_id, day) >= ($1, $2) AND (user_id, day) <= ($3, $4)";
 
+/// The columns `user_event_from_row` reads, in its order: it reads them by position (by
+/// name, sqlx hashed each column's name for every row of a rebuild).
 pub(crate) const EVENT_COLUMNS: &str =
-    "seq, event_id, day, kind, source, observed_at_us, recorded_at_us, actor, payload";
+    "user_id, seq, event_id, day, kind, source, observed_at_us, recorded_at_us, actor, payload";
 
 pub(crate) fn micros(at: DateTime<Utc>) -> i64 {
     at.timestamp_micros()
@@ -262,21 +264,6 @@ macro_rules! sql_store {
                 .map_err(StoreError::from_sqlx)
         }
 
-        fn event_from_row(row: &<$db as sqlx::Database>::Row) -> StoreResult<StoredEvent> {
-            EventColumns {
-                seq: row.try_get("seq")?,
-                event_id: row.try_get("event_id")?,
-                day: row.try_get("day")?,
-                kind: row.try_get("kind")?,
-                source: row.try_get("source")?,
-                observed_at_us: row.try_get("observed_at_us")?,
-                recorded_at_us: row.try_get("recorded_at_us")?,
-                actor: row.try_get("actor")?,
-                payload: PayloadJson(row.try_get("payload")?),
-            }
-            .into_event()
-        }
-
         fn entry_from_row(row: &<$db as sqlx::Database>::Row) -> StoreResult<StoredEntry> {
             let body: String = row.try_get("body")?;
             Ok(StoredEntry {
@@ -344,8 +331,30 @@ macro_rules! sql_store {
             push_grouped(query, ["user_id"], column, pairs.into_iter().map(|(user_id, item)| ([user_id], item)));
         }
 
+        /// A row of `EVENT_COLUMNS`: an event and its user.
         fn user_event_from_row(row: &<$db as sqlx::Database>::Row) -> StoreResult<(String, StoredEvent)> {
-            Ok((row.try_get("user_id")?, event_from_row(row)?))
+            let event = EventColumns {
+                seq: row.try_get(1)?,
+                event_id: row.try_get(2)?,
+                day: row.try_get(3)?,
+                kind: row.try_get(4)?,
+                source: row.try_get(5)?,
+                observed_at_us: row.try_get(6)?,
+                recorded_at_us: row.try_get(7)?,
+                actor: row.try_get(8)?,
+                payload: PayloadJson(row.try_get(9)?),
+            };
+            Ok((row.try_get(0)?, event.into_event()?))
+        }
+
+        /// The events of `rows` (of `EVENT_COLUMNS`), in order.
+        fn user_events_from_rows(rows: &[<$db as sqlx::Database>::Row]) -> StoreResult<Vec<(String, StoredEvent)>> {
+            // Sized first: collecting `Result`s grows the vector, copying every event again.
+            let mut events = Vec::with_capacity(rows.len());
+            for row in rows {
+                events.push(user_event_from_row(row)?);
+            }
+            Ok(events)
         }
 
         /// The events the folds of `days` read: the days' own events, plus every event of
@@ -359,10 +368,10 @@ macro_rules! sql_store {
             if days.is_empty() {
                 return Ok(Vec::new());
             }
-            let mut query = sqlx::QueryBuilder::<$db>::new(format!("SELECT user_id, {EVENT_COLUMNS} FROM events WHERE "));
+            let mut query = sqlx::QueryBuilder::<$db>::new(format!("SELECT {EVENT_COLUMNS} FROM events WHERE "));
             push_per_user(&mut query, "day", days.iter().map(|(user_id, day)| (*user_id, day.to_string())));
             let rows = query.build().fetch_all(&mut *conn).await.map_err(StoreError::from_sqlx)?;
-            let events = rows.iter().map(user_event_from_row).collect::<StoreResult<Vec<_>>>()?;
+            let events = user_events_from_rows(&rows)?;
             with_related_workouts(conn, events, workouts).await
         }
 
@@ -375,7 +384,7 @@ macro_rules! sql_store {
             let workouts = projector::related_workouts(&events, workouts);
             if !workouts.is_empty() {
                 let mut query = sqlx::QueryBuilder::<$db>::new(format!(
-                    "SELECT user_id, {EVENT_COLUMNS} FROM events WHERE kind IN ('workout', 'workout_deleted') AND "
+                    "SELECT {EVENT_COLUMNS} FROM events WHERE kind IN ('workout', 'workout_deleted') AND "
                 ));
                 push_per_user(&mut query, "dedupe_key", workouts.iter().map(|(user_id, id)| (user_id.as_str(), id.clone())));
                 let rows = query.build().fetch_all(&mut *conn).await.map_err(StoreError::from_sqlx)?;
@@ -495,6 +504,14 @@ macro_rules! sql_store {
                     .fetch_one(&mut *self.tx)
                     .await
                     .map_err(StoreError::from_sqlx)
+            }
+
+            async fn insert_entries(&mut self, entries: &[(StoredEntry, String)]) -> StoreResult<()> {
+                let mut query =
+                    sqlx::QueryBuilder::<$db>::new("INSERT INTO entries (user_id, day, position, updated_at_us, body) ");
+                push_entry_rows(&mut query, entries);
+                query.build().execute(&mut *self.tx).await.map_err(StoreError::from_sqlx)?;
+                Ok(())
             }
 
             async fn upsert_entries(&mut self, entries: &[(StoredEntry, String)]) -> StoreResult<()> {

@@ -196,7 +196,8 @@ fn push_event_rows<'a>(
     });
 }
 
-/// Appends `VALUES (…), (…)`: the rows of `upsert_entries`, in the column order it names.
+/// Appends `VALUES (…), (…)`: the rows of `insert_entries` and `upsert_entries`, in the
+/// column order they name.
 fn push_entry_rows<'a>(query: &mut sqlx::QueryBuilder<'a, Sqlite>, entries: &'a [(StoredEntry, String)]) {
     query.push_values(entries, |mut values, (entry, body)| {
         values
