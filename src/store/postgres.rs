@@ -32,6 +32,8 @@ const RELAY_POLL: Duration = Duration::from_secs(2);
 const FEED_CONNECTIONS: u32 = 4;
 /// Entries the relay reads per query.
 const RELAY_PAGE: i64 = 256;
+/// How a rebuild's read sees one snapshot of the database.
+const READ_SNAPSHOT: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY";
 
 /// Connection settings for PostgreSQL.
 #[derive(Debug, Clone)]
@@ -349,23 +351,18 @@ fn push_entry_rows<'a>(query: &mut sqlx::QueryBuilder<'a, Postgres>, entries: &'
         .push(")");
 }
 
-/// Like `fold_inputs`, for every day from `first` to `last` in `(user_id, day)` order: one
-/// range scan whose text never changes (so it is prepared once), where a list of days
-/// would be a new statement for each shape of list.
-async fn fold_inputs_between(
-    conn: &mut PgConnection,
-    (first, last): (UserDay<'_>, UserDay<'_>),
-) -> StoreResult<Vec<(String, StoredEvent)>> {
+/// The events of the days of `span`, in any order (their related workouts' are read
+/// apart): one range scan whose text never changes, so it is prepared once.
+async fn span_events(conn: &mut PgConnection, span: &DaySpan) -> StoreResult<Vec<(String, StoredEvent)>> {
     let rows = sqlx::query(&format!("SELECT {EVENT_COLUMNS} FROM events WHERE {IN_SPAN}"))
-        .bind(first.0)
-        .bind(first.1.to_string())
-        .bind(last.0)
-        .bind(last.1.to_string())
+        .bind(&span.after.0)
+        .bind(&span.after.1)
+        .bind(&span.last.0)
+        .bind(&span.last.1)
         .fetch_all(&mut *conn)
         .await
         .map_err(StoreError::from_sqlx)?;
-    let events = user_events_from_rows(&rows)?;
-    with_related_workouts(conn, events, &[]).await
+    user_events_from_rows(&rows)
 }
 
 /// The `seq` of each user's newest event, ordered by user id: one step down the primary

@@ -118,9 +118,9 @@ pub(crate) trait WriteTx: Send {
     async fn upsert_entries(&mut self, entries: &[(StoredEntry, String)]) -> StoreResult<()>;
     /// The `seq` of each user's newest event, by user id.
     async fn newest_seqs(&mut self, users: &[&str]) -> StoreResult<Vec<(String, i64)>>;
-    /// Whether an entry from `first` to `last` (in `(user_id, day)` order) took a feed
-    /// position after `head`, i.e. changed since the feed's head was `head`.
-    async fn entries_changed_after(&mut self, span: (UserDay<'_>, UserDay<'_>), head: i64) -> StoreResult<bool>;
+    /// Whether an entry of `span` took a feed position after `head`, i.e. changed since
+    /// the feed's head was `head`.
+    async fn entries_changed_after(&mut self, span: &DaySpan, head: i64) -> StoreResult<bool>;
 }
 
 /// The distinct users among `user_ids`, sorted: the order writers lock them in, and the
@@ -130,10 +130,19 @@ pub(crate) fn distinct_users<'a>(user_ids: impl IntoIterator<Item = &'a str>) ->
     users.into_iter().collect()
 }
 
-/// Some days folded ahead of the transaction that stores them: the ones that differed from
-/// their stored entries then, and what tells whether that still holds: each of their users'
-/// newest event and the feed's head, both read before the events and the entries.
+/// The user-days after `after`, up to and including `last`, in `(user_id, day)` order. Days
+/// are `YYYY-MM-DD` text; empty texts sort before every user id and day.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct DaySpan {
+    pub after: (String, String),
+    pub last: (String, String),
+}
+
+/// The days of a span folded ahead of the transaction that stores them: the ones that
+/// differed from their stored entries then, and what tells whether that still holds: each
+/// of their users' newest event and the feed's head, read in the same snapshot.
 pub(crate) struct Prefetched {
+    pub span: DaySpan,
     pub newest: Vec<(String, i64)>,
     pub head: i64,
     pub changed: Vec<ChangedDay>,
@@ -336,7 +345,7 @@ pub(crate) async fn refold_days<T: WriteTx>(
 }
 
 /// Stores days folded before the transaction (see `Prefetched`). The fold is used only if
-/// none of the days' users has a newer event now and none of their entries has changed
+/// none of the days' users has a newer event now and no entry of the span has changed
 /// since; else the days are read and folded again. That is enough because events are never
 /// changed or deleted, a user's events take their `seq`s in commit order (every append holds
 /// its users' write lock from insert to commit, as the transaction here does now), and every
@@ -348,10 +357,9 @@ pub(crate) async fn refold_prefetched<T: WriteTx>(
     rule: &PriorityRule,
     now: DateTime<Utc>,
 ) -> StoreResult<Vec<StoredEntry>> {
-    let (Some(&first), Some(&last)) = (days.first(), days.last()) else { return Ok(Vec::new()) };
     let users = distinct_users(days.iter().map(|(user_id, _)| *user_id));
     if tx.newest_seqs(&users).await? == prefetched.newest
-        && !tx.entries_changed_after((first, last), prefetched.head).await?
+        && !tx.entries_changed_after(&prefetched.span, prefetched.head).await?
     {
         store_changed(tx, prefetched.changed, now).await
     } else {

@@ -12,8 +12,8 @@
 //! matches a set of keys (`push_in_list`, `push_grouped`) and binds many rows
 //! (`push_event_rows`, `push_entry_rows`): SQLite lists them, PostgreSQL binds arrays so
 //! that a statement's text, and so its plan, is the same for any number of keys or rows;
-//! and how a rebuild reads a range of days (`fold_inputs_between`) and each user's newest
-//! event (`newest_seqs`).
+//! and how a rebuild reads the events of a span of days (`span_events`), each user's newest
+//! event (`newest_seqs`), and in one snapshot (`READ_SNAPSHOT`).
 
 use std::borrow::Cow;
 use std::str::FromStr;
@@ -25,18 +25,21 @@ use super::{projector, StoreError, StoreResult};
 use crate::domain::event::{EventKind, Payload, StoredEvent};
 use crate::domain::Source;
 
-/// Days re-folded per transaction by `rebuild`: few enough that a chunk holds the writer
-/// for tens of milliseconds and its statements stay far below the drivers' parameter
-/// limits (5 per day in the upsert), many enough that the fixed round trips of a
-/// transaction are spread thin (256 days per chunk took a third more time on PostgreSQL).
-pub(crate) const REBUILD_CHUNK: usize = 1024;
-
-/// Rows from the user-day `($1, $2)` to `($3, $4)`, in `(user_id, day)` order. The bounds on
-/// `user_id` alone say nothing the row comparisons do not, but PostgreSQL estimates a row
-/// comparison as a third of the table (and so planned a parallel scan, 9 ms, for a check
-/// of a thousand entries that takes 1 ms along the primary key).
+/// Rows of a `DaySpan`: after the user-day `($1, $2)`, up to and including `($3, $4)`. The
+/// bounds on `user_id` alone say nothing the row comparisons do not, but PostgreSQL
+/// estimates a row comparison as a third of the table (and so planned a parallel scan,
+/// 9 ms, for a check of a thousand entries that takes 1 ms along the primary key).
 pub(crate) const IN_SPAN: &str =
-    "user_id >= $1 AND user_id <= $3 AND (user_id, day) >= ($1, $2) AND (user_id, day) <= ($3, $4)";
+    "user_id >= $1 AND user_id <= $3 AND (user_id, day) > ($1, $2) AND (user_id, day) <= ($3, $4)";
+
+/// Events a rebuild re-folds per transaction, about: a chunk ends with the day of its
+/// `REBUILD_CHUNK_EVENTS`th event. Enough that the fixed round trips of a transaction are
+/// spread thin, few enough that a chunk holds its users' locks for tens of milliseconds,
+/// and that a chunk's upsert (5 parameters per day) stays under SQLite's 32,766.
+pub(crate) const REBUILD_CHUNK_EVENTS: i64 = 6144;
+
+/// Chunks a rebuild reads and folds while it writes one.
+pub(crate) const READS_AHEAD: usize = 2;
 
 /// The columns `user_event_from_row` reads, in its order: it reads them by position (by
 /// name, sqlx hashed each column's name for every row of a rebuild).
@@ -55,7 +58,7 @@ pub(crate) fn parse_day(text: String) -> StoreResult<NaiveDate> {
     NaiveDate::from_str(&text).map_err(|_| StoreError::Corrupt(format!("day {text}")))
 }
 
-/// An events row's columns, as a row or as a JSON object (`sqlite::fold_inputs_between`)
+/// An events row's columns, as a row or as a JSON object (`sqlite::span_events`)
 /// carries them.
 #[derive(serde::Deserialize)]
 pub(crate) struct EventColumns<'a> {
@@ -112,7 +115,20 @@ pub(crate) fn parse_uuid(text: &str) -> StoreResult<Uuid> {
 /// The days of a rebuild's chunk, in `(user_id, day)` order, each with its number of events.
 pub(crate) type ChunkDays = Vec<(String, NaiveDate, i64)>;
 
-/// A rebuild's chunk and its days' fold inputs, read ahead.
+/// The days of `events`, each with its number of events.
+pub(crate) fn day_counts(events: &[(String, StoredEvent)]) -> ChunkDays {
+    let mut counts: std::collections::HashMap<(&str, NaiveDate), i64> = std::collections::HashMap::new();
+    for (user_id, event) in events {
+        if let Some(day) = event.day {
+            *counts.entry((user_id.as_str(), day)).or_default() += 1;
+        }
+    }
+    let mut days: ChunkDays = counts.into_iter().map(|((user_id, day), n)| (user_id.to_string(), day, n)).collect();
+    days.sort_unstable();
+    days
+}
+
+/// A rebuild's chunk, read and folded ahead of the transaction that stores it.
 pub(crate) struct ChunkRead {
     pub days: ChunkDays,
     pub inputs: projector::Prefetched,
@@ -127,7 +143,7 @@ pub(crate) struct ChunkRead {
 macro_rules! sql_store {
     ($db:ident, $store:ident, $writer:ident, $write:ident) => {
         impl $store {
-            /// Waits for a chunk's read (while the next one is read) and re-folds it.
+            /// Waits for a chunk's read (while the next ones are read) and re-folds it.
             async fn rebuild_read(
                 &self,
                 read: tokio::task::JoinHandle<StoreResult<ChunkRead>>,
@@ -151,24 +167,29 @@ macro_rules! sql_store {
                 self.writer.commit_and_publish(tx, changed).await
             }
 
-            /// Lists a rebuild's chunks, each the next `REBUILD_CHUNK` days with events (of
-            /// one user, or of all) in `(user_id, day)` order, in a task of its own that runs
-            /// up to two chunks ahead of the reads.
-            fn list_chunks(&self, user_id: Option<&str>) -> tokio::sync::mpsc::Receiver<StoreResult<ChunkDays>> {
+            /// Lists a rebuild's chunks of days with events (of one user, or of all), in
+            /// `(user_id, day)` order, in a task of its own that runs up to two chunks ahead
+            /// of the reads.
+            fn list_chunks(&self, user_id: Option<&str>) -> tokio::sync::mpsc::Receiver<StoreResult<DaySpan>> {
                 let (chunks, listed) = tokio::sync::mpsc::channel(2);
                 let (readers, user_id) = (self.readers().clone(), user_id.map(str::to_string));
                 tokio::spawn(async move {
-                    let mut after: Option<(String, NaiveDate)> = None;
+                    // Empty texts sort first: the walk starts before the first day (of the user).
+                    let mut after = (user_id.clone().unwrap_or_default(), String::new());
                     loop {
-                        let days = async {
+                        let last = async {
                             let mut conn = readers.acquire().await.map_err(StoreError::from_sqlx)?;
-                            let after = after.as_ref().map(|(user, day)| (user.as_str(), *day));
-                            days_after(&mut conn, after, user_id.as_deref()).await
+                            chunk_end(&mut conn, &after, user_id.as_deref()).await
                         }
                         .await;
-                        // The walk ends after an error or an empty chunk.
-                        after = days.as_ref().ok().and_then(|days| days.last()).map(|(user, day, _)| (user.clone(), *day));
-                        if chunks.send(days).await.is_err() || after.is_none() {
+                        // The walk ends after an error or the last chunk.
+                        let span = match last {
+                            Ok(Some(last)) => Ok(DaySpan { after: std::mem::replace(&mut after, last.clone()), last }),
+                            Ok(None) => return,
+                            Err(e) => Err(e),
+                        };
+                        let failed = span.is_err();
+                        if chunks.send(span).await.is_err() || failed {
                             return;
                         }
                     }
@@ -176,31 +197,29 @@ macro_rules! sql_store {
                 listed
             }
 
-            /// Reads and folds a chunk on a reader connection, in a task of its own, so the
-            /// next chunk is read and folded while this one is written.
-            fn read_chunk(
-                &self,
-                days: ChunkDays,
-                rule: &PriorityRule,
-            ) -> tokio::task::JoinHandle<StoreResult<ChunkRead>> {
+            /// Reads a chunk in one snapshot on a reader connection, then folds it, in a task
+            /// of its own, so that the next chunk is read and folded while this one is written.
+            fn read_chunk(&self, span: DaySpan, rule: &PriorityRule) -> tokio::task::JoinHandle<StoreResult<ChunkRead>> {
                 let (readers, rule) = (self.readers().clone(), rule.clone());
                 tokio::spawn(async move {
+                    use sqlx::Connection;
                     let mut conn = readers.acquire().await.map_err(StoreError::from_sqlx)?;
+                    // One snapshot: a change committed after it shows as a newer event or a
+                    // later position to the write that uses this read (`refold_prefetched`).
+                    let mut snapshot = conn.begin_with(READ_SNAPSHOT).await.map_err(StoreError::from_sqlx)?;
+                    let events = span_events(&mut snapshot, &span).await?;
+                    let days = day_counts(&events);
                     let user_days: Vec<UserDay> = days.iter().map(|(user, day, _)| (user.as_str(), *day)).collect();
                     let users = projector::distinct_users(user_days.iter().map(|(user, _)| *user));
-                    // Read before the events and entries, so that a change made meanwhile
-                    // shows as a newer event or a later position (`refold_prefetched`).
-                    let newest = newest_seqs(&mut conn, &users).await?;
-                    let head = feed_head(&mut *conn).await?;
-                    // The chunk's days are in `(user_id, day)` order with no day with events
-                    // between them then (one that has some by now is read and left out of
-                    // the fold), so one range read finds their events, and one their entries.
-                    let span = (user_days[0], user_days[user_days.len() - 1]);
-                    let events = fold_inputs_between(&mut conn, span).await?;
-                    let stored = stored_bodies_between(&mut conn, span).await?;
+                    let newest = newest_seqs(&mut snapshot, &users).await?;
+                    let head = feed_head(&mut *snapshot).await?;
+                    let events = with_related_workouts(&mut snapshot, events, &[]).await?;
+                    let stored = stored_bodies_between(&mut snapshot, &span).await?;
+                    snapshot.commit().await.map_err(StoreError::from_sqlx)?;
                     drop(conn);
                     let changed = projector::changed_days(&user_days, events, &stored, &rule);
-                    Ok(ChunkRead { days, inputs: projector::Prefetched { newest, head, changed } })
+                    drop(user_days);
+                    Ok(ChunkRead { days, inputs: projector::Prefetched { span, newest, head, changed } })
                 })
             }
 
@@ -218,38 +237,46 @@ macro_rules! sql_store {
             }
         }
 
-        /// The first `REBUILD_CHUNK` user-days with events after `after` (from the first
-        /// if `None`), in order, each with its number of events: a walk along
-        /// `events_by_day`, where a list of every day first was a sort of the whole table.
-        async fn days_after(
+        /// The last day of the rebuild chunk after the user-day `after` (of `user_id` only,
+        /// if given): the day of the `REBUILD_CHUNK_EVENTS`th event after it, or the last
+        /// day with events; `None` if none is left. A walk along `events_by_day` that reads
+        /// only the index (counting each day's events on the way took twice as long).
+        async fn chunk_end(
             conn: &mut <$db as sqlx::Database>::Connection,
-            after: Option<UserDay<'_>>,
+            after: &(String, String),
             user_id: Option<&str>,
-        ) -> StoreResult<ChunkDays> {
-            // Empty texts sort before every user id and day.
-            let (after_user, after_day) = after.map(|(user, day)| (user, day.to_string())).unwrap_or_default();
-            let mut query = sqlx::QueryBuilder::<$db>::new(
-                "SELECT user_id, day, COUNT(*) AS n FROM events WHERE day IS NOT NULL AND (user_id, day) > (",
-            );
-            query.push_bind(after_user).push(", ").push_bind(after_day).push(")");
-            if let Some(user_id) = user_id {
-                query.push(" AND user_id = ").push_bind(user_id);
+        ) -> StoreResult<Option<(String, String)>> {
+            let days_after = |order: &str| {
+                let mut query = sqlx::QueryBuilder::<$db>::new("SELECT user_id, day FROM events WHERE day IS NOT NULL");
+                // `user_id >=` as well, for the reason `IN_SPAN` gives.
+                query.push(" AND user_id >= ").push_bind(after.0.clone());
+                query.push(" AND (user_id, day) > (").push_bind(after.0.clone()).push(", ").push_bind(after.1.clone()).push(")");
+                if let Some(user_id) = user_id {
+                    query.push(" AND user_id = ").push_bind(user_id.to_string());
+                }
+                query.push(order);
+                query
+            };
+            let mut nth = days_after(" ORDER BY user_id, day LIMIT 1 OFFSET ");
+            nth.push_bind(REBUILD_CHUNK_EVENTS - 1);
+            let mut end = nth.build_query_as::<(String, String)>().fetch_optional(&mut *conn).await;
+            if matches!(end, Ok(None)) {
+                let mut last = days_after(" ORDER BY user_id DESC, day DESC LIMIT 1");
+                end = last.build_query_as::<(String, String)>().fetch_optional(&mut *conn).await;
             }
-            query.push(" GROUP BY user_id, day ORDER BY user_id, day LIMIT ").push_bind(REBUILD_CHUNK as i64);
-            let rows = query.build().fetch_all(conn).await.map_err(StoreError::from_sqlx)?;
-            rows.iter().map(|r| Ok((r.try_get("user_id")?, parse_day(r.try_get("day")?)?, r.try_get("n")?))).collect()
+            end.map_err(StoreError::from_sqlx)
         }
 
-        /// The stored bodies of the entries from `first` to `last` in `(user_id, day)` order.
+        /// The stored bodies of the entries of `span`.
         async fn stored_bodies_between(
             conn: &mut <$db as sqlx::Database>::Connection,
-            (first, last): (UserDay<'_>, UserDay<'_>),
+            span: &DaySpan,
         ) -> StoreResult<Vec<(String, NaiveDate, String)>> {
             let rows = sqlx::query(&format!("SELECT user_id, day, body FROM entries WHERE {IN_SPAN}"))
-            .bind(first.0)
-            .bind(first.1.to_string())
-            .bind(last.0)
-            .bind(last.1.to_string())
+            .bind(&span.after.0)
+            .bind(&span.after.1)
+            .bind(&span.last.0)
+            .bind(&span.last.1)
             .fetch_all(conn)
             .await
             .map_err(StoreError::from_sqlx)?;
@@ -530,20 +557,16 @@ macro_rules! sql_store {
                 newest_seqs(&mut self.tx, users).await
             }
 
-            async fn entries_changed_after(
-                &mut self,
-                (first, last): (UserDay<'_>, UserDay<'_>),
-                head: i64,
-            ) -> StoreResult<bool> {
+            async fn entries_changed_after(&mut self, span: &DaySpan, head: i64) -> StoreResult<bool> {
                 // Counted over the span (`FILTER`, not `WHERE`), so that no plan walks the
                 // whole position index looking for one.
                 let changed: i64 = sqlx::query_scalar(&format!(
                     "SELECT COUNT(*) FILTER (WHERE position > $5) FROM entries WHERE {IN_SPAN}"
                 ))
-                .bind(first.0)
-                .bind(first.1.to_string())
-                .bind(last.0)
-                .bind(last.1.to_string())
+                .bind(&span.after.0)
+                .bind(&span.after.1)
+                .bind(&span.last.0)
+                .bind(&span.last.1)
                 .bind(head)
                 .fetch_one(&mut *self.tx)
                 .await
@@ -827,13 +850,15 @@ macro_rules! sql_store {
             async fn rebuild(&self, user_id: Option<&str>, rule: &PriorityRule) -> StoreResult<RebuildStats> {
                 let mut stats = RebuildStats::default();
                 let mut listed = self.list_chunks(user_id);
-                let mut ahead = None;
-                while let Some(days) = listed.recv().await.transpose()?.filter(|days| !days.is_empty()) {
-                    if let Some(read) = ahead.replace(self.read_chunk(days, rule)) {
+                let mut ahead = std::collections::VecDeque::new();
+                while let Some(span) = listed.recv().await.transpose()? {
+                    ahead.push_back(self.read_chunk(span, rule));
+                    if ahead.len() > READS_AHEAD {
+                        let read = ahead.pop_front().expect("a read");
                         self.rebuild_read(read, rule, &mut stats).await?;
                     }
                 }
-                if let Some(read) = ahead {
+                for read in ahead {
                     self.rebuild_read(read, rule, &mut stats).await?;
                 }
                 Ok(stats)
@@ -862,10 +887,10 @@ macro_rules! shared_imports {
     () => {
         #[allow(unused_imports)]
         use {
-            super::projector::{self, AppendOutcome, UserDay},
+            super::projector::{self, AppendOutcome, DaySpan, UserDay},
             super::sql::{
-                from_micros, micros, parse_day, parse_uuid, ChunkDays, ChunkRead, EventColumns, PayloadJson,
-                EVENT_COLUMNS, IN_SPAN, REBUILD_CHUNK,
+                day_counts, from_micros, micros, parse_day, parse_uuid, ChunkRead, EventColumns, PayloadJson,
+                EVENT_COLUMNS, IN_SPAN, READS_AHEAD, REBUILD_CHUNK_EVENTS,
             },
             super::{new_id, now, FeedFilter, Mismatch, Paired, RebuildStats, Store, TokenOwner},
             crate::domain::event::{EventKind, NewEvent, Payload, StoredEvent},

@@ -22,6 +22,8 @@ shared_imports!();
 /// interval copies each of them back once instead of many times: single-item ingest +15%
 /// and batch ingest +20% in interleaved benchmark runs, for a WAL of up to ~40 MB.
 pub(crate) const WAL_AUTOCHECKPOINT_PAGES: u32 = 10_000;
+/// How a rebuild's read sees one snapshot of the database (a read transaction in WAL mode).
+const READ_SNAPSHOT: &str = "BEGIN";
 
 #[derive(Clone)]
 pub struct SqliteStore {
@@ -209,15 +211,12 @@ fn push_entry_rows<'a>(query: &mut sqlx::QueryBuilder<'a, Sqlite>, entries: &'a 
     });
 }
 
-/// Like `fold_inputs`, for every day from `first` to `last` in `(user_id, day)` order: one
-/// range scan (a statement whose text never changes) that returns one row per day, its
-/// events as a JSON array. Rows are what cost here: sqlx hands each from its worker thread
-/// through a channel, column by column, which made reading a row per event most of a
-/// rebuild's time.
-async fn fold_inputs_between(
-    conn: &mut SqliteConnection,
-    (first, last): (UserDay<'_>, UserDay<'_>),
-) -> StoreResult<Vec<(String, StoredEvent)>> {
+/// The events of the days of `span`, in `(user_id, day)` order (their related workouts' are
+/// read apart): one range scan (a statement whose text never changes) that returns one row
+/// per day, its events as a JSON array. Rows are what cost here: sqlx hands each from its
+/// worker thread through a channel, column by column, which made reading a row per event
+/// most of a rebuild's time.
+async fn span_events(conn: &mut SqliteConnection, span: &DaySpan) -> StoreResult<Vec<(String, StoredEvent)>> {
     let rows = sqlx::query(&format!(
         "SELECT user_id, json_group_array(json_object(
              'seq', seq, 'event_id', event_id, 'day', day, 'kind', kind, 'source', source,
@@ -227,10 +226,10 @@ async fn fold_inputs_between(
          WHERE {IN_SPAN}
          GROUP BY user_id, day"
     ))
-    .bind(first.0)
-    .bind(first.1.to_string())
-    .bind(last.0)
-    .bind(last.1.to_string())
+    .bind(&span.after.0)
+    .bind(&span.after.1)
+    .bind(&span.last.0)
+    .bind(&span.last.1)
     .fetch_all(&mut *conn)
     .await
     .map_err(StoreError::from_sqlx)?;
@@ -244,7 +243,7 @@ async fn fold_inputs_between(
             events.push((user_id.clone(), columns.into_event()?));
         }
     }
-    with_related_workouts(conn, events, &[]).await
+    Ok(events)
 }
 
 /// The `seq` of each user's newest event, ordered by user id. (No index leads with
@@ -317,8 +316,8 @@ mod tests {
         let store = SqliteStore::open(&format!("sqlite://{}", dir.path().join("t.db").display())).await.unwrap();
         let (rule, day) = (PriorityRule::default(), NaiveDate::from_ymd_opt(2026, 3, 1).unwrap());
         store.append("u1", "u1", vec![steps(day, 1_000, 8)], &rule).await.unwrap();
-        let days = store.list_chunks(Some("u1")).recv().await.unwrap().unwrap();
-        let stale = store.read_chunk(days, &rule).await.unwrap().unwrap();
+        let span = store.list_chunks(Some("u1")).recv().await.unwrap().unwrap();
+        let stale = store.read_chunk(span, &rule).await.unwrap().unwrap();
 
         store.append("u1", "u1", vec![steps(day, 2_000, 9)], &rule).await.unwrap();
         store.rebuild_chunk(stale, &rule).await.unwrap();
@@ -338,8 +337,8 @@ mod tests {
         let manual = Payload::Steps(StepsReport { total_steps: 500, source_devices: vec![] });
         let manual = NewEvent::new(Some(day), Source::Manual, Observed::ByClient(at), manual, None, KeyReuse::Reject);
         store.append("u1", "u1", vec![steps(day, 1_000, 8), manual], &rule).await.unwrap();
-        let days = store.list_chunks(Some("u1")).recv().await.unwrap().unwrap();
-        let stale = store.read_chunk(days, &rule).await.unwrap().unwrap();
+        let span = store.list_chunks(Some("u1")).recv().await.unwrap().unwrap();
+        let stale = store.read_chunk(span, &rule).await.unwrap().unwrap();
 
         let healthkit_first = PriorityRule::from_json(r#"{"default": ["healthkit", "manual", "strava"]}"#).unwrap();
         store.recompute_day("u1", day, &healthkit_first).await.unwrap();
@@ -353,12 +352,12 @@ mod tests {
     /// A rebuild walks the days chunk by chunk: every day with events is re-folded once,
     /// across chunk boundaries and users.
     #[tokio::test]
-    async fn a_rebuild_of_more_days_than_a_chunk_replays_every_event_once() {
+    async fn a_rebuild_of_more_events_than_a_chunk_replays_every_event_once() {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(&format!("sqlite://{}", dir.path().join("t.db").display())).await.unwrap();
         let rule = PriorityRule::default();
         let first = NaiveDate::from_ymd_opt(2024, 1, 1).unwrap();
-        let days = REBUILD_CHUNK + 100;
+        let days = REBUILD_CHUNK_EVENTS as usize + 100;
         for user in ["u1", "u2"] {
             for part in (0..days).collect::<Vec<_>>().chunks(500) {
                 let events =
