@@ -354,14 +354,8 @@ fn push_entry_rows<'a>(query: &mut sqlx::QueryBuilder<'a, Postgres>, entries: &'
 /// The events of the days of `span`, in any order (their related workouts' are read
 /// apart): one range scan whose text never changes, so it is prepared once.
 async fn span_events(conn: &mut PgConnection, span: &DaySpan) -> StoreResult<Vec<(String, StoredEvent)>> {
-    let rows = sqlx::query(&format!("SELECT {EVENT_COLUMNS} FROM events WHERE {IN_SPAN}"))
-        .bind(&span.after.0)
-        .bind(&span.after.1)
-        .bind(&span.last.0)
-        .bind(&span.last.1)
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(StoreError::from_sqlx)?;
+    let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE {IN_SPAN}");
+    let rows = in_span(&sql, span).fetch_all(&mut *conn).await.map_err(StoreError::from_sqlx)?;
     user_events_from_rows(&rows)
 }
 

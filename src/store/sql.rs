@@ -267,16 +267,21 @@ macro_rules! sql_store {
             end.map_err(StoreError::from_sqlx)
         }
 
+        /// `sql`, a statement on the rows `IN_SPAN`, with the bounds of `span` bound.
+        fn in_span<'q>(
+            sql: &'q str,
+            span: &'q DaySpan,
+        ) -> sqlx::query::Query<'q, $db, <$db as sqlx::Database>::Arguments<'q>> {
+            sqlx::query(sql).bind(&span.after.0).bind(&span.after.1).bind(&span.last.0).bind(&span.last.1)
+        }
+
         /// The stored bodies of the entries of `span`.
         async fn stored_bodies_between(
             conn: &mut <$db as sqlx::Database>::Connection,
             span: &DaySpan,
         ) -> StoreResult<Vec<(String, NaiveDate, String)>> {
-            let rows = sqlx::query(&format!("SELECT user_id, day, body FROM entries WHERE {IN_SPAN}"))
-            .bind(&span.after.0)
-            .bind(&span.after.1)
-            .bind(&span.last.0)
-            .bind(&span.last.1)
+            let sql = format!("SELECT user_id, day, body FROM entries WHERE {IN_SPAN}");
+            let rows = in_span(&sql, span)
             .fetch_all(conn)
             .await
             .map_err(StoreError::from_sqlx)?;
@@ -560,17 +565,13 @@ macro_rules! sql_store {
             async fn entries_changed_after(&mut self, span: &DaySpan, head: i64) -> StoreResult<bool> {
                 // Counted over the span (`FILTER`, not `WHERE`), so that no plan walks the
                 // whole position index looking for one.
-                let changed: i64 = sqlx::query_scalar(&format!(
-                    "SELECT COUNT(*) FILTER (WHERE position > $5) FROM entries WHERE {IN_SPAN}"
-                ))
-                .bind(&span.after.0)
-                .bind(&span.after.1)
-                .bind(&span.last.0)
-                .bind(&span.last.1)
-                .bind(head)
-                .fetch_one(&mut *self.tx)
-                .await
-                .map_err(StoreError::from_sqlx)?;
+                let sql = format!("SELECT COUNT(*) FILTER (WHERE position > $5) FROM entries WHERE {IN_SPAN}");
+                let changed: i64 = in_span(&sql, span)
+                    .bind(head)
+                    .fetch_one(&mut *self.tx)
+                    .await
+                    .map_err(StoreError::from_sqlx)?
+                    .try_get(0)?;
                 Ok(changed > 0)
             }
         }

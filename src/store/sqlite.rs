@@ -217,7 +217,7 @@ fn push_entry_rows<'a>(query: &mut sqlx::QueryBuilder<'a, Sqlite>, entries: &'a 
 /// worker thread through a channel, column by column, which made reading a row per event
 /// most of a rebuild's time.
 async fn span_events(conn: &mut SqliteConnection, span: &DaySpan) -> StoreResult<Vec<(String, StoredEvent)>> {
-    let rows = sqlx::query(&format!(
+    let sql = format!(
         "SELECT user_id, json_group_array(json_object(
              'seq', seq, 'event_id', event_id, 'day', day, 'kind', kind, 'source', source,
              'observed_at_us', observed_at_us, 'recorded_at_us', recorded_at_us, 'actor', actor,
@@ -225,14 +225,8 @@ async fn span_events(conn: &mut SqliteConnection, span: &DaySpan) -> StoreResult
          FROM events
          WHERE {IN_SPAN}
          GROUP BY user_id, day"
-    ))
-    .bind(&span.after.0)
-    .bind(&span.after.1)
-    .bind(&span.last.0)
-    .bind(&span.last.1)
-    .fetch_all(&mut *conn)
-    .await
-    .map_err(StoreError::from_sqlx)?;
+    );
+    let rows = in_span(&sql, span).fetch_all(&mut *conn).await.map_err(StoreError::from_sqlx)?;
     let mut events = Vec::new();
     for row in &rows {
         let user_id: String = row.try_get("user_id")?;
