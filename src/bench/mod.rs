@@ -1,7 +1,7 @@
 //! `coachfit bench`: the real server on loopback, driven by real gRPC clients, each figure
 //! measured side by side with its limit in the same run (DESIGN.md §7).
 
-mod harness;
+pub(crate) mod harness;
 mod load;
 mod raw;
 

@@ -281,10 +281,7 @@ macro_rules! sql_store {
             span: &DaySpan,
         ) -> StoreResult<Vec<(String, NaiveDate, String)>> {
             let sql = format!("SELECT user_id, day, body FROM entries WHERE {IN_SPAN}");
-            let rows = in_span(&sql, span)
-            .fetch_all(conn)
-            .await
-            .map_err(StoreError::from_sqlx)?;
+            let rows = in_span(&sql, span).fetch_all(conn).await.map_err(StoreError::from_sqlx)?;
             rows.iter().map(|r| Ok((r.try_get("user_id")?, parse_day(r.try_get("day")?)?, r.try_get("body")?))).collect()
         }
 
@@ -906,3 +903,93 @@ macro_rules! shared_imports {
 }
 
 pub(crate) use shared_imports;
+
+/// A day's HealthKit step total, reported `hours` after the start of 2026-03-01.
+#[cfg(test)]
+pub(crate) fn steps(day: NaiveDate, total_steps: u32, hours: i64) -> crate::domain::event::NewEvent {
+    use crate::domain::event::{KeyReuse, NewEvent, Observed, StepsReport};
+    use chrono::TimeZone;
+    let at = Utc.with_ymd_and_hms(2026, 3, 1, 0, 0, 0).unwrap() + chrono::Duration::hours(hours);
+    let payload = Payload::Steps(StepsReport { total_steps, source_devices: vec![] });
+    NewEvent::new(Some(day), Source::Healthkit, Observed::ByClient(at), payload, None, KeyReuse::Reject)
+}
+
+/// The rebuild tests every backend runs on its own store, in a test module where
+/// `open().await` gives a new store and a guard that removes its database when dropped.
+#[cfg(test)]
+macro_rules! rebuild_tests {
+    () => {
+        use crate::domain::event::{KeyReuse, Observed, StepsReport};
+        use chrono::{Duration, TimeZone};
+
+        /// A rebuild reads a chunk before it takes the writer; an event appended in between
+        /// must make it read again, not overwrite the newer entry with a stale fold.
+        #[tokio::test]
+        async fn a_rebuild_chunk_read_before_a_new_event_is_read_again() {
+            let (store, _db) = open().await;
+            let (rule, day) = (PriorityRule::default(), NaiveDate::from_ymd_opt(2026, 3, 1).unwrap());
+            store.append("u1", "u1", vec![steps(day, 1_000, 8)], &rule).await.unwrap();
+            let span = store.list_chunks(Some("u1")).recv().await.unwrap().unwrap();
+            let stale = store.read_chunk(span, &rule).await.unwrap().unwrap();
+
+            store.append("u1", "u1", vec![steps(day, 2_000, 9)], &rule).await.unwrap();
+            store.rebuild_chunk(stale, &rule).await.unwrap();
+
+            let entry = store.get_entry("u1", day).await.unwrap().unwrap();
+            assert_eq!(entry.body.steps, Some(2_000));
+        }
+
+        /// Nor may an entry changed without a new event (re-folded under another rule) in
+        /// between be left as it is because it was unchanged when the chunk was read.
+        #[tokio::test]
+        async fn a_rebuild_chunk_read_before_an_entry_changed_is_read_again() {
+            let (store, _db) = open().await;
+            let (rule, day) = (PriorityRule::default(), NaiveDate::from_ymd_opt(2026, 3, 1).unwrap());
+            let at = Utc.with_ymd_and_hms(2026, 3, 1, 9, 0, 0).unwrap();
+            let manual = Payload::Steps(StepsReport { total_steps: 500, source_devices: vec![] });
+            let manual =
+                NewEvent::new(Some(day), Source::Manual, Observed::ByClient(at), manual, None, KeyReuse::Reject);
+            store.append("u1", "u1", vec![steps(day, 1_000, 8), manual], &rule).await.unwrap();
+            let span = store.list_chunks(Some("u1")).recv().await.unwrap().unwrap();
+            let stale = store.read_chunk(span, &rule).await.unwrap().unwrap();
+
+            let healthkit_first = PriorityRule::from_json(r#"{"default": ["healthkit", "manual", "strava"]}"#).unwrap();
+            store.recompute_day("u1", day, &healthkit_first).await.unwrap();
+            assert_eq!(store.get_entry("u1", day).await.unwrap().unwrap().body.steps, Some(1_000));
+            store.rebuild_chunk(stale, &rule).await.unwrap();
+
+            let entry = store.get_entry("u1", day).await.unwrap().unwrap();
+            assert_eq!(entry.body.steps, Some(500), "the manual value wins again under the rebuild's rule");
+        }
+
+        /// A rebuild walks the days chunk by chunk: every day with events is re-folded once,
+        /// across chunk boundaries and users.
+        #[tokio::test]
+        async fn a_rebuild_of_more_events_than_a_chunk_replays_every_event_once() {
+            let (store, _db) = open().await;
+            let rule = PriorityRule::default();
+            let first = NaiveDate::from_ymd_opt(2024, 1, 1).unwrap();
+            let days = REBUILD_CHUNK_EVENTS as usize + 100;
+            for user in ["u1", "u2"] {
+                for part in (0..days).collect::<Vec<_>>().chunks(500) {
+                    let events =
+                        part.iter().map(|&d| steps(first + Duration::days(d as i64), 1_000 + d as u32, 8)).collect();
+                    store.append(user, user, events, &rule).await.unwrap();
+                }
+            }
+            store.append("u1", "u1", vec![steps(first, 5_000, 9)], &rule).await.unwrap();
+            let mut forget = store.writer.write_tx(&[]).await.unwrap();
+            sqlx::query("DELETE FROM entries").execute(&mut *forget.tx).await.unwrap();
+            forget.commit().await.unwrap();
+
+            let stats = store.rebuild(None, &rule).await.unwrap();
+
+            assert_eq!((stats.days_rebuilt, stats.events_replayed), (2 * days as u64, 2 * days as u64 + 1));
+            assert_eq!(store.verify(&rule).await.unwrap(), vec![]);
+            assert_eq!(store.get_entry("u1", first).await.unwrap().unwrap().body.steps, Some(5_000));
+        }
+    };
+}
+
+#[cfg(test)]
+pub(crate) use rebuild_tests;

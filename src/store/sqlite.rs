@@ -289,94 +289,24 @@ sql_store!(Sqlite, SqliteStore, SqliteWriter, SqliteWrite);
 
 #[cfg(test)]
 mod tests {
-    use chrono::{Duration, TimeZone, Utc};
-
     use super::*;
-    use crate::domain::event::{KeyReuse, NewEvent, Observed, Payload, StepsReport};
-    use crate::domain::Source;
+    use crate::store::sql::{rebuild_tests, steps};
     use crate::store::Store;
 
-    fn steps(day: NaiveDate, total_steps: u32, hours: i64) -> NewEvent {
-        let at = Utc.with_ymd_and_hms(2026, 3, 1, 0, 0, 0).unwrap() + Duration::hours(hours);
-        let payload = Payload::Steps(StepsReport { total_steps, source_devices: vec![] });
-        NewEvent::new(Some(day), Source::Healthkit, Observed::ByClient(at), payload, None, KeyReuse::Reject)
-    }
-
-    /// A rebuild reads a chunk before it takes the writer; an event appended in between
-    /// must make it read again, not overwrite the newer entry with a stale fold.
-    #[tokio::test]
-    async fn a_rebuild_chunk_read_before_a_new_event_is_read_again() {
+    /// A store on a new file, and the directory that holds it.
+    async fn open() -> (SqliteStore, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(&format!("sqlite://{}", dir.path().join("t.db").display())).await.unwrap();
-        let (rule, day) = (PriorityRule::default(), NaiveDate::from_ymd_opt(2026, 3, 1).unwrap());
-        store.append("u1", "u1", vec![steps(day, 1_000, 8)], &rule).await.unwrap();
-        let span = store.list_chunks(Some("u1")).recv().await.unwrap().unwrap();
-        let stale = store.read_chunk(span, &rule).await.unwrap().unwrap();
-
-        store.append("u1", "u1", vec![steps(day, 2_000, 9)], &rule).await.unwrap();
-        store.rebuild_chunk(stale, &rule).await.unwrap();
-
-        let entry = store.get_entry("u1", day).await.unwrap().unwrap();
-        assert_eq!(entry.body.steps, Some(2_000));
+        (store, dir)
     }
 
-    /// Nor may an entry changed without a new event (re-folded under another rule) in
-    /// between be left as it is because it was unchanged when the chunk was read.
-    #[tokio::test]
-    async fn a_rebuild_chunk_read_before_an_entry_changed_is_read_again() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(&format!("sqlite://{}", dir.path().join("t.db").display())).await.unwrap();
-        let (rule, day) = (PriorityRule::default(), NaiveDate::from_ymd_opt(2026, 3, 1).unwrap());
-        let at = Utc.with_ymd_and_hms(2026, 3, 1, 9, 0, 0).unwrap();
-        let manual = Payload::Steps(StepsReport { total_steps: 500, source_devices: vec![] });
-        let manual = NewEvent::new(Some(day), Source::Manual, Observed::ByClient(at), manual, None, KeyReuse::Reject);
-        store.append("u1", "u1", vec![steps(day, 1_000, 8), manual], &rule).await.unwrap();
-        let span = store.list_chunks(Some("u1")).recv().await.unwrap().unwrap();
-        let stale = store.read_chunk(span, &rule).await.unwrap().unwrap();
-
-        let healthkit_first = PriorityRule::from_json(r#"{"default": ["healthkit", "manual", "strava"]}"#).unwrap();
-        store.recompute_day("u1", day, &healthkit_first).await.unwrap();
-        assert_eq!(store.get_entry("u1", day).await.unwrap().unwrap().body.steps, Some(1_000));
-        store.rebuild_chunk(stale, &rule).await.unwrap();
-
-        let entry = store.get_entry("u1", day).await.unwrap().unwrap();
-        assert_eq!(entry.body.steps, Some(500), "the manual value wins again under the rebuild's rule");
-    }
-
-    /// A rebuild walks the days chunk by chunk: every day with events is re-folded once,
-    /// across chunk boundaries and users.
-    #[tokio::test]
-    async fn a_rebuild_of_more_events_than_a_chunk_replays_every_event_once() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(&format!("sqlite://{}", dir.path().join("t.db").display())).await.unwrap();
-        let rule = PriorityRule::default();
-        let first = NaiveDate::from_ymd_opt(2024, 1, 1).unwrap();
-        let days = REBUILD_CHUNK_EVENTS as usize + 100;
-        for user in ["u1", "u2"] {
-            for part in (0..days).collect::<Vec<_>>().chunks(500) {
-                let events =
-                    part.iter().map(|&d| steps(first + Duration::days(d as i64), 1_000 + d as u32, 8)).collect();
-                store.append(user, user, events, &rule).await.unwrap();
-            }
-        }
-        store.append("u1", "u1", vec![steps(first, 5_000, 9)], &rule).await.unwrap();
-        let mut forget = store.writer.write_tx(&[]).await.unwrap();
-        sqlx::query("DELETE FROM entries").execute(&mut *forget.tx).await.unwrap();
-        forget.commit().await.unwrap();
-
-        let stats = store.rebuild(None, &rule).await.unwrap();
-
-        assert_eq!((stats.days_rebuilt, stats.events_replayed), (2 * days as u64, 2 * days as u64 + 1));
-        assert_eq!(store.verify(&rule).await.unwrap(), vec![]);
-        assert_eq!(store.get_entry("u1", first).await.unwrap().unwrap().body.steps, Some(5_000));
-    }
+    rebuild_tests!();
 
     /// A write dropped before its commit (a statement failed mid-transaction) is rolled
     /// back by the next write, not committed with it.
     #[tokio::test]
     async fn a_write_dropped_before_its_commit_is_rolled_back_by_the_next() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(&format!("sqlite://{}", dir.path().join("t.db").display())).await.unwrap();
+        let (store, _dir) = open().await;
         let (rule, day) = (PriorityRule::default(), NaiveDate::from_ymd_opt(2026, 3, 1).unwrap());
         let mut dropped = store.writer.write_tx(&[]).await.unwrap();
         sqlx::query("INSERT INTO coaches (coach_id, name, created_at_us) VALUES ('c1', 'Dropped', 0)")
