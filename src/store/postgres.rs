@@ -329,8 +329,8 @@ fn push_event_rows<'a>(
         );
 }
 
-/// Appends the rows of `insert_entries` and `upsert_entries`, in the column order they name, as one array per
-/// column (see `push_in_list`).
+/// Appends the rows of `insert_entries` and `upsert_entries`, in the column order they
+/// name, as one array per column (see `push_in_list`).
 fn push_entry_rows<'a>(query: &mut sqlx::QueryBuilder<'a, Postgres>, entries: &'a [(StoredEntry, String)]) {
     let users: Vec<&str> = entries.iter().map(|(entry, _)| entry.user_id.as_str()).collect();
     let days: Vec<String> = entries.iter().map(|(entry, _)| entry.day.to_string()).collect();
