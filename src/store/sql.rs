@@ -39,7 +39,7 @@ pub(crate) const IN_SPAN: &str =
 pub(crate) const REBUILD_CHUNK_EVENTS: i64 = 6144;
 
 /// Chunks a rebuild reads and folds while it writes one.
-pub(crate) const READS_AHEAD: usize = 2;
+pub(crate) const READS_AHEAD: usize = 3;
 
 /// The columns `user_event_from_row` reads, in its order: it reads them by position (by
 /// name, sqlx hashed each column's name for every row of a rebuild).
