@@ -13,7 +13,9 @@ use super::event::{ManualField, ManualValue, Metric, Payload, SleepReport, Store
 use super::priority::PriorityRule;
 use super::Source;
 
-/// The read model of one user-day.
+/// The read model of one user-day. Stored as JSON without its absent fields (half the
+/// bytes of a typical day, written and logged for every change).
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct Day {
     pub steps: Option<u32>,
@@ -31,6 +33,7 @@ pub struct Day {
     pub perceived_stress: Option<u32>,
     pub notes: Option<String>,
     pub sleep: Option<SleepRecord>,
+    #[serde(default, skip_serializing_if = "WorkoutSummary::is_empty")]
     pub workouts: WorkoutSummary,
     pub data_sources: Vec<Source>,
     pub provenance: Vec<Provenance>,
@@ -52,6 +55,12 @@ pub struct WorkoutSummary {
     pub active_kcal: f64,
     pub distance_meters: f64,
     pub sessions: Vec<CountedWorkout>,
+}
+
+impl WorkoutSummary {
+    fn is_empty(&self) -> bool {
+        *self == WorkoutSummary::default()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -193,6 +193,15 @@ fn a_workout_moved_to_another_day_leaves_this_one() {
     assert_eq!(d.workouts.count, 0);
 }
 
+#[test]
+fn a_stored_day_leaves_out_absent_values_and_a_day_stored_with_nulls_still_reads() {
+    let d = fold(day(), &[healthkit_steps(1, 9, 8_432)], &rule());
+    let stored = serde_json::to_string(&d).unwrap();
+    assert!(!stored.contains("null") && !stored.contains("workouts"), "{stored}");
+    let with_nulls = stored.replacen('{', r#"{"weight_kg":null,"sleep":null,"notes":null,"#, 1);
+    assert_eq!(serde_json::from_str::<Day>(&with_nulls).unwrap(), d);
+}
+
 // --- properties -------------------------------------------------------------------------
 
 fn any_event() -> impl Strategy<Value = (Source, i64, u8, u32)> {
@@ -238,6 +247,13 @@ proptest! {
         let mut again = events.clone();
         again.push(events[pick.index(events.len())].clone());
         prop_assert_eq!(fold(day(), &events, &rule()), fold(day(), &again, &rule()));
+    }
+
+    #[test]
+    fn a_day_reads_back_as_stored(specs in prop::collection::vec(any_event(), 0..25)) {
+        let d = fold(day(), &build(&specs), &rule());
+        let stored = serde_json::to_string(&d).unwrap();
+        prop_assert_eq!(serde_json::from_str::<Day>(&stored).unwrap(), d);
     }
 
     #[test]
