@@ -290,26 +290,41 @@ pub(crate) fn inputs_by_day<'d>(
             inputs.len() - 1
         });
     }
-    let destinations: Vec<BTreeSet<usize>> = {
+    // Where each event goes, as indices (no allocation per event): its own day's slot, and
+    // the slots of the days its workout appears on.
+    let mut workout_slots: Vec<BTreeSet<usize>> = Vec::new();
+    let destinations: Vec<(Option<usize>, Option<usize>)> = {
         let own_slot = |user_id: &str, event: &StoredEvent| slots.get(&(user_id, event.day?)).copied();
-        let mut workout_slots: HashMap<(&str, &str), BTreeSet<usize>> = HashMap::new();
+        let mut workouts: HashMap<(&str, &str), usize> = HashMap::new();
         for (user_id, event) in &events {
             if let (Some(slot), Some(workout_id)) = (own_slot(user_id, event), event.payload.workout_id()) {
-                workout_slots.entry((user_id, workout_id)).or_default().insert(slot);
+                let next = workouts.len();
+                let index = *workouts.entry((user_id, workout_id)).or_insert(next);
+                if index == next {
+                    workout_slots.push(BTreeSet::new());
+                }
+                workout_slots[index].insert(slot);
             }
         }
         events
             .iter()
             .map(|(user_id, event)| {
-                let mut to: BTreeSet<usize> = own_slot(user_id, event).into_iter().collect();
-                if let Some(related) = event.payload.workout_id().and_then(|id| workout_slots.get(&(user_id, id))) {
-                    to.extend(related);
-                }
-                to
+                let workout = event.payload.workout_id().and_then(|id| workouts.get(&(user_id.as_str(), id)));
+                (own_slot(user_id, event), workout.copied())
             })
             .collect()
     };
-    for ((_, event), to) in events.into_iter().zip(destinations) {
+    for ((_, event), (own, workout)) in events.into_iter().zip(destinations) {
+        // A workout's event goes to every day its workout appears on (its own day among them).
+        let to = match workout {
+            Some(workout) => &workout_slots[workout],
+            None => {
+                if let Some(slot) = own {
+                    inputs[slot].1.push(event);
+                }
+                continue;
+            }
+        };
         let Some(&last) = to.last() else { continue };
         for &slot in to.range(..last) {
             inputs[slot].1.push(event.clone());
