@@ -34,6 +34,11 @@ const FEED_CONNECTIONS: u32 = 4;
 const RELAY_PAGE: i64 = 256;
 /// How a rebuild's read sees one snapshot of the database.
 const READ_SNAPSHOT: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY";
+/// Events a rebuild re-folds per transaction, about. A chunk's dozen statements and two
+/// transactions cost the same whatever its size: 12,288 rebuilt 1.13M events ~12% faster
+/// than 6,144 (24,576: 3% more, for 40% more memory). A chunk holds its users' locks for
+/// tens of milliseconds.
+const REBUILD_CHUNK_EVENTS: i64 = 12_288;
 
 /// Connection settings for PostgreSQL.
 #[derive(Debug, Clone)]

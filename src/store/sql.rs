@@ -13,7 +13,9 @@
 //! (`push_event_rows`, `push_entry_rows`): SQLite lists them, PostgreSQL binds arrays so
 //! that a statement's text, and so its plan, is the same for any number of keys or rows;
 //! and how a rebuild reads the events of a span of days (`span_events`), each user's newest
-//! event (`newest_seqs`), and in one snapshot (`READ_SNAPSHOT`).
+//! event (`newest_seqs`), in one snapshot (`READ_SNAPSHOT`), and how many events it re-folds
+//! per transaction, about (`REBUILD_CHUNK_EVENTS`: a chunk ends with the day of its
+//! `REBUILD_CHUNK_EVENTS`th event).
 
 use std::borrow::Cow;
 use std::str::FromStr;
@@ -31,12 +33,6 @@ use crate::domain::Source;
 /// 9 ms, for a check of a thousand entries that takes 1 ms along the primary key).
 pub(crate) const IN_SPAN: &str =
     "user_id >= $1 AND user_id <= $3 AND (user_id, day) > ($1, $2) AND (user_id, day) <= ($3, $4)";
-
-/// Events a rebuild re-folds per transaction, about: a chunk ends with the day of its
-/// `REBUILD_CHUNK_EVENTS`th event. Enough that the fixed round trips of a transaction are
-/// spread thin, few enough that a chunk holds its users' locks for tens of milliseconds,
-/// and that a chunk's upsert (5 parameters per day) stays under SQLite's 32,766.
-pub(crate) const REBUILD_CHUNK_EVENTS: i64 = 6144;
 
 /// Chunks a rebuild reads and folds while it writes one.
 pub(crate) const READS_AHEAD: usize = 3;
@@ -888,7 +884,7 @@ macro_rules! shared_imports {
             super::projector::{self, AppendOutcome, DaySpan, UserDay},
             super::sql::{
                 day_counts, from_micros, micros, parse_day, parse_uuid, ChunkRead, EventColumns, PayloadJson,
-                EVENT_COLUMNS, IN_SPAN, READS_AHEAD, REBUILD_CHUNK_EVENTS,
+                EVENT_COLUMNS, IN_SPAN, READS_AHEAD,
             },
             super::{new_id, now, FeedFilter, Mismatch, Paired, RebuildStats, Store, TokenOwner},
             crate::domain::event::{EventKind, NewEvent, Payload, StoredEvent},

@@ -24,6 +24,10 @@ shared_imports!();
 pub(crate) const WAL_AUTOCHECKPOINT_PAGES: u32 = 10_000;
 /// How a rebuild's read sees one snapshot of the database (a read transaction in WAL mode).
 const READ_SNAPSHOT: &str = "BEGIN";
+/// Events a rebuild re-folds per transaction, about: enough to spread a transaction's fixed
+/// costs thin, few enough that a chunk's entry insert (5 parameters per day, a day per event
+/// at most) stays under SQLite's 32,766 parameters.
+const REBUILD_CHUNK_EVENTS: i64 = 6144;
 
 #[derive(Clone)]
 pub struct SqliteStore {
