@@ -1,5 +1,5 @@
-//! What a benchmark run stands on: a fresh database, the real server as a child process on
-//! loopback, and accounts minted straight in the store.
+//! What a benchmark run stands on (besides a `ScratchDatabase`): the real server as a child
+//! process on loopback, and accounts minted straight in the store.
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -7,47 +7,6 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use sqlx::Connection;
-
-/// A database made for one run and dropped after it.
-pub struct BenchDatabase {
-    pub url: String,
-    postgres: Option<(String, String)>,
-    _dir: Option<tempfile::TempDir>,
-}
-
-impl BenchDatabase {
-    /// `sqlite` (or any `sqlite:` URL) gives a temporary file; a `postgres://` URL names the
-    /// server, on which a fresh database is created.
-    pub async fn create(kind: &str) -> anyhow::Result<BenchDatabase> {
-        if kind.starts_with("postgres://") || kind.starts_with("postgresql://") {
-            let name = format!("coachfit_bench_{}", uuid::Uuid::new_v4().simple());
-            let mut admin = sqlx::PgConnection::connect(kind).await.context("connecting to PostgreSQL")?;
-            sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut admin).await?;
-            let base = kind.split('?').next().unwrap_or(kind);
-            let url = format!("{}/{name}", base.rsplit_once('/').map_or(base, |(server, _)| server));
-            Ok(BenchDatabase { url, postgres: Some((kind.to_string(), name)), _dir: None })
-        } else if kind.starts_with("sqlite") {
-            let dir = tempfile::tempdir()?;
-            let url = format!("sqlite://{}", dir.path().join("bench.db").display());
-            Ok(BenchDatabase { url, postgres: None, _dir: Some(dir) })
-        } else {
-            bail!("--database-url must be sqlite or a postgres:// URL")
-        }
-    }
-
-    pub fn is_postgres(&self) -> bool {
-        self.postgres.is_some()
-    }
-
-    pub async fn drop_database(&mut self) -> anyhow::Result<()> {
-        if let Some((admin_url, name)) = self.postgres.take() {
-            let mut admin = sqlx::PgConnection::connect(&admin_url).await?;
-            sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut admin).await?;
-        }
-        Ok(())
-    }
-}
 
 /// `coachfit serve` as a child process, on a free loopback port.
 pub struct ChildServer {

@@ -1,7 +1,7 @@
 //! `coachfit bench`: the real server on loopback, driven by real gRPC clients, each figure
 //! measured side by side with its limit in the same run (DESIGN.md §7).
 
-pub(crate) mod harness;
+mod harness;
 mod load;
 mod raw;
 
@@ -17,9 +17,10 @@ use std::str::FromStr;
 use crate::accounts;
 use crate::domain::priority::PriorityRule;
 use crate::store::postgres::{PgSettings, PostgresStore};
+use crate::store::scratch::ScratchDatabase;
 use crate::store::sqlite::{SqliteStore, WAL_AUTOCHECKPOINT_PAGES};
 use crate::store::Store;
-use harness::{BenchDatabase, ChildServer};
+use harness::ChildServer;
 use raw::RawEvent;
 
 /// How big a run is.
@@ -115,7 +116,7 @@ fn progress(message: &str) {
 
 /// Runs the benchmark on a fresh database of the kind `database` names.
 pub async fn run(mode: Mode, database: &str) -> anyhow::Result<Report> {
-    let mut db = BenchDatabase::create(database).await?;
+    let db = ScratchDatabase::create(database).await?;
     let result = if db.is_postgres() {
         let store = PostgresStore::open(&db.url, &PgSettings { max_connections: 20, ..PgSettings::default() }).await?;
         let pool = sqlx::postgres::PgPoolOptions::new().max_connections(8).connect(&db.url).await?;
@@ -131,7 +132,6 @@ pub async fn run(mode: Mode, database: &str) -> anyhow::Result<Report> {
         let pool = SqlitePoolOptions::new().max_connections(4).connect_with(options).await?;
         run_on(store, Raw::Sqlite(pool), &db, mode).await
     };
-    db.drop_database().await?;
     result
 }
 
@@ -165,7 +165,7 @@ async fn mint_clients<S: Store>(store: &S, coach_id: &str, count: usize) -> anyh
     Ok(clients)
 }
 
-async fn run_on<S: Store>(store: S, raw: Raw, db: &BenchDatabase, mode: Mode) -> anyhow::Result<Report> {
+async fn run_on<S: Store>(store: S, raw: Raw, db: &ScratchDatabase, mode: Mode) -> anyhow::Result<Report> {
     let sizes = mode.sizes();
     let (coach_id, coach_token) = accounts::create_coach(&store, "Bench coach").await?;
     let batch_users = mint_clients(&store, &coach_id, sizes.batch_requests).await?;

@@ -4,6 +4,7 @@
 mod group;
 pub mod postgres;
 mod projector;
+pub mod scratch;
 mod sql;
 pub mod sqlite;
 

@@ -395,35 +395,18 @@ sql_store!(Postgres, PostgresStore, PgWriter, PgWrite);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bench::harness::BenchDatabase;
+    use crate::store::scratch::ScratchDatabase;
     use crate::store::sql::{rebuild_tests, steps};
     use crate::store::Store;
 
-    /// A database of its own on the server the behavioural tests use
-    /// (`COACHFIT_TEST_POSTGRES_URL`), dropped with this guard.
-    struct TestDatabase(Option<BenchDatabase>);
-
-    impl Drop for TestDatabase {
-        fn drop(&mut self) {
-            let Some(mut database) = self.0.take() else { return };
-            // Drop runs outside async code: a runtime of its own, on a thread of its own.
-            let dropped = std::thread::spawn(move || {
-                let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-                runtime.block_on(database.drop_database())
-            })
-            .join();
-            if !matches!(dropped, Ok(Ok(()))) {
-                eprintln!("could not drop a test database: {dropped:?}");
-            }
-        }
-    }
-
-    async fn open() -> (PostgresStore, TestDatabase) {
+    /// A store on a database of its own on the server the behavioural tests use
+    /// (`COACHFIT_TEST_POSTGRES_URL`), dropped with the returned guard.
+    async fn open() -> (PostgresStore, ScratchDatabase) {
         let server = std::env::var("COACHFIT_TEST_POSTGRES_URL")
             .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-        let database = BenchDatabase::create(&server).await.unwrap();
+        let database = ScratchDatabase::create(&server).await.unwrap();
         let store = PostgresStore::open(&database.url, &PgSettings::default()).await.unwrap();
-        (store, TestDatabase(Some(database)))
+        (store, database)
     }
 
     rebuild_tests!();

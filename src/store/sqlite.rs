@@ -294,14 +294,15 @@ sql_store!(Sqlite, SqliteStore, SqliteWriter, SqliteWrite);
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::scratch::ScratchDatabase;
     use crate::store::sql::{rebuild_tests, steps};
     use crate::store::Store;
 
-    /// A store on a new file, and the directory that holds it.
-    async fn open() -> (SqliteStore, tempfile::TempDir) {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(&format!("sqlite://{}", dir.path().join("t.db").display())).await.unwrap();
-        (store, dir)
+    /// A store on a new file, removed with the returned guard.
+    async fn open() -> (SqliteStore, ScratchDatabase) {
+        let database = ScratchDatabase::create("sqlite").await.unwrap();
+        let store = SqliteStore::open(&database.url).await.unwrap();
+        (store, database)
     }
 
     rebuild_tests!();

@@ -5,6 +5,7 @@
 use coachfit::accounts;
 use coachfit::domain::priority::PriorityRule;
 use coachfit::store::postgres::{PgSettings, PostgresStore};
+use coachfit::store::scratch::ScratchDatabase;
 use coachfit::store::sqlite::SqliteStore;
 use coachfit::store::Store;
 use sqlx::Connection;
@@ -22,29 +23,17 @@ pub fn postgres_admin_url() -> String {
 pub struct TestDatabase {
     pub backend: Backend,
     pub url: String,
-    /// The PostgreSQL database to drop, or the SQLite file's directory.
-    postgres_name: Option<String>,
-    _dir: Option<tempfile::TempDir>,
+    _database: ScratchDatabase,
 }
 
 impl TestDatabase {
     pub async fn create(backend: Backend) -> TestDatabase {
-        match backend {
-            Backend::Sqlite => {
-                let dir = tempfile::tempdir().expect("temp dir");
-                let url = format!("sqlite://{}", dir.path().join("coachfit.db").display());
-                TestDatabase { backend, url, postgres_name: None, _dir: Some(dir) }
-            }
-            Backend::Postgres => {
-                let name = format!("coachfit_test_{}", uuid::Uuid::new_v4().simple());
-                let admin = postgres_admin_url();
-                let mut conn = sqlx::PgConnection::connect(&admin).await.expect("connect to PostgreSQL for tests");
-                sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.expect("create test database");
-                conn.close().await.ok();
-                let url = replace_database(&admin, &name);
-                TestDatabase { backend, url, postgres_name: Some(name), _dir: None }
-            }
-        }
+        let kind = match backend {
+            Backend::Sqlite => "sqlite".to_string(),
+            Backend::Postgres => postgres_admin_url(),
+        };
+        let database = ScratchDatabase::create(&kind).await.expect("create a test database");
+        TestDatabase { backend, url: database.url.clone(), _database: database }
     }
 
     pub async fn execute(&self, sql: &str) {
@@ -59,38 +48,6 @@ impl TestDatabase {
             }
         }
     }
-}
-
-impl Drop for TestDatabase {
-    fn drop(&mut self) {
-        let Some(name) = self.postgres_name.take() else { return };
-        // Drop runs outside async code: use a runtime of our own on a thread of our own.
-        let dropped = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-            runtime.block_on(async {
-                let mut conn = sqlx::PgConnection::connect(&postgres_admin_url()).await?;
-                sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut conn).await?;
-                conn.close().await
-            })
-        })
-        .join();
-        if !matches!(dropped, Ok(Ok(()))) {
-            eprintln!("could not drop a test database: {dropped:?}");
-        }
-    }
-}
-
-/// `scheme://user@host:port/db?params` with another database name.
-fn replace_database(url: &str, database: &str) -> String {
-    let (base, query) = url.split_once('?').map_or((url, None), |(b, q)| (b, Some(q)));
-    let authority_end = base.find("://").map(|i| i + 3).unwrap_or(0);
-    let path_start = base[authority_end..].find('/').map(|i| authority_end + i).unwrap_or(base.len());
-    let mut out = format!("{}/{database}", &base[..path_start]);
-    if let Some(query) = query {
-        out.push('?');
-        out.push_str(query);
-    }
-    out
 }
 
 /// The store of either backend, for what the tests do beside the gRPC API.
