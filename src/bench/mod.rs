@@ -117,7 +117,8 @@ fn progress(message: &str) {
 /// Runs the benchmark on a fresh database of the kind `database` names.
 pub async fn run(mode: Mode, database: &str) -> anyhow::Result<Report> {
     let db = ScratchDatabase::create(database).await?;
-    let result = if db.is_postgres() {
+    // The database is dropped when `db` goes, after the run's store and pools.
+    if db.is_postgres() {
         let store = PostgresStore::open(&db.url, &PgSettings { max_connections: 20, ..PgSettings::default() }).await?;
         let pool = sqlx::postgres::PgPoolOptions::new().max_connections(8).connect(&db.url).await?;
         run_on(store, Raw::Postgres(pool), &db, mode).await
@@ -131,8 +132,7 @@ pub async fn run(mode: Mode, database: &str) -> anyhow::Result<Report> {
             .pragma("wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES.to_string());
         let pool = SqlitePoolOptions::new().max_connections(4).connect_with(options).await?;
         run_on(store, Raw::Sqlite(pool), &db, mode).await
-    };
-    result
+    }
 }
 
 /// The raw sqlx pool the limits are measured with.

@@ -2,8 +2,8 @@
 //! inside the caller's transaction. It takes the appends of several requests (of any users)
 //! at once, and costs a fixed number of statements per group however many requests and
 //! items it carries (callers keep groups small enough for one statement's parameters:
-//! see `group::MAX_GROUP_EVENTS` and each backend's `REBUILD_CHUNK_EVENTS`). Backends supply the SQL
-//! through `WriteTx`.
+//! see `group::MAX_GROUP_EVENTS` and each backend's `REBUILD_CHUNK_EVENTS`). Backends supply
+//! the SQL through `WriteTx`.
 
 use std::collections::{BTreeSet, HashMap};
 
