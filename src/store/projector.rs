@@ -405,8 +405,9 @@ pub(crate) fn changed_days(
     stored: &[(String, NaiveDate, String)],
     rule: &PriorityRule,
 ) -> Vec<ChangedDay> {
-    // Serialization is canonical, so comparing JSON text tells a changed day without
-    // parsing what is stored.
+    // Serialization is canonical, so equal JSON text tells an unchanged day without parsing
+    // what is stored; only a body whose text differs is parsed, in case an earlier
+    // serialization (with `null`s, say) wrote the same day.
     let stored: HashMap<UserDay, &str> =
         stored.iter().map(|(user_id, day, body)| ((user_id.as_str(), *day), body.as_str())).collect();
     let mut changed = Vec::new();
@@ -417,7 +418,12 @@ pub(crate) fn changed_days(
         let folded = fold(day, &input, rule);
         let body = serde_json::to_string(&folded).expect("days serialize");
         let stored = stored.get(&(user_id, day));
-        if stored != Some(&body.as_str()) {
+        let differs = match stored {
+            None => true,
+            Some(&text) if text == body => false,
+            Some(&text) => serde_json::from_str::<Day>(text).map_or(true, |stored| stored != folded),
+        };
+        if differs {
             changed.push(ChangedDay { user_id: user_id.to_string(), day, folded, body, stored: stored.is_some() });
         }
     }
@@ -451,4 +457,39 @@ async fn store_changed<T: WriteTx>(
     let mut entries: Vec<StoredEntry> = new.into_iter().chain(replacing).map(|(entry, _)| entry).collect();
     entries.sort_by_key(|entry| entry.position);
     Ok(entries)
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+    use crate::domain::event::StepsReport;
+    use crate::domain::Source;
+
+    #[test]
+    fn a_day_stored_in_an_earlier_serialization_is_unchanged_unless_its_values_differ() {
+        let day = NaiveDate::from_ymd_opt(2026, 3, 1).unwrap();
+        let at = Utc.with_ymd_and_hms(2026, 3, 1, 9, 0, 0).unwrap();
+        let steps = StoredEvent {
+            seq: 1,
+            event_id: Uuid::new_v4(),
+            day: Some(day),
+            source: Source::Healthkit,
+            observed_at: at,
+            recorded_at: at,
+            actor: "device:d1".into(),
+            payload: Payload::Steps(StepsReport { total_steps: 8_432, source_devices: vec![] }),
+        };
+        let (days, events) = ([("u1", day)], vec![("u1".to_string(), steps)]);
+        let rule = PriorityRule::default();
+        let body = changed_days(&days, events.clone(), &[], &rule).pop().unwrap().body;
+        let stored_as = |text: String| [("u1".to_string(), day, text)];
+
+        let with_nulls = body.replacen('{', r#"{"weight_kg":null,"notes":null,"#, 1);
+        assert!(changed_days(&days, events.clone(), &stored_as(with_nulls), &rule).is_empty());
+        let other_value = body.replace(r#""steps":8432"#, r#""steps":1"#);
+        let changed = changed_days(&days, events, &stored_as(other_value), &rule);
+        assert_eq!((changed.len(), changed[0].stored), (1, true));
+    }
 }
