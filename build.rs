@@ -18,6 +18,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     ];
     tonic_prost_build::configure()
         .file_descriptor_set_path(out_dir.join("coachfit_descriptor.bin"))
+        // Hand-written, so a stream can send an entry encoded once (src/proto/entry_update.rs).
+        .extern_path(".coachfit.v1.EntryUpdate", "crate::proto::EntryUpdate")
         .compile_protos(&protos.map(PathBuf::from), &[PathBuf::from("proto"), include])?;
     Ok(())
 }

@@ -2,8 +2,14 @@
 
 #![allow(clippy::all, missing_docs)]
 
+mod entry_update;
+
+pub use entry_update::EntryUpdate;
+
 pub mod v1 {
     tonic::include_proto!("coachfit.v1");
+    /// Written by hand; see `entry_update`.
+    pub use super::EntryUpdate;
 }
 
 /// The encoded descriptors of every CoachFit service, for server reflection.

@@ -1,6 +1,7 @@
 //! EntryService: manual entries, reading days, and explaining them.
 
 use std::pin::Pin;
+use std::sync::Arc;
 
 use chrono::{NaiveDate, Utc};
 use futures::Stream;
@@ -10,6 +11,7 @@ use tonic::{Request, Response, Status};
 
 use super::auth::Principal;
 use super::convert;
+use super::encoded_entries::EncodedEntries;
 use super::status::{ApiError, ApiResult};
 use super::AppState;
 use crate::domain::fold::fold;
@@ -26,11 +28,13 @@ pub const MAX_PAGE_SIZE: u32 = 366;
 
 pub struct EntryApi<S> {
     state: AppState<S>,
+    /// Shared by this server's streams: each entry is encoded once, not once per stream.
+    encoded: Arc<EncodedEntries>,
 }
 
 impl<S> EntryApi<S> {
     pub fn new(state: AppState<S>) -> Self {
-        EntryApi { state }
+        EntryApi { state, encoded: Arc::default() }
     }
 }
 
@@ -189,12 +193,13 @@ impl<S: Store> EntryService for EntryApi<S> {
         let after = r.after_position.map(|p| i64::try_from(p).unwrap_or(i64::MAX));
         let subscription = Subscription { filter, after, heartbeat: self.state.heartbeat };
         let items = feed::follow(self.state.store.clone(), subscription, self.state.shutdown.clone());
-        let stream = ReceiverStream::new(items).map(|item| match item {
+        let encoded = self.encoded.clone();
+        let stream = ReceiverStream::new(items).map(move |item| match item {
             Ok(FeedItem::Update(entry)) => Ok(pb::StreamEntriesResponse {
-                kind: Some(pb::stream_entries_response::Kind::Update(pb::EntryUpdate {
-                    position: entry.position as u64,
-                    entry: Some(convert::entry(&entry)),
-                })),
+                kind: Some(pb::stream_entries_response::Kind::Update(pb::EntryUpdate::encoded(
+                    entry.position as u64,
+                    encoded.get(&entry),
+                ))),
             }),
             Ok(FeedItem::Heartbeat(position)) => Ok(pb::StreamEntriesResponse {
                 kind: Some(pb::stream_entries_response::Kind::Heartbeat(pb::Heartbeat { position: position as u64 })),

@@ -4,6 +4,7 @@ pub mod admin;
 pub mod auth;
 pub mod bearer;
 mod convert;
+mod encoded_entries;
 pub mod entry;
 pub mod ingest;
 pub mod pairing;
