@@ -41,3 +41,35 @@ impl EncodedEntries {
         self.by_position.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::{NaiveDate, TimeZone, Utc};
+
+    use super::*;
+    use crate::domain::fold::Day;
+    use crate::proto::v1 as pb;
+
+    fn entry(position: i64) -> StoredEntry {
+        StoredEntry {
+            user_id: "u1".into(),
+            day: NaiveDate::from_ymd_opt(2026, 3, 1).unwrap(),
+            position,
+            updated_at: Utc.with_ymd_and_hms(2026, 3, 1, 9, 0, 0).unwrap(),
+            body: Day { steps: Some(8_432), ..Day::default() },
+        }
+    }
+
+    #[test]
+    fn streams_share_one_encoding_per_position_and_only_the_newest_are_kept() {
+        let encoded = EncodedEntries::default();
+        let first = encoded.get(&entry(1));
+        assert_eq!(pb::Entry::decode(first.clone()).unwrap(), convert::entry(&entry(1)));
+        assert_eq!(encoded.get(&entry(1)).as_ptr(), first.as_ptr(), "a second stream reuses the bytes");
+        for position in 2..=KEPT as i64 + 1 {
+            encoded.get(&entry(position));
+        }
+        assert_eq!(encoded.kept().len(), KEPT);
+        assert!(!encoded.kept().contains_key(&1), "the oldest encoding went first");
+    }
+}
