@@ -5,7 +5,7 @@
 //! see `group::MAX_GROUP_EVENTS` and each backend's `REBUILD_CHUNK_EVENTS`). Backends supply
 //! the SQL through `WriteTx`.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use chrono::{DateTime, NaiveDate, Utc};
 use uuid::Uuid;
@@ -223,12 +223,19 @@ pub(crate) async fn append<T: WriteTx>(
     // The new events are folded from memory: only what was stored before is read back.
     let touched: Vec<UserDay> = touched.into_iter().collect();
     let mut events = tx.fold_inputs(&touched, &workouts).await?;
+    // An entry exists iff its day has events (DESIGN.md §5), so only the days with stored
+    // events can have an entry to compare with: a batch of new days reads no bodies.
+    let with_entries: Vec<UserDay> = {
+        let days_with_events: HashSet<UserDay> =
+            events.iter().filter_map(|(u, e)| Some((u.as_str(), e.day?))).collect();
+        touched.iter().copied().filter(|day| days_with_events.contains(day)).collect()
+    };
     let seqs: HashMap<Uuid, i64> = tx.insert_events(now, &rows).await?.into_iter().collect();
     for row in &rows {
         let seq = *seqs.get(&row.event_id).ok_or_else(|| StoreError::Corrupt("an insert returned no seq".into()))?;
         events.push((row.user_id.to_string(), row.stored(seq, now)));
     }
-    let changed = refold_from(tx, &touched, events, rule, now).await?;
+    let changed = refold_from(tx, &touched, &with_entries, events, rule, now).await?;
 
     Ok((outcomes, changed))
 }
@@ -356,7 +363,7 @@ pub(crate) async fn refold_days<T: WriteTx>(
     now: DateTime<Utc>,
 ) -> StoreResult<Vec<StoredEntry>> {
     let events = tx.fold_inputs(days, &[]).await?;
-    refold_from(tx, days, events, rule, now).await
+    refold_from(tx, days, days, events, rule, now).await
 }
 
 /// Stores days folded before the transaction (see `Prefetched`). The fold is used only if
@@ -382,10 +389,12 @@ pub(crate) async fn refold_prefetched<T: WriteTx>(
     }
 }
 
-/// Like `refold_days`, with the days' fold inputs (as `fold_inputs` returns them) given.
+/// Like `refold_days`, with the days' fold inputs (as `fold_inputs` returns them) given, and
+/// the days among them that may have an entry stored (the others have none).
 async fn refold_from<T: WriteTx>(
     tx: &mut T,
     days: &[UserDay<'_>],
+    with_entries: &[UserDay<'_>],
     events: Vec<(String, StoredEvent)>,
     rule: &PriorityRule,
     now: DateTime<Utc>,
@@ -393,7 +402,7 @@ async fn refold_from<T: WriteTx>(
     if days.is_empty() {
         return Ok(Vec::new());
     }
-    let stored = tx.stored_bodies(days).await?;
+    let stored = if with_entries.is_empty() { Vec::new() } else { tx.stored_bodies(with_entries).await? };
     store_changed(tx, changed_days(days, events, &stored, rule), now).await
 }
 
