@@ -6,13 +6,14 @@ mod load;
 mod raw;
 
 use std::path::Path;
+use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
 use serde_json::json;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use std::str::FromStr;
 
 use crate::accounts;
 use crate::domain::priority::PriorityRule;
@@ -116,7 +117,7 @@ fn progress(message: &str) {
 
 /// Runs the benchmark on a fresh database of the kind `database` names.
 pub async fn run(mode: Mode, database: &str) -> anyhow::Result<Report> {
-    let db = ScratchDatabase::create(database).await?;
+    let db = ScratchDatabase::create(database).await.context("--database-url")?;
     // The database is dropped when `db` goes, after the run's store and pools.
     if db.is_postgres() {
         let store = PostgresStore::open(&db.url, &PgSettings { max_connections: 20, ..PgSettings::default() }).await?;

@@ -13,8 +13,8 @@ use super::event::{ManualField, ManualValue, Metric, Payload, SleepReport, Store
 use super::priority::PriorityRule;
 use super::Source;
 
-/// The read model of one user-day. Stored as JSON without its absent fields (half the
-/// bytes of a typical day, written and logged for every change).
+/// The read model of one user-day. Stored as JSON without its absent top-level fields
+/// (half the bytes of a typical day, written and logged for every change).
 #[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct Day {

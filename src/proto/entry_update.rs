@@ -50,7 +50,13 @@ impl prost::Message for EntryUpdate {
     ) -> Result<(), DecodeError> {
         match tag {
             POSITION => encoding::uint64::merge(wire_type, &mut self.position, buf, ctx),
-            ENTRY => encoding::message::merge(wire_type, self.entry.get_or_insert_with(Entry::default), buf, ctx),
+            ENTRY => {
+                // Merging into an entry held encoded merges into its decoded form.
+                if let Some(bytes) = self.encoded_entry.take() {
+                    self.entry = Some(Entry::decode(bytes)?);
+                }
+                encoding::message::merge(wire_type, self.entry.get_or_insert_with(Entry::default), buf, ctx)
+            }
             _ => encoding::skip_field(wire_type, tag, buf, ctx),
         }
     }
@@ -73,6 +79,8 @@ impl prost::Message for EntryUpdate {
 #[cfg(test)]
 mod tests {
     use prost::Message;
+    use prost_types::field_descriptor_proto::{Label, Type};
+    use prost_types::FileDescriptorSet;
 
     use super::*;
 
@@ -97,6 +105,39 @@ mod tests {
         assert_eq!(encoded.encode_to_vec(), declared);
         assert_eq!(plain.encode_to_vec(), declared);
         assert_eq!(encoded.encoded_len(), declared.len());
+        assert_eq!(plain.encoded_len(), declared.len());
         assert_eq!(EntryUpdate::decode(declared.as_slice()).unwrap(), plain);
+    }
+
+    /// `Declared` and the field numbers here must match what `entry.proto` declares: read
+    /// from the descriptors the server publishes, so a change to the proto fails this test.
+    #[test]
+    fn the_hand_written_fields_are_the_ones_entry_proto_declares() {
+        let files = FileDescriptorSet::decode(crate::proto::FILE_DESCRIPTOR_SET).unwrap();
+        let message = files
+            .file
+            .iter()
+            .filter(|file| file.package() == "coachfit.v1")
+            .flat_map(|file| &file.message_type)
+            .find(|message| message.name() == "EntryUpdate")
+            .expect("entry.proto declares EntryUpdate");
+        let fields: Vec<_> =
+            message.field.iter().map(|f| (f.number(), f.name(), f.r#type(), f.label(), f.type_name())).collect();
+        assert_eq!(
+            fields,
+            [
+                (POSITION as i32, "position", Type::Uint64, Label::Optional, ""),
+                (ENTRY as i32, "entry", Type::Message, Label::Optional, ".coachfit.v1.Entry"),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_field_merged_into_an_encoded_update_merges_into_its_entry() {
+        let mut update = EntryUpdate::encoded(7, entry().encode_to_vec().into());
+        let later = Declared { position: 0, entry: Some(Entry { steps: Some(9_000), ..Entry::default() }) };
+        update.merge(later.encode_to_vec().as_slice()).unwrap();
+        let merged = Entry { steps: Some(9_000), ..entry() };
+        assert_eq!(update, EntryUpdate { position: 7, entry: Some(merged), encoded_entry: None });
     }
 }

@@ -395,16 +395,14 @@ sql_store!(Postgres, PostgresStore, PgWriter, PgWrite);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::scratch::ScratchDatabase;
+    use crate::store::scratch::{test_postgres_server, ScratchDatabase};
     use crate::store::sql::{rebuild_tests, steps};
     use crate::store::Store;
 
-    /// A store on a database of its own on the server the behavioural tests use
-    /// (`COACHFIT_TEST_POSTGRES_URL`), dropped with the returned guard.
+    /// A store on a database of its own on the server the behavioural tests use, dropped
+    /// with the returned guard.
     async fn open() -> (PostgresStore, ScratchDatabase) {
-        let server = std::env::var("COACHFIT_TEST_POSTGRES_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-        let database = ScratchDatabase::create(&server).await.unwrap();
+        let database = ScratchDatabase::create(&test_postgres_server()).await.unwrap();
         let store = PostgresStore::open(&database.url, &PgSettings::default()).await.unwrap();
         (store, database)
     }

@@ -21,21 +21,29 @@ impl ScratchDatabase {
             let name = format!("coachfit_scratch_{}", uuid::Uuid::new_v4().simple());
             let mut admin = sqlx::PgConnection::connect(kind).await.context("connecting to PostgreSQL")?;
             sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut admin).await?;
-            admin.close().await?;
             let url = with_database(kind, &name);
-            Ok(ScratchDatabase { url, postgres: Some((kind.to_string(), name)), _dir: None })
+            // The guard first: from here on, a failure drops the database again.
+            let scratch = ScratchDatabase { url, postgres: Some((kind.to_string(), name)), _dir: None };
+            admin.close().await?;
+            Ok(scratch)
         } else if kind.starts_with("sqlite") {
             let dir = tempfile::tempdir()?;
             let url = format!("sqlite://{}", dir.path().join("coachfit.db").display());
             Ok(ScratchDatabase { url, postgres: None, _dir: Some(dir) })
         } else {
-            bail!("the database must be sqlite or a postgres:// URL")
+            bail!("a scratch database is `sqlite` or a postgres:// URL, not {kind:?}")
         }
     }
 
     pub fn is_postgres(&self) -> bool {
         self.postgres.is_some()
     }
+}
+
+/// The PostgreSQL server tests make their scratch databases on: `COACHFIT_TEST_POSTGRES_URL`,
+/// or the local server CI runs.
+pub fn test_postgres_server() -> String {
+    std::env::var("COACHFIT_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
 }
 
 impl Drop for ScratchDatabase {

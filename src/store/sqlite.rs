@@ -311,7 +311,7 @@ mod tests {
     /// back by the next write, not committed with it.
     #[tokio::test]
     async fn a_write_dropped_before_its_commit_is_rolled_back_by_the_next() {
-        let (store, _dir) = open().await;
+        let (store, _db) = open().await;
         let (rule, day) = (PriorityRule::default(), NaiveDate::from_ymd_opt(2026, 3, 1).unwrap());
         let mut dropped = store.writer.write_tx(&[]).await.unwrap();
         sqlx::query("INSERT INTO coaches (coach_id, name, created_at_us) VALUES ('c1', 'Dropped', 0)")

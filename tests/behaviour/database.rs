@@ -5,7 +5,7 @@
 use coachfit::accounts;
 use coachfit::domain::priority::PriorityRule;
 use coachfit::store::postgres::{PgSettings, PostgresStore};
-use coachfit::store::scratch::ScratchDatabase;
+use coachfit::store::scratch::{test_postgres_server, ScratchDatabase};
 use coachfit::store::sqlite::SqliteStore;
 use coachfit::store::Store;
 use sqlx::Connection;
@@ -14,10 +14,6 @@ use sqlx::Connection;
 pub enum Backend {
     Sqlite,
     Postgres,
-}
-
-pub fn postgres_admin_url() -> String {
-    std::env::var("COACHFIT_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
 }
 
 pub struct TestDatabase {
@@ -30,7 +26,7 @@ impl TestDatabase {
     pub async fn create(backend: Backend) -> TestDatabase {
         let kind = match backend {
             Backend::Sqlite => "sqlite".to_string(),
-            Backend::Postgres => postgres_admin_url(),
+            Backend::Postgres => test_postgres_server(),
         };
         let database = ScratchDatabase::create(&kind).await.expect("create a test database");
         TestDatabase { backend, url: database.url.clone(), _database: database }

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use coachfit::proto::v1 as pb;
+use coachfit::store::scratch::test_postgres_server;
 use pb::stream_entries_response::Kind;
 use sqlx::Connection;
 use tonic::Code;
@@ -12,7 +13,6 @@ use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::HealthCheckRequest;
 
 use crate::common::*;
-use crate::database::postgres_admin_url;
 
 /// A guard against a hang, not a timing assertion.
 const PATIENCE: Duration = Duration::from_secs(60);
@@ -90,7 +90,7 @@ async fn an_entry_written_on_one_instance_reaches_a_live_subscriber_on_another()
 
 async fn set_connections_allowed(database_url: &str, allowed: bool) {
     let name = database_url.rsplit('/').next().unwrap().split('?').next().unwrap().to_string();
-    let mut admin = sqlx::PgConnection::connect(&postgres_admin_url()).await.unwrap();
+    let mut admin = sqlx::PgConnection::connect(&test_postgres_server()).await.unwrap();
     sqlx::query(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS {allowed}")).execute(&mut admin).await.unwrap();
     if !allowed {
         sqlx::query(
