@@ -4,6 +4,7 @@
 use tonic::Request;
 
 use super::status::{ApiError, ApiResult};
+use super::token_lookups::TokenLookups;
 use crate::accounts::hash_token;
 use crate::store::{Store, TokenOwner};
 
@@ -30,12 +31,15 @@ impl Principal {
 #[derive(Clone)]
 pub struct Authenticator<S> {
     store: S,
+    tokens: TokenLookups,
     admin_token_hash: Option<String>,
 }
 
 impl<S: Store> Authenticator<S> {
+    /// Starts the task that looks tokens up (inside a tokio runtime).
     pub fn new(store: S, admin_token: Option<&str>) -> Self {
-        Authenticator { store, admin_token_hash: admin_token.filter(|t| !t.is_empty()).map(hash_token) }
+        let tokens = TokenLookups::start(store.clone());
+        Authenticator { store, tokens, admin_token_hash: admin_token.filter(|t| !t.is_empty()).map(hash_token) }
     }
 
     /// The caller of `request`. Failures are logged with the peer and the RPC, never the token.
@@ -57,7 +61,7 @@ impl<S: Store> Authenticator<S> {
         if self.admin_token_hash.as_deref() == Some(hash.as_str()) {
             return Ok(Principal::Admin);
         }
-        match self.store.token_owner(&hash).await? {
+        match self.tokens.owner(hash).await? {
             Some(TokenOwner::Coach { coach_id }) => Ok(Principal::Coach { coach_id }),
             Some(TokenOwner::Device { user_id, device_id }) => Ok(Principal::Device { user_id, device_id }),
             None => {

@@ -10,6 +10,7 @@ pub mod ingest;
 pub mod pairing;
 pub mod status;
 mod throttle;
+mod token_lookups;
 
 use std::sync::Arc;
 use std::time::Duration;

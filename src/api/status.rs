@@ -49,7 +49,7 @@ impl From<ApiError> for Status {
             ApiError::Unauthenticated => Status::unauthenticated("missing or invalid bearer token"),
             ApiError::PermissionDenied(message) => Status::permission_denied(message),
             ApiError::NotFound(message) => Status::not_found(message),
-            ApiError::Store(StoreError::Unavailable(e)) => {
+            ApiError::Store(e) if e.is_unavailable() => {
                 let request_id = Uuid::new_v4();
                 tracing::warn!(%request_id, error = %e, "database unavailable");
                 Status::unavailable(format!("the database is unavailable; retry later (request id {request_id})"))

@@ -31,9 +31,21 @@ pub enum StoreError {
     Corrupt(String),
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// One failure of a read several callers shared (`api::token_lookups`).
+    #[error(transparent)]
+    Shared(std::sync::Arc<StoreError>),
 }
 
 impl StoreError {
+    /// Whether the database could not be reached: the caller may retry.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            StoreError::Unavailable(_) => true,
+            StoreError::Shared(shared) => shared.is_unavailable(),
+            _ => false,
+        }
+    }
+
     /// Classifies a driver error: connection trouble is `Unavailable`, the rest is a bug.
     pub fn from_sqlx(err: sqlx::Error) -> StoreError {
         match err {
@@ -139,7 +151,11 @@ pub trait Store: Clone + Send + Sync + 'static {
     /// Is the database reachable?
     fn ping(&self) -> impl Future<Output = StoreResult<()>> + Send;
 
-    fn token_owner(&self, token_hash: &str) -> impl Future<Output = StoreResult<Option<TokenOwner>>> + Send;
+    /// The owners of those of these tokens that exist and are not revoked, by token hash.
+    fn token_owners(
+        &self,
+        token_hashes: &[&str],
+    ) -> impl Future<Output = StoreResult<Vec<(String, TokenOwner)>>> + Send;
     /// The coach of a client user; `None` when the user does not exist.
     fn coach_of(&self, user_id: &str) -> impl Future<Output = StoreResult<Option<String>>> + Send;
     fn create_coach(&self, name: &str, token_hash: &str) -> impl Future<Output = StoreResult<String>> + Send;

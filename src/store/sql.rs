@@ -589,25 +589,27 @@ macro_rules! sql_store {
                 Ok(())
             }
 
-            async fn token_owner(&self, token_hash: &str) -> StoreResult<Option<TokenOwner>> {
-                let row = sqlx::query(
-                    "SELECT role, subject_id, device_id FROM tokens WHERE token_hash = $1 AND revoked_at_us IS NULL",
-                )
-                .bind(token_hash)
-                .fetch_optional(self.readers())
-                .await
-                .map_err(StoreError::from_sqlx)?;
-                let Some(row) = row else { return Ok(None) };
-                let role: String = row.try_get("role")?;
-                let subject_id: String = row.try_get("subject_id")?;
-                Ok(match role.as_str() {
-                    "device" => Some(TokenOwner::Device {
-                        user_id: subject_id,
-                        device_id: row.try_get::<Option<String>, _>("device_id")?.unwrap_or_default(),
-                    }),
-                    "coach" => Some(TokenOwner::Coach { coach_id: subject_id }),
-                    other => return Err(StoreError::Corrupt(format!("token role {other}"))),
-                })
+            async fn token_owners(&self, token_hashes: &[&str]) -> StoreResult<Vec<(String, TokenOwner)>> {
+                let mut query = sqlx::QueryBuilder::<$db>::new(
+                    "SELECT token_hash, role, subject_id, device_id FROM tokens WHERE revoked_at_us IS NULL AND token_hash",
+                );
+                push_in_list(&mut query, token_hashes.iter().copied());
+                let rows = query.build().fetch_all(self.readers()).await.map_err(StoreError::from_sqlx)?;
+                rows.iter()
+                    .map(|row| {
+                        let role: String = row.try_get("role")?;
+                        let subject_id: String = row.try_get("subject_id")?;
+                        let owner = match role.as_str() {
+                            "device" => TokenOwner::Device {
+                                user_id: subject_id,
+                                device_id: row.try_get::<Option<String>, _>("device_id")?.unwrap_or_default(),
+                            },
+                            "coach" => TokenOwner::Coach { coach_id: subject_id },
+                            other => return Err(StoreError::Corrupt(format!("token role {other}"))),
+                        };
+                        Ok((row.try_get("token_hash")?, owner))
+                    })
+                    .collect()
             }
 
             async fn coach_of(&self, user_id: &str) -> StoreResult<Option<String>> {
