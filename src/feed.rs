@@ -8,18 +8,18 @@
 //! from the store instead of being dropped or slowing writers. Entries are read back in
 //! their latest state, so intermediate versions may collapse; positions never go backwards.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::{stream, Stream};
 use tokio::sync::broadcast::error::RecvError;
-use tokio::sync::{mpsc, watch};
-use tokio::time::{interval_at, Instant, MissedTickBehavior};
+use tokio::sync::{broadcast, watch};
+use tokio::time::{interval_at, Instant, Interval, MissedTickBehavior};
 
 use crate::store::{EntryChange, FeedFilter, Store, StoreError, StoredEntry};
 
-/// Items buffered per subscriber before its follower waits (and may lag).
-const SUBSCRIBER_BUFFER: usize = 64;
-/// Entries read from the store per catch-up query.
+/// Entries read from the store per catch-up query (and held per subscriber, at most).
 const CATCH_UP_PAGE: u32 = 256;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -37,9 +37,6 @@ pub enum FeedError {
     AheadOfFeed { requested: i64, head: i64 },
     #[error("the server is shutting down")]
     ShuttingDown,
-    /// The subscriber went away; nothing to report.
-    #[error("subscriber gone")]
-    Gone,
 }
 
 /// What a subscription asks for.
@@ -51,118 +48,133 @@ pub struct Subscription {
     pub heartbeat: Duration,
 }
 
-/// Starts following the feed; items arrive on the returned channel until the subscriber
-/// drops it, an error ends it, or `shutdown` turns true.
+/// The subscription's items, until an error (the last item) or `shutdown` turns true. The
+/// stream does its work when polled, in the task of the call that streams it (no task of its
+/// own: with 1,000 subscribers that was a task wake-up and a channel hop per delivery). A
+/// subscriber that stops reading only lags the change broadcast, then reads back from the
+/// store by position.
 pub fn follow<S: Store>(
     store: S,
     subscription: Subscription,
     shutdown: watch::Receiver<bool>,
-) -> mpsc::Receiver<Result<FeedItem, FeedError>> {
-    let (tx, rx) = mpsc::channel(SUBSCRIBER_BUFFER);
-    tokio::spawn(async move {
-        let mut follower = Follower { store, filter: subscription.filter, tx, shutdown, cursor: 0 };
-        match follower.run(subscription.after, subscription.heartbeat).await {
-            Ok(()) | Err(FeedError::Gone) => {}
-            Err(e) => {
-                // Best effort: a stalled subscriber does not get to hold the task.
-                let _ = follower.tx.try_send(Err(e));
-            }
+) -> impl Stream<Item = Result<FeedItem, FeedError>> + Send + 'static {
+    // Subscribe before reading the head, so no change falls between the two.
+    let live = store.changes();
+    let heartbeat = subscription.heartbeat;
+    let mut idle = interval_at(Instant::now() + heartbeat, heartbeat);
+    idle.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let follower = Follower {
+        store,
+        filter: subscription.filter,
+        live,
+        shutdown,
+        idle,
+        start: Some(subscription.after),
+        cursor: 0,
+        catching_up_to: None,
+        pending: VecDeque::new(),
+    };
+    stream::unfold(Some(follower), |follower| async move {
+        let mut follower = follower?;
+        match follower.next().await {
+            Ok(item) => Some((Ok(item), Some(follower))),
+            Err(e) => Some((Err(e), None)),
         }
-    });
-    rx
+    })
 }
 
 struct Follower<S> {
     store: S,
     filter: FeedFilter,
-    tx: mpsc::Sender<Result<FeedItem, FeedError>>,
+    live: broadcast::Receiver<Arc<EntryChange>>,
     shutdown: watch::Receiver<bool>,
+    idle: Interval,
+    /// Where to begin, until the first item: after a position, or live only.
+    start: Option<Option<i64>>,
     /// Every change up to this position has been sent or was not for this subscriber.
     cursor: i64,
+    /// The head position a catch-up from the store reads up to.
+    catching_up_to: Option<i64>,
+    /// Items read and not yet taken (at most one catch-up page).
+    pending: VecDeque<FeedItem>,
 }
 
 impl<S: Store> Follower<S> {
-    async fn run(&mut self, after: Option<i64>, heartbeat: Duration) -> Result<(), FeedError> {
-        // Subscribe before reading the head, so no change falls between the two.
-        let mut live = self.store.changes();
-        match after {
-            Some(after) => {
-                let head = self.store.head_position().await?;
-                if after > head {
-                    return Err(FeedError::AheadOfFeed { requested: after, head });
+    async fn next(&mut self) -> Result<FeedItem, FeedError> {
+        if let Some(start) = self.start.take() {
+            let head = self.store.head_position().await?;
+            match start {
+                Some(after) if after > head => return Err(FeedError::AheadOfFeed { requested: after, head }),
+                Some(after) => {
+                    self.cursor = after;
+                    self.catch_up_to(head);
                 }
-                self.cursor = after;
-                self.catch_up().await?;
-            }
-            None => {
-                self.cursor = self.store.head_position().await?;
-                self.send(FeedItem::Heartbeat(self.cursor)).await?;
+                None => {
+                    self.cursor = head;
+                    return Ok(FeedItem::Heartbeat(head));
+                }
             }
         }
-        let mut idle = interval_at(Instant::now() + heartbeat, heartbeat);
-        idle.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
+            if let Some(item) = self.pending.pop_front() {
+                self.idle.reset();
+                return Ok(item);
+            }
+            if let Some(head) = self.catching_up_to {
+                self.read_page(head).await?;
+                continue;
+            }
             tokio::select! {
-                _ = self.tx.closed() => return Err(FeedError::Gone),
                 _ = stopped(&mut self.shutdown) => return Err(FeedError::ShuttingDown),
-                received = live.recv() => {
-                    let sent = match received {
-                        Ok(change) => self.apply(change).await?,
-                        Err(RecvError::Lagged(_)) => self.catch_up().await?,
-                        Err(RecvError::Closed) => return Err(FeedError::ShuttingDown),
-                    };
-                    if sent {
-                        idle.reset();
-                    }
-                }
-                _ = idle.tick() => self.send(FeedItem::Heartbeat(self.cursor)).await?,
+                received = self.live.recv() => match received {
+                    Ok(change) => self.apply(change).await?,
+                    Err(RecvError::Lagged(_)) => self.catch_up_to(self.store.head_position().await?),
+                    Err(RecvError::Closed) => return Err(FeedError::ShuttingDown),
+                },
+                _ = self.idle.tick() => return Ok(FeedItem::Heartbeat(self.cursor)),
             }
         }
     }
 
-    /// Takes one live change; returns whether anything was sent.
-    async fn apply(&mut self, change: Arc<EntryChange>) -> Result<bool, FeedError> {
+    /// Takes one live change: queues it if it is for this subscriber, or starts a catch-up
+    /// if changes before it were missed.
+    async fn apply(&mut self, change: Arc<EntryChange>) -> Result<(), FeedError> {
         let position = change.entry.position;
         if position <= self.cursor {
-            return Ok(false);
+            return Ok(());
         }
         if change.after > self.cursor {
-            return self.catch_up().await;
+            self.catch_up_to(self.store.head_position().await?);
+            return Ok(());
         }
         self.cursor = position;
-        if !self.filter.matches(&change) {
-            return Ok(false);
+        if self.filter.matches(&change) {
+            self.pending.push_back(FeedItem::Update(change.entry.clone()));
         }
-        self.send(FeedItem::Update(change.entry.clone())).await?;
-        Ok(true)
+        Ok(())
     }
 
-    /// Reads every matching entry after the cursor up to the store's head; returns whether
-    /// anything was sent.
-    async fn catch_up(&mut self) -> Result<bool, FeedError> {
-        let head = self.store.head_position().await?;
-        let mut sent = false;
-        while self.cursor < head {
-            let page = self.store.feed_page(&self.filter, self.cursor, head, CATCH_UP_PAGE).await?;
-            let complete = page.len() < CATCH_UP_PAGE as usize;
-            let last = page.last().map(|e| e.position);
-            for entry in page {
-                self.send(FeedItem::Update(Arc::new(entry))).await?;
-                sent = true;
-            }
-            self.cursor = match (complete, last) {
-                (false, Some(last)) => last,
-                _ => head,
-            };
+    /// Reads what changed after the cursor, up to `head`, from the store before following
+    /// live changes again.
+    fn catch_up_to(&mut self, head: i64) {
+        if head > self.cursor {
+            self.catching_up_to = Some(head);
         }
-        Ok(sent)
     }
 
-    async fn send(&mut self, item: FeedItem) -> Result<(), FeedError> {
-        tokio::select! {
-            sent = self.tx.send(Ok(item)) => sent.map_err(|_| FeedError::Gone),
-            _ = stopped(&mut self.shutdown) => Err(FeedError::ShuttingDown),
+    /// Queues the next page of matching entries after the cursor, up to `head`.
+    async fn read_page(&mut self, head: i64) -> Result<(), FeedError> {
+        let page = self.store.feed_page(&self.filter, self.cursor, head, CATCH_UP_PAGE).await?;
+        let complete = page.len() < CATCH_UP_PAGE as usize;
+        self.cursor = match (complete, page.last()) {
+            (false, Some(last)) => last.position,
+            _ => head,
+        };
+        if self.cursor >= head {
+            self.catching_up_to = None;
         }
+        self.pending.extend(page.into_iter().map(|entry| FeedItem::Update(Arc::new(entry))));
+        Ok(())
     }
 }
 

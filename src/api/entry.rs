@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use chrono::{NaiveDate, Utc};
 use futures::Stream;
-use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status};
 
@@ -194,7 +193,7 @@ impl<S: Store> EntryService for EntryApi<S> {
         let subscription = Subscription { filter, after, heartbeat: self.state.heartbeat };
         let items = feed::follow(self.state.store.clone(), subscription, self.state.shutdown.clone());
         let encoded = self.encoded.clone();
-        let stream = ReceiverStream::new(items).map(move |item| match item {
+        let stream = items.map(move |item| match item {
             Ok(FeedItem::Update(entry)) => Ok(pb::StreamEntriesResponse {
                 kind: Some(pb::stream_entries_response::Kind::Update(pb::EntryUpdate::encoded(
                     entry.position as u64,
@@ -217,6 +216,5 @@ fn feed_status(e: FeedError) -> Status {
         FeedError::ShuttingDown => {
             Status::unavailable("the server is shutting down; reconnect and resume from your last position")
         }
-        FeedError::Gone => Status::cancelled("subscriber gone"),
     }
 }
