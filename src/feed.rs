@@ -116,6 +116,10 @@ impl<S: Store> Follower<S> {
             }
         }
         loop {
+            // Checked between items too: a long catch-up must not hold up a shutdown.
+            if *self.shutdown.borrow() {
+                return Err(FeedError::ShuttingDown);
+            }
             if let Some(item) = self.pending.pop_front() {
                 self.idle.reset();
                 return Ok(item);
