@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 
 use crate::domain::event::StoredEvent;
-use crate::domain::fold::{Day, Provenance, SleepRecord, WorkoutSummary};
+use crate::domain::fold::{Day, Provenance, Reason, SleepRecord, WorkoutSummary};
 use crate::domain::Source;
 use crate::proto::v1 as pb;
 use crate::store::StoredEntry;
@@ -64,7 +64,11 @@ pub fn entry(stored: &StoredEntry) -> pb::Entry {
         data_sources: data_sources.iter().map(|s| source(*s)).collect(),
         provenance: provenance
             .iter()
-            .map(|p| pb::FieldProvenance { field: p.field.clone(), source: source(p.source), overridden: p.overridden })
+            .map(|p| pb::FieldProvenance {
+                field: p.field.as_str().to_string(),
+                source: source(p.source),
+                overridden: p.overridden,
+            })
             .collect(),
         position: stored.position as u64,
         updated_at: Some(timestamp(stored.updated_at)),
@@ -133,10 +137,30 @@ pub fn event_record(e: &StoredEvent) -> pb::EventRecord {
 
 pub fn decision(p: &Provenance) -> pb::FieldDecision {
     pb::FieldDecision {
-        field: p.field.clone(),
+        field: p.field.as_str().to_string(),
         source: source(p.source),
         winning_event_ids: p.event_ids.iter().map(|id| id.to_string()).collect(),
-        reason: p.reason.clone(),
+        reason: reason_text(&p.reason),
         overridden: p.overridden,
+    }
+}
+
+/// A reason in words, for people reading `ExplainEntry`.
+pub fn reason_text(reason: &Reason) -> String {
+    match reason {
+        Reason::LatestStepTotal { source, observed_at } => {
+            format!("latest {} step total, observed {}", source.as_str(), observed_at.to_rfc3339())
+        }
+        Reason::LatestSleepSummary { source, observed_at } => {
+            format!("latest {} sleep summary, observed {}", source.as_str(), observed_at.to_rfc3339())
+        }
+        Reason::LatestMeasurement { source, measured_at } => {
+            format!("latest {} measurement, measured {}", source.as_str(), measured_at.to_rfc3339())
+        }
+        Reason::LatestManualEntry { actor, seq } => format!("latest manual entry by {actor} (event #{seq})"),
+        Reason::HighestRankedSleepSession { source } => format!("{} sleep session ranks highest", source.as_str()),
+        Reason::LatestWorkoutRevisions => {
+            "latest revision of each workout not deleted; sessions two sources reported count once".to_string()
+        }
     }
 }

@@ -11,10 +11,10 @@ use tonic::{Request, Response, Status};
 use super::auth::Principal;
 use super::convert;
 use super::encoded_entries::EncodedEntries;
+use super::items;
 use super::status::{ApiError, ApiResult};
 use super::AppState;
 use crate::domain::fold::fold;
-use crate::domain::validate;
 use crate::domain::{reason, Violation};
 use crate::feed::{self, FeedError, FeedItem, Subscription};
 use crate::proto::v1 as pb;
@@ -96,7 +96,7 @@ impl<S: Store> EntryService for EntryApi<S> {
         let principal = self.state.auth.principal(&request, "RecordManualEntry").await?;
         let r = request.get_ref();
         let user_id = self.state.auth.user_for(&principal, &r.user_id).await?;
-        let event = validate::manual_entry(Utc::now(), r).map_err(ApiError::invalid)?;
+        let event = items::manual_entry(Utc::now(), r).map_err(ApiError::invalid)?;
         let day = event.day.expect("manual entries always have a day");
         let outcome = self.state.store.append(&user_id, &principal.actor(), vec![event], &self.state.rule).await;
         let (event_id, duplicate) = match outcome?.as_slice() {

@@ -5,6 +5,7 @@ use chrono::Utc;
 use tonic::{Request, Response, Status};
 
 use super::auth::Principal;
+use super::items::{self, CheckedItem};
 use super::status::{ApiError, ApiResult};
 use super::AppState;
 use crate::domain::event::NewEvent;
@@ -23,9 +24,6 @@ impl<S> IngestApi<S> {
         IngestApi { state }
     }
 }
-
-/// One item's validation result.
-type Checked = Result<NewEvent, Vec<Violation>>;
 
 impl<S: Store> IngestApi<S> {
     /// Authenticates the device and resolves the request's time zone.
@@ -50,20 +48,20 @@ impl<S: Store> IngestApi<S> {
         &self,
         principal: &Principal,
         user_id: &str,
-        checked: Vec<Checked>,
+        checked: Vec<CheckedItem>,
     ) -> ApiResult<pb::IngestResponse> {
-        let valid: Vec<NewEvent> = checked.iter().filter_map(|c| c.as_ref().ok().cloned()).collect();
+        let valid: Vec<NewEvent> = checked.iter().filter_map(|c| c.result.as_ref().ok().cloned()).collect();
         let mut outcomes =
             self.state.store.append(user_id, &principal.actor(), valid, &self.state.rule).await?.into_iter();
         let mut response = pb::IngestResponse::default();
         for (index, item) in checked.into_iter().enumerate() {
             let mut result = pb::ItemResult { index: index as u32, ..Default::default() };
-            match item {
+            match item.result {
                 Err(violations) => {
                     result.status = pb::ItemStatus::Rejected.into();
                     result.violations = violations.into_iter().map(field_violation).collect();
                 }
-                Ok(event) => match outcomes.next().expect("one outcome per stored item") {
+                Ok(_) => match outcomes.next().expect("one outcome per stored item") {
                     AppendOutcome::Accepted(id) => {
                         result.status = pb::ItemStatus::Accepted.into();
                         result.event_id = id.to_string();
@@ -75,7 +73,7 @@ impl<S: Store> IngestApi<S> {
                     AppendOutcome::KeyReused => {
                         result.status = pb::ItemStatus::Rejected.into();
                         result.violations.push(pb::FieldViolation {
-                            field: format!("{}.idempotency_key", item_path(&event, index)),
+                            field: format!("{}.idempotency_key", item.path),
                             description: "this key was already used for a different report".into(),
                             reason: reason::IDEMPOTENCY_KEY_REUSED.into(),
                         });
@@ -91,19 +89,6 @@ impl<S: Store> IngestApi<S> {
         }
         Ok(response)
     }
-}
-
-fn item_path(event: &NewEvent, index: usize) -> String {
-    use crate::domain::event::EventKind::*;
-    let list = match event.kind() {
-        Steps => "samples",
-        Sleep => "sessions",
-        Workout => "workouts",
-        WorkoutDeleted => "deleted_workout_ids",
-        BodyMetric => "metrics",
-        Manual => "values",
-    };
-    format!("{list}[{index}]")
 }
 
 fn field_violation(v: Violation) -> pb::FieldViolation {
@@ -124,7 +109,7 @@ impl<S: Store> IngestService for IngestApi<S> {
             self.begin(&request, "IngestSteps", &request.get_ref().time_zone, false).await?;
         let r = request.get_ref();
         check_size("samples", r.samples.len(), 1, 400)?;
-        let checked = r.samples.iter().enumerate().map(|(i, s)| validate::steps_sample(ctx, i, s)).collect();
+        let checked = items::check_all("samples", &r.samples, ctx, items::steps_sample);
         Ok(Response::new(self.store(&principal, &user_id, checked).await?))
     }
 
@@ -136,7 +121,7 @@ impl<S: Store> IngestService for IngestApi<S> {
         let zone_needed = r.sessions.iter().any(|s| s.date.is_empty());
         let (principal, user_id, ctx) = self.begin(&request, "IngestSleep", &r.time_zone, zone_needed).await?;
         check_size("sessions", r.sessions.len(), 1, 400)?;
-        let checked = r.sessions.iter().enumerate().map(|(i, s)| validate::sleep_session(ctx, i, s)).collect();
+        let checked = items::check_all("sessions", &r.sessions, ctx, items::sleep_session);
         Ok(Response::new(self.store(&principal, &user_id, checked).await?))
     }
 
@@ -157,9 +142,10 @@ impl<S: Store> IngestService for IngestApi<S> {
             ))
             .into());
         }
-        let workouts = r.workouts.iter().enumerate().map(|(i, w)| validate::workout(ctx, i, w));
-        let deletions = r.deleted_workout_ids.iter().enumerate().map(|(i, id)| validate::workout_deletion(ctx, i, id));
-        let checked = workouts.chain(deletions).collect();
+        let mut checked = items::check_all("workouts", &r.workouts, ctx, items::workout);
+        checked.extend(items::check_all("deleted_workout_ids", &r.deleted_workout_ids, ctx, |ctx, path, id| {
+            items::workout_deletion(ctx, path, id)
+        }));
         Ok(Response::new(self.store(&principal, &user_id, checked).await?))
     }
 
@@ -170,7 +156,7 @@ impl<S: Store> IngestService for IngestApi<S> {
         let r = request.get_ref();
         let (principal, user_id, ctx) = self.begin(&request, "IngestBodyMetrics", &r.time_zone, true).await?;
         check_size("metrics", r.metrics.len(), 1, 50)?;
-        let checked = r.metrics.iter().enumerate().map(|(i, m)| validate::body_metric(ctx, i, m)).collect();
+        let checked = items::check_all("metrics", &r.metrics, ctx, items::body_metric);
         Ok(Response::new(self.store(&principal, &user_id, checked).await?))
     }
 }

@@ -7,6 +7,7 @@ mod convert;
 mod encoded_entries;
 pub mod entry;
 pub mod ingest;
+mod items;
 pub mod pairing;
 pub mod status;
 mod throttle;

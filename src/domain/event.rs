@@ -3,9 +3,10 @@
 
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
+use super::canonical;
+use super::field::{Field, FieldValue};
 use super::Source;
 
 /// What kind of fact an event records; also its column value in the events table.
@@ -94,6 +95,10 @@ pub enum Metric {
 
 impl Metric {
     pub const ALL: [Metric; 4] = [Metric::WeightKg, Metric::HeightM, Metric::BodyFatPercent, Metric::LeanBodyMassKg];
+
+    pub fn as_str(self) -> &'static str {
+        self.field().as_str()
+    }
 }
 
 /// A body measurement, already converted to SI units (kg, m, percent).
@@ -104,80 +109,35 @@ pub struct BodyMetricReport {
     pub measured_at: DateTime<Utc>,
 }
 
-/// The fields a client or coach can set by hand.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ManualField {
-    Steps,
-    WeightKg,
-    Calories,
-    ProteinGrams,
-    CarbsGrams,
-    FatGrams,
-    FiberGrams,
-    SleepMinutes,
-    SleepQuality,
-    PerceivedStress,
-    Notes,
-}
+impl Metric {
+    /// The Entry field a measurement of this metric offers a value for.
+    pub fn field(self) -> Field {
+        self.value(0.0).field()
+    }
 
-impl ManualField {
-    pub const ALL: [ManualField; 11] = [
-        ManualField::Steps,
-        ManualField::WeightKg,
-        ManualField::Calories,
-        ManualField::ProteinGrams,
-        ManualField::CarbsGrams,
-        ManualField::FatGrams,
-        ManualField::FiberGrams,
-        ManualField::SleepMinutes,
-        ManualField::SleepQuality,
-        ManualField::PerceivedStress,
-        ManualField::Notes,
-    ];
-
-    pub fn as_str(self) -> &'static str {
+    /// A measurement of this metric (in SI units) as its field's value.
+    pub fn value(self, si: f64) -> FieldValue {
         match self {
-            ManualField::Steps => "steps",
-            ManualField::WeightKg => "weight_kg",
-            ManualField::Calories => "calories",
-            ManualField::ProteinGrams => "protein_grams",
-            ManualField::CarbsGrams => "carbs_grams",
-            ManualField::FatGrams => "fat_grams",
-            ManualField::FiberGrams => "fiber_grams",
-            ManualField::SleepMinutes => "sleep_minutes",
-            ManualField::SleepQuality => "sleep_quality",
-            ManualField::PerceivedStress => "perceived_stress",
-            ManualField::Notes => "notes",
+            Metric::WeightKg => FieldValue::WeightKg(si),
+            Metric::HeightM => FieldValue::HeightM(si),
+            Metric::BodyFatPercent => FieldValue::BodyFatPercent(si),
+            Metric::LeanBodyMassKg => FieldValue::LeanBodyMassKg(si),
         }
     }
-
-    pub fn parse(name: &str) -> Option<ManualField> {
-        ManualField::ALL.into_iter().find(|f| f.as_str() == name)
-    }
-}
-
-/// A manual value; numbers keep their natural type so the fold can compare them.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(untagged)]
-pub enum ManualValue {
-    Count(u32),
-    Amount(f64),
-    Text(String),
 }
 
 /// A manual check-in or coach correction: values set, and fields withdrawn.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ManualReport {
-    pub set: Vec<(ManualField, ManualValue)>,
-    pub clear: Vec<ManualField>,
+    pub set: Vec<FieldValue>,
+    pub clear: Vec<Field>,
 }
 
 impl ManualReport {
     /// What this report says about `field`: `Some(Some(v))` set, `Some(None)` cleared,
     /// `None` silent.
-    pub fn touches(&self, field: ManualField) -> Option<Option<&ManualValue>> {
-        if let Some((_, value)) = self.set.iter().find(|(f, _)| *f == field) {
+    pub fn touches(&self, field: Field) -> Option<Option<&FieldValue>> {
+        if let Some(value) = self.set.iter().find(|v| v.field() == field) {
             return Some(Some(value));
         }
         self.clear.contains(&field).then_some(None)
@@ -222,6 +182,16 @@ impl Payload {
         })
     }
 
+    /// Whether the client says when this was observed (and so the time is part of what
+    /// the report says). Manual entries and workout deletions are observed on receipt,
+    /// so a re-sent one still matches the original.
+    pub fn observed_by_client(&self) -> bool {
+        match self {
+            Payload::Steps(_) | Payload::Sleep(_) | Payload::Workout(_) | Payload::BodyMetric(_) => true,
+            Payload::WorkoutDeleted(_) | Payload::Manual(_) => false,
+        }
+    }
+
     /// The workout this event is about, for workouts and their deletions.
     pub fn workout_id(&self) -> Option<&str> {
         match self {
@@ -256,31 +226,18 @@ pub struct NewEvent {
     pub key_reuse: KeyReuse,
 }
 
-/// When a report was observed, and who said so. A client's time is part of what the report
-/// says (and of its content hash); the server's receipt time is not, so a re-sent manual
-/// entry or deletion still matches the original.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Observed {
-    ByClient(DateTime<Utc>),
-    OnReceipt(DateTime<Utc>),
-}
-
 impl NewEvent {
     /// Builds an event, deriving its content hash and (when the client sent no idempotency
-    /// key) its dedupe key from the canonical payload.
+    /// key) its dedupe key from what it says (`canonical`).
     pub fn new(
         day: Option<NaiveDate>,
         source: Source,
-        observed: Observed,
+        observed_at: DateTime<Utc>,
         payload: Payload,
         idempotency_key: Option<String>,
         key_reuse: KeyReuse,
     ) -> NewEvent {
-        let (observed_at, hashed_time) = match observed {
-            Observed::ByClient(at) => (at, Some(at)),
-            Observed::OnReceipt(at) => (at, None),
-        };
-        let content_hash = content_hash(day, source, hashed_time, &payload);
+        let content_hash = canonical::content_hash(day, source, observed_at, &payload);
         let dedupe_key = idempotency_key.unwrap_or_else(|| content_hash.clone());
         NewEvent { day, source, observed_at, payload, dedupe_key, content_hash, key_reuse }
     }
@@ -297,17 +254,6 @@ impl NewEvent {
             KeyReuse::Reject | KeyReuse::Revise => self.dedupe_key.clone(),
         }
     }
-}
-
-/// SHA-256 of the canonical JSON of what the event says (serde keeps field order fixed).
-fn content_hash(
-    day: Option<NaiveDate>,
-    source: Source,
-    observed_at: Option<DateTime<Utc>>,
-    payload: &Payload,
-) -> String {
-    let canonical = serde_json::to_vec(&(day, source, observed_at, payload)).expect("payloads serialize");
-    hex::encode(Sha256::digest(canonical))
 }
 
 /// An event as stored: the fold's input.
@@ -369,8 +315,8 @@ mod tests {
             Payload::WorkoutDeleted(WorkoutDeletion { workout_id: "w1".into() }),
             Payload::BodyMetric(BodyMetricReport { metric: Metric::WeightKg, value: 81.4, measured_at: at }),
             Payload::Manual(ManualReport {
-                set: vec![(ManualField::Notes, ManualValue::Text("slept badly".into()))],
-                clear: vec![ManualField::Steps],
+                set: vec![FieldValue::Notes("slept badly".into())],
+                clear: vec![Field::Steps],
             }),
         ];
         for payload in payloads {

@@ -9,7 +9,8 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::event::{ManualField, ManualValue, Metric, Payload, SleepReport, StoredEvent, WorkoutReport};
+use super::event::{ManualReport, Metric, Payload, SleepReport, StoredEvent, WorkoutReport};
+use super::field::{Field, FieldValue};
 use super::priority::PriorityRule;
 use super::Source;
 
@@ -73,51 +74,54 @@ pub struct CountedWorkout {
 /// Why a field shows its value.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Provenance {
-    pub field: String,
+    pub field: Field,
     pub source: Source,
     /// A lower-priority source reported a different value for this field on this day.
     pub overridden: bool,
     pub event_ids: Vec<Uuid>,
-    pub reason: String,
+    #[serde(deserialize_with = "reason::stored")]
+    pub reason: Reason,
 }
+
+pub use reason::Reason;
 
 /// One source's offer for one field.
 #[derive(Debug, Clone)]
 struct Candidate {
     source: Source,
-    value: ManualValue,
+    value: FieldValue,
     event_id: Uuid,
-    why: String,
+    reason: Reason,
 }
 
 /// Folds the events of `day` (plus the other revisions and deletions of workouts that have
 /// an event on `day`) into the day's read model.
 pub fn fold(day: NaiveDate, events: &[StoredEvent], rule: &PriorityRule) -> Day {
-    let mut candidates: BTreeMap<&'static str, Vec<Candidate>> = BTreeMap::new();
-    let mut offer = |field: &'static str, candidate: Candidate| candidates.entry(field).or_default().push(candidate);
+    let mut candidates: BTreeMap<Field, Vec<Candidate>> = BTreeMap::new();
+    let mut offer = |candidate: Candidate| candidates.entry(candidate.value.field()).or_default().push(candidate);
 
-    for (field, candidate) in manual_candidates(events) {
-        offer(field.as_str(), candidate);
+    for candidate in manual_candidates(events) {
+        offer(candidate);
     }
     for source in Source::ALL {
         if let Some((event, steps)) = latest(events, source, |p| match p {
             Payload::Steps(s) => Some(s),
             _ => None,
         }) {
-            let why = format!("latest {} step total, observed {}", source.as_str(), event.observed_at.to_rfc3339());
-            offer("steps", candidate(event, ManualValue::Count(steps.total_steps), why));
+            let reason = Reason::LatestStepTotal { source, observed_at: event.observed_at };
+            offer(candidate(event, FieldValue::Steps(steps.total_steps), reason));
         }
         if let Some((event, sleep)) = latest(events, source, |p| match p {
             Payload::Sleep(s) => Some(s),
             _ => None,
         }) {
-            let why = format!("latest {} sleep summary, observed {}", source.as_str(), event.observed_at.to_rfc3339());
-            offer("sleep_minutes", candidate(event, ManualValue::Count(sleep.total_sleep_minutes), why));
+            let reason = Reason::LatestSleepSummary { source, observed_at: event.observed_at };
+            offer(candidate(event, FieldValue::SleepMinutes(sleep.total_sleep_minutes), reason));
         }
         for metric in Metric::ALL {
-            if let Some((event, value)) = latest_metric(events, source, metric) {
-                let why = format!("latest {} measurement, measured {}", source.as_str(), value.1.to_rfc3339());
-                offer(metric_field(metric), candidate(event, ManualValue::Amount(value.0), why));
+            if let Some((event, (value, measured_at))) = latest_metric(events, source, metric) {
+                let reason = Reason::LatestMeasurement { source, measured_at };
+                offer(candidate(event, metric.value(value), reason));
             }
         }
     }
@@ -132,29 +136,30 @@ pub fn fold(day: NaiveDate, events: &[StoredEvent], rule: &PriorityRule) -> Day 
             .collect(),
         ..Day::default()
     };
-    for (field, offers) in &candidates {
-        let (winner, overridden) = pick(rule, field, offers, |a, b| a.value == b.value);
-        set_field(&mut out, field, &winner.value);
+    for (field, offers) in candidates {
+        let (winner, overridden) = pick(rule, field, &offers, |a, b| a.value == b.value);
+        winner.value.apply(&mut out);
         out.provenance.push(Provenance {
-            field: field.to_string(),
+            field,
             source: winner.source,
             overridden,
             event_ids: vec![winner.event_id],
-            reason: winner.why.clone(),
+            reason: winner.reason.clone(),
         });
     }
     fold_sleep_record(&mut out, events, rule);
     fold_workouts(&mut out, day, events, rule);
-    out.provenance.sort_by(|a, b| a.field.cmp(&b.field));
+    // By name: the order stored bodies have always had.
+    out.provenance.sort_by_key(|p| p.field.as_str());
     out
 }
 
-fn candidate(event: &StoredEvent, value: ManualValue, why: String) -> Candidate {
-    Candidate { source: event.source, value, event_id: event.event_id, why }
+fn candidate(event: &StoredEvent, value: FieldValue, reason: Reason) -> Candidate {
+    Candidate { source: event.source, value, event_id: event.event_id, reason }
 }
 
 /// The winning offer by priority, and whether a lower-priority offer said something else.
-fn pick<'a, T>(rule: &PriorityRule, field: &str, offers: &'a [T], same: impl Fn(&T, &T) -> bool) -> (&'a T, bool)
+fn pick<'a, T>(rule: &PriorityRule, field: Field, offers: &'a [T], same: impl Fn(&T, &T) -> bool) -> (&'a T, bool)
 where
     T: HasSource,
 {
@@ -213,67 +218,23 @@ fn latest_metric(
 }
 
 /// Per manual field, the latest manual event (by `seq`) that set or cleared it.
-fn manual_candidates(events: &[StoredEvent]) -> Vec<(ManualField, Candidate)> {
-    let mut manual: Vec<&StoredEvent> = events.iter().filter(|e| matches!(e.payload, Payload::Manual(_))).collect();
-    manual.sort_by_key(|e| std::cmp::Reverse(e.seq));
-    ManualField::ALL
+fn manual_candidates(events: &[StoredEvent]) -> Vec<Candidate> {
+    let mut manual: Vec<(&StoredEvent, &ManualReport)> = events
+        .iter()
+        .filter_map(|e| match &e.payload {
+            Payload::Manual(report) => Some((e, report)),
+            _ => None,
+        })
+        .collect();
+    manual.sort_by_key(|(e, _)| std::cmp::Reverse(e.seq));
+    Field::MANUAL
         .into_iter()
         .filter_map(|field| {
-            {
-                manual.iter().find_map(|e| match &e.payload {
-                    Payload::Manual(report) => report.touches(field).map(|value| (e, value)),
-                    _ => None,
-                })
-            }
-            .and_then(|(event, value)| {
-                let why = format!("latest manual entry by {} (event #{})", event.actor, event.seq);
-                value.map(|v| (field, candidate(event, v.clone(), why)))
-            })
+            let (event, value) = manual.iter().find_map(|(e, report)| report.touches(field).map(|value| (e, value)))?;
+            let reason = Reason::LatestManualEntry { actor: event.actor.clone(), seq: event.seq };
+            value.map(|v| candidate(event, v.clone(), reason))
         })
         .collect()
-}
-
-fn metric_field(metric: Metric) -> &'static str {
-    match metric {
-        Metric::WeightKg => "weight_kg",
-        Metric::HeightM => "height_m",
-        Metric::BodyFatPercent => "body_fat_percent",
-        Metric::LeanBodyMassKg => "lean_body_mass_kg",
-    }
-}
-
-fn set_field(day: &mut Day, field: &str, value: &ManualValue) {
-    let count = || match value {
-        ManualValue::Count(n) => Some(*n),
-        ManualValue::Amount(x) => Some(*x as u32),
-        ManualValue::Text(_) => None,
-    };
-    let amount = || match value {
-        ManualValue::Count(n) => Some(f64::from(*n)),
-        ManualValue::Amount(x) => Some(*x),
-        ManualValue::Text(_) => None,
-    };
-    match field {
-        "steps" => day.steps = count(),
-        "calories" => day.calories = count(),
-        "sleep_minutes" => day.sleep_minutes = count(),
-        "sleep_quality" => day.sleep_quality = count(),
-        "perceived_stress" => day.perceived_stress = count(),
-        "weight_kg" => day.weight_kg = amount(),
-        "height_m" => day.height_m = amount(),
-        "body_fat_percent" => day.body_fat_percent = amount(),
-        "lean_body_mass_kg" => day.lean_body_mass_kg = amount(),
-        "protein_grams" => day.protein_grams = amount(),
-        "carbs_grams" => day.carbs_grams = amount(),
-        "fat_grams" => day.fat_grams = amount(),
-        "fiber_grams" => day.fiber_grams = amount(),
-        "notes" => {
-            if let ManualValue::Text(text) = value {
-                day.notes = Some(text.clone());
-            }
-        }
-        other => unreachable!("fold offered unknown field {other}"),
-    }
 }
 
 /// The SleepRecord comes from the highest-priority source with a sleep session.
@@ -296,13 +257,13 @@ fn fold_sleep_record(day: &mut Day, events: &[StoredEvent], rule: &PriorityRule)
     if offers.is_empty() {
         return;
     }
-    let (winner, overridden) = pick(rule, "sleep", &offers, |a, b| a.report == b.report);
+    let (winner, overridden) = pick(rule, Field::Sleep, &offers, |a, b| a.report == b.report);
     day.provenance.push(Provenance {
-        field: "sleep".to_string(),
+        field: Field::Sleep,
         source: winner.source,
         overridden,
         event_ids: vec![winner.event_id],
-        reason: format!("{} sleep session ranks highest", winner.source.as_str()),
+        reason: Reason::HighestRankedSleepSession { source: winner.source },
     });
     day.sleep = Some(winner.clone());
 }
@@ -338,8 +299,8 @@ fn fold_workouts(day: &mut Day, date: NaiveDate, events: &[StoredEvent], rule: &
         })
         .collect();
     live.sort_by(|(a, wa), (b, wb)| {
-        (rule.rank("workouts", a.source), wa.start_time, &wa.workout_id).cmp(&(
-            rule.rank("workouts", b.source),
+        (rule.rank(Field::Workouts, a.source), wa.start_time, &wa.workout_id).cmp(&(
+            rule.rank(Field::Workouts, b.source),
             wb.start_time,
             &wb.workout_id,
         ))
@@ -356,15 +317,15 @@ fn fold_workouts(day: &mut Day, date: NaiveDate, events: &[StoredEvent], rule: &
         }
     }
     kept.sort_by(|(_, a), (_, b)| (a.start_time, &a.workout_id).cmp(&(b.start_time, &b.workout_id)));
-    let Some(best) = kept.iter().map(|(e, _)| e.source).min_by_key(|s| rule.rank("workouts", *s)) else {
+    let Some(best) = kept.iter().map(|(e, _)| e.source).min_by_key(|s| rule.rank(Field::Workouts, *s)) else {
         return;
     };
     day.provenance.push(Provenance {
-        field: "workouts".to_string(),
+        field: Field::Workouts,
         source: best,
         overridden: dropped_any,
         event_ids: kept.iter().map(|(e, _)| e.event_id).collect(),
-        reason: "latest revision of each workout not deleted; sessions two sources reported count once".to_string(),
+        reason: Reason::LatestWorkoutRevisions,
     });
     let summary = &mut day.workouts;
     for (event, workout) in kept {
@@ -389,6 +350,9 @@ fn same_session(a: &WorkoutReport, b: &WorkoutReport) -> bool {
     let shorter = (a.end_time - a.start_time).num_milliseconds().min((b.end_time - b.start_time).num_milliseconds());
     overlap > 0 && 2 * overlap >= shorter
 }
+
+#[path = "fold_reason.rs"]
+mod reason;
 
 #[cfg(test)]
 #[path = "fold_tests.rs"]

@@ -6,6 +6,7 @@ use uuid::Uuid;
 
 use super::*;
 use crate::domain::event::{BodyMetricReport, ManualReport, StepsReport, WorkoutDeletion};
+use crate::domain::field::FieldValue;
 
 fn day() -> NaiveDate {
     NaiveDate::from_ymd_opt(2026, 3, 10).unwrap()
@@ -33,7 +34,7 @@ fn healthkit_steps(seq: i64, observed_hour: i64, total_steps: u32) -> StoredEven
     event(seq, Source::Healthkit, observed_hour, Payload::Steps(report))
 }
 
-fn manual(seq: i64, set: Vec<(ManualField, ManualValue)>, clear: Vec<ManualField>) -> StoredEvent {
+fn manual(seq: i64, set: Vec<FieldValue>, clear: Vec<Field>) -> StoredEvent {
     event(seq, Source::Manual, 12, Payload::Manual(ManualReport { set, clear }))
 }
 
@@ -72,7 +73,7 @@ fn deletion(seq: i64, id: &str, observed_hour: i64) -> StoredEvent {
     event(seq, Source::Healthkit, observed_hour, payload)
 }
 
-fn provenance<'a>(d: &'a Day, field: &str) -> &'a Provenance {
+fn provenance(d: &Day, field: Field) -> &Provenance {
     d.provenance.iter().find(|p| p.field == field).expect("field has provenance")
 }
 
@@ -96,37 +97,37 @@ fn a_stale_total_arriving_late_does_not_win() {
 
 #[test]
 fn manual_steps_beat_healthkit_and_clearing_them_brings_healthkit_back() {
-    let set = manual(2, vec![(ManualField::Steps, ManualValue::Count(12_000))], vec![]);
+    let set = manual(2, vec![FieldValue::Steps(12_000)], vec![]);
     let d = fold(day(), &[healthkit_steps(1, 9, 8_432), set.clone()], &rule());
     assert_eq!(d.steps, Some(12_000));
-    let p = provenance(&d, "steps");
+    let p = provenance(&d, Field::Steps);
     assert_eq!((p.source, p.overridden), (Source::Manual, true));
 
     let later_sync = healthkit_steps(3, 20, 9_000);
     let d = fold(day(), &[healthkit_steps(1, 9, 8_432), set.clone(), later_sync.clone()], &rule());
     assert_eq!(d.steps, Some(12_000), "a later HealthKit sync does not undo the correction");
 
-    let cleared = manual(4, vec![], vec![ManualField::Steps]);
+    let cleared = manual(4, vec![], vec![Field::Steps]);
     let d = fold(day(), &[healthkit_steps(1, 9, 8_432), set, later_sync, cleared], &rule());
     assert_eq!(d.steps, Some(9_000));
-    assert_eq!(provenance(&d, "steps").source, Source::Healthkit);
+    assert_eq!(provenance(&d, Field::Steps).source, Source::Healthkit);
 }
 
 #[test]
 fn a_manual_value_equal_to_healthkit_is_not_an_override() {
-    let set = manual(2, vec![(ManualField::Steps, ManualValue::Count(8_432))], vec![]);
+    let set = manual(2, vec![FieldValue::Steps(8_432)], vec![]);
     let d = fold(day(), &[healthkit_steps(1, 9, 8_432), set], &rule());
-    assert!(!provenance(&d, "steps").overridden);
+    assert!(!provenance(&d, Field::Steps).overridden);
 }
 
 #[test]
 fn manual_weight_does_not_freeze_healthkit_steps() {
-    let w = manual(2, vec![(ManualField::WeightKg, ManualValue::Amount(81.5))], vec![]);
+    let w = manual(2, vec![FieldValue::WeightKg(81.5)], vec![]);
     let d = fold(day(), &[w, healthkit_steps(3, 20, 10_000), weight(4, 7, 82.0)], &rule());
     assert_eq!(d.steps, Some(10_000));
-    assert_eq!(provenance(&d, "steps").source, Source::Healthkit);
+    assert_eq!(provenance(&d, Field::Steps).source, Source::Healthkit);
     assert_eq!(d.weight_kg, Some(81.5));
-    assert!(provenance(&d, "weight_kg").overridden);
+    assert!(provenance(&d, Field::WeightKg).overridden);
 }
 
 #[test]
@@ -137,12 +138,8 @@ fn the_latest_measurement_wins_even_when_reported_first() {
 
 #[test]
 fn the_newest_manual_entry_per_field_wins() {
-    let first = manual(
-        1,
-        vec![(ManualField::Calories, ManualValue::Count(2_000)), (ManualField::Notes, ManualValue::Text("ok".into()))],
-        vec![],
-    );
-    let second = manual(2, vec![(ManualField::Calories, ManualValue::Count(2_400))], vec![]);
+    let first = manual(1, vec![FieldValue::Calories(2_000), FieldValue::Notes("ok".into())], vec![]);
+    let second = manual(2, vec![FieldValue::Calories(2_400)], vec![]);
     let d = fold(day(), &[second, first], &rule());
     assert_eq!(d.calories, Some(2_400));
     assert_eq!(d.notes.as_deref(), Some("ok"));
@@ -151,7 +148,7 @@ fn the_newest_manual_entry_per_field_wins() {
 #[test]
 fn a_priority_file_can_put_healthkit_first_for_steps() {
     let rule = PriorityRule::from_json(r#"{"fields": {"steps": ["healthkit", "manual"]}}"#).unwrap();
-    let set = manual(2, vec![(ManualField::Steps, ManualValue::Count(12_000))], vec![]);
+    let set = manual(2, vec![FieldValue::Steps(12_000)], vec![]);
     let d = fold(day(), &[healthkit_steps(1, 9, 8_432), set], &rule);
     assert_eq!(d.steps, Some(8_432));
 }
@@ -181,7 +178,7 @@ fn a_session_reported_by_healthkit_and_strava_counts_once_from_healthkit() {
     let d = fold(day(), &[strava, hk, other], &rule());
     assert_eq!(d.workouts.count, 2);
     assert_eq!(d.workouts.sessions[0].source, Source::Healthkit);
-    let p = provenance(&d, "workouts");
+    let p = provenance(&d, Field::Workouts);
     assert_eq!((p.source, p.overridden), (Source::Healthkit, true));
 }
 
@@ -218,8 +215,8 @@ fn build(specs: &[(Source, i64, u8, u32)]) -> Vec<StoredEvent> {
             let id = format!("w{}", n % 3);
             match (kind, source) {
                 (0, _) => healthkit_steps(seq, *hour, *n),
-                (1, _) => manual(seq, vec![(ManualField::Steps, ManualValue::Count(*n))], vec![]),
-                (2, _) => manual(seq, vec![], vec![ManualField::Steps]),
+                (1, _) => manual(seq, vec![FieldValue::Steps(*n)], vec![]),
+                (2, _) => manual(seq, vec![], vec![Field::Steps]),
                 (3, _) => weight(seq, *hour, 50.0 + f64::from(n % 50)),
                 (4, Source::Manual) => deletion(seq, &id, *hour),
                 (_, source) => workout(seq, *source, &id, "running", *hour % 20, 30 + i64::from(n % 60), *hour),

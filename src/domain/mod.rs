@@ -1,8 +1,10 @@
 //! The rules of CoachFit, free of I/O: what an event is, how a request item becomes one,
 //! which local day it belongs to, and how a day's events fold into an Entry.
 
+pub mod canonical;
 pub mod dates;
 pub mod event;
+pub mod field;
 pub mod fold;
 pub mod priority;
 pub mod validate;

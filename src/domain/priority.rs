@@ -4,18 +4,15 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
+use super::field::Field;
 use super::Source;
-
-/// Entry fields whose value can come from more than one source.
-pub const PRIORITIZED_FIELDS: [&str; 8] =
-    ["steps", "weight_kg", "height_m", "body_fat_percent", "lean_body_mass_kg", "sleep_minutes", "sleep", "workouts"];
 
 /// Source order per field; the first source listed wins. Sources a list leaves out rank
 /// after the listed ones, in the default order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PriorityRule {
     default: Vec<Source>,
-    per_field: BTreeMap<String, Vec<Source>>,
+    per_field: BTreeMap<Field, Vec<Source>>,
 }
 
 impl Default for PriorityRule {
@@ -42,22 +39,20 @@ impl PriorityRule {
         if let Some(order) = file.default {
             rule.default = parse_order("default", &order)?;
         }
-        for (field, order) in file.fields {
-            if !PRIORITIZED_FIELDS.contains(&field.as_str()) {
-                return Err(format!(
-                    "priority file: unknown field '{field}' (known: {})",
-                    PRIORITIZED_FIELDS.join(", ")
-                ));
-            }
-            let order = parse_order(&field, &order)?;
+        for (name, order) in file.fields {
+            let Some(field) = Field::parse(&name).filter(|f| Field::PRIORITIZED.contains(f)) else {
+                let known: Vec<&str> = Field::PRIORITIZED.iter().map(|f| f.as_str()).collect();
+                return Err(format!("priority file: unknown field '{name}' (known: {})", known.join(", ")));
+            };
+            let order = parse_order(&name, &order)?;
             rule.per_field.insert(field, order);
         }
         Ok(rule)
     }
 
     /// Lower is better.
-    pub fn rank(&self, field: &str, source: Source) -> usize {
-        let listed = self.per_field.get(field).unwrap_or(&self.default);
+    pub fn rank(&self, field: Field, source: Source) -> usize {
+        let listed = self.per_field.get(&field).unwrap_or(&self.default);
         match listed.iter().position(|s| *s == source) {
             Some(i) => i,
             None => listed.len() + self.default.iter().position(|s| *s == source).unwrap_or(Source::ALL.len()),
@@ -86,16 +81,16 @@ mod tests {
     #[test]
     fn default_is_manual_then_healthkit_then_strava() {
         let rule = PriorityRule::default();
-        assert!(rule.rank("steps", Source::Manual) < rule.rank("steps", Source::Healthkit));
-        assert!(rule.rank("workouts", Source::Healthkit) < rule.rank("workouts", Source::Strava));
+        assert!(rule.rank(Field::Steps, Source::Manual) < rule.rank(Field::Steps, Source::Healthkit));
+        assert!(rule.rank(Field::Workouts, Source::Healthkit) < rule.rank(Field::Workouts, Source::Strava));
     }
 
     #[test]
     fn a_field_can_prefer_healthkit() {
         let rule = PriorityRule::from_json(r#"{"fields": {"steps": ["healthkit"]}}"#).unwrap();
-        assert!(rule.rank("steps", Source::Healthkit) < rule.rank("steps", Source::Manual));
-        assert!(rule.rank("steps", Source::Manual) < rule.rank("steps", Source::Strava));
-        assert!(rule.rank("weight_kg", Source::Manual) < rule.rank("weight_kg", Source::Healthkit));
+        assert!(rule.rank(Field::Steps, Source::Healthkit) < rule.rank(Field::Steps, Source::Manual));
+        assert!(rule.rank(Field::Steps, Source::Manual) < rule.rank(Field::Steps, Source::Strava));
+        assert!(rule.rank(Field::WeightKg, Source::Manual) < rule.rank(Field::WeightKg, Source::Healthkit));
     }
 
     #[test]

@@ -156,7 +156,7 @@ mod tests {
     use chrono::{NaiveDate, TimeZone, Utc};
 
     use super::*;
-    use crate::domain::event::{KeyReuse, Observed, Payload, StepsReport};
+    use crate::domain::event::{KeyReuse, Payload, StepsReport};
     use crate::domain::Source;
 
     /// Accepts everything, after yielding so that other lanes get to run meanwhile.
@@ -182,7 +182,7 @@ mod tests {
         (0..count)
             .map(|i| {
                 let payload = Payload::Steps(StepsReport { total_steps: i as u32, source_devices: vec![] });
-                NewEvent::new(Some(day), Source::Healthkit, Observed::ByClient(at), payload, None, KeyReuse::Reject)
+                NewEvent::new(Some(day), Source::Healthkit, at, payload, None, KeyReuse::Reject)
             })
             .collect()
     }

@@ -4,6 +4,7 @@
 mod group;
 pub mod postgres;
 mod projector;
+mod rehash;
 pub mod scratch;
 mod sql;
 pub mod sqlite;

@@ -123,7 +123,9 @@ impl PostgresStore {
         let relay = tokio::spawn(relay_changes(feed_pool.clone(), changes.clone(), head));
         let writer = Arc::new(PgWriter { pool });
         let appends = GroupCommit::start(writer.clone(), GROUP_LANES.min(settings.max_connections) as usize);
-        Ok(PostgresStore { writer, feed_pool, changes, appends, _relay: Arc::new(Relay(relay)) })
+        let store = PostgresStore { writer, feed_pool, changes, appends, _relay: Arc::new(Relay(relay)) };
+        store.upgrade_content_hashes().await?;
+        Ok(store)
     }
 
     fn readers(&self) -> &PgPool {
@@ -358,6 +360,25 @@ fn push_entry_rows<'a>(query: &mut sqlx::QueryBuilder<'a, Postgres>, entries: &'
 
 /// The events of the days of `span`, in any order (their related workouts' are read
 /// apart): one range scan whose text never changes, so it is prepared once.
+/// Up to `limit` events after `after` in the order of a walk over every event: the
+/// primary key `(user_id, seq)`.
+async fn events_after(
+    conn: &mut PgConnection,
+    after: &(String, i64),
+    limit: i64,
+) -> StoreResult<Vec<super::rehash::StoredHash>> {
+    let sql =
+        format!("SELECT {HASH_COLUMNS} FROM events WHERE (user_id, seq) > ($1, $2) ORDER BY user_id, seq LIMIT $3");
+    let rows = sqlx::query(&sql)
+        .bind(&after.0)
+        .bind(after.1)
+        .bind(limit)
+        .fetch_all(conn)
+        .await
+        .map_err(StoreError::from_sqlx)?;
+    rows.iter().map(stored_hash_from_row).collect()
+}
+
 async fn span_events(conn: &mut PgConnection, span: &DaySpan) -> StoreResult<Vec<(String, StoredEvent)>> {
     let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE {IN_SPAN}");
     let rows = in_span(&sql, span).fetch_all(&mut *conn).await.map_err(StoreError::from_sqlx)?;

@@ -219,6 +219,64 @@ macro_rules! sql_store {
                 })
             }
 
+            /// Re-hashes the events stored before the current content-hash form, once
+            /// (`store::rehash`), a chunk per transaction along the primary key.
+            async fn upgrade_content_hashes(&self) -> StoreResult<()> {
+                use crate::domain::canonical::VERSION;
+                let done: Option<i64> =
+                    sqlx::query_scalar("SELECT completed_at_us FROM content_hash_versions WHERE version = $1")
+                        .bind(VERSION)
+                        .fetch_optional(self.readers())
+                        .await
+                        .map_err(StoreError::from_sqlx)?;
+                if done.is_some() {
+                    return Ok(());
+                }
+                let (mut after, mut upgraded) = ((String::new(), -1_i64), 0_usize);
+                loop {
+                    let mut write = self.writer.write_tx(&[]).await?;
+                    let stored = events_after(&mut write.tx, &after, rehash::CHUNK).await?;
+                    let Some(last) = stored.last() else {
+                        write.commit().await?;
+                        break;
+                    };
+                    after = (last.user_id.clone(), last.seq);
+                    let upgrades = rehash::upgrades(&stored);
+                    if !upgrades.is_empty() {
+                        let mut query = sqlx::QueryBuilder::<$db>::new(
+                            "UPDATE events SET dedupe_key = v.column1, content_hash = v.column2 FROM (VALUES ",
+                        );
+                        let mut values = query.separated(", ");
+                        for u in &upgrades {
+                            values.push("(").push_bind_unseparated(&u.dedupe_key);
+                            values.push_bind(&u.content_hash).push_bind(&u.user_id).push_bind(u.seq);
+                            values.push_unseparated(")");
+                        }
+                        query.push(
+                            ") AS v WHERE events.user_id = v.column3 AND events.seq = v.column4 AND NOT EXISTS (
+                                 SELECT 1 FROM events AS same WHERE same.user_id = v.column3 AND same.kind = events.kind
+                                 AND same.dedupe_key = v.column1 AND same.content_hash = v.column2)",
+                        );
+                        query.build().execute(&mut *write.tx).await.map_err(StoreError::from_sqlx)?;
+                        upgraded += upgrades.len();
+                    }
+                    write.commit().await?;
+                }
+                let mut write = self.writer.write_tx(&[]).await?;
+                sqlx::query(
+                    "INSERT INTO content_hash_versions (version, completed_at_us) VALUES ($1, $2)
+                     ON CONFLICT (version) DO NOTHING",
+                )
+                .bind(VERSION)
+                .bind(micros(now()))
+                .execute(&mut *write.tx)
+                .await
+                .map_err(StoreError::from_sqlx)?;
+                write.commit().await?;
+                tracing::info!(upgraded, version = VERSION, "stored events re-hashed");
+                Ok(())
+            }
+
             /// Every user-day that has events.
             async fn event_days(&self) -> StoreResult<Vec<(String, NaiveDate)>> {
                 let rows = sqlx::query(
@@ -354,6 +412,28 @@ macro_rules! sql_store {
             pairs: impl IntoIterator<Item = (&'a str, String)>,
         ) {
             push_grouped(query, ["user_id"], column, pairs.into_iter().map(|(user_id, item)| ([user_id], item)));
+        }
+
+        /// The columns `upgrade_content_hashes` reads, as each backend's `events_after`
+        /// selects them.
+        pub(crate) const HASH_COLUMNS: &str =
+            "user_id, seq, day, kind, source, observed_at_us, payload, dedupe_key, content_hash";
+
+        fn stored_hash_from_row(row: &<$db as sqlx::Database>::Row) -> StoreResult<rehash::StoredHash> {
+            let kind: String = row.try_get("kind")?;
+            let kind = EventKind::parse(&kind).ok_or_else(|| StoreError::Corrupt(format!("kind {kind}")))?;
+            let source: String = row.try_get("source")?;
+            let payload: String = row.try_get("payload")?;
+            Ok(rehash::StoredHash {
+                user_id: row.try_get("user_id")?,
+                seq: row.try_get("seq")?,
+                day: row.try_get::<Option<String>, _>("day")?.map(parse_day).transpose()?,
+                source: Source::parse(&source).ok_or_else(|| StoreError::Corrupt(format!("source {source}")))?,
+                observed_at: from_micros(row.try_get("observed_at_us")?)?,
+                payload: Payload::from_json(kind, &payload).map_err(|e| StoreError::Corrupt(format!("payload: {e}")))?,
+                dedupe_key: row.try_get("dedupe_key")?,
+                content_hash: row.try_get("content_hash")?,
+            })
         }
 
         /// A row of `EVENT_COLUMNS`: an event and its user.
@@ -884,6 +964,7 @@ macro_rules! shared_imports {
         #[allow(unused_imports)]
         use {
             super::projector::{self, AppendOutcome, DaySpan, UserDay},
+            super::rehash,
             super::sql::{
                 day_counts, from_micros, micros, parse_day, parse_uuid, ChunkRead, EventColumns, PayloadJson,
                 EVENT_COLUMNS, IN_SPAN, READS_AHEAD,
@@ -905,11 +986,11 @@ pub(crate) use shared_imports;
 /// A day's HealthKit step total, reported `hours` after the start of 2026-03-01.
 #[cfg(test)]
 pub(crate) fn steps(day: NaiveDate, total_steps: u32, hours: i64) -> crate::domain::event::NewEvent {
-    use crate::domain::event::{KeyReuse, NewEvent, Observed, StepsReport};
+    use crate::domain::event::{KeyReuse, NewEvent, StepsReport};
     use chrono::TimeZone;
     let at = Utc.with_ymd_and_hms(2026, 3, 1, 0, 0, 0).unwrap() + chrono::Duration::hours(hours);
     let payload = Payload::Steps(StepsReport { total_steps, source_devices: vec![] });
-    NewEvent::new(Some(day), Source::Healthkit, Observed::ByClient(at), payload, None, KeyReuse::Reject)
+    NewEvent::new(Some(day), Source::Healthkit, at, payload, None, KeyReuse::Reject)
 }
 
 /// The rebuild tests every backend runs on its own store, in a test module where
@@ -917,7 +998,7 @@ pub(crate) fn steps(day: NaiveDate, total_steps: u32, hours: i64) -> crate::doma
 #[cfg(test)]
 macro_rules! rebuild_tests {
     () => {
-        use crate::domain::event::{KeyReuse, Observed, StepsReport};
+        use crate::domain::event::{KeyReuse, StepsReport};
         use chrono::{Duration, TimeZone};
 
         /// A rebuild reads a chunk before it takes the writer; an event appended in between
@@ -945,8 +1026,7 @@ macro_rules! rebuild_tests {
             let (rule, day) = (PriorityRule::default(), NaiveDate::from_ymd_opt(2026, 3, 1).unwrap());
             let at = Utc.with_ymd_and_hms(2026, 3, 1, 9, 0, 0).unwrap();
             let manual = Payload::Steps(StepsReport { total_steps: 500, source_devices: vec![] });
-            let manual =
-                NewEvent::new(Some(day), Source::Manual, Observed::ByClient(at), manual, None, KeyReuse::Reject);
+            let manual = NewEvent::new(Some(day), Source::Manual, at, manual, None, KeyReuse::Reject);
             store.append("u1", "u1", vec![steps(day, 1_000, 8), manual], &rule).await.unwrap();
             let span = store.list_chunks(Some("u1")).recv().await.unwrap().unwrap();
             let stale = store.read_chunk(span, &rule).await.unwrap().unwrap();

@@ -82,7 +82,9 @@ impl SqliteStore {
         let writer = Arc::new(SqliteWriter { connection, changes });
         // One lane: there is one writer connection, and waiting requests join the next group.
         let appends = GroupCommit::start(writer.clone(), 1);
-        Ok(SqliteStore { writer, readers, appends })
+        let store = SqliteStore { writer, readers, appends };
+        store.upgrade_content_hashes().await?;
+        Ok(store)
     }
 
     fn readers(&self) -> &SqlitePool {
@@ -137,6 +139,18 @@ async fn coaches_of(conn: &mut SqliteConnection, changed: &[StoredEntry]) -> Sto
     push_in_list(&mut query, users);
     let rows = query.build().fetch_all(conn).await.map_err(StoreError::from_sqlx)?;
     rows.iter().map(|row| Ok((row.try_get("user_id")?, row.try_get("coach_id")?))).collect()
+}
+
+/// Up to `limit` events after `after` in the order of a walk over every event: `seq`, the
+/// table's own key (the user in `after` is not needed).
+async fn events_after(
+    conn: &mut SqliteConnection,
+    after: &(String, i64),
+    limit: i64,
+) -> StoreResult<Vec<super::rehash::StoredHash>> {
+    let sql = format!("SELECT {HASH_COLUMNS} FROM events WHERE seq > $1 ORDER BY seq LIMIT $2");
+    let rows = sqlx::query(&sql).bind(after.1).bind(limit).fetch_all(conn).await.map_err(StoreError::from_sqlx)?;
+    rows.iter().map(stored_hash_from_row).collect()
 }
 
 /// Appends ` IN ($a, $b, …)`, each item bound as a parameter. (SQLite prepares statements

@@ -100,6 +100,23 @@ impl TestServer {
         Self::launch(backend, store, database, accounts::new_token(), coach, client, pairing).await
     }
 
+    /// A server on a database that an earlier release wrote: the migrations up to
+    /// `migrations_up_to`, then `data` (SQL), then the store opens it as a deploy would.
+    pub async fn start_on_earlier_database(
+        backend: Backend,
+        migrations_up_to: i64,
+        data: &str,
+        coach: Account,
+        client: Account,
+    ) -> TestServer {
+        init_test_logging();
+        let database = std::sync::Arc::new(TestDatabase::create(backend).await);
+        database.migrate_up_to(migrations_up_to).await;
+        database.execute_script(data).await;
+        let store = AnyStore::open(backend, &database.url, FEED_BUFFER).await;
+        Self::launch(backend, store, database, accounts::new_token(), coach, client, PairingOptions::default()).await
+    }
+
     async fn launch(
         backend: Backend,
         store: AnyStore,

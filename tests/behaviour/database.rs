@@ -32,6 +32,45 @@ impl TestDatabase {
         TestDatabase { backend, url: database.url.clone(), _database: database }
     }
 
+    /// Applies the schema migrations numbered up to `version` only, as an earlier release did.
+    pub async fn migrate_up_to(&self, version: i64) {
+        let earlier = |mut migrator: sqlx::migrate::Migrator| {
+            migrator.migrations = migrator.migrations.iter().filter(|m| m.version <= version).cloned().collect();
+            migrator
+        };
+        match self.backend {
+            Backend::Sqlite => {
+                use sqlx::ConnectOptions;
+                let options: sqlx::sqlite::SqliteConnectOptions = self.url.parse().unwrap();
+                let mut conn = options.create_if_missing(true).connect().await.unwrap();
+                earlier(sqlx::migrate!("migrations/sqlite")).run(&mut conn).await.unwrap();
+            }
+            Backend::Postgres => {
+                let mut conn = sqlx::PgConnection::connect(&self.url).await.unwrap();
+                earlier(sqlx::migrate!("migrations/postgres")).run(&mut conn).await.unwrap();
+            }
+        }
+    }
+
+    /// Runs several statements; on PostgreSQL, then moves the events' `seq` past the
+    /// ones the script set.
+    pub async fn execute_script(&self, sql: &str) {
+        match self.backend {
+            Backend::Sqlite => {
+                let mut conn = sqlx::SqliteConnection::connect(&self.url).await.unwrap();
+                sqlx::raw_sql(sql).execute(&mut conn).await.unwrap();
+            }
+            Backend::Postgres => {
+                let mut conn = sqlx::PgConnection::connect(&self.url).await.unwrap();
+                sqlx::raw_sql(sql).execute(&mut conn).await.unwrap();
+                sqlx::query("SELECT setval(pg_get_serial_sequence('events', 'seq'), (SELECT max(seq) FROM events))")
+                    .execute(&mut conn)
+                    .await
+                    .unwrap();
+            }
+        }
+    }
+
     pub async fn execute(&self, sql: &str) {
         match self.backend {
             Backend::Sqlite => {

@@ -14,4 +14,5 @@ mod matrix;
 mod pairing;
 mod scale_out;
 mod stream;
+mod upgrade;
 mod workouts;

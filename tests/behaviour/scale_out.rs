@@ -150,7 +150,7 @@ async fn while_postgres_is_unreachable_calls_are_unavailable_then_everything_rec
 /// without per-user serialization a re-fold can miss the other's uncommitted event.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_appends_to_one_day_from_two_instances_lose_no_event() {
-    use coachfit::domain::event::{KeyReuse, NewEvent, Observed, Payload, StepsReport};
+    use coachfit::domain::event::{KeyReuse, NewEvent, Payload, StepsReport};
     use coachfit::domain::priority::PriorityRule;
     use coachfit::domain::Source;
     use coachfit::store::postgres::{PgSettings, PostgresStore};
@@ -173,14 +173,7 @@ async fn concurrent_appends_to_one_day_from_two_instances_lose_no_event() {
         writers.push(tokio::spawn(async move {
             let observed = utc("2026-03-01", 0) + chrono::Duration::seconds(i64::from(i));
             let payload = Payload::Steps(StepsReport { total_steps: i, source_devices: vec![] });
-            let event = NewEvent::new(
-                Some(day),
-                Source::Healthkit,
-                Observed::ByClient(observed),
-                payload,
-                None,
-                KeyReuse::Reject,
-            );
+            let event = NewEvent::new(Some(day), Source::Healthkit, observed, payload, None, KeyReuse::Reject);
             store.append(&user_id, "device:test", vec![event], &PriorityRule::default()).await.unwrap();
         }));
     }

@@ -1,0 +1,119 @@
+//! Re-hashing events stored before the current content-hash form (`domain::canonical`),
+//! so that a report sent before an upgrade and re-sent after it is still a duplicate.
+//! Runs once when the store opens (`upgrade_content_hashes` in `sql.rs`), a chunk of
+//! events per transaction, and records the version as done.
+
+use std::collections::HashSet;
+
+use chrono::{DateTime, NaiveDate, Utc};
+
+use crate::domain::canonical;
+use crate::domain::event::Payload;
+use crate::domain::Source;
+
+/// Events read per transaction.
+pub(crate) const CHUNK: i64 = 1_000;
+
+/// The hash-related columns of one stored event.
+pub(crate) struct StoredHash {
+    pub user_id: String,
+    pub seq: i64,
+    pub day: Option<NaiveDate>,
+    pub source: Source,
+    pub observed_at: DateTime<Utc>,
+    pub payload: Payload,
+    pub dedupe_key: String,
+    pub content_hash: String,
+}
+
+/// New hash (and key) of one event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct HashUpgrade {
+    pub user_id: String,
+    pub seq: i64,
+    pub dedupe_key: String,
+    pub content_hash: String,
+}
+
+/// The upgrades of the events of `rows` whose hash is of an earlier form. A dedupe key that
+/// was the content hash (the client sent no idempotency key) becomes the new hash; a
+/// client's key, a workout id or an event id stays. Two events of one user and kind that
+/// now say the same (they differed only in what the earlier form kept, such as
+/// nanoseconds) are the same report: the first takes the new hash, the other keeps its
+/// old one. Within `rows` that is decided here; against events of earlier chunks, by the
+/// update itself (it skips a row whose new key and hash another event has).
+pub(crate) fn upgrades(rows: &[StoredHash]) -> Vec<HashUpgrade> {
+    let mut seen = HashSet::new();
+    rows.iter()
+        .filter(|row| !canonical::is_current(&row.content_hash))
+        .filter_map(|row| {
+            let content_hash = canonical::content_hash(row.day, row.source, row.observed_at, &row.payload);
+            let dedupe_key =
+                if row.dedupe_key == row.content_hash { content_hash.clone() } else { row.dedupe_key.clone() };
+            let kind = row.payload.kind().as_str();
+            let unique = (format!("{}\u{0}{kind}", row.user_id), dedupe_key.clone(), content_hash.clone());
+            seen.insert(unique).then(|| HashUpgrade {
+                user_id: row.user_id.clone(),
+                seq: row.seq,
+                dedupe_key,
+                content_hash,
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+    use crate::domain::event::StepsReport;
+
+    fn row(seq: i64, dedupe_key: &str, content_hash: &str, steps: u32) -> StoredHash {
+        StoredHash {
+            user_id: "u1".into(),
+            seq,
+            day: NaiveDate::from_ymd_opt(2026, 3, 2),
+            source: Source::Healthkit,
+            observed_at: Utc.with_ymd_and_hms(2026, 3, 2, 22, 0, 0).unwrap(),
+            payload: Payload::Steps(StepsReport { total_steps: steps, source_devices: vec!["iPhone".into()] }),
+            dedupe_key: dedupe_key.into(),
+            content_hash: content_hash.into(),
+        }
+    }
+
+    /// The v1 hash of `row(_, _, _, 8432)`, pinned in `canonical`'s tests.
+    const STEPS_8432: &str = "v1:0a8fc3ceb2b54de249980f6d77362f41cb9335805171ae535b19a226b3e7a8f4";
+
+    #[test]
+    fn derived_keys_follow_the_new_hash_and_client_keys_stay() {
+        let rows = [row(1, "aaaa", "aaaa", 8_432), row(2, "client-key", "bbbb", 8_432), row(3, "x", STEPS_8432, 1)];
+        let upgrades = upgrades(&rows[..1]);
+        assert_eq!(
+            upgrades,
+            [HashUpgrade {
+                user_id: "u1".into(),
+                seq: 1,
+                dedupe_key: STEPS_8432.into(),
+                content_hash: STEPS_8432.into()
+            }]
+        );
+        let upgrades = super::upgrades(&rows[1..]);
+        assert_eq!(
+            upgrades,
+            [HashUpgrade {
+                user_id: "u1".into(),
+                seq: 2,
+                dedupe_key: "client-key".into(),
+                content_hash: STEPS_8432.into()
+            }],
+            "a current hash is left alone"
+        );
+    }
+
+    #[test]
+    fn reports_that_now_say_the_same_take_the_new_hash_once() {
+        let rows = [row(1, "aaaa", "aaaa", 8_432), row(2, "bbbb", "bbbb", 8_432), row(3, "cccc", "cccc", 9_000)];
+        assert_eq!(upgrades(&rows).iter().map(|u| u.seq).collect::<Vec<_>>(), [1, 3]);
+    }
+}
