@@ -5,7 +5,7 @@ use proptest::prelude::*;
 use uuid::Uuid;
 
 use super::*;
-use crate::domain::event::{BodyMetricReport, ManualReport, StepsReport, WorkoutDeletion};
+use crate::domain::event::{BodyMetricReport, ManualReport, SleepReport, StepsReport, WorkoutDeletion};
 use crate::domain::field::FieldValue;
 
 fn day() -> NaiveDate {
@@ -170,6 +170,57 @@ fn a_later_deletion_removes_a_workout_and_an_earlier_one_does_not() {
     assert_eq!(fold(day(), &[w, deletion(2, "w1", 10), re_added], &rule()).workouts.count, 1);
 }
 
+/// DESIGN: a deletion removes the revisions observed before it or at the same instant.
+#[test]
+fn a_deletion_at_the_same_instant_as_the_revision_removes_it() {
+    let w = workout(1, Source::Healthkit, "w1", "running", 7, 30, 9);
+    assert_eq!(fold(day(), &[w.clone(), deletion(2, "w1", 9)], &rule()).workouts.count, 0);
+    assert_eq!(fold(day(), &[deletion(1, "w1", 9), w], &rule()).workouts.count, 0, "whatever the order of arrival");
+}
+
+/// Every field's reason names its winner's inputs.
+#[test]
+fn reasons_record_what_decided_each_field() {
+    let set = manual(3, vec![FieldValue::Calories(2_000)], vec![]);
+    let hk_sleep = event(
+        4,
+        Source::Healthkit,
+        8,
+        Payload::Sleep(SleepReport {
+            total_sleep_minutes: 400,
+            in_bed_minutes: None,
+            awake_minutes: None,
+            core_minutes: None,
+            deep_minutes: None,
+            rem_minutes: None,
+            sleep_start: at(0),
+            sleep_end: at(7),
+            source_devices: vec![],
+        }),
+    );
+    let events = [
+        healthkit_steps(1, 9, 8_432),
+        weight(2, 7, 81.0),
+        set,
+        hk_sleep,
+        workout(5, Source::Strava, "s1", "ride", 10, 60, 12),
+    ];
+    let d = fold(day(), &events, &rule());
+    let reasons: Vec<(Field, Reason)> = d.provenance.iter().map(|p| (p.field, p.reason.clone())).collect();
+    let hk = Source::Healthkit;
+    assert_eq!(
+        reasons,
+        [
+            (Field::Calories, Reason::LatestManualEntry { actor: "device:test".into(), seq: 3 }),
+            (Field::Sleep, Reason::HighestRankedSleepSession { source: hk }),
+            (Field::SleepMinutes, Reason::LatestSleepSummary { source: hk, observed_at: at(8) }),
+            (Field::Steps, Reason::LatestStepTotal { source: hk, observed_at: at(9) }),
+            (Field::WeightKg, Reason::LatestMeasurement { source: hk, measured_at: at(7) }),
+            (Field::Workouts, Reason::LatestWorkoutRevisions),
+        ]
+    );
+}
+
 #[test]
 fn a_session_reported_by_healthkit_and_strava_counts_once_from_healthkit() {
     let hk = workout(1, Source::Healthkit, "hk-1", "running", 7, 60, 9);
@@ -254,17 +305,21 @@ proptest! {
     }
 
     #[test]
-    fn an_older_healthkit_total_never_wins(specs in prop::collection::vec(any_event(), 1..25), total in 0u32..200_000) {
-        let events = build(&specs);
+    fn an_older_healthkit_total_never_wins(
+        specs in prop::collection::vec(any_event(), 0..25),
+        first in (0i64..24, 0u32..20_000),
+        total in 0u32..200_000,
+    ) {
+        // At least one step total, so there is always one for the stale report to lose to.
+        let mut events = build(&specs);
+        events.push(healthkit_steps(500, first.0, first.1));
         let before = fold(day(), &events, &rule());
         let newest = events.iter().filter(|e| matches!(e.payload, Payload::Steps(_))).map(|e| e.observed_at).max();
         // A report observed before every other step total, arriving last.
-        let stale_hour = newest.map_or(0, |t| (t - at(0)).num_hours() - 1);
+        let stale_hour = newest.map(|t| (t - at(0)).num_hours() - 1).expect("a step total");
         let mut with_stale = events.clone();
         with_stale.push(healthkit_steps(1_000, stale_hour, total));
         let after = fold(day(), &with_stale, &rule());
-        if newest.is_some() {
-            prop_assert_eq!(before.steps, after.steps);
-        }
+        prop_assert_eq!(before.steps, after.steps);
     }
 }

@@ -45,34 +45,54 @@ async fn rebuild_and_recompute_reproduce_the_same_entries(backend: Backend) {
     assert_eq!(missing.unwrap_err().code(), Code::NotFound);
 }
 
+/// A random history of step totals, coach corrections and withdrawals; each day's steps are
+/// checked against a reference written plainly here (the latest HealthKit total, unless a
+/// correction stands), then `verify` and a rebuild must agree.
 async fn verify_finds_no_difference_after_a_random_history(backend: Backend) {
     let server = TestServer::start(backend).await;
     let mut ingest = server.ingest(&server.client.token);
     let mut entries = server.entries(&server.coach.token);
     let mut rng = Lcg(0x5eed);
+    // Per day: the latest HealthKit total as (observed hour, total), and the standing correction.
+    let mut expected: std::collections::BTreeMap<String, (Option<(i64, u32)>, Option<u32>)> = Default::default();
     for _ in 0..60 {
         let day = format!("2026-03-{:02}", 1 + rng.next(4));
+        let (healthkit, correction) = expected.entry(day.clone()).or_default();
         match rng.next(4) {
             0 | 1 => {
-                let samples =
-                    (0..1 + rng.next(3)).map(|_| steps(&day, rng.next(20_000) as u32, rng.next(24) as i64)).collect();
+                let mut samples = Vec::new();
+                for _ in 0..1 + rng.next(3) {
+                    let (total, hour) = (rng.next(20_000) as u32, rng.next(24) as i64);
+                    // The latest observation wins; of two at one instant, the later report.
+                    if healthkit.is_none_or(|(latest, _)| hour >= latest) {
+                        *healthkit = Some((hour, total));
+                    }
+                    samples.push(steps(&day, total, hour));
+                }
                 ingest.ingest_steps(steps_request(samples)).await.unwrap();
             }
             2 => {
-                let values = pb::ManualValues { steps: Some(rng.next(20_000) as u32), ..Default::default() };
+                let total = rng.next(20_000) as u32;
+                *correction = Some(total);
+                let values = pb::ManualValues { steps: Some(total), ..Default::default() };
                 entries.record_manual_entry(manual(&server.client.id, &day, values)).await.unwrap();
             }
             _ => {
+                *correction = None;
                 let mut clear = manual(&server.client.id, &day, pb::ManualValues::default());
                 clear.clear_fields = vec!["steps".into()];
                 entries.record_manual_entry(clear).await.unwrap();
             }
         }
     }
+    for (day, (healthkit, correction)) in &expected {
+        let steps = correction.or(healthkit.map(|(_, total)| total));
+        assert_eq!(server.entry(day).await.steps, steps, "{day}");
+    }
     assert!(server.verify().await, "every stored read model equals the fold of its events");
     let rebuild = pb::RebuildProjectionsRequest { user_id: None };
     let stats = server.admin(&server.admin_token).rebuild_projections(rebuild).await.unwrap().into_inner();
-    assert!(stats.days_rebuilt >= 1);
+    assert_eq!(stats.days_rebuilt, expected.len() as u64);
     assert!(server.verify().await);
 }
 

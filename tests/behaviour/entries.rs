@@ -150,7 +150,10 @@ async fn explain_entry_names_the_winning_event_per_field(backend: Backend) {
     let steps = explained.decisions.iter().find(|d| d.field == "steps").unwrap();
     assert_eq!(steps.winning_event_ids, vec![manual_id]);
     assert!(steps.overridden);
-    assert!(!steps.reason.is_empty());
+    assert_eq!(
+        steps.reason,
+        format!("latest manual entry by coach:{} (event #{})", server.coach.id, explained.events[1].seq)
+    );
 }
 
 async fn restarting_the_server_keeps_everything(backend: Backend) {
