@@ -112,7 +112,7 @@ impl SqliteWriter {
         }
         run(&mut writer.connection, "BEGIN IMMEDIATE").await?;
         writer.open = true;
-        Ok(SqliteWrite { tx: WriterTransaction(writer) })
+        Ok(SqliteWrite { tx: WriterTransaction(Some(writer)) })
     }
 
     /// Commits, then publishes the changed entries while still holding the write lock.
@@ -277,24 +277,47 @@ impl SqliteWrite {
     async fn commit(mut self) -> StoreResult<()> {
         run(&mut self.tx, "COMMIT").await?;
         // A failed COMMIT leaves the transaction open, and the flag set for a rollback.
-        self.tx.0.open = false;
+        self.tx.writer().open = false;
         Ok(())
     }
 }
 
 /// The writer connection while a transaction is open on it; used as the connection itself.
-struct WriterTransaction(OwnedMutexGuard<WriterConnection>);
+/// Holds the write lock until dropped.
+struct WriterTransaction(Option<OwnedMutexGuard<WriterConnection>>);
+
+impl WriterTransaction {
+    fn writer(&mut self) -> &mut WriterConnection {
+        self.0.as_mut().expect("held until dropped")
+    }
+}
 
 impl Deref for WriterTransaction {
     type Target = SqliteConnection;
     fn deref(&self) -> &SqliteConnection {
-        &self.0.connection
+        &self.0.as_ref().expect("held until dropped").connection
     }
 }
 
 impl DerefMut for WriterTransaction {
     fn deref_mut(&mut self) -> &mut SqliteConnection {
-        &mut self.0.connection
+        &mut self.writer().connection
+    }
+}
+
+impl Drop for WriterTransaction {
+    /// A write dropped without its commit (an error, or nothing to write, such as a pairing
+    /// code that does not redeem) is rolled back now, under the lock it still holds: left
+    /// open, it would keep every other process (the CLI) from writing to the database file
+    /// until this server's next write.
+    fn drop(&mut self) {
+        let Some(mut writer) = self.0.take().filter(|writer| writer.open) else { return };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+        runtime.spawn(async move {
+            if run(&mut writer.connection, "ROLLBACK").await.is_ok() {
+                writer.open = false;
+            }
+        });
     }
 }
 

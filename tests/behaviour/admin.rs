@@ -54,7 +54,8 @@ async fn verify_finds_no_difference_after_a_random_history(backend: Backend) {
     let mut entries = server.entries(&server.coach.token);
     let mut rng = Lcg(0x5eed);
     // Per day: the latest HealthKit total as (observed hour, total), and the standing correction.
-    let mut expected: std::collections::BTreeMap<String, (Option<(i64, u32)>, Option<u32>)> = Default::default();
+    type Reference = (Option<(i64, u32)>, Option<u32>);
+    let mut expected: std::collections::BTreeMap<String, Reference> = Default::default();
     for _ in 0..60 {
         let day = format!("2026-03-{:02}", 1 + rng.next(4));
         let (healthkit, correction) = expected.entry(day.clone()).or_default();

@@ -18,6 +18,7 @@ each_backend!(
     an_expired_code_is_not_found,
     guessing_codes_gets_a_peer_refused_for_the_lockout,
     a_revoked_device_is_refused_at_once_on_every_instance,
+    a_failed_redeem_leaves_the_database_writable_by_another_process,
 );
 
 const ALPHABET: &str = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789";
@@ -160,4 +161,13 @@ async fn a_revoked_device_is_refused_at_once_on_every_instance(backend: Backend)
     let status =
         other_instance.ingest(&server.client.token).ingest_steps(steps_request(vec![steps("2026-03-05", 2, 21)])).await;
     assert_eq!(status.unwrap_err().code(), Code::Unauthenticated);
+}
+
+/// After a wrong code, another process (the CLI minting a coach, say) can write at once:
+/// the redeem's transaction does not stay open until the server's next write.
+async fn a_failed_redeem_leaves_the_database_writable_by_another_process(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    assert_eq!(redeem(&server, "ABCDEFGH").await.unwrap_err().code(), Code::NotFound);
+    // Fails with "database is locked" after the connection's busy timeout if it stayed open.
+    server.execute_sql("INSERT INTO coaches (coach_id, name, created_at_us) VALUES ('cli-coach', 'Cli', 0)").await;
 }
