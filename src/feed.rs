@@ -169,15 +169,15 @@ impl<S: Store> Follower<S> {
     /// Queues the next page of matching entries after the cursor, up to `head`.
     async fn read_page(&mut self, head: i64) -> Result<(), FeedError> {
         let page = self.store.feed_page(&self.filter, self.cursor, head, CATCH_UP_PAGE).await?;
-        let complete = page.len() < CATCH_UP_PAGE as usize;
-        self.cursor = match (complete, page.last()) {
-            (false, Some(last)) => last.position,
+        let complete = page.rows < CATCH_UP_PAGE as usize;
+        self.cursor = match (complete, page.last_position) {
+            (false, Some(last)) => last,
             _ => head,
         };
         if self.cursor >= head {
             self.catching_up_to = None;
         }
-        self.pending.extend(page.into_iter().map(|entry| FeedItem::Update(Arc::new(entry))));
+        self.pending.extend(page.entries.into_iter().map(|entry| FeedItem::Update(Arc::new(entry))));
         Ok(())
     }
 }

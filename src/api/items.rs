@@ -35,6 +35,10 @@ pub fn check_all<T>(
         .collect()
 }
 
+/// The longest distance one workout may report (1,000 km): with every item bounded, a
+/// day's sums stay finite however many workouts it has.
+const MAX_WORKOUT_METERS: f64 = 1_000_000.0;
+
 /// A protobuf timestamp as `(seconds, nanos)`.
 fn instant(ts: &Option<prost_types::Timestamp>) -> Option<(i64, i32)> {
     ts.as_ref().map(|t| (t.seconds, t.nanos))
@@ -124,9 +128,21 @@ pub fn workout(ctx: Context, path: &str, w: &pb::Workout) -> Result<NewEvent, Ve
     }
     let duration_seconds = c.number("duration_seconds", Some(w.duration_seconds), 0.0, true, f64::MAX);
     let active_energy_kcal = c.number("active_energy_kcal", w.active_energy_kcal, 0.0, false, 20_000.0);
-    let distance_meters = c.number("distance_meters", w.distance_meters, 0.0, false, f64::MAX);
+    let distance_meters = c.number("distance_meters", w.distance_meters, 0.0, false, MAX_WORKOUT_METERS);
+    if let (Some(start), Some(end), Some(duration)) = (start, end, duration_seconds) {
+        // HealthKit's duration leaves out pauses, so it fits in the session's window.
+        let window = (end - start).num_microseconds().map_or(f64::MAX, |us| us as f64 / 1e6);
+        if duration > window + 1.0 {
+            c.fail("duration_seconds", reason::INCONSISTENT, "longer than end_time - start_time");
+        }
+    }
     let avg_heart_rate = c.u32_between("avg_heart_rate", w.avg_heart_rate, 30, 250);
     let max_heart_rate = c.u32_between("max_heart_rate", w.max_heart_rate, 30, 250);
+    if let (Some(avg), Some(max)) = (avg_heart_rate, max_heart_rate) {
+        if avg > max {
+            c.fail("avg_heart_rate", reason::INCONSISTENT, "above max_heart_rate");
+        }
+    }
     let source_device = c.text("source_device", &w.source_device, 0, MAX_KEY_LEN);
     let source = match pb::Source::try_from(w.source) {
         Ok(pb::Source::Unspecified | pb::Source::Healthkit) => Some(Source::Healthkit),

@@ -112,6 +112,17 @@ pub struct EntryChange {
     pub entry: Arc<StoredEntry>,
 }
 
+/// A page of the feed read back from the store.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FeedPage {
+    /// The readable entries of the page, by position.
+    pub entries: Vec<StoredEntry>,
+    /// Rows read, readable or not: fewer than the limit means the range is done.
+    pub rows: usize,
+    /// The position of the last row read.
+    pub last_position: Option<i64>,
+}
+
 /// Which entries a feed reader wants.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FeedFilter {
@@ -218,14 +229,15 @@ pub trait Store: Clone + Send + Sync + 'static {
     fn changes(&self) -> tokio::sync::broadcast::Receiver<Arc<EntryChange>>;
     /// The position of the latest committed change (0 when there is none).
     fn head_position(&self) -> impl Future<Output = StoreResult<i64>> + Send;
-    /// Entries matching `filter` whose position is in `(after, up_to]`, by position, at most `limit`.
+    /// Entries matching `filter` whose position is in `(after, up_to]`, by position, at most
+    /// `limit` rows read.
     fn feed_page(
         &self,
         filter: &FeedFilter,
         after: i64,
         up_to: i64,
         limit: u32,
-    ) -> impl Future<Output = StoreResult<Vec<StoredEntry>>> + Send;
+    ) -> impl Future<Output = StoreResult<FeedPage>> + Send;
 
     /// Re-folds one day from its events and stores the result.
     fn recompute_day(

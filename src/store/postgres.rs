@@ -237,7 +237,11 @@ async fn relay_from(
         .map_err(StoreError::from_sqlx)?;
         let complete = (rows.len() as i64) < RELAY_PAGE;
         for row in &rows {
-            let entry = entry_from_row(row)?;
+            let Some(entry) = readable_entry(row)? else {
+                // Skipped: the next change's `after` covers it, so no follower waits for it.
+                *published = row.try_get("position")?;
+                continue;
+            };
             let change = EntryChange { after: *published, coach_id: row.try_get("coach_id")?, entry: Arc::new(entry) };
             *published = change.entry.position;
             let _ = changes.send(Arc::new(change));

@@ -358,6 +358,22 @@ macro_rules! sql_store {
             })
         }
 
+        /// The entry of a feed row, or `None` (logged) when its body cannot be read: one bad
+        /// row (written by a release that let a sum overflow, say) must never stop the feed
+        /// for everyone after it. `verify` lists such a day and `rebuild` repairs it.
+        fn readable_entry(row: &<$db as sqlx::Database>::Row) -> StoreResult<Option<StoredEntry>> {
+            match entry_from_row(row) {
+                Ok(entry) => Ok(Some(entry)),
+                Err(StoreError::Corrupt(error)) => {
+                    let (user_id, day, position): (String, String, i64) =
+                        (row.try_get("user_id")?, row.try_get("day")?, row.try_get("position")?);
+                    tracing::error!(%user_id, %day, position, %error, "unreadable entry skipped by the feed; run `coachfit verify`");
+                    Ok(None)
+                }
+                Err(other) => Err(other),
+            }
+        }
+
         async fn coach_exists(conn: &mut <$db as sqlx::Database>::Connection, coach_id: &str) -> StoreResult<bool> {
             let found: Option<String> = sqlx::query_scalar("SELECT coach_id FROM coaches WHERE coach_id = $1")
                 .bind(coach_id)
@@ -887,7 +903,7 @@ macro_rules! sql_store {
                 after: i64,
                 up_to: i64,
                 limit: u32,
-            ) -> StoreResult<Vec<StoredEntry>> {
+            ) -> StoreResult<super::FeedPage> {
                 let mut query = sqlx::QueryBuilder::<$db>::new(
                     "SELECT e.user_id, e.day, e.position, e.updated_at_us, e.body FROM entries e WHERE e.position > ",
                 );
@@ -907,7 +923,12 @@ macro_rules! sql_store {
                 }
                 query.push(" ORDER BY e.position LIMIT ").push_bind(i64::from(limit));
                 let rows = query.build().fetch_all(self.feed_readers()).await.map_err(StoreError::from_sqlx)?;
-                rows.iter().map(entry_from_row).collect()
+                let mut entries = Vec::with_capacity(rows.len());
+                for row in &rows {
+                    entries.extend(readable_entry(row)?);
+                }
+                let last_position = rows.last().map(|row| row.try_get("position")).transpose()?;
+                Ok(super::FeedPage { entries, rows: rows.len(), last_position })
             }
 
             async fn recompute_day(

@@ -9,6 +9,7 @@ mod auth;
 mod cli;
 mod concurrency;
 mod entries;
+mod hostile;
 mod ingest;
 mod matrix;
 mod pairing;

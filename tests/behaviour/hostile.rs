@@ -1,0 +1,130 @@
+//! What a careless or hostile client sends must not corrupt a day, halt a feed, or break
+//! `verify`: numbers whose sums would overflow, inconsistent workouts, timestamps finer
+//! than the store keeps or not valid at all, and an unreadable stored entry.
+
+use chrono::Duration;
+use coachfit::proto::v1 as pb;
+use pb::stream_entries_response::Kind;
+use pb::ItemStatus::{Accepted, Rejected};
+
+use crate::common::*;
+use crate::each_backend;
+
+each_backend!(
+    workouts_whose_numbers_would_overflow_or_contradict_are_rejected_with_field_paths,
+    an_ios_timestamp_with_nanoseconds_is_kept_to_the_microsecond_and_verifies,
+    an_unreadable_stored_entry_is_skipped_by_catch_up_and_live_streams,
+);
+
+fn workout(id: &str, minutes: i64) -> pb::Workout {
+    let start = utc("2026-03-02", 7);
+    pb::Workout {
+        workout_id: id.into(),
+        workout_type: "running".into(),
+        start_time: ts(start),
+        end_time: ts(start + Duration::minutes(minutes)),
+        duration_seconds: (minutes * 60) as f64,
+        distance_meters: Some(5_000.0),
+        observed_at: ts(utc("2026-03-02", 9)),
+        ..Default::default()
+    }
+}
+
+async fn workouts_whose_numbers_would_overflow_or_contradict_are_rejected_with_field_paths(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let far = pb::Workout { distance_meters: Some(1.7e308), ..workout("far", 60) };
+    let endless = pb::Workout { duration_seconds: 1e300, ..workout("endless", 60) };
+    let racing_heart = pb::Workout { avg_heart_rate: Some(180), max_heart_rate: Some(150), ..workout("heart", 60) };
+    let fine = workout("fine", 60);
+    let request = pb::IngestWorkoutsRequest {
+        workouts: vec![far.clone(), pb::Workout { workout_id: "far-2".into(), ..far }, endless, racing_heart, fine],
+        deleted_workout_ids: vec![],
+        time_zone: "UTC".into(),
+    };
+    let response = server.ingest(&server.client.token).ingest_workouts(request).await.unwrap().into_inner();
+    assert_eq!(statuses(&response), [Rejected, Rejected, Rejected, Rejected, Accepted]);
+    let violation = |i: usize| {
+        let v = &response.results[i].violations[0];
+        (v.field.clone(), v.reason.clone())
+    };
+    assert_eq!(violation(0), ("workouts[0].distance_meters".to_string(), "OUT_OF_RANGE".to_string()));
+    assert_eq!(violation(2), ("workouts[2].duration_seconds".to_string(), "INCONSISTENT".to_string()));
+    assert_eq!(violation(3), ("workouts[3].avg_heart_rate".to_string(), "INCONSISTENT".to_string()));
+
+    let entry = server.entry("2026-03-02").await;
+    let summary = entry.workouts.unwrap();
+    assert_eq!((summary.count, summary.distance_meters), (1, 5_000.0));
+    assert!(server.verify().await);
+}
+
+async fn an_ios_timestamp_with_nanoseconds_is_kept_to_the_microsecond_and_verifies(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let mut ingest = server.ingest(&server.client.token);
+    let at = utc("2026-03-02", 22);
+    let sample = |nanos: i32| pb::StepsSample {
+        observed_at: Some(prost_types::Timestamp { seconds: at.timestamp(), nanos }),
+        ..steps("2026-03-02", 8_432, 22)
+    };
+    let stored = ingest.ingest_steps(steps_request(vec![sample(123_456_789)])).await.unwrap().into_inner();
+    assert_eq!(statuses(&stored), [Accepted]);
+    assert!(server.verify().await, "the stored day equals a fold of what was stored");
+    let events = server.events("2026-03-02").await;
+    assert_eq!(events[0].observed_at.unwrap().nanos, 123_456_000);
+
+    // The same report at the same microsecond is the same report.
+    let again = ingest.ingest_steps(steps_request(vec![sample(123_456_999)])).await.unwrap().into_inner();
+    assert_eq!(statuses(&again), [pb::ItemStatus::Duplicate]);
+
+    let invalid = ingest.ingest_steps(steps_request(vec![sample(1_000_000_000)])).await.unwrap().into_inner();
+    assert_eq!(statuses(&invalid), [Rejected]);
+    let violation = &invalid.results[0].violations[0];
+    assert_eq!((violation.field.as_str(), violation.reason.as_str()), ("samples[0].observed_at", "INVALID_FORMAT"));
+}
+
+/// A day stored unreadable (an earlier release let a sum overflow into a null) is skipped,
+/// logged, by a catch-up and by the live relay: the entries after it still reach everyone.
+async fn an_unreadable_stored_entry_is_skipped_by_catch_up_and_live_streams(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let other = server.new_client(&server.coach.id).await;
+    let admin = server.entries(&server.admin_token);
+    let live_request = pb::StreamEntriesRequest { user_ids: vec![], after_position: None };
+    let mut live = admin.clone().stream_entries(live_request).await.unwrap().into_inner();
+    assert!(matches!(live.message().await.unwrap().unwrap().kind, Some(Kind::Heartbeat(_))));
+
+    // An unreadable entry at the feed's next position, as the broken release left it.
+    server
+        .execute_sql(&format!(
+            "INSERT INTO entries (user_id, day, position, updated_at_us, body)
+             VALUES ('{}', '2026-03-01', (SELECT position + 1 FROM feed_position), 0, '{{\"steps\": \"NaN\"}}')",
+            server.client.id
+        ))
+        .await;
+    server.execute_sql("UPDATE feed_position SET position = position + 1").await;
+    server.ingest(&other.token).ingest_steps(steps_request(vec![steps("2026-03-02", 4_321, 20)])).await.unwrap();
+
+    // Live: the other user's update arrives (heartbeats may come first).
+    let next_update = async {
+        loop {
+            if let Some(Kind::Update(update)) = live.message().await.unwrap().unwrap().kind {
+                return update;
+            }
+        }
+    };
+    let update = tokio::time::timeout(std::time::Duration::from_secs(30), next_update)
+        .await
+        .expect("the update after the unreadable entry arrives");
+    assert_eq!((update.position, update.entry.unwrap().user_id), (2, other.id.clone()));
+
+    // Catch-up from the start: every readable entry, then heartbeats, no error.
+    let mut catch_up = admin
+        .clone()
+        .stream_entries(pb::StreamEntriesRequest { user_ids: vec![], after_position: Some(0) })
+        .await
+        .unwrap()
+        .into_inner();
+    match catch_up.message().await.unwrap().unwrap().kind {
+        Some(Kind::Update(update)) => assert_eq!((update.position, update.entry.unwrap().steps), (2, Some(4_321))),
+        other => panic!("expected the readable update, got {other:?}"),
+    }
+    assert!(matches!(catch_up.message().await.unwrap().unwrap().kind, Some(Kind::Heartbeat(_))));
+}
