@@ -14,6 +14,7 @@ use super::encoded_entries::EncodedEntries;
 use super::items;
 use super::status::{ApiError, ApiResult};
 use super::AppState;
+use crate::domain::dates;
 use crate::domain::fold::fold;
 use crate::domain::{reason, Violation};
 use crate::feed::{self, FeedError, FeedItem, Subscription};
@@ -39,13 +40,7 @@ impl<S> EntryApi<S> {
 
 /// A `YYYY-MM-DD` date for reading (any day, past or future).
 fn read_day(field: &str, text: &str) -> ApiResult<NaiveDate> {
-    NaiveDate::parse_from_str(text, "%Y-%m-%d").map_err(|_| {
-        ApiError::invalid_one(Violation::new(
-            field,
-            reason::INVALID_FORMAT,
-            format!("'{text}' is not a date YYYY-MM-DD"),
-        ))
-    })
+    dates::parse_date(field, text).map_err(ApiError::invalid_one)
 }
 
 impl<S: Store> EntryApi<S> {

@@ -9,7 +9,7 @@ use crate::domain::event::{
 };
 use crate::domain::field::{Field, FieldValue};
 use crate::domain::validate::{Checker, Context, MAX_KEY_LEN, MAX_NOTES_CHARS, MAX_STEPS};
-use crate::domain::{reason, Source, Violation};
+use crate::domain::{quoted, reason, Source, Violation};
 use crate::proto::v1 as pb;
 
 /// One item of a batch, checked: where it is in the request, and its event or violations.
@@ -283,9 +283,9 @@ pub fn manual_entry(now: DateTime<Utc>, r: &pb::RecordManualEntryRequest) -> Res
     for (i, name) in r.clear_fields.iter().enumerate() {
         let path = format!("clear_fields[{i}]");
         match Field::parse_manual(name) {
-            None => c.fail(&path, reason::UNKNOWN_FIELD, format!("'{name}' is not a manual field")),
+            None => c.fail(&path, reason::UNKNOWN_FIELD, format!("{} is not a manual field", quoted(name))),
             Some(field) if set.iter().any(|value| value.field() == field) => {
-                c.fail(&path, reason::INCONSISTENT, format!("'{name}' is both set and cleared"))
+                c.fail(&path, reason::INCONSISTENT, format!("{} is both set and cleared", quoted(name)))
             }
             Some(field) if !clear.contains(&field) => clear.push(field),
             Some(_) => {}

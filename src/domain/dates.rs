@@ -3,7 +3,7 @@
 use chrono::{DateTime, Duration, FixedOffset, NaiveDate, Utc};
 use chrono_tz::Tz;
 
-use super::{reason, Violation};
+use super::{quoted, reason, Violation};
 
 /// The earliest day CoachFit accepts.
 pub fn earliest_day() -> NaiveDate {
@@ -21,12 +21,19 @@ pub fn parse_day(field: &str, text: &str, now: DateTime<Utc>) -> Result<NaiveDat
     if text.is_empty() {
         return Err(Violation::new(field, reason::REQUIRED, "a date YYYY-MM-DD is required"));
     }
-    let day = NaiveDate::parse_from_str(text, "%Y-%m-%d")
-        .ok()
-        .filter(|_| text.len() == 10)
-        .ok_or_else(|| Violation::new(field, reason::INVALID_FORMAT, format!("'{text}' is not a date YYYY-MM-DD")))?;
+    let day = parse_date(field, text)?;
     check_day(field, day, now)?;
     Ok(day)
+}
+
+/// Parses a date written exactly `YYYY-MM-DD` (no sign, no fifth year digit): dates are
+/// stored and compared as such text, which then sorts as the dates do.
+pub fn parse_date(field: &str, text: &str) -> Result<NaiveDate, Violation> {
+    let shaped = text.len() == 10
+        && text.bytes().enumerate().all(|(i, b)| if i == 4 || i == 7 { b == b'-' } else { b.is_ascii_digit() });
+    shaped.then(|| NaiveDate::parse_from_str(text, "%Y-%m-%d").ok()).flatten().ok_or_else(|| {
+        Violation::new(field, reason::INVALID_FORMAT, format!("{} is not a date YYYY-MM-DD", quoted(text)))
+    })
 }
 
 /// Checks that a derived or parsed day lies in the accepted range.
@@ -76,6 +83,10 @@ mod tests {
         assert_eq!(parse_day("d", "1999-12-31", now()).unwrap_err().reason, reason::OUT_OF_RANGE);
         assert_eq!(parse_day("d", "2026-03-10", now()).unwrap_err().reason, reason::OUT_OF_RANGE);
         assert_eq!(parse_day("d", "", now()).unwrap_err().reason, reason::REQUIRED);
+        for odd in ["+10000-01-01", "+999-01-01", "2026-03-1 ", "２０２６-03-01"] {
+            assert_eq!(parse_date("d", odd).unwrap_err().reason, reason::INVALID_FORMAT, "{odd}");
+        }
+        assert_eq!(parse_date("d", "9999-12-31").unwrap(), NaiveDate::from_ymd_opt(9999, 12, 31).unwrap());
     }
 
     #[test]

@@ -36,6 +36,17 @@ impl Source {
     }
 }
 
+/// Client text as an error message may show it: at most 32 characters, escaped. Input is
+/// never echoed whole (a 20 KB date would not fit in a response's trailers).
+pub fn quoted(text: &str) -> String {
+    const SHOWN: usize = 32;
+    let mut shown: String = text.chars().take(SHOWN).collect();
+    if text.chars().nth(SHOWN).is_some() {
+        shown.push('…');
+    }
+    format!("{shown:?}")
+}
+
 /// One problem with one field of a request, addressed by its path (`samples[3].total_steps`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Violation {
@@ -62,4 +73,15 @@ pub mod reason {
     pub const UNKNOWN_TIME_ZONE: &str = "UNKNOWN_TIME_ZONE";
     pub const IDEMPOTENCY_KEY_REUSED: &str = "IDEMPOTENCY_KEY_REUSED";
     pub const UNKNOWN_FIELD: &str = "UNKNOWN_FIELD";
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn quoted_text_is_short_and_escaped() {
+        assert_eq!(super::quoted("Europe/Nowhere"), r#""Europe/Nowhere""#);
+        assert_eq!(super::quoted("a\u{0}b\n"), r#""a\0b\n""#);
+        let long = super::quoted(&"x".repeat(20_000));
+        assert_eq!(long, format!("\"{}…\"", "x".repeat(32)));
+    }
 }

@@ -6,7 +6,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use chrono_tz::Tz;
 
 use super::dates::{check_day, earliest_day, local_day, max_clock_skew, parse_day, parse_time_zone};
-use super::{reason, Violation};
+use super::{quoted, reason, Violation};
 
 pub const MAX_STEPS: u32 = 200_000;
 pub const MAX_KEY_LEN: usize = 200;
@@ -44,7 +44,7 @@ pub fn time_zone(name: &str, needed: bool) -> Result<Option<Tz>, Violation> {
         };
     }
     parse_time_zone(name).map(Some).ok_or_else(|| {
-        Violation::new("time_zone", reason::UNKNOWN_TIME_ZONE, format!("'{name}' is not an IANA time zone"))
+        Violation::new("time_zone", reason::UNKNOWN_TIME_ZONE, format!("{} is not an IANA time zone", quoted(name)))
     })
 }
 

@@ -14,6 +14,8 @@ each_backend!(
     workouts_whose_numbers_would_overflow_or_contradict_are_rejected_with_field_paths,
     an_ios_timestamp_with_nanoseconds_is_kept_to_the_microsecond_and_verifies,
     an_unreadable_stored_entry_is_skipped_by_catch_up_and_live_streams,
+    a_date_past_year_9999_is_refused_rather_than_compared_as_text,
+    huge_bad_input_gets_invalid_argument_with_a_short_message,
 );
 
 fn workout(id: &str, minutes: i64) -> pb::Workout {
@@ -127,4 +129,42 @@ async fn an_unreadable_stored_entry_is_skipped_by_catch_up_and_live_streams(back
         other => panic!("expected the readable update, got {other:?}"),
     }
     assert!(matches!(catch_up.message().await.unwrap().unwrap().kind, Some(Kind::Heartbeat(_))));
+}
+
+async fn a_date_past_year_9999_is_refused_rather_than_compared_as_text(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    server
+        .ingest(&server.client.token)
+        .ingest_steps(steps_request(vec![steps("2026-03-02", 1_000, 20)]))
+        .await
+        .unwrap();
+    let mut entries = server.entries(&server.client.token);
+    let request = |end: &str| pb::ListEntriesRequest {
+        user_id: String::new(),
+        start_date: "2000-01-01".into(),
+        end_date: end.into(),
+        page_size: 0,
+        page_token: String::new(),
+    };
+    let refused = entries.list_entries(request("+10000-01-01")).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+    assert_eq!(bad_request_fields(&refused), ["end_date"]);
+    let listed = entries.list_entries(request("9999-12-31")).await.unwrap().into_inner();
+    assert_eq!(listed.entries.len(), 1);
+}
+
+/// A 10 KB time zone or 20 KB date is named in the error, not copied into it: the answer
+/// stays INVALID_ARGUMENT instead of trailers too large for the client.
+async fn huge_bad_input_gets_invalid_argument_with_a_short_message(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let request =
+        pb::IngestStepsRequest { time_zone: "Z".repeat(10_000), ..steps_request(vec![steps("2026-03-02", 1, 20)]) };
+    let zone = server.ingest(&server.client.token).ingest_steps(request).await.unwrap_err();
+    let date = pb::GetEntryRequest { user_id: String::new(), date: "9".repeat(20_000) };
+    let date = server.entries(&server.client.token).get_entry(date).await.unwrap_err();
+    for status in [zone, date] {
+        assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+        assert!(status.message().len() < 200, "{}", status.message());
+        assert!(status.details().len() < 500, "{} bytes of details", status.details().len());
+    }
 }
