@@ -372,7 +372,7 @@ async fn events_after(
     limit: i64,
 ) -> StoreResult<Vec<super::rehash::StoredHash>> {
     let sql =
-        format!("SELECT {HASH_COLUMNS} FROM events WHERE (user_id, seq) > ($1, $2) ORDER BY user_id, seq LIMIT $3");
+        format!("SELECT {EVENT_COLUMNS}, dedupe_key, content_hash FROM events WHERE (user_id, seq) > ($1, $2) ORDER BY user_id, seq LIMIT $3");
     let rows = sqlx::query(&sql)
         .bind(&after.0)
         .bind(after.1)

@@ -5,23 +5,16 @@
 
 use std::collections::HashSet;
 
-use chrono::{DateTime, NaiveDate, Utc};
-
 use crate::domain::canonical;
-use crate::domain::event::Payload;
-use crate::domain::Source;
+use crate::domain::event::StoredEvent;
 
 /// Events read per transaction.
 pub(crate) const CHUNK: i64 = 1_000;
 
-/// The hash-related columns of one stored event.
+/// A stored event of a user, with its dedupe key and content hash.
 pub(crate) struct StoredHash {
     pub user_id: String,
-    pub seq: i64,
-    pub day: Option<NaiveDate>,
-    pub source: Source,
-    pub observed_at: DateTime<Utc>,
-    pub payload: Payload,
+    pub event: StoredEvent,
     pub dedupe_key: String,
     pub content_hash: String,
 }
@@ -47,14 +40,15 @@ pub(crate) fn upgrades(rows: &[StoredHash]) -> Vec<HashUpgrade> {
     rows.iter()
         .filter(|row| !canonical::is_current(&row.content_hash))
         .filter_map(|row| {
-            let content_hash = canonical::content_hash(row.day, row.source, row.observed_at, &row.payload);
+            let event = &row.event;
+            let content_hash = canonical::content_hash(event.day, event.source, event.observed_at, &event.payload);
             let dedupe_key =
                 if row.dedupe_key == row.content_hash { content_hash.clone() } else { row.dedupe_key.clone() };
-            let kind = row.payload.kind().as_str();
+            let kind = event.payload.kind().as_str();
             let unique = (format!("{}\u{0}{kind}", row.user_id), dedupe_key.clone(), content_hash.clone());
             seen.insert(unique).then(|| HashUpgrade {
                 user_id: row.user_id.clone(),
-                seq: row.seq,
+                seq: event.seq,
                 dedupe_key,
                 content_hash,
             })
@@ -64,22 +58,26 @@ pub(crate) fn upgrades(rows: &[StoredHash]) -> Vec<HashUpgrade> {
 
 #[cfg(test)]
 mod tests {
-    use chrono::TimeZone;
+    use chrono::{NaiveDate, TimeZone, Utc};
+    use uuid::Uuid;
 
     use super::*;
-    use crate::domain::event::StepsReport;
+    use crate::domain::event::{Payload, StepsReport};
+    use crate::domain::Source;
 
     fn row(seq: i64, dedupe_key: &str, content_hash: &str, steps: u32) -> StoredHash {
-        StoredHash {
-            user_id: "u1".into(),
+        let at = Utc.with_ymd_and_hms(2026, 3, 2, 22, 0, 0).unwrap();
+        let event = StoredEvent {
             seq,
+            event_id: Uuid::from_u128(seq as u128),
             day: NaiveDate::from_ymd_opt(2026, 3, 2),
             source: Source::Healthkit,
-            observed_at: Utc.with_ymd_and_hms(2026, 3, 2, 22, 0, 0).unwrap(),
+            observed_at: at,
+            recorded_at: at,
+            actor: "device:d1".into(),
             payload: Payload::Steps(StepsReport { total_steps: steps, source_devices: vec!["iPhone".into()] }),
-            dedupe_key: dedupe_key.into(),
-            content_hash: content_hash.into(),
-        }
+        };
+        StoredHash { user_id: "u1".into(), event, dedupe_key: dedupe_key.into(), content_hash: content_hash.into() }
     }
 
     /// The v1 hash of `row(_, _, _, 8432)`, pinned in `canonical`'s tests.

@@ -240,7 +240,7 @@ macro_rules! sql_store {
                         write.commit().await?;
                         break;
                     };
-                    after = (last.user_id.clone(), last.seq);
+                    after = (last.user_id.clone(), last.event.seq);
                     let upgrades = rehash::upgrades(&stored);
                     if !upgrades.is_empty() {
                         let mut query = sqlx::QueryBuilder::<$db>::new(
@@ -430,26 +430,11 @@ macro_rules! sql_store {
             push_grouped(query, ["user_id"], column, pairs.into_iter().map(|(user_id, item)| ([user_id], item)));
         }
 
-        /// The columns `upgrade_content_hashes` reads, as each backend's `events_after`
-        /// selects them.
-        pub(crate) const HASH_COLUMNS: &str =
-            "user_id, seq, day, kind, source, observed_at_us, payload, dedupe_key, content_hash";
-
+        /// A row of `EVENT_COLUMNS, dedupe_key, content_hash`, as each backend's
+        /// `events_after` selects them for `upgrade_content_hashes`.
         fn stored_hash_from_row(row: &<$db as sqlx::Database>::Row) -> StoreResult<rehash::StoredHash> {
-            let kind: String = row.try_get("kind")?;
-            let kind = EventKind::parse(&kind).ok_or_else(|| StoreError::Corrupt(format!("kind {kind}")))?;
-            let source: String = row.try_get("source")?;
-            let payload: String = row.try_get("payload")?;
-            Ok(rehash::StoredHash {
-                user_id: row.try_get("user_id")?,
-                seq: row.try_get("seq")?,
-                day: row.try_get::<Option<String>, _>("day")?.map(parse_day).transpose()?,
-                source: Source::parse(&source).ok_or_else(|| StoreError::Corrupt(format!("source {source}")))?,
-                observed_at: from_micros(row.try_get("observed_at_us")?)?,
-                payload: Payload::from_json(kind, &payload).map_err(|e| StoreError::Corrupt(format!("payload: {e}")))?,
-                dedupe_key: row.try_get("dedupe_key")?,
-                content_hash: row.try_get("content_hash")?,
-            })
+            let (user_id, event) = user_event_from_row(row)?;
+            Ok(rehash::StoredHash { user_id, event, dedupe_key: row.try_get(10)?, content_hash: row.try_get(11)? })
         }
 
         /// A row of `EVENT_COLUMNS`: an event and its user.

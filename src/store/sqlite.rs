@@ -148,7 +148,8 @@ async fn events_after(
     after: &(String, i64),
     limit: i64,
 ) -> StoreResult<Vec<super::rehash::StoredHash>> {
-    let sql = format!("SELECT {HASH_COLUMNS} FROM events WHERE seq > $1 ORDER BY seq LIMIT $2");
+    let sql =
+        format!("SELECT {EVENT_COLUMNS}, dedupe_key, content_hash FROM events WHERE seq > $1 ORDER BY seq LIMIT $2");
     let rows = sqlx::query(&sql).bind(after.1).bind(limit).fetch_all(conn).await.map_err(StoreError::from_sqlx)?;
     rows.iter().map(stored_hash_from_row).collect()
 }
