@@ -2,13 +2,13 @@
 //! `verify`: numbers whose sums would overflow, inconsistent workouts, timestamps finer
 //! than the store keeps or not valid at all, and an unreadable stored entry.
 
-use chrono::Duration;
 use coachfit::proto::v1 as pb;
 use pb::stream_entries_response::Kind;
 use pb::ItemStatus::{Accepted, Rejected};
 
 use crate::common::*;
 use crate::each_backend;
+use crate::workouts::run;
 
 each_backend!(
     workouts_whose_numbers_would_overflow_or_contradict_are_rejected_with_field_paths,
@@ -18,26 +18,17 @@ each_backend!(
     huge_bad_input_gets_invalid_argument_with_a_short_message,
 );
 
-fn workout(id: &str, minutes: i64) -> pb::Workout {
-    let start = utc("2026-03-02", 7);
-    pb::Workout {
-        workout_id: id.into(),
-        workout_type: "running".into(),
-        start_time: ts(start),
-        end_time: ts(start + Duration::minutes(minutes)),
-        duration_seconds: (minutes * 60) as f64,
-        distance_meters: Some(5_000.0),
-        observed_at: ts(utc("2026-03-02", 9)),
-        ..Default::default()
-    }
+/// A one-hour run on 2026-03-02 (5 km, heart rate 150/175).
+fn workout(id: &str) -> pb::Workout {
+    run(id, "2026-03-02", 7, 60, 9)
 }
 
 async fn workouts_whose_numbers_would_overflow_or_contradict_are_rejected_with_field_paths(backend: Backend) {
     let server = TestServer::start(backend).await;
-    let far = pb::Workout { distance_meters: Some(1.7e308), ..workout("far", 60) };
-    let endless = pb::Workout { duration_seconds: 1e300, ..workout("endless", 60) };
-    let racing_heart = pb::Workout { avg_heart_rate: Some(180), max_heart_rate: Some(150), ..workout("heart", 60) };
-    let fine = workout("fine", 60);
+    let far = pb::Workout { distance_meters: Some(1.7e308), ..workout("far") };
+    let endless = pb::Workout { duration_seconds: 1e300, ..workout("endless") };
+    let racing_heart = pb::Workout { avg_heart_rate: Some(180), max_heart_rate: Some(150), ..workout("heart") };
+    let fine = workout("fine");
     let request = pb::IngestWorkoutsRequest {
         workouts: vec![far.clone(), pb::Workout { workout_id: "far-2".into(), ..far }, endless, racing_heart, fine],
         deleted_workout_ids: vec![],

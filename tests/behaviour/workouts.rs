@@ -13,7 +13,7 @@ each_backend!(
     a_workout_moved_to_another_day_leaves_the_first_day,
 );
 
-fn run(id: &str, date: &str, start_hour: i64, minutes: i64, observed_hour: i64) -> pb::Workout {
+pub fn run(id: &str, date: &str, start_hour: i64, minutes: i64, observed_hour: i64) -> pb::Workout {
     let start = utc(date, start_hour);
     pb::Workout {
         workout_id: id.into(),
