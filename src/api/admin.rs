@@ -6,7 +6,7 @@ use super::convert;
 use super::status::{ApiError, ApiResult};
 use super::AppState;
 use crate::domain::dates::parse_day;
-use crate::domain::{reason, Violation};
+use crate::domain::validate::{check_text, identifier, TextKind, MAX_NAME_CHARS};
 use crate::proto::v1 as pb;
 use crate::proto::v1::admin_service_server::AdminService;
 use crate::store::Store;
@@ -36,6 +36,7 @@ impl<S: Store> AdminService for AdminApi<S> {
     ) -> Result<Response<pb::RecomputeDayResponse>, Status> {
         self.admin(&request, "RecomputeDay").await?;
         let r = request.get_ref();
+        identifier("user_id", &r.user_id).map_err(ApiError::invalid_one)?;
         let day = parse_day("date", &r.date, chrono::Utc::now()).map_err(ApiError::invalid_one)?;
         let entry = self.state.store.recompute_day(&r.user_id, day, &self.state.rule).await?;
         let entry = entry.ok_or_else(|| ApiError::NotFound(format!("no events on {day}")))?;
@@ -48,6 +49,9 @@ impl<S: Store> AdminService for AdminApi<S> {
     ) -> Result<Response<pb::RebuildProjectionsResponse>, Status> {
         self.admin(&request, "RebuildProjections").await?;
         let user_id = request.get_ref().user_id.as_deref().filter(|u| !u.is_empty());
+        if let Some(user_id) = user_id {
+            identifier("user_id", user_id).map_err(ApiError::invalid_one)?;
+        }
         let stats = self.state.store.rebuild(user_id, &self.state.rule).await?;
         Ok(Response::new(pb::RebuildProjectionsResponse {
             days_rebuilt: stats.days_rebuilt,
@@ -61,14 +65,7 @@ impl<S: Store> AdminService for AdminApi<S> {
     ) -> Result<Response<pb::CreateCoachResponse>, Status> {
         self.admin(&request, "CreateCoach").await?;
         let name = request.get_ref().name.trim();
-        if name.is_empty() || name.chars().count() > 200 {
-            return Err(ApiError::invalid_one(Violation::new(
-                "name",
-                reason::REQUIRED,
-                "a name of 1–200 characters is required",
-            ))
-            .into());
-        }
+        check_text("name", name, TextKind::Identifier, 1, MAX_NAME_CHARS).map_err(ApiError::invalid_one)?;
         let (coach_id, coach_token) = crate::accounts::create_coach(&self.state.store, name).await?;
         Ok(Response::new(pb::CreateCoachResponse { coach_id, coach_token }))
     }

@@ -6,6 +6,7 @@ use tonic::Request;
 use super::status::{ApiError, ApiResult};
 use super::token_lookups::TokenLookups;
 use crate::accounts::hash_token;
+use crate::domain::validate::identifier;
 use crate::store::{Store, TokenOwner};
 
 /// Who is calling.
@@ -74,6 +75,9 @@ impl<S: Store> Authenticator<S> {
     /// The user a call acts on: `requested`, or the device's own user when empty.
     /// Someone else's user is `PERMISSION_DENIED`, never a silent filter.
     pub async fn user_for(&self, principal: &Principal, requested: &str) -> ApiResult<String> {
+        if !matches!(principal, Principal::Device { .. }) && !requested.is_empty() {
+            identifier("user_id", requested).map_err(ApiError::invalid_one)?;
+        }
         match principal {
             Principal::Device { user_id, .. } if requested.is_empty() || requested == user_id => Ok(user_id.clone()),
             Principal::Device { .. } => Err(ApiError::PermissionDenied("a device acts only for its own user".into())),

@@ -16,6 +16,7 @@ use super::status::{ApiError, ApiResult};
 use super::AppState;
 use crate::domain::dates;
 use crate::domain::fold::fold;
+use crate::domain::validate::identifier;
 use crate::domain::{reason, Violation};
 use crate::feed::{self, FeedError, FeedItem, Subscription};
 use crate::proto::v1 as pb;
@@ -62,13 +63,7 @@ impl<S: Store> EntryApi<S> {
         }
         let mut users = Vec::with_capacity(user_ids.len());
         for (i, requested) in user_ids.iter().enumerate() {
-            if requested.is_empty() {
-                return Err(ApiError::invalid_one(Violation::new(
-                    format!("user_ids[{i}]"),
-                    reason::REQUIRED,
-                    "empty user id",
-                )));
-            }
+            identifier(&format!("user_ids[{i}]"), requested).map_err(ApiError::invalid_one)?;
             users.push(self.state.auth.user_for(principal, requested).await?);
         }
         users.sort();

@@ -274,7 +274,7 @@ pub fn manual_entry(now: DateTime<Utc>, r: &pb::RecordManualEntryRequest) -> Res
         }
     }
     if let Some(notes) = &v.notes {
-        let notes = c.text("values.notes", notes, 0, MAX_NOTES_CHARS);
+        let notes = c.prose("values.notes", notes, MAX_NOTES_CHARS);
         set.push(FieldValue::Notes(notes));
     }
     set.sort_by_key(|value| value.field().as_str());

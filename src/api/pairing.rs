@@ -15,7 +15,7 @@ use super::status::ApiError;
 use super::throttle::FailureThrottle;
 use super::AppState;
 use crate::accounts::{hash_token, new_token};
-use crate::domain::{reason, Violation};
+use crate::domain::validate::{check_text, identifier, TextKind, MAX_DEVICE_NAME_CHARS};
 use crate::proto::v1 as pb;
 use crate::proto::v1::pairing_service_server::PairingService;
 use crate::store::Store;
@@ -86,6 +86,9 @@ impl<S: Store> PairingService for PairingApi<S> {
             return Err(ApiError::PermissionDenied("pairing codes are made by coaches".into()).into());
         };
         let user_id = request.get_ref().user_id.as_deref().filter(|u| !u.is_empty());
+        if let Some(user_id) = user_id {
+            identifier("user_id", user_id).map_err(ApiError::invalid_one)?;
+        }
         let code = new_code();
         let expires_at =
             Utc::now() + chrono::Duration::from_std(self.code_ttl).unwrap_or(chrono::Duration::minutes(15));
@@ -104,27 +107,32 @@ impl<S: Store> PairingService for PairingApi<S> {
         request: Request<pb::RedeemPairingCodeRequest>,
     ) -> Result<Response<pb::RedeemPairingCodeResponse>, Status> {
         let peer = request.remote_addr().map(|a| a.ip()).unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
-        if let Err(wait) = self.throttle.check(peer) {
-            tracing::warn!(%peer, "pairing refused: too many failed attempts");
-            let details = ErrorDetails::with_retry_info(Some(wait));
-            let message = format!("too many failed attempts; retry in {} s", wait.as_secs().max(1));
-            return Err(Status::with_error_details(Code::ResourceExhausted, message, details));
-        }
         let r = request.get_ref();
         let device_name = r.device_name.trim();
-        if device_name.is_empty() || device_name.chars().count() > 100 {
-            let violation = Violation::new("device_name", reason::REQUIRED, "a device name of 1–100 characters");
-            return Err(ApiError::invalid_one(violation).into());
-        }
+        check_text("device_name", device_name, TextKind::Identifier, 1, MAX_DEVICE_NAME_CHARS)
+            .map_err(ApiError::invalid_one)?;
+        let attempt = match self.throttle.begin(peer) {
+            Ok(attempt) => attempt,
+            Err(wait) => {
+                tracing::warn!(%peer, "pairing refused: too many failed attempts");
+                let details = ErrorDetails::with_retry_info(Some(wait));
+                let message = format!("too many failed attempts; retry in {} s", wait.as_secs().max(1));
+                return Err(Status::with_error_details(Code::ResourceExhausted, message, details));
+            }
+        };
         let Some(code) = normalize_code(&r.code) else {
-            self.throttle.record_failure(peer);
             return Err(no_such_code());
         };
         let token = new_token();
         let redeemed = self.state.store.redeem_pairing_code(&hash_token(&code), device_name, &hash_token(&token)).await;
-        match redeemed? {
-            Some(paired) => {
-                self.throttle.record_success(peer);
+        match redeemed {
+            // The database did not answer: not a guess that failed.
+            Err(e) => {
+                attempt.refund();
+                Err(e.into())
+            }
+            Ok(Some(paired)) => {
+                attempt.refund();
                 tracing::info!(%peer, user_id = %paired.user_id, "device paired");
                 Ok(Response::new(pb::RedeemPairingCodeResponse {
                     user_id: paired.user_id,
@@ -133,8 +141,7 @@ impl<S: Store> PairingService for PairingApi<S> {
                     device_id: paired.device_id,
                 }))
             }
-            None => {
-                self.throttle.record_failure(peer);
+            Ok(None) => {
                 tracing::info!(%peer, "pairing code not accepted");
                 Err(no_such_code())
             }
@@ -149,6 +156,9 @@ impl<S: Store> PairingService for PairingApi<S> {
         let r = request.get_ref();
         let user_id = self.state.auth.user_for(&principal, &r.user_id).await?;
         let requested = r.device_id.as_deref().filter(|d| !d.is_empty());
+        if let Some(device_id) = requested {
+            identifier("device_id", device_id).map_err(ApiError::invalid_one)?;
+        }
         let device_id = match (&principal, requested) {
             // A device revokes itself, and only itself.
             (Principal::Device { device_id, .. }, None) => Some(device_id.as_str()),

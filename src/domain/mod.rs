@@ -66,6 +66,7 @@ pub mod reason {
     pub const REQUIRED: &str = "REQUIRED";
     pub const OUT_OF_RANGE: &str = "OUT_OF_RANGE";
     pub const INVALID_FORMAT: &str = "INVALID_FORMAT";
+    pub const INVALID_CHARACTER: &str = "INVALID_CHARACTER";
     pub const NOT_FINITE: &str = "NOT_FINITE";
     pub const TOO_LONG: &str = "TOO_LONG";
     pub const TOO_MANY: &str = "TOO_MANY";

@@ -12,6 +12,8 @@ pub const MAX_STEPS: u32 = 200_000;
 pub const MAX_KEY_LEN: usize = 200;
 pub const MAX_DEVICES: usize = 20;
 pub const MAX_NOTES_CHARS: usize = 2000;
+pub const MAX_NAME_CHARS: usize = 200;
+pub const MAX_DEVICE_NAME_CHARS: usize = 100;
 
 /// What every item of one request is checked against.
 #[derive(Debug, Clone, Copy)]
@@ -46,6 +48,52 @@ pub fn time_zone(name: &str, needed: bool) -> Result<Option<Tz>, Violation> {
     parse_time_zone(name).map(Some).ok_or_else(|| {
         Violation::new("time_zone", reason::UNKNOWN_TIME_ZONE, format!("{} is not an IANA time zone", quoted(name)))
     })
+}
+
+/// What a text field may hold. Never NUL: PostgreSQL's text cannot hold it, and one rule for
+/// both backends keeps them storing the same things. Identifiers and names hold no control
+/// characters at all; prose (a check-in's notes) may break lines and tab.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TextKind {
+    Identifier,
+    Prose,
+}
+
+impl TextKind {
+    fn allows(self, c: char) -> bool {
+        !c.is_control() || (self == TextKind::Prose && matches!(c, '\n' | '\r' | '\t'))
+    }
+}
+
+/// Checks a text field's length in characters and its characters.
+pub fn check_text(
+    field: &str,
+    value: &str,
+    kind: TextKind,
+    min_chars: usize,
+    max_chars: usize,
+) -> Result<(), Violation> {
+    let chars = value.chars().count();
+    if chars < min_chars {
+        return Err(Violation::new(field, reason::REQUIRED, "must not be empty"));
+    }
+    if chars > max_chars {
+        return Err(Violation::new(field, reason::TOO_LONG, format!("{chars} characters; at most {max_chars}")));
+    }
+    match value.chars().position(|c| !kind.allows(c)) {
+        Some(at) => Err(Violation::new(
+            field,
+            reason::INVALID_CHARACTER,
+            format!("a control character at character {at}; {}", quoted(value)),
+        )),
+        None => Ok(()),
+    }
+}
+
+/// An identifier a client names (a user id, a device id): 1–200 characters, no control
+/// characters.
+pub fn identifier(field: &str, value: &str) -> Result<(), Violation> {
+    check_text(field, value, TextKind::Identifier, 1, MAX_KEY_LEN)
 }
 
 /// Collects the violations of one item under a path prefix.
@@ -134,13 +182,19 @@ impl Checker {
         Some(v)
     }
 
+    /// An identifier or a name: no control characters.
     pub fn text(&mut self, field: &str, value: &str, min_chars: usize, max_chars: usize) -> String {
-        let chars = value.chars().count();
-        if chars < min_chars {
-            self.fail(field, reason::REQUIRED, "must not be empty");
-        } else if chars > max_chars {
-            self.fail(field, reason::TOO_LONG, format!("{chars} characters; at most {max_chars}"));
-        }
+        self.checked_text(field, value, TextKind::Identifier, min_chars, max_chars)
+    }
+
+    /// Free text: line breaks and tabs allowed.
+    pub fn prose(&mut self, field: &str, value: &str, max_chars: usize) -> String {
+        self.checked_text(field, value, TextKind::Prose, 0, max_chars)
+    }
+
+    fn checked_text(&mut self, field: &str, value: &str, kind: TextKind, min_chars: usize, max_chars: usize) -> String {
+        let path = self.path(field);
+        self.keep(check_text(&path, value, kind, min_chars, max_chars));
         value.to_string()
     }
 
@@ -170,5 +224,25 @@ impl Checker {
         let path = self.path(field);
         let now = self.now;
         self.keep(check_day(&path, day, now)).map(|_| day)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identifiers_refuse_every_control_character_and_prose_only_keeps_line_breaks_and_tabs() {
+        for bad in ["a\0b", "a\u{7}", "\u{1b}[31m", "tab\there", "line\n", "del\u{7f}", "c1\u{85}"] {
+            let refused = check_text("f", bad, TextKind::Identifier, 0, 100).unwrap_err();
+            assert_eq!(refused.reason, reason::INVALID_CHARACTER, "{bad:?}");
+        }
+        assert!(check_text("f", "Ana's iPhone – 🏃", TextKind::Identifier, 1, 100).is_ok());
+        assert!(check_text("f", "sore legs\r\n\tand tired", TextKind::Prose, 0, 100).is_ok());
+        for bad in ["a\0b", "a\u{7}", "\u{1b}[31m"] {
+            assert_eq!(check_text("f", bad, TextKind::Prose, 0, 100).unwrap_err().reason, reason::INVALID_CHARACTER);
+        }
+        assert_eq!(check_text("f", "", TextKind::Identifier, 1, 100).unwrap_err().reason, reason::REQUIRED);
+        assert_eq!(check_text("f", "ééé", TextKind::Identifier, 1, 2).unwrap_err().reason, reason::TOO_LONG);
     }
 }

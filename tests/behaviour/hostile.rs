@@ -1,6 +1,7 @@
 //! What a careless or hostile client sends must not corrupt a day, halt a feed, or break
 //! `verify`: numbers whose sums would overflow, inconsistent workouts, timestamps finer
-//! than the store keeps or not valid at all, and an unreadable stored entry.
+//! than the store keeps or not valid at all, an unreadable stored entry, and control
+//! characters (PostgreSQL's text cannot hold NUL; SQLite's can, so both refuse it).
 
 use coachfit::proto::v1 as pb;
 use pb::stream_entries_response::Kind;
@@ -16,6 +17,7 @@ each_backend!(
     an_unreadable_stored_entry_is_skipped_by_catch_up_and_live_streams,
     a_date_past_year_9999_is_refused_rather_than_compared_as_text,
     huge_bad_input_gets_invalid_argument_with_a_short_message,
+    control_characters_in_identifiers_are_refused_alike_by_both_backends,
 );
 
 /// A one-hour run on 2026-03-02 (5 km, heart rate 150/175).
@@ -158,4 +160,76 @@ async fn huge_bad_input_gets_invalid_argument_with_a_short_message(backend: Back
         assert!(status.message().len() < 200, "{}", status.message());
         assert!(status.details().len() < 500, "{} bytes of details", status.details().len());
     }
+}
+
+/// Every identifier, id and name a client sends: a NUL (or another control character) is
+/// INVALID_ARGUMENT with the field's path on both databases, and the batch's valid items
+/// are still stored.
+async fn control_characters_in_identifiers_are_refused_alike_by_both_backends(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let mut ingest = server.ingest(&server.client.token);
+    let keyed = |key: &str, total| pb::StepsSample { idempotency_key: key.into(), ..steps("2026-03-02", total, 20) };
+    let request = steps_request(vec![keyed("a\0b", 1_000), keyed("ok", 2_000)]);
+    let response = ingest.ingest_steps(request).await.unwrap().into_inner();
+    assert_eq!(statuses(&response), [Rejected, Accepted]);
+    let violation = &response.results[0].violations[0];
+    assert_eq!(
+        (violation.field.as_str(), violation.reason.as_str()),
+        ("samples[0].idempotency_key", "INVALID_CHARACTER")
+    );
+
+    let request = pb::IngestWorkoutsRequest {
+        workouts: vec![
+            workout("nul\0id"),
+            workout("bell\u{7}"),
+            pb::Workout { source_device: "\0".into(), ..workout("x") },
+            workout("fine"),
+        ],
+        deleted_workout_ids: vec!["gone\0".into()],
+        time_zone: "UTC".into(),
+    };
+    let response = ingest.ingest_workouts(request).await.unwrap().into_inner();
+    assert_eq!(statuses(&response), [Rejected, Rejected, Rejected, Accepted, Rejected]);
+    let fields: Vec<_> = response.results.iter().flat_map(|r| r.violations.iter().map(|v| v.field.clone())).collect();
+    assert_eq!(
+        fields,
+        ["workouts[0].workout_id", "workouts[1].workout_id", "workouts[2].source_device", "deleted_workout_ids[0]"]
+    );
+    assert_eq!(server.entry("2026-03-02").await.workouts.unwrap().count, 1);
+
+    // Notes are prose: a line break is fine, a NUL is not.
+    let notes = |text: &str| pb::ManualValues { notes: Some(text.into()), ..Default::default() };
+    let mut entries = server.entries(&server.client.token);
+    entries.record_manual_entry(manual("", "2026-03-02", notes("slept badly\nsore legs"))).await.unwrap();
+    let refused = entries.record_manual_entry(manual("", "2026-03-02", notes("a\0b"))).await.unwrap_err();
+    assert_eq!(bad_request_fields(&refused), ["values.notes"]);
+
+    // Ids in reads, names and devices: refused before they reach the database.
+    let nul = "client\0".to_string();
+    let coach_entries = server.entries(&server.coach.token);
+    let get = pb::GetEntryRequest { user_id: nul.clone(), date: "2026-03-02".into() };
+    let stream =
+        pb::StreamEntriesRequest { user_ids: vec![server.client.id.clone(), nul.clone()], after_position: None };
+    let admin = server.admin(&server.admin_token);
+    let recompute = pb::RecomputeDayRequest { user_id: nul.clone(), date: "2026-03-02".into() };
+    let rebuild = pb::RebuildProjectionsRequest { user_id: Some(nul.clone()) };
+    let coach = pb::CreateCoachRequest { name: "Coach\0Carla".into() };
+    let code = pb::CreatePairingCodeRequest { user_id: Some(nul.clone()) };
+    let redeem = pb::RedeemPairingCodeRequest { code: "ABCDEFGH".into(), device_name: "Ana\0s iPhone".into() };
+    let revoke = pb::RevokeDeviceRequest { user_id: server.client.id.clone(), device_id: Some("d\0".into()) };
+    let refusals = [
+        ("user_id", coach_entries.clone().get_entry(get).await.unwrap_err()),
+        ("user_ids[1]", coach_entries.clone().stream_entries(stream).await.map(|_| ()).unwrap_err()),
+        ("user_id", admin.clone().recompute_day(recompute).await.unwrap_err()),
+        ("user_id", admin.clone().rebuild_projections(rebuild).await.unwrap_err()),
+        ("name", admin.clone().create_coach(coach).await.unwrap_err()),
+        ("user_id", server.pairing(&server.coach.token).create_pairing_code(code).await.unwrap_err()),
+        ("device_name", server.pairing("").redeem_pairing_code(redeem).await.unwrap_err()),
+        ("device_id", server.pairing(&server.coach.token).revoke_device(revoke).await.unwrap_err()),
+    ];
+    for (field, status) in refusals {
+        assert_eq!(status.code(), tonic::Code::InvalidArgument, "{field}: {status:?}");
+        assert_eq!(bad_request_fields(&status), [field]);
+    }
+    assert!(server.verify().await);
 }

@@ -17,6 +17,7 @@ each_backend!(
     a_code_is_single_use_even_under_concurrent_redeems,
     an_expired_code_is_not_found,
     guessing_codes_gets_a_peer_refused_for_the_lockout,
+    concurrent_guesses_stop_at_the_limit_and_a_success_does_not_forgive_failures,
     a_revoked_device_is_refused_at_once_on_every_instance,
     a_failed_redeem_leaves_the_database_writable_by_another_process,
 );
@@ -133,6 +134,41 @@ async fn guessing_codes_gets_a_peer_refused_for_the_lockout(backend: Backend) {
 
     tokio::time::sleep(retry + Duration::from_millis(200)).await;
     assert!(redeem(&server, &code).await.is_ok(), "the refusal lasts the lockout, no longer");
+}
+
+/// Guesses are counted before they reach the database: of many sent at once, only the
+/// allowed number are answered at all. Redeeming a code of one's own coach account does
+/// not wipe out the failures before it.
+async fn concurrent_guesses_stop_at_the_limit_and_a_success_does_not_forgive_failures(backend: Backend) {
+    let options = PairingOptions { max_failures: 5, ..PairingOptions::default() };
+    let server = TestServer::start_with(backend, options).await;
+    let own_code = create_code(&server, &server.coach.token, None).await.code;
+    for guess in ["AAAAAAAA", "BBBBBBBB", "CCCCCCCC"] {
+        assert_eq!(redeem(&server, guess).await.unwrap_err().code(), Code::NotFound);
+    }
+    assert!(redeem(&server, &own_code).await.is_ok(), "the 4th attempt succeeds");
+    assert_eq!(redeem(&server, "DDDDDDDD").await.unwrap_err().code(), Code::NotFound, "the 4th failure");
+
+    // The fifth failure is the last admitted, however many are sent at once.
+    let guesses: Vec<_> = (0..50)
+        .map(|_| {
+            tokio::spawn({
+                let pairing = server.pairing("");
+                async move {
+                    let request = pb::RedeemPairingCodeRequest { code: "EEEEEEEE".into(), device_name: "guess".into() };
+                    pairing.clone().redeem_pairing_code(request).await.unwrap_err().code()
+                }
+            })
+        })
+        .collect();
+    let mut answered = 0;
+    for guess in guesses {
+        match guess.await.unwrap() {
+            Code::NotFound => answered += 1,
+            code => assert_eq!(code, Code::ResourceExhausted),
+        }
+    }
+    assert_eq!(answered, 1, "four failures before, one admitted now");
 }
 
 async fn a_revoked_device_is_refused_at_once_on_every_instance(backend: Backend) {
