@@ -18,7 +18,7 @@ use crate::domain::dates;
 use crate::domain::fold::fold;
 use crate::domain::validate::identifier;
 use crate::domain::{reason, Violation};
-use crate::feed::{self, FeedError, FeedItem, Subscription};
+use crate::feed::{self, FeedItem, Subscription};
 use crate::proto::v1 as pb;
 use crate::proto::v1::entry_service_server::EntryService;
 use crate::store::{AppendOutcome, FeedFilter, Store};
@@ -193,18 +193,8 @@ impl<S: Store> EntryService for EntryApi<S> {
             Ok(FeedItem::Heartbeat(position)) => Ok(pb::StreamEntriesResponse {
                 kind: Some(pb::stream_entries_response::Kind::Heartbeat(pb::Heartbeat { position: position as u64 })),
             }),
-            Err(e) => Err(feed_status(e)),
+            Err(e) => Err(ApiError::from(e).into()),
         });
         Ok(Response::new(Box::pin(stream)))
-    }
-}
-
-fn feed_status(e: FeedError) -> Status {
-    match e {
-        FeedError::Store(e) => ApiError::Store(e).into(),
-        e @ FeedError::AheadOfFeed { .. } => Status::out_of_range(e.to_string()),
-        FeedError::ShuttingDown => {
-            Status::unavailable("the server is shutting down; reconnect and resume from your last position")
-        }
     }
 }

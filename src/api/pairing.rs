@@ -6,8 +6,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use rand::Rng;
-use tonic::{Code, Request, Response, Status};
-use tonic_types::{ErrorDetails, StatusExt};
+use tonic::{Request, Response, Status};
 
 use super::auth::Principal;
 use super::convert;
@@ -115,9 +114,8 @@ impl<S: Store> PairingService for PairingApi<S> {
             Ok(attempt) => attempt,
             Err(wait) => {
                 tracing::warn!(%peer, "pairing refused: too many failed attempts");
-                let details = ErrorDetails::with_retry_info(Some(wait));
                 let message = format!("too many failed attempts; retry in {} s", wait.as_secs().max(1));
-                return Err(Status::with_error_details(Code::ResourceExhausted, message, details));
+                return Err(ApiError::ResourceExhausted { message, retry: wait }.into());
             }
         };
         let Some(code) = normalize_code(&r.code) else {

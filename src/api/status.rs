@@ -1,12 +1,19 @@
 //! The one mapping from service errors to gRPC statuses. Internal details are logged with a
-//! request id and never sent to the client.
+//! request id and never sent to the client. Every answer a client may retry says so with
+//! `RetryInfo` (the app's retry contract is in the README).
+
+use std::time::Duration;
 
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 use uuid::Uuid;
 
 use crate::domain::Violation;
+use crate::feed::FeedError;
 use crate::store::StoreError;
+
+/// How long a client waits before retrying a call the database could not serve.
+pub const RETRY_UNAVAILABLE: Duration = Duration::from_secs(1);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -18,6 +25,15 @@ pub enum ApiError {
     PermissionDenied(String),
     #[error("{0}")]
     NotFound(String),
+    #[error("{0}")]
+    OutOfRange(String),
+    /// A limit of this caller was reached; it may retry after `retry`.
+    #[error("{message}")]
+    ResourceExhausted { message: String, retry: Duration },
+    /// The server cannot take the call now (overloaded, shutting down); retry after `retry`,
+    /// here or on another instance.
+    #[error("{message}")]
+    Unavailable { message: String, retry: Duration },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -36,6 +52,19 @@ impl ApiError {
     }
 }
 
+impl From<FeedError> for ApiError {
+    fn from(err: FeedError) -> ApiError {
+        match err {
+            FeedError::Store(e) => ApiError::Store(e),
+            e @ FeedError::AheadOfFeed { .. } => ApiError::OutOfRange(e.to_string()),
+            FeedError::ShuttingDown => ApiError::Unavailable {
+                message: "the server is shutting down; reconnect and resume from your last position".into(),
+                retry: Duration::ZERO,
+            },
+        }
+    }
+}
+
 impl From<ApiError> for Status {
     fn from(err: ApiError) -> Status {
         match err {
@@ -49,18 +78,32 @@ impl From<ApiError> for Status {
             ApiError::Unauthenticated => Status::unauthenticated("missing or invalid bearer token"),
             ApiError::PermissionDenied(message) => Status::permission_denied(message),
             ApiError::NotFound(message) => Status::not_found(message),
-            ApiError::Store(e) if e.is_unavailable() => {
-                let request_id = Uuid::new_v4();
-                tracing::warn!(%request_id, error = %e, "database unavailable");
-                Status::unavailable(format!("the database is unavailable; retry later (request id {request_id})"))
-            }
-            ApiError::Store(e) => {
-                let request_id = Uuid::new_v4();
-                tracing::error!(%request_id, error = %e, "internal error");
-                Status::internal(format!("internal error (request id {request_id})"))
-            }
+            ApiError::OutOfRange(message) => Status::out_of_range(message),
+            ApiError::ResourceExhausted { message, retry } => retryable(Code::ResourceExhausted, message, retry),
+            ApiError::Unavailable { message, retry } => retryable(Code::Unavailable, message, retry),
+            ApiError::Store(e) => store_status(&e),
         }
     }
+}
+
+fn store_status(err: &StoreError) -> Status {
+    let request_id = Uuid::new_v4();
+    match err {
+        StoreError::Unavailable(_) | StoreError::Closed => {
+            tracing::warn!(%request_id, error = %err, "database unavailable");
+            let message = format!("the database is unavailable; retry later (request id {request_id})");
+            retryable(Code::Unavailable, message, RETRY_UNAVAILABLE)
+        }
+        StoreError::Database(_) | StoreError::Corrupt(_) | StoreError::Migrate(_) => {
+            tracing::error!(%request_id, error = %err, "internal error");
+            Status::internal(format!("internal error (request id {request_id})"))
+        }
+        StoreError::Shared(shared) => store_status(shared),
+    }
+}
+
+fn retryable(code: Code, message: String, retry: Duration) -> Status {
+    Status::with_error_details(code, message, ErrorDetails::with_retry_info(Some(retry)))
 }
 
 /// Store errors reach the client through the same mapping, so handlers can use `?`.

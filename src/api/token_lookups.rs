@@ -38,9 +38,8 @@ impl TokenLookups {
     /// Who owns the token with this hash, if it exists and is not revoked.
     pub(crate) async fn owner(&self, token_hash: String) -> StoreResult<Option<TokenOwner>> {
         let (reply, answer) = oneshot::channel();
-        let gone = || StoreError::Unavailable(sqlx::Error::PoolClosed);
-        self.lookups.send(Lookup { token_hash, reply }).await.map_err(|_| gone())?;
-        answer.await.map_err(|_| gone())?.map_err(StoreError::Shared)
+        self.lookups.send(Lookup { token_hash, reply }).await.map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?.map_err(StoreError::Shared)
     }
 }
 

@@ -78,9 +78,8 @@ impl GroupCommit {
     ) -> StoreResult<Vec<AppendOutcome>> {
         let (reply, committed) = oneshot::channel();
         let job = Job { user_id: user_id.to_string(), actor: actor.to_string(), events, rule: rule.clone(), reply };
-        let gone = || StoreError::Unavailable(sqlx::Error::PoolClosed);
-        self.jobs.send(job).await.map_err(|_| gone())?;
-        committed.await.map_err(|_| gone())?
+        self.jobs.send(job).await.map_err(|_| StoreError::Closed)?;
+        committed.await.map_err(|_| StoreError::Closed)?
     }
 }
 

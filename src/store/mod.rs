@@ -26,6 +26,9 @@ pub enum StoreError {
     /// The database cannot be reached or timed out; the caller may retry.
     #[error("database unavailable: {0}")]
     Unavailable(#[source] sqlx::Error),
+    /// The store's writer or token lookups have stopped: the server is going away.
+    #[error("the store is closed")]
+    Closed,
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
     #[error("stored data is corrupt: {0}")]
@@ -38,15 +41,6 @@ pub enum StoreError {
 }
 
 impl StoreError {
-    /// Whether the database could not be reached: the caller may retry.
-    pub fn is_unavailable(&self) -> bool {
-        match self {
-            StoreError::Unavailable(_) => true,
-            StoreError::Shared(shared) => shared.is_unavailable(),
-            _ => false,
-        }
-    }
-
     /// Classifies a driver error: connection trouble is `Unavailable`, the rest is a bug.
     pub fn from_sqlx(err: sqlx::Error) -> StoreError {
         match err {

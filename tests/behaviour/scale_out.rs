@@ -11,6 +11,7 @@ use tonic::Code;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::HealthCheckRequest;
+use tonic_types::StatusExt;
 
 use crate::common::*;
 
@@ -122,6 +123,8 @@ async fn while_postgres_is_unreachable_calls_are_unavailable_then_everything_rec
         .expect("an answer, not a hang")
         .unwrap_err();
     assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    let retry = status.get_details_retry_info().expect("UNAVAILABLE says when to retry").retry_delay;
+    assert_eq!(retry, Some(Duration::from_secs(1)));
     assert!(!status.message().contains("SQL") && !status.message().contains("postgres"), "{}", status.message());
     let went_down = async {
         while health(&server).await != ServingStatus::NotServing {

@@ -7,6 +7,7 @@ use std::time::Duration;
 use coachfit::proto::v1 as pb;
 use pb::stream_entries_response::Kind;
 use tonic::{Code, Streaming};
+use tonic_types::StatusExt;
 
 use crate::common::*;
 use crate::each_backend;
@@ -282,4 +283,6 @@ async fn shutdown_ends_open_streams_with_unavailable(backend: Backend) {
         }
     };
     assert_eq!(status.code(), Code::Unavailable);
+    let retry = status.get_details_retry_info().expect("a shutdown says to reconnect").retry_delay;
+    assert_eq!(retry, Some(Duration::ZERO), "at once, to another instance");
 }
