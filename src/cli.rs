@@ -12,7 +12,7 @@ use crate::api::pairing::PairingOptions;
 use crate::bench::{self, Mode};
 use crate::config::{AdminCommand, Cli, Command, LogFormat};
 use crate::domain::priority::PriorityRule;
-use crate::server::{self, ServerOptions};
+use crate::server::{self, Limits, ServerOptions};
 use crate::store::postgres::{PgSettings, PostgresStore};
 use crate::store::sqlite::SqliteStore;
 use crate::store::Store;
@@ -92,6 +92,7 @@ async fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
 async fn run_command<S: Store>(store: S, command: Command, rule: PriorityRule) -> anyhow::Result<ExitCode> {
     match command {
         Command::Serve(args) => {
+            server::raise_open_file_limit();
             let (listener, addr) =
                 server::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
             let shutdown = server::shutdown_signal();
@@ -104,6 +105,14 @@ async fn run_command<S: Store>(store: S, command: Command, rule: PriorityRule) -
                     code_ttl: Duration::from_secs(args.pairing_code_ttl_secs),
                     max_failures: args.pairing_max_failures,
                     lockout: Duration::from_secs(args.pairing_lockout_secs),
+                },
+                limits: Limits {
+                    max_concurrent_streams: args.max_concurrent_streams,
+                    request_timeout: Duration::from_secs(args.request_timeout_secs),
+                    streams_per_principal: args.streams_per_token as usize,
+                    drain_timeout: Duration::from_secs(args.drain_timeout_secs),
+                    keepalive_interval: Duration::from_secs(args.keepalive_secs),
+                    ..Limits::default()
                 },
             };
             server::serve(store, listener, options, shutdown).await?;

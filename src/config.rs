@@ -83,6 +83,21 @@ pub struct ServeArgs {
     /// Seconds an address is refused after too many failed pairing attempts.
     #[arg(long, env = "COACHFIT_PAIRING_LOCKOUT_SECS", default_value_t = 900)]
     pub pairing_lockout_secs: u64,
+    /// HTTP/2 streams (calls) one connection may have open at once.
+    #[arg(long, env = "COACHFIT_MAX_CONCURRENT_STREAMS", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_concurrent_streams: u32,
+    /// Seconds a call may take to be answered (a streaming call: to set up its stream).
+    #[arg(long, env = "COACHFIT_REQUEST_TIMEOUT_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3_600))]
+    pub request_timeout_secs: u64,
+    /// StreamEntries one token may hold open on this instance.
+    #[arg(long, env = "COACHFIT_STREAMS_PER_TOKEN", default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..))]
+    pub streams_per_token: u64,
+    /// Seconds a shutdown waits for calls and streams before closing the remaining connections.
+    #[arg(long, env = "COACHFIT_DRAIN_TIMEOUT_SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(0..=3_600))]
+    pub drain_timeout_secs: u64,
+    /// Seconds between HTTP/2 PINGs on an idle connection (unanswered for 10 s: disconnected).
+    #[arg(long, env = "COACHFIT_KEEPALIVE_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3_600))]
+    pub keepalive_secs: u64,
 }
 
 #[derive(Debug, Subcommand)]

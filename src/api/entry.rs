@@ -179,21 +179,28 @@ impl<S: Store> EntryService for EntryApi<S> {
         let principal = self.state.auth.principal(&request, "StreamEntries").await?;
         let r = request.into_inner();
         let filter = self.feed_filter(&principal, &r.user_ids).await?;
+        let slot = self.state.stream_slots.take(&principal)?;
         let after = r.after_position.map(|p| i64::try_from(p).unwrap_or(i64::MAX));
         let subscription = Subscription { filter, after, heartbeat: self.state.heartbeat };
         let items = feed::follow(self.state.store.clone(), subscription, self.state.shutdown.clone());
         let encoded = self.encoded.clone();
-        let stream = items.map(move |item| match item {
-            Ok(FeedItem::Update(entry)) => Ok(pb::StreamEntriesResponse {
-                kind: Some(pb::stream_entries_response::Kind::Update(pb::EntryUpdate::encoded(
-                    entry.position as u64,
-                    encoded.get(&entry),
-                ))),
-            }),
-            Ok(FeedItem::Heartbeat(position)) => Ok(pb::StreamEntriesResponse {
-                kind: Some(pb::stream_entries_response::Kind::Heartbeat(pb::Heartbeat { position: position as u64 })),
-            }),
-            Err(e) => Err(ApiError::from(e).into()),
+        let stream = items.map(move |item| {
+            // Moved into the stream, the slot is freed when the stream is dropped.
+            let _held = &slot;
+            match item {
+                Ok(FeedItem::Update(entry)) => Ok(pb::StreamEntriesResponse {
+                    kind: Some(pb::stream_entries_response::Kind::Update(pb::EntryUpdate::encoded(
+                        entry.position as u64,
+                        encoded.get(&entry),
+                    ))),
+                }),
+                Ok(FeedItem::Heartbeat(position)) => Ok(pb::StreamEntriesResponse {
+                    kind: Some(pb::stream_entries_response::Kind::Heartbeat(pb::Heartbeat {
+                        position: position as u64,
+                    })),
+                }),
+                Err(e) => Err(ApiError::from(e).into()),
+            }
         });
         Ok(Response::new(Box::pin(stream)))
     }

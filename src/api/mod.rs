@@ -10,6 +10,7 @@ pub mod ingest;
 mod items;
 pub mod pairing;
 pub mod status;
+mod stream_slots;
 mod throttle;
 mod token_lookups;
 
@@ -20,6 +21,7 @@ use tokio::sync::watch;
 
 use crate::domain::priority::PriorityRule;
 use auth::Authenticator;
+pub use stream_slots::StreamSlots;
 
 /// What every service handler needs.
 #[derive(Clone)]
@@ -31,4 +33,6 @@ pub struct AppState<S> {
     pub heartbeat: Duration,
     /// Turns true when the server shuts down, ending open streams.
     pub shutdown: watch::Receiver<bool>,
+    /// Open `StreamEntries` per principal.
+    pub stream_slots: Arc<StreamSlots>,
 }

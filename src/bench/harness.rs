@@ -19,6 +19,9 @@ impl ChildServer {
         let exe: PathBuf = std::env::current_exe()?;
         let mut child = Command::new(exe)
             .args(["serve", "--listen", "127.0.0.1:0", "--heartbeat-secs", "1"])
+            // The fan-out's dashboards all use one coach's token; every other limit stays
+            // at its default.
+            .args(["--streams-per-token", "100000"])
             .env("COACHFIT_DATABASE_URL", database_url)
             .env("COACHFIT_ADMIN_TOKEN", admin_token)
             .env("RUST_LOG", "info")

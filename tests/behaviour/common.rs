@@ -13,6 +13,7 @@ use coachfit::proto::v1::admin_service_client::AdminServiceClient;
 use coachfit::proto::v1::entry_service_client::EntryServiceClient;
 use coachfit::proto::v1::ingest_service_client::IngestServiceClient;
 use coachfit::proto::v1::pairing_service_client::PairingServiceClient;
+pub use coachfit::server::Limits;
 use coachfit::server::{self, ServerOptions};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -80,7 +81,7 @@ pub struct TestServer {
     task: Option<JoinHandle<anyhow::Result<()>>>,
     /// Dropped (and the database with it) when the last server using it is gone.
     database: std::sync::Arc<TestDatabase>,
-    pairing: PairingOptions,
+    options: ServerOptions,
 }
 
 impl TestServer {
@@ -90,6 +91,17 @@ impl TestServer {
     }
 
     pub async fn start_with(backend: Backend, pairing: PairingOptions) -> TestServer {
+        Self::start_configured(backend, ServerOptions { pairing, ..ServerOptions::default() }).await
+    }
+
+    /// Default limits unless a test is about a limit (or a load beyond one).
+    pub async fn start_with_limits(backend: Backend, limits: Limits) -> TestServer {
+        let pairing = PairingOptions { max_failures: 1_000, ..PairingOptions::default() };
+        Self::start_configured(backend, ServerOptions { pairing, limits, ..ServerOptions::default() }).await
+    }
+
+    /// `options`' pairing and limits; the admin token and heartbeat are the test server's.
+    async fn start_configured(backend: Backend, options: ServerOptions) -> TestServer {
         init_test_logging();
         let database = std::sync::Arc::new(TestDatabase::create(backend).await);
         let store = AnyStore::open(backend, &database.url, FEED_BUFFER).await;
@@ -97,7 +109,7 @@ impl TestServer {
         let (user_id, device_token) = store.create_client(&coach_id).await;
         let coach = Account { id: coach_id, token: coach_token };
         let client = Account { id: user_id, token: device_token };
-        Self::launch(backend, store, database, accounts::new_token(), coach, client, pairing).await
+        Self::launch(backend, store, database, accounts::new_token(), coach, client, options).await
     }
 
     /// A server on a database that an earlier release wrote: the migrations up to
@@ -114,7 +126,7 @@ impl TestServer {
         database.migrate_up_to(migrations_up_to).await;
         database.execute_script(data).await;
         let store = AnyStore::open(backend, &database.url, FEED_BUFFER).await;
-        Self::launch(backend, store, database, accounts::new_token(), coach, client, PairingOptions::default()).await
+        Self::launch(backend, store, database, accounts::new_token(), coach, client, ServerOptions::default()).await
     }
 
     async fn launch(
@@ -124,22 +136,17 @@ impl TestServer {
         admin_token: String,
         coach: Account,
         client: Account,
-        pairing: PairingOptions,
+        options: ServerOptions,
     ) -> TestServer {
         let (listener, addr) = server::bind("127.0.0.1:0".parse().unwrap()).await.expect("bind");
         let (tx, rx) = oneshot::channel::<()>();
-        let options = ServerOptions {
-            admin_token: Some(admin_token.clone()),
-            heartbeat: HEARTBEAT,
-            pairing: pairing.clone(),
-            ..ServerOptions::default()
-        };
+        let options = ServerOptions { admin_token: Some(admin_token.clone()), heartbeat: HEARTBEAT, ..options };
         let shutdown = async {
             let _ = rx.await;
         };
         let task = match store.clone() {
-            AnyStore::Sqlite(s) => tokio::spawn(server::serve(s, listener, options, shutdown)),
-            AnyStore::Postgres(s) => tokio::spawn(server::serve(s, listener, options, shutdown)),
+            AnyStore::Sqlite(s) => tokio::spawn(server::serve(s, listener, options.clone(), shutdown)),
+            AnyStore::Postgres(s) => tokio::spawn(server::serve(s, listener, options.clone(), shutdown)),
         };
         let channel_uri = format!("http://{addr}");
         let channel = Channel::from_shared(channel_uri.clone()).unwrap().connect().await.expect("connect");
@@ -155,7 +162,7 @@ impl TestServer {
             shutdown: Some(tx),
             task: Some(task),
             database,
-            pairing,
+            options,
         }
     }
 
@@ -169,7 +176,7 @@ impl TestServer {
     pub async fn another_instance(&self) -> TestServer {
         let store = AnyStore::open(self.backend, &self.db_url, FEED_BUFFER).await;
         let (admin_token, coach, client) = (self.admin_token.clone(), self.coach.clone(), self.client.clone());
-        Self::launch(self.backend, store, self.database.clone(), admin_token, coach, client, self.pairing.clone()).await
+        Self::launch(self.backend, store, self.database.clone(), admin_token, coach, client, self.options.clone()).await
     }
 
     pub async fn stop(&mut self) {

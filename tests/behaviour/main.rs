@@ -11,6 +11,7 @@ mod concurrency;
 mod entries;
 mod hostile;
 mod ingest;
+mod limits;
 mod matrix;
 mod pairing;
 mod scale_out;

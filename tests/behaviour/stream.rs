@@ -185,7 +185,9 @@ async fn a_stalled_reader_does_not_hold_up_ingestion_and_catches_up(backend: Bac
 }
 
 async fn a_thousand_subscribers_all_receive_an_update(backend: Backend) {
-    let server = TestServer::start(backend).await;
+    // One coach's token stands for a thousand dashboards: above the per-token cap.
+    let limits = Limits { streams_per_principal: 1_000, ..Limits::default() };
+    let server = TestServer::start_with_limits(backend, limits).await;
     // Dashboards connect from many places: 10 connections carrying 100 streams each.
     let mut streams = Vec::new();
     for _ in 0..10 {

@@ -1,4 +1,10 @@
-//! The tonic server: CoachFit's services, health, reflection, graceful shutdown.
+//! The tonic server: CoachFit's services, health, reflection, the limits on what a client
+//! may hold, and a graceful shutdown with a deadline.
+
+mod connections;
+mod deadline;
+
+pub use connections::raise_open_file_limit;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -7,7 +13,7 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
 use tonic::transport::Server;
 use tonic_health::server::HealthReporter;
 use tonic_health::ServingStatus;
@@ -17,7 +23,7 @@ use crate::api::auth::Authenticator;
 use crate::api::entry::EntryApi;
 use crate::api::ingest::IngestApi;
 use crate::api::pairing::{PairingApi, PairingOptions};
-use crate::api::AppState;
+use crate::api::{AppState, StreamSlots};
 use crate::domain::priority::PriorityRule;
 use crate::proto::v1::admin_service_server::AdminServiceServer;
 use crate::proto::v1::entry_service_server::EntryServiceServer;
@@ -38,6 +44,7 @@ pub struct ServerOptions {
     /// How long a `StreamEntries` stream may be idle before it gets a heartbeat.
     pub heartbeat: Duration,
     pub pairing: PairingOptions,
+    pub limits: Limits,
 }
 
 impl Default for ServerOptions {
@@ -47,6 +54,39 @@ impl Default for ServerOptions {
             rule: PriorityRule::default(),
             heartbeat: Duration::from_secs(5),
             pairing: PairingOptions::default(),
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// What one client may hold of the server (the README's limits table).
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// HTTP/2 streams (calls) one connection may have open at once.
+    pub max_concurrent_streams: u32,
+    /// How long a call's handler may take to answer; a streaming call answers once its
+    /// stream is set up.
+    pub request_timeout: Duration,
+    /// `StreamEntries` one token may hold open on this instance.
+    pub streams_per_principal: usize,
+    /// After a shutdown begins, how long calls and streams have to finish before the
+    /// remaining connections are closed.
+    pub drain_timeout: Duration,
+    /// HTTP/2 PING interval on idle connections; a peer that does not answer within
+    /// `keepalive_timeout` is disconnected.
+    pub keepalive_interval: Duration,
+    pub keepalive_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_concurrent_streams: 256,
+            request_timeout: Duration::from_secs(30),
+            streams_per_principal: 64,
+            drain_timeout: Duration::from_secs(10),
+            keepalive_interval: Duration::from_secs(30),
+            keepalive_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -58,13 +98,15 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<(TcpListener, SocketAddr)
     Ok((listener, local))
 }
 
-/// Serves until `shutdown` resolves; in-flight calls then finish before it returns.
+/// Serves until `shutdown` resolves; in-flight calls then have the drain timeout to finish
+/// before the remaining connections are closed.
 pub async fn serve<S: Store>(
     store: S,
     listener: TcpListener,
     options: ServerOptions,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
+    let limits = options.limits;
     let (stop_streams, shutdown_rx) = watch::channel(false);
     let state = AppState {
         auth: Authenticator::new(store.clone(), options.admin_token.as_deref()),
@@ -72,12 +114,18 @@ pub async fn serve<S: Store>(
         rule: Arc::new(options.rule),
         heartbeat: options.heartbeat,
         shutdown: shutdown_rx,
+        stream_slots: StreamSlots::new(limits.streams_per_principal),
     };
+    let (draining, close) = (CancellationToken::new(), CancellationToken::new());
     // Open streams never finish on their own: end them when shutdown begins, so the
     // graceful shutdown can complete once unary calls are done.
-    let shutdown = async move {
-        shutdown.await;
-        let _ = stop_streams.send(true);
+    let shutdown = {
+        let draining = draining.clone();
+        async move {
+            shutdown.await;
+            let _ = stop_streams.send(true);
+            draining.cancel();
+        }
     };
     let (reporter, health) = tonic_health::server::health_reporter();
     let probe = tokio::spawn(watch_database(store, reporter));
@@ -90,10 +138,12 @@ pub async fn serve<S: Store>(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
 
-    let result = Server::builder()
-        .http2_keepalive_interval(Some(Duration::from_secs(30)))
-        .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+    let server = Server::builder()
+        .max_concurrent_streams(limits.max_concurrent_streams)
+        .http2_keepalive_interval(Some(limits.keepalive_interval))
+        .http2_keepalive_timeout(Some(limits.keepalive_timeout))
         .trace_fn(|request| tracing::info_span!("rpc", path = %request.uri().path()))
+        .layer(deadline::DeadlineLayer(limits.request_timeout))
         .add_service(health)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
@@ -101,8 +151,16 @@ pub async fn serve<S: Store>(
         .add_service(EntryServiceServer::new(EntryApi::new(state.clone())))
         .add_service(PairingServiceServer::new(PairingApi::new(state.clone(), &options.pairing)))
         .add_service(AdminServiceServer::new(AdminApi::new(state)))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
-        .await;
+        .serve_with_incoming_shutdown(connections::accept(listener, close.clone()), shutdown);
+    tokio::pin!(server);
+    let result = tokio::select! {
+        result = &mut server => result,
+        () = async { draining.cancelled().await; tokio::time::sleep(limits.drain_timeout).await } => {
+            tracing::warn!(drain_secs = limits.drain_timeout.as_secs_f64(), "drain deadline passed: closing the remaining connections");
+            close.cancel();
+            server.await
+        }
+    };
     probe.abort();
     Ok(result?)
 }
