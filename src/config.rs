@@ -46,7 +46,7 @@ pub enum Command {
     },
     /// Check every stored read model against the fold of its events; non-zero exit on a difference.
     Verify,
-    /// Measure the service against its limits (DESIGN.md §7) on a fresh database of the kind
+    /// Measure the service against its limits (docs/DESIGN.md §7) on a fresh database of the kind
     /// --database-url names: `sqlite…` for a temporary file, or a PostgreSQL server URL.
     Bench {
         /// A smaller run, under two minutes.

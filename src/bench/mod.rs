@@ -1,5 +1,5 @@
 //! `coachfit bench`: the real server on loopback, driven by real gRPC clients, each figure
-//! measured side by side with its limit in the same run (DESIGN.md §7).
+//! measured side by side with its limit in the same run (docs/DESIGN.md §7).
 
 mod harness;
 mod load;
@@ -27,7 +27,7 @@ use raw::RawEvent;
 /// How big a run is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
-    /// DESIGN.md's sizes: 1,000 subscribers at 500 changes/s, 1,000,000 events rebuilt.
+    /// docs/DESIGN.md's sizes: 1,000 subscribers at 500 changes/s, 1,000,000 events rebuilt.
     Full,
     /// The same shape, smaller: under two minutes.
     Quick,
@@ -274,7 +274,7 @@ async fn run_on<S: Store>(store: S, raw: Raw, db: &ScratchDatabase, mode: Mode) 
     })
 }
 
-/// DESIGN.md §7's goals, each with whether this run met it.
+/// docs/DESIGN.md §7's goals, each with whether this run met it.
 impl Report {
     fn goals(&self) -> Vec<(String, String, String, bool)> {
         vec![

@@ -170,7 +170,7 @@ fn a_later_deletion_removes_a_workout_and_an_earlier_one_does_not() {
     assert_eq!(fold(day(), &[w, deletion(2, "w1", 10), re_added], &rule()).workouts.count, 1);
 }
 
-/// DESIGN: a deletion removes the revisions observed before it or at the same instant.
+/// docs/DESIGN.md §5: a deletion removes the revisions observed before it or at the same instant.
 #[test]
 fn a_deletion_at_the_same_instant_as_the_revision_removes_it() {
     let w = workout(1, Source::Healthkit, "w1", "running", 7, 30, 9);

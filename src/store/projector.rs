@@ -223,7 +223,7 @@ pub(crate) async fn append<T: WriteTx>(
     // The new events are folded from memory: only what was stored before is read back.
     let touched: Vec<UserDay> = touched.into_iter().collect();
     let mut events = tx.fold_inputs(&touched, &workouts).await?;
-    // An entry exists iff its day has events (DESIGN.md §5), so only the days with stored
+    // An entry exists iff its day has events (docs/DESIGN.md §5), so only the days with stored
     // events can have an entry to compare with: a batch of new days reads no bodies.
     let with_entries: Vec<UserDay> = {
         let days_with_events: HashSet<UserDay> =
