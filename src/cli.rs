@@ -112,6 +112,8 @@ async fn run_command<S: Store>(store: S, command: Command, rule: PriorityRule) -
                     streams_per_principal: args.streams_per_token as usize,
                     drain_timeout: Duration::from_secs(args.drain_timeout_secs),
                     keepalive_interval: Duration::from_secs(args.keepalive_secs),
+                    device_burst_items: args.device_burst_items,
+                    device_items_per_second: args.device_items_per_second,
                     ..Limits::default()
                 },
             };

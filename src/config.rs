@@ -98,6 +98,12 @@ pub struct ServeArgs {
     /// Seconds between HTTP/2 PINGs on an idle connection (unanswered for 10 s: disconnected).
     #[arg(long, env = "COACHFIT_KEEPALIVE_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3_600))]
     pub keepalive_secs: u64,
+    /// Items one device may ingest at once (its bucket's size).
+    #[arg(long, env = "COACHFIT_DEVICE_BURST_ITEMS", default_value_t = 2_000, value_parser = clap::value_parser!(u32).range(400..))]
+    pub device_burst_items: u32,
+    /// Items per second a device's bucket refills with.
+    #[arg(long, env = "COACHFIT_DEVICE_ITEMS_PER_SECOND", default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..))]
+    pub device_items_per_second: u32,
 }
 
 #[derive(Debug, Subcommand)]

@@ -92,6 +92,9 @@ impl<S: Store> EntryService for EntryApi<S> {
         let (event_id, duplicate) = match outcome?.as_slice() {
             [AppendOutcome::Accepted(id)] => (*id, false),
             [AppendOutcome::Duplicate(id)] => (*id, true),
+            [AppendOutcome::DayFull] => {
+                return Err(ApiError::ResourceExhausted { message: super::ingest::day_full(), retry: None }.into())
+            }
             _ => {
                 return Err(ApiError::invalid_one(Violation::new(
                     "idempotency_key",

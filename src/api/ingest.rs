@@ -13,7 +13,7 @@ use crate::domain::validate::{self, Context};
 use crate::domain::{reason, Violation};
 use crate::proto::v1 as pb;
 use crate::proto::v1::ingest_service_server::IngestService;
-use crate::store::{AppendOutcome, Store};
+use crate::store::{AppendOutcome, Store, MAX_EVENTS_PER_DAY};
 
 pub struct IngestApi<S> {
     state: AppState<S>,
@@ -51,6 +51,14 @@ impl<S: Store> IngestApi<S> {
         checked: Vec<CheckedItem>,
     ) -> ApiResult<pb::IngestResponse> {
         let valid: Vec<NewEvent> = checked.iter().filter_map(|c| c.result.as_ref().ok().cloned()).collect();
+        // Only what reaches the writer counts against the device's rate.
+        if let Principal::Device { device_id, .. } = principal {
+            if let Err(wait) = self.state.device_rate.take(device_id, valid.len()) {
+                let message =
+                    format!("this device is sending faster than it may; retry in {} ms", wait.as_millis().max(1));
+                return Err(ApiError::ResourceExhausted { message, retry: Some(wait) });
+            }
+        }
         let mut outcomes =
             self.state.store.append(user_id, &principal.actor(), valid, &self.state.rule).await?.into_iter();
         let mut response = pb::IngestResponse::default();
@@ -69,6 +77,14 @@ impl<S: Store> IngestApi<S> {
                     AppendOutcome::Duplicate(id) => {
                         result.status = pb::ItemStatus::Duplicate.into();
                         result.event_id = id.to_string();
+                    }
+                    AppendOutcome::DayFull => {
+                        result.status = pb::ItemStatus::Rejected.into();
+                        result.violations.push(pb::FieldViolation {
+                            field: item.path.clone(),
+                            description: day_full(),
+                            reason: reason::DAY_FULL.into(),
+                        });
                     }
                     AppendOutcome::KeyReused => {
                         result.status = pb::ItemStatus::Rejected.into();
@@ -93,6 +109,11 @@ impl<S: Store> IngestApi<S> {
 
 fn field_violation(v: Violation) -> pb::FieldViolation {
     pb::FieldViolation { field: v.field, description: v.description, reason: v.reason.to_string() }
+}
+
+/// Why an item was refused because its day is full.
+pub fn day_full() -> String {
+    format!("its day already holds {MAX_EVENTS_PER_DAY} events, the most one day may hold")
 }
 
 fn check_size(field: &str, len: usize, min: usize, max: usize) -> ApiResult<()> {

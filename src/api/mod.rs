@@ -4,6 +4,7 @@ pub mod admin;
 pub mod auth;
 pub mod bearer;
 mod convert;
+mod device_rate;
 mod encoded_entries;
 pub mod entry;
 pub mod ingest;
@@ -21,6 +22,7 @@ use tokio::sync::watch;
 
 use crate::domain::priority::PriorityRule;
 use auth::Authenticator;
+pub use device_rate::DeviceRate;
 pub use stream_slots::StreamSlots;
 
 /// What every service handler needs.
@@ -35,4 +37,6 @@ pub struct AppState<S> {
     pub shutdown: watch::Receiver<bool>,
     /// Open `StreamEntries` per principal.
     pub stream_slots: Arc<StreamSlots>,
+    /// Items each device may ingest, and how fast.
+    pub device_rate: Arc<DeviceRate>,
 }

@@ -115,7 +115,7 @@ impl<S: Store> PairingService for PairingApi<S> {
             Err(wait) => {
                 tracing::warn!(%peer, "pairing refused: too many failed attempts");
                 let message = format!("too many failed attempts; retry in {} s", wait.as_secs().max(1));
-                return Err(ApiError::ResourceExhausted { message, retry: wait }.into());
+                return Err(ApiError::ResourceExhausted { message, retry: Some(wait) }.into());
             }
         };
         let Some(code) = normalize_code(&r.code) else {

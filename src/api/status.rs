@@ -14,6 +14,8 @@ use crate::store::StoreError;
 
 /// How long a client waits before retrying a call the database could not serve.
 pub const RETRY_UNAVAILABLE: Duration = Duration::from_secs(1);
+/// How long a client waits before retrying a write the server shed under load.
+pub const RETRY_OVERLOADED: Duration = Duration::from_millis(500);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -27,9 +29,10 @@ pub enum ApiError {
     NotFound(String),
     #[error("{0}")]
     OutOfRange(String),
-    /// A limit of this caller was reached; it may retry after `retry`.
+    /// A limit was reached: the caller may retry after `retry`, or, without one, not at all
+    /// (the same call would meet the same limit).
     #[error("{message}")]
-    ResourceExhausted { message: String, retry: Duration },
+    ResourceExhausted { message: String, retry: Option<Duration> },
     /// The server cannot take the call now (overloaded, shutting down); retry after `retry`,
     /// here or on another instance.
     #[error("{message}")]
@@ -79,7 +82,10 @@ impl From<ApiError> for Status {
             ApiError::PermissionDenied(message) => Status::permission_denied(message),
             ApiError::NotFound(message) => Status::not_found(message),
             ApiError::OutOfRange(message) => Status::out_of_range(message),
-            ApiError::ResourceExhausted { message, retry } => retryable(Code::ResourceExhausted, message, retry),
+            ApiError::ResourceExhausted { message, retry: Some(retry) } => {
+                retryable(Code::ResourceExhausted, message, retry)
+            }
+            ApiError::ResourceExhausted { message, retry: None } => Status::resource_exhausted(message),
             ApiError::Unavailable { message, retry } => retryable(Code::Unavailable, message, retry),
             ApiError::Store(e) => store_status(&e),
         }
@@ -93,6 +99,11 @@ fn store_status(err: &StoreError) -> Status {
             tracing::warn!(%request_id, error = %err, "database unavailable");
             let message = format!("the database is unavailable; retry later (request id {request_id})");
             retryable(Code::Unavailable, message, RETRY_UNAVAILABLE)
+        }
+        StoreError::Overloaded => {
+            tracing::warn!(%request_id, "write shed: the write queue is full");
+            let message = format!("the server is busy; retry shortly (request id {request_id})");
+            retryable(Code::Unavailable, message, RETRY_OVERLOADED)
         }
         StoreError::Database(_) | StoreError::Corrupt(_) | StoreError::Migrate(_) => {
             tracing::error!(%request_id, error = %err, "internal error");

@@ -35,7 +35,7 @@ impl StreamSlots {
         let held = open.entry(holder.clone()).or_default();
         if *held >= self.per_principal {
             let message = format!("{} streams are already open for this token; close one first", self.per_principal);
-            return Err(ApiError::ResourceExhausted { message, retry: RETRY });
+            return Err(ApiError::ResourceExhausted { message, retry: Some(RETRY) });
         }
         *held += 1;
         Ok(StreamSlot { slots: self.clone(), holder })

@@ -74,6 +74,7 @@ pub mod reason {
     pub const UNKNOWN_TIME_ZONE: &str = "UNKNOWN_TIME_ZONE";
     pub const IDEMPOTENCY_KEY_REUSED: &str = "IDEMPOTENCY_KEY_REUSED";
     pub const UNKNOWN_FIELD: &str = "UNKNOWN_FIELD";
+    pub const DAY_FULL: &str = "DAY_FULL";
 }
 
 #[cfg(test)]

@@ -23,7 +23,7 @@ use crate::api::auth::Authenticator;
 use crate::api::entry::EntryApi;
 use crate::api::ingest::IngestApi;
 use crate::api::pairing::{PairingApi, PairingOptions};
-use crate::api::{AppState, StreamSlots};
+use crate::api::{AppState, DeviceRate, StreamSlots};
 use crate::domain::priority::PriorityRule;
 use crate::proto::v1::admin_service_server::AdminServiceServer;
 use crate::proto::v1::entry_service_server::EntryServiceServer;
@@ -76,6 +76,9 @@ pub struct Limits {
     /// `keepalive_timeout` is disconnected.
     pub keepalive_interval: Duration,
     pub keepalive_timeout: Duration,
+    /// Items one device may ingest at once, and per second after that.
+    pub device_burst_items: u32,
+    pub device_items_per_second: u32,
 }
 
 impl Default for Limits {
@@ -87,6 +90,8 @@ impl Default for Limits {
             drain_timeout: Duration::from_secs(10),
             keepalive_interval: Duration::from_secs(30),
             keepalive_timeout: Duration::from_secs(10),
+            device_burst_items: 2_000,
+            device_items_per_second: 500,
         }
     }
 }
@@ -115,6 +120,7 @@ pub async fn serve<S: Store>(
         heartbeat: options.heartbeat,
         shutdown: shutdown_rx,
         stream_slots: StreamSlots::new(limits.streams_per_principal),
+        device_rate: Arc::new(DeviceRate::new(limits.device_burst_items, limits.device_items_per_second)),
     };
     let (draining, close) = (CancellationToken::new(), CancellationToken::new());
     // Open streams never finish on their own: end them when shutdown begins, so the

@@ -23,8 +23,10 @@ const MAX_GROUP_REQUESTS: usize = 64;
 /// (11 per event row), well under SQLite's 32,766 and PostgreSQL's 65,535. Requests carry
 /// at most 400 items.
 pub(crate) const MAX_GROUP_EVENTS: usize = 1000;
-/// Requests that may wait for a lane before callers wait to hand theirs over.
-const QUEUE: usize = 1024;
+/// Requests that may wait for a lane; past this the store is overloaded and sheds new
+/// appends (`StoreError::Overloaded`) instead of queueing without end. At ~64 requests per
+/// group, about 16 commits of backlog.
+pub(crate) const WRITE_QUEUE: usize = 1024;
 
 /// How a backend writes one group: in one transaction, committed before it returns.
 pub(crate) trait GroupWriter: Send + Sync + 'static {
@@ -58,9 +60,10 @@ impl Job {
 }
 
 impl GroupCommit {
-    /// Starts `lanes` writer tasks (transactions in flight at once) over `writer`.
-    pub(crate) fn start<W: GroupWriter>(writer: Arc<W>, lanes: usize) -> GroupCommit {
-        let (jobs, queue) = mpsc::channel(QUEUE);
+    /// Starts `lanes` writer tasks (transactions in flight at once) over `writer`, with
+    /// room for `queue` requests waiting.
+    pub(crate) fn start<W: GroupWriter>(writer: Arc<W>, lanes: usize, queue: usize) -> GroupCommit {
+        let (jobs, queue) = mpsc::channel(queue);
         let queue = Arc::new(Mutex::new(queue));
         for _ in 0..lanes.max(1) {
             tokio::spawn(lane(writer.clone(), queue.clone()));
@@ -78,7 +81,10 @@ impl GroupCommit {
     ) -> StoreResult<Vec<AppendOutcome>> {
         let (reply, committed) = oneshot::channel();
         let job = Job { user_id: user_id.to_string(), actor: actor.to_string(), events, rule: rule.clone(), reply };
-        self.jobs.send(job).await.map_err(|_| StoreError::Closed)?;
+        self.jobs.try_send(job).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => StoreError::Overloaded,
+            mpsc::error::TrySendError::Closed(_) => StoreError::Closed,
+        })?;
         committed.await.map_err(|_| StoreError::Closed)?
     }
 }
@@ -191,7 +197,7 @@ mod tests {
     /// written.
     #[tokio::test]
     async fn a_carried_request_is_written_while_another_lane_waits_for_work() {
-        let commit = GroupCommit::start(Arc::new(Accepting), 2);
+        let commit = GroupCommit::start(Arc::new(Accepting), 2, WRITE_QUEUE);
         let rule = PriorityRule::default();
         let both = async {
             tokio::join!(
@@ -202,5 +208,43 @@ mod tests {
         let (a, b) = tokio::time::timeout(Duration::from_secs(5), both).await.expect("both answered");
         assert_eq!(a.unwrap().len(), 600);
         assert_eq!(b.unwrap().len(), 600);
+    }
+
+    /// Holds every group until released.
+    struct Stalled(tokio::sync::Semaphore);
+
+    impl GroupWriter for Stalled {
+        async fn append_group(
+            &self,
+            group: &[Append<'_>],
+            rule: &PriorityRule,
+        ) -> StoreResult<Vec<Vec<AppendOutcome>>> {
+            let _released = self.0.acquire().await.expect("open");
+            Accepting.append_group(group, rule).await
+        }
+    }
+
+    /// With the writer stuck and the queue full, an append is refused at once as
+    /// overloaded rather than left waiting; those already queued are written once the
+    /// writer moves again.
+    #[tokio::test]
+    async fn a_full_write_queue_sheds_new_appends_and_keeps_the_queued_ones() {
+        let writer = Arc::new(Stalled(tokio::sync::Semaphore::new(0)));
+        let commit = GroupCommit::start(writer.clone(), 1, 2);
+        let rule = PriorityRule::default();
+        // One request in the stuck lane, two waiting in the queue.
+        let mut queued = Vec::new();
+        for user in ["a", "b", "c"] {
+            let (commit, rule) = (commit.clone(), rule.clone());
+            queued.push(tokio::spawn(async move { commit.append(user, "device", events(1), &rule).await }));
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let shed = tokio::time::timeout(Duration::from_secs(5), commit.append("d", "device", events(1), &rule)).await;
+        assert!(matches!(shed.expect("refused at once"), Err(StoreError::Overloaded)));
+
+        writer.0.add_permits(1_000);
+        for append in queued {
+            assert_eq!(append.await.unwrap().unwrap().len(), 1);
+        }
     }
 }

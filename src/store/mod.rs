@@ -19,7 +19,7 @@ use crate::domain::event::{NewEvent, StoredEvent};
 use crate::domain::fold::Day;
 use crate::domain::priority::PriorityRule;
 
-pub use projector::AppendOutcome;
+pub use projector::{AppendOutcome, MAX_EVENTS_PER_DAY};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -29,6 +29,9 @@ pub enum StoreError {
     /// The store's writer or token lookups have stopped: the server is going away.
     #[error("the store is closed")]
     Closed,
+    /// More writes are waiting than the writer may queue: this one was not taken.
+    #[error("too many writes waiting")]
+    Overloaded,
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
     #[error("stored data is corrupt: {0}")]

@@ -18,7 +18,7 @@ use sqlx::{PgConnection, PgPool, Postgres};
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 
-use super::group::GroupCommit;
+use super::group::{GroupCommit, WRITE_QUEUE};
 use super::sql::{shared_imports, sql_store};
 use super::{EntryChange, StoreError, StoreResult, StoredEntry, FEED_BUFFER};
 
@@ -122,7 +122,8 @@ impl PostgresStore {
         let head = feed_head(&pool).await?;
         let relay = tokio::spawn(relay_changes(feed_pool.clone(), changes.clone(), head));
         let writer = Arc::new(PgWriter { pool });
-        let appends = GroupCommit::start(writer.clone(), GROUP_LANES.min(settings.max_connections) as usize);
+        let appends =
+            GroupCommit::start(writer.clone(), GROUP_LANES.min(settings.max_connections) as usize, WRITE_QUEUE);
         let store = PostgresStore { writer, feed_pool, changes, appends, _relay: Arc::new(Relay(relay)) };
         store.upgrade_content_hashes().await?;
         Ok(store)

@@ -15,7 +15,11 @@ use tonic_types::StatusExt;
 use crate::common::*;
 use crate::each_backend;
 
-each_backend!(a_token_holds_at_most_its_streams_and_a_closed_stream_frees_a_slot,);
+each_backend!(
+    a_token_holds_at_most_its_streams_and_a_closed_stream_frees_a_slot,
+    a_device_ingesting_faster_than_its_rate_is_told_when_to_retry_and_loses_nothing,
+    a_full_day_refuses_new_events_but_still_answers_duplicates,
+);
 
 const PATIENCE: Duration = Duration::from_secs(30);
 
@@ -51,6 +55,84 @@ async fn a_token_holds_at_most_its_streams_and_a_closed_stream_frees_a_slot(back
         }
     };
     tokio::time::timeout(PATIENCE, reopened).await.expect("a closed stream frees its slot");
+}
+
+async fn a_device_ingesting_faster_than_its_rate_is_told_when_to_retry_and_loses_nothing(backend: Backend) {
+    let limits = Limits { device_burst_items: 10, device_items_per_second: 1, ..Limits::default() };
+    let server = TestServer::start_with_limits(backend, limits).await;
+    let mut ingest = server.ingest(&server.client.token);
+    let days = |from: u32, n: u32| (from..from + n).map(|d| steps(&format!("2026-03-{d:02}"), 1_000 + d, 23)).collect();
+    let first = ingest.ingest_steps(steps_request(days(1, 8))).await.unwrap().into_inner();
+    assert_eq!(first.accepted, 8);
+
+    // Items that fail validation never reach the writer and cost nothing.
+    let invalid = vec![pb::StepsSample { total_steps: 999_999, ..steps("2026-03-20", 0, 23) }; 5];
+    assert_eq!(ingest.ingest_steps(steps_request(invalid)).await.unwrap().into_inner().rejected, 5);
+
+    let refused = ingest.ingest_steps(steps_request(days(9, 5))).await.unwrap_err();
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+    let wait = refused.get_details_retry_info().and_then(|r| r.retry_delay).expect("RetryInfo");
+    assert!(wait > Duration::from_millis(2_500) && wait <= Duration::from_secs(3), "3 items short at 1/s: {wait:?}");
+    let missing = pb::GetEntryRequest { user_id: String::new(), date: "2026-03-09".into() };
+    let missing = server.entries(&server.client.token).get_entry(missing).await.unwrap_err();
+    assert_eq!(missing.code(), Code::NotFound, "nothing of a refused request is stored");
+
+    // Another device has its own bucket.
+    let other = server.new_client(&server.coach.id).await;
+    let theirs = server.ingest(&other.token).ingest_steps(steps_request(days(1, 10))).await.unwrap().into_inner();
+    assert_eq!(theirs.accepted, 10);
+
+    // Retried after the delay, the same request is stored whole.
+    tokio::time::sleep(wait).await;
+    assert_eq!(ingest.ingest_steps(steps_request(days(9, 5))).await.unwrap().into_inner().accepted, 5);
+}
+
+/// `MAX_EVENTS_PER_DAY` step totals of one day, each observed a second after the last.
+fn day_of_totals(date: &str, from: u32, n: u32) -> Vec<pb::StepsSample> {
+    let start = utc(date, 0);
+    (from..from + n)
+        .map(|i| pb::StepsSample {
+            observed_at: ts(start + chrono::Duration::seconds(i64::from(i))),
+            ..steps(date, i, 0)
+        })
+        .collect()
+}
+
+async fn a_full_day_refuses_new_events_but_still_answers_duplicates(backend: Backend) {
+    let limits = Limits { device_burst_items: 1_000_000, device_items_per_second: 1_000_000, ..Limits::default() };
+    let server = TestServer::start_with_limits(backend, limits).await;
+    let mut ingest = server.ingest(&server.client.token);
+    let full = coachfit::store::MAX_EVENTS_PER_DAY as u32;
+    let mut stored = 0;
+    while stored + 400 <= full - 200 {
+        let batch = day_of_totals("2026-03-02", stored, 400);
+        assert_eq!(ingest.ingest_steps(steps_request(batch)).await.unwrap().into_inner().accepted, 400);
+        stored += 400;
+    }
+    let room = full - stored;
+    // `room` more fit on the day; the rest of the batch is refused, item by item, and
+    // another day in the same batch is stored.
+    let mut batch = day_of_totals("2026-03-02", stored, room + 50);
+    batch.push(steps("2026-03-03", 777, 20));
+    let response = ingest.ingest_steps(steps_request(batch)).await.unwrap().into_inner();
+    assert_eq!((response.accepted, response.rejected), (room + 1, 50));
+    let refused = &response.results[room as usize];
+    assert_eq!(refused.violations[0].field, format!("samples[{room}]"));
+    assert_eq!(refused.violations[0].reason, "DAY_FULL");
+    assert!(refused.violations[0].description.contains(&full.to_string()), "names the limit");
+    assert_eq!(server.entry("2026-03-03").await.steps, Some(777));
+    assert_eq!(server.entry("2026-03-02").await.steps, Some(full - 1), "the last total stored is the latest");
+
+    // A resend of a stored report is still a duplicate, not refused.
+    let again = ingest.ingest_steps(steps_request(day_of_totals("2026-03-02", 0, 1))).await.unwrap().into_inner();
+    assert_eq!(again.duplicates, 1);
+    // A single manual entry on the full day: RESOURCE_EXHAUSTED, and not worth retrying.
+    let values = pb::ManualValues { weight_kg: Some(70.0), ..Default::default() };
+    let manual = server.entries(&server.client.token).record_manual_entry(manual("", "2026-03-02", values)).await;
+    let manual = manual.unwrap_err();
+    assert_eq!(manual.code(), Code::ResourceExhausted, "{manual:?}");
+    assert!(manual.get_details_retry_info().is_none(), "no RetryInfo: the day stays full");
+    assert!(server.verify().await);
 }
 
 /// A raw HTTP/2 connection to the server, to do what no well-behaved gRPC client does.
