@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Starts a server on a fresh database and a free port, mints accounts with the CLI, runs
-# every example (run-all.sh), and stops the server. Used by .ci/run.
+# Starts a server as the README says (`serve`, default settings) on a fresh database and a
+# free port, mints accounts with the CLI, runs every example (run-all.sh) twice, as a user
+# may, and stops the server. Used by .ci/run.
 #   ci-smoke.sh            a temporary SQLite file
 #   ci-smoke.sh postgres   a temporary database on COACHFIT_TEST_POSTGRES_URL's server
 set -euo pipefail
@@ -35,7 +36,7 @@ client=$("$bin" admin create-client --coach-id "$coach_id")
 export DEVICE_TOKEN=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["device_token"])' <<<"$client")
 export USER_ID=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["user_id"])' <<<"$client")
 
-COACHFIT_ADMIN_TOKEN=$ADMIN_TOKEN COACHFIT_HEARTBEAT_SECS=1 RUST_LOG=info "$bin" serve --listen 127.0.0.1:0 2>"$work/server.log" &
+COACHFIT_ADMIN_TOKEN=$ADMIN_TOKEN "$bin" serve --listen 127.0.0.1:0 2>"$work/server.log" &
 server_pid=$!
 for _ in $(seq 1 100); do
   addr=$(sed -n 's/.*coachfit listening addr=\([0-9.:]*\).*/\1/p' "$work/server.log" | head -1)
@@ -45,6 +46,8 @@ done
 [ -n "${addr:-}" ] || { echo "server did not start:"; cat "$work/server.log"; exit 1; }
 export COACHFIT_ADDR=$addr
 
+bash "$root/grpcurl-examples/run-all.sh"
+echo "-- again: every example is safe to run twice"
 bash "$root/grpcurl-examples/run-all.sh"
 "$bin" verify
 kill "$server_pid" && wait "$server_pid"

@@ -3,9 +3,12 @@
 #   DEVICE_TOKEN    a client's device token   (coachfit admin create-client)
 #   COACH_TOKEN     that client's coach token (coachfit admin create-coach)
 #   USER_ID         the client's user id
-#   ADMIN_TOKEN     the server's COACHFIT_ADMIN_TOKEN
+#   ADMIN_TOKEN     the server's admin token (default: COACHFIT_ADMIN_TOKEN, as the README
+#                   sets it for `serve`; `coachfit demo` prints it)
 #   DAY             the day the examples write (default 2026-03-02)
+# `coachfit demo` writes all of them to coachfit-demo.env: `source coachfit-demo.env`.
 : "${COACHFIT_ADDR:=127.0.0.1:50051}"
+: "${ADMIN_TOKEN:=${COACHFIT_ADMIN_TOKEN:-}}"
 : "${DAY:=2026-03-02}"
 GRPCURL=${GRPCURL:-grpcurl}
 

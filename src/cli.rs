@@ -7,10 +7,15 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use serde_json::json;
 
+use std::str::FromStr;
+
+use sqlx::sqlite::SqliteConnectOptions;
+
 use crate::accounts;
 use crate::api::pairing::PairingOptions;
 use crate::bench::{self, Mode};
 use crate::config::{AdminCommand, Cli, Command, LogFormat};
+use crate::demo;
 use crate::domain::priority::PriorityRule;
 use crate::server::{self, Limits, ServerOptions};
 use crate::store::postgres::{PgSettings, PostgresStore};
@@ -72,31 +77,70 @@ async fn bench(database: &str, quick: bool, smoke: bool, write: Option<&std::pat
 
 /// Opens the database the URL names (running migrations) and runs the command on it.
 async fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
+    let url = cli.database_url();
     if let Command::Bench { quick, smoke, write } = &cli.command {
-        return bench(&cli.database_url, *quick, *smoke, write.as_deref()).await;
+        return bench(&url, *quick, *smoke, write.as_deref()).await;
     }
     let rule = load_rule(&cli)?;
-    let url = cli.database_url.as_str();
+    let shown = redacted(&url);
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        tracing::info!(database = %shown, "using PostgreSQL");
         let settings = PgSettings { max_connections: cli.db_max_connections, ..PgSettings::default() };
-        let store = PostgresStore::open(url, &settings).await.context("opening PostgreSQL")?;
-        run_command(store, cli.command, rule).await
+        let store = PostgresStore::open(&url, &settings).await.with_context(|| format!("opening {shown}"))?;
+        run_command(store, cli.command, rule, &shown).await
     } else if url.starts_with("sqlite:") {
-        let store = SqliteStore::open(url).await.context("opening SQLite")?;
-        run_command(store, cli.command, rule).await
+        let path = sqlite_path(&url)?;
+        tracing::info!(database = %path.display(), "using SQLite");
+        if !creates_database(&cli.command) && !path.exists() {
+            bail!(
+                "no database at {}: `coachfit serve` or `coachfit migrate` creates one; run this where it is, \
+                 or name it with --database-url (or COACHFIT_DATABASE_URL)",
+                path.display()
+            );
+        }
+        let store = SqliteStore::open(&url).await.with_context(|| format!("opening {}", path.display()))?;
+        run_command(store, cli.command, rule, &shown).await
     } else {
         bail!("unsupported database URL: expected sqlite://PATH or postgres://…")
     }
 }
 
-async fn run_command<S: Store>(store: S, command: Command, rule: PriorityRule) -> anyhow::Result<ExitCode> {
+/// Commands that make a database where there is none; the others only read or add to one
+/// (an empty new file would make `verify` pass, and `admin` say the coach does not exist).
+fn creates_database(command: &Command) -> bool {
+    matches!(command, Command::Serve(_) | Command::Demo { .. } | Command::Migrate)
+}
+
+/// The file a `sqlite:` URL names.
+fn sqlite_path(url: &str) -> anyhow::Result<std::path::PathBuf> {
+    let options = SqliteConnectOptions::from_str(url).with_context(|| format!("not a SQLite URL: {url}"))?;
+    Ok(options.get_filename().to_path_buf())
+}
+
+/// A database URL fit for a log: any password replaced.
+pub fn redacted(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_string() };
+    let Some((credentials, host)) = rest.split_once('@') else { return url.to_string() };
+    match credentials.split_once(':') {
+        Some((user, _password)) => format!("{scheme}://{user}:***@{host}"),
+        None => url.to_string(),
+    }
+}
+
+async fn run_command<S: Store>(
+    store: S,
+    command: Command,
+    rule: PriorityRule,
+    database: &str,
+) -> anyhow::Result<ExitCode> {
     match command {
+        Command::Demo { listen } => demo::run(store, listen, rule, database).await?,
         Command::Serve(args) => {
             server::raise_open_file_limit();
             let (listener, addr) =
                 server::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
             let shutdown = server::shutdown_signal();
-            tracing::info!(%addr, "coachfit listening");
+            tracing::info!(%addr, database, "coachfit listening");
             let options = ServerOptions {
                 admin_token: args.admin_token,
                 rule,
@@ -148,4 +192,16 @@ async fn run_command<S: Store>(store: S, command: Command, rule: PriorityRule) -
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_logged_database_url_hides_its_password() {
+        assert_eq!(redacted("postgres://app:s3cret@db:5432/coachfit"), "postgres://app:***@db:5432/coachfit");
+        assert_eq!(redacted("postgres://postgres@127.0.0.1/x"), "postgres://postgres@127.0.0.1/x");
+        assert_eq!(redacted("sqlite://coachfit.db"), "sqlite://coachfit.db");
+    }
 }

@@ -8,9 +8,10 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 #[derive(Debug, Parser)]
 #[command(name = "coachfit", version, about = "CoachFit Sync: health-data ingestion over gRPC")]
 pub struct Cli {
-    /// `sqlite://PATH` (the embedded default) or `postgres://…`.
-    #[arg(long, global = true, env = "COACHFIT_DATABASE_URL", default_value = "sqlite://coachfit.db")]
-    pub database_url: String,
+    /// `sqlite://PATH` or `postgres://…` [default: sqlite://coachfit.db; `demo` and `bench`
+    /// use a new SQLite file in the temporary directory]
+    #[arg(long, global = true, env = "COACHFIT_DATABASE_URL")]
+    pub database_url: Option<String>,
 
     /// PostgreSQL connection pool size per instance.
     #[arg(long, global = true, env = "COACHFIT_DB_MAX_CONNECTIONS", default_value_t = 10)]
@@ -27,6 +28,25 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// The database when none is named.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://coachfit.db";
+
+impl Cli {
+    /// The database the command uses: the one named, else the default (a fresh file for
+    /// `demo`).
+    pub fn database_url(&self) -> String {
+        match (&self.database_url, &self.command) {
+            (Some(url), _) => url.clone(),
+            (None, Command::Bench { .. }) => "sqlite".to_string(),
+            (None, Command::Demo { .. }) => {
+                let name = format!("coachfit-demo-{}.db", chrono::Utc::now().format("%Y%m%d-%H%M%S"));
+                format!("sqlite://{}", std::env::temp_dir().join(name).display())
+            }
+            (None, _) => DEFAULT_DATABASE_URL.to_string(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
     Text,
@@ -37,6 +57,14 @@ pub enum LogFormat {
 pub enum Command {
     /// Run migrations, then serve gRPC until SIGINT/SIGTERM.
     Serve(ServeArgs),
+    /// Serve a demo: a coach, two clients and three weeks of their data, with new steps
+    /// arriving every few seconds. Prints the tokens as `export` lines (also written to
+    /// ./coachfit-demo.env).
+    Demo {
+        /// Address to listen on.
+        #[arg(long, env = "COACHFIT_LISTEN", default_value = "127.0.0.1:50051")]
+        listen: SocketAddr,
+    },
     /// Create or upgrade the schema, then exit.
     Migrate,
     /// Recompute read models from the events (after a priority change, say).

@@ -8,7 +8,7 @@ mod device_rate;
 mod encoded_entries;
 pub mod entry;
 pub mod ingest;
-mod items;
+pub(crate) mod items;
 pub mod pairing;
 pub mod status;
 mod stream_slots;

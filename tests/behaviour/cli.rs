@@ -1,5 +1,6 @@
 //! The `coachfit` binary: minting accounts, verify, rebuild and a graceful serve.
 
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
@@ -118,4 +119,98 @@ async fn serve_exits_cleanly_on_a_sigterm_as_soon_as_it_listens() {
     let (child, _) = spawn_serve(&dir);
     let status = terminate(child).await;
     assert!(status.success(), "serve exits 0 after SIGTERM: {status:?}");
+}
+
+/// `verify` and `admin` where there is no database name the path and create nothing: an
+/// empty new file would make `verify` pass and `admin` say the coach does not exist.
+#[test]
+fn read_only_commands_refuse_a_database_that_does_not_exist() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nowhere.db");
+    let url = format!("sqlite://{}", missing.display());
+    for args in [&["verify"][..], &["rebuild"], &["admin", "create-client", "--coach-id", "c"]] {
+        let output = coachfit(&url, args);
+        assert!(!output.status.success(), "{args:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(&format!("no database at {}", missing.display())), "{args:?}: {stderr}");
+        assert_eq!(stderr.matches("nowhere.db").count(), 1, "the path is named once: {stderr}");
+        assert!(!missing.exists(), "{args:?} created {}", missing.display());
+    }
+    assert!(coachfit(&url, &["migrate"]).status.success(), "migrate creates it");
+    assert!(coachfit(&url, &["verify"]).status.success());
+}
+
+/// `coachfit demo` serves a coach with two clients and weeks of their data, writes the
+/// exports it prints, and what it stored verifies.
+#[tokio::test]
+async fn the_demo_serves_a_coach_with_two_clients_and_their_weeks_of_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let db_url = format!("sqlite://{}", dir.path().join("demo.db").display());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_coachfit"))
+        .args(["demo", "--listen", "127.0.0.1:0"])
+        .current_dir(dir.path())
+        .env("COACHFIT_DATABASE_URL", &db_url)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn coachfit demo");
+    let stdout = BufReader::new(child.stdout.take().unwrap());
+    let printed: Vec<String> =
+        stdout.lines().map(|l| l.unwrap()).take_while(|l| !l.contains("Ctrl-C stops the demo")).collect();
+    let env_file = std::fs::read_to_string(dir.path().join("coachfit-demo.env")).unwrap();
+    let exports: BTreeMap<String, String> = env_file
+        .lines()
+        .filter_map(|l| l.strip_prefix("export "))
+        .map(|l| {
+            let (name, value) = l.split_once('=').unwrap();
+            (name.to_string(), value.split_whitespace().next().unwrap().to_string())
+        })
+        .collect();
+    assert!(printed.iter().any(|l| l.starts_with("export COACH_TOKEN=")), "the exports are printed: {printed:?}");
+
+    let channel = tonic::transport::Channel::from_shared(format!("http://{}", exports["COACHFIT_ADDR"]))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut coach = coachfit::proto::v1::entry_service_client::EntryServiceClient::with_interceptor(
+        channel,
+        Bearer::new(&exports["COACH_TOKEN"]),
+    );
+    let mut days = 0;
+    for user in [&exports["USER_ID"], &exports["BEN_USER_ID"]] {
+        let request = pb::ListEntriesRequest {
+            user_id: user.clone(),
+            start_date: "2000-01-01".into(),
+            end_date: "2100-01-01".into(),
+            page_size: 366,
+            page_token: String::new(),
+        };
+        let entries = coach.list_entries(request).await.unwrap().into_inner().entries;
+        assert!(entries.len() >= 21, "three weeks of history: {}", entries.len());
+        assert!(
+            entries.iter().filter(|e| e.sleep.is_some() && e.workouts.as_ref().is_some_and(|w| w.count > 0)).count()
+                > 5
+        );
+        days += entries.len();
+    }
+    assert!(days >= 42);
+    // The coach's correction stands over HealthKit on one of Ana's days.
+    let request = pb::ListEntriesRequest {
+        user_id: exports["USER_ID"].clone(),
+        start_date: "2000-01-01".into(),
+        end_date: "2100-01-01".into(),
+        page_size: 366,
+        page_token: String::new(),
+    };
+    let entries = coach.list_entries(request).await.unwrap().into_inner().entries;
+    let corrected: Vec<_> = entries.iter().filter(|e| e.steps == Some(21_400)).collect();
+    assert_eq!(corrected.len(), 1);
+    let steps = corrected[0].provenance.iter().find(|p| p.field == "steps").unwrap();
+    assert_eq!((steps.source(), steps.overridden), (pb::Source::Manual, true));
+
+    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let status = tokio::task::spawn_blocking(move || child.wait()).await.unwrap().unwrap();
+    assert!(status.success(), "the demo exits cleanly on SIGTERM: {status:?}");
+    assert!(coachfit(&db_url, &["verify"]).status.success(), "what the demo stored verifies");
 }
