@@ -86,6 +86,25 @@ pub fn sleep_session(ctx: Context, path: &str, s: &pb::SleepSession) -> Result<N
             c.fail("sleep_end", reason::INCONSISTENT, "must be after sleep_start");
         } else if end - start > Duration::hours(24) {
             c.fail("sleep_end", reason::OUT_OF_RANGE, "a sleep session lasts at most 24 hours");
+        } else {
+            // Whole minutes of the window, rounded up: a session's minutes fit in it.
+            let window = u32::try_from(((end - start).num_seconds() + 59) / 60).unwrap_or(u32::MAX);
+            // Stages that overflow it are blamed on the window (the in-bed check names them).
+            let spans = [
+                ("total_sleep_minutes", Some(total_sleep_minutes)),
+                ("in_bed_minutes", in_bed_minutes),
+                ("sleep_end", Some(stage_sum)),
+            ];
+            for (field, minutes) in spans {
+                match minutes {
+                    Some(minutes) if minutes > window => c.fail(
+                        field,
+                        reason::INCONSISTENT,
+                        format!("{minutes} minutes do not fit in the session's {window} minutes"),
+                    ),
+                    _ => {}
+                }
+            }
         }
     }
     let observed_at = c.instant("observed_at", instant(&s.observed_at));
@@ -199,6 +218,7 @@ pub fn body_metric(ctx: Context, path: &str, m: &pb::BodyMetric) -> Result<NewEv
         (T::Height, U::Cm) => Some((Metric::HeightM, 0.01, 3.0)),
         (T::Height, U::In) => Some((Metric::HeightM, 0.0254, 3.0)),
         (T::BodyFatPercentage, U::Percent) => Some((Metric::BodyFatPercent, 1.0, 100.0)),
+        (T::BodyFatPercentage, U::Fraction) => Some((Metric::BodyFatPercent, 100.0, 100.0)),
         (T::Unspecified, _) => {
             c.fail("type", reason::REQUIRED, "a BODY_METRIC_TYPE is required");
             None
@@ -220,6 +240,10 @@ pub fn body_metric(ctx: Context, path: &str, m: &pb::BodyMetric) -> Result<NewEv
         };
         if !in_range {
             c.fail("value", reason::OUT_OF_RANGE, format!("{} is out of range for {}", m.value, unit.as_str_name()));
+        } else if unit == U::Percent && si < MIN_BODY_FAT_PERCENT {
+            // No one lives below 1 % body fat; 0.185 is HealthKit's fraction for 18.5 %.
+            let hint = "below 1 %: for a fraction of one (HealthKit's 0.185 for 18.5 %) send UNIT_FRACTION";
+            c.fail("value", reason::OUT_OF_RANGE, format!("{} % is {hint}", m.value));
         }
         Some((metric, si))
     });
@@ -235,6 +259,9 @@ pub fn body_metric(ctx: Context, path: &str, m: &pb::BodyMetric) -> Result<NewEv
     };
     c.finish(event)
 }
+
+/// The least body fat a percent may say; a smaller number is a fraction sent as a percent.
+const MIN_BODY_FAT_PERCENT: f64 = 1.0;
 
 /// Makes a field's value from a number (`FieldValue::Steps`).
 type ValueOf<T> = fn(T) -> FieldValue;

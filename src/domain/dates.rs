@@ -31,9 +31,15 @@ pub fn parse_day(field: &str, text: &str, now: DateTime<Utc>) -> Result<NaiveDat
 pub fn parse_date(field: &str, text: &str) -> Result<NaiveDate, Violation> {
     let shaped = text.len() == 10
         && text.bytes().enumerate().all(|(i, b)| if i == 4 || i == 7 { b == b'-' } else { b.is_ascii_digit() });
-    shaped.then(|| NaiveDate::parse_from_str(text, "%Y-%m-%d").ok()).flatten().ok_or_else(|| {
-        Violation::new(field, reason::INVALID_FORMAT, format!("{} is not a date YYYY-MM-DD", quoted(text)))
-    })
+    if !shaped {
+        return Err(Violation::new(
+            field,
+            reason::INVALID_FORMAT,
+            format!("{} is not a date YYYY-MM-DD", quoted(text)),
+        ));
+    }
+    NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .map_err(|_| Violation::new(field, reason::INVALID_FORMAT, format!("{text} is not a day of the calendar")))
 }
 
 /// Checks that a derived or parsed day lies in the accepted range.
@@ -80,6 +86,9 @@ mod tests {
     #[test]
     fn rejects_malformed_early_and_future_dates() {
         assert_eq!(parse_day("d", "2026-3-1", now()).unwrap_err().reason, reason::INVALID_FORMAT);
+        let no_such_day = parse_day("d", "2026-02-30", now()).unwrap_err();
+        assert_eq!(no_such_day.reason, reason::INVALID_FORMAT);
+        assert_eq!(no_such_day.description, "2026-02-30 is not a day of the calendar");
         assert_eq!(parse_day("d", "1999-12-31", now()).unwrap_err().reason, reason::OUT_OF_RANGE);
         assert_eq!(parse_day("d", "2026-03-10", now()).unwrap_err().reason, reason::OUT_OF_RANGE);
         assert_eq!(parse_day("d", "", now()).unwrap_err().reason, reason::REQUIRED);

@@ -135,14 +135,17 @@ pub async fn serve<S: Store>(
     };
     let (reporter, health) = tonic_health::server::health_reporter();
     let probe = tokio::spawn(watch_database(store, reporter));
-    let reflection_v1 = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()?;
-    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1alpha()?;
+    // The error details (BadRequest, RetryInfo) are described too, so that grpcurl
+    // `-format-error` shows them as JSON rather than bytes.
+    let descriptors =
+        [FILE_DESCRIPTOR_SET, tonic_health::pb::FILE_DESCRIPTOR_SET, tonic_types::pb::FILE_DESCRIPTOR_SET];
+    let reflection = || {
+        descriptors.iter().fold(tonic_reflection::server::Builder::configure(), |builder, set| {
+            builder.register_encoded_file_descriptor_set(set)
+        })
+    };
+    let reflection_v1 = reflection().build_v1()?;
+    let reflection_v1alpha = reflection().build_v1alpha()?;
 
     let server = Server::builder()
         .max_concurrent_streams(limits.max_concurrent_streams)

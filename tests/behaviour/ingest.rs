@@ -17,6 +17,8 @@ each_backend!(
     a_batch_keeps_its_valid_items_and_names_the_bad_field,
     whole_request_problems_are_invalid_argument_with_field_paths,
     nan_and_out_of_range_values_are_rejected_per_item,
+    body_fat_as_a_fraction_is_a_percent_and_a_percent_below_one_is_refused,
+    sleep_longer_than_its_session_is_refused,
 );
 
 async fn a_resent_step_total_is_a_duplicate_with_the_same_event_id(backend: Backend) {
@@ -103,7 +105,7 @@ async fn sleep_without_a_date_belongs_to_the_local_day_it_ends_across_dst(backen
 async fn a_later_sleep_summary_replaces_the_earlier_one(backend: Backend) {
     let server = TestServer::start(backend).await;
     let mut ingest = server.ingest(&server.client.token);
-    let mut first = sleep(utc("2026-03-04", 4), 7, 400);
+    let mut first = sleep(utc("2026-03-04", 4), 8, 400);
     first.date = "2026-03-04".into();
     let mut updated = first.clone();
     updated.total_sleep_minutes = 430;
@@ -241,4 +243,65 @@ async fn nan_and_out_of_range_values_are_rejected_per_item(backend: Backend) {
     let fields: Vec<_> = response.results[0].violations.iter().map(|v| v.field.as_str()).collect();
     assert!(fields.contains(&"sessions[0].sleep_end"), "{fields:?}");
     assert!(fields.contains(&"sessions[0].in_bed_minutes"), "{fields:?}");
+}
+
+/// HealthKit reports body fat as a fraction of one: sent with UNIT_FRACTION it is stored as
+/// a percent; sent as a percent below 1 it is refused with a message naming the fraction
+/// unit. Inches and lean body mass convert too.
+async fn body_fat_as_a_fraction_is_a_percent_and_a_percent_below_one_is_refused(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let mut ingest = server.ingest(&server.client.token);
+    let metric = |kind: pb::BodyMetricType, value: f64, unit: pb::Unit| pb::BodyMetric {
+        r#type: kind.into(),
+        value,
+        unit: unit.into(),
+        measured_at: ts(utc("2026-03-05", 14)),
+        idempotency_key: String::new(),
+    };
+    let request = pb::IngestBodyMetricsRequest {
+        metrics: vec![
+            metric(pb::BodyMetricType::BodyFatPercentage, 0.185, pb::Unit::Fraction),
+            metric(pb::BodyMetricType::BodyFatPercentage, 0.185, pb::Unit::Percent),
+            metric(pb::BodyMetricType::Height, 70.0, pb::Unit::In),
+            metric(pb::BodyMetricType::LeanBodyMass, 130.0, pb::Unit::Lb),
+            metric(pb::BodyMetricType::BodyFatPercentage, 1.5, pb::Unit::Fraction),
+        ],
+        time_zone: "America/New_York".into(),
+    };
+    let response = ingest.ingest_body_metrics(request).await.unwrap().into_inner();
+    use pb::ItemStatus::{Accepted, Rejected};
+    assert_eq!(statuses(&response), [Accepted, Rejected, Accepted, Accepted, Rejected]);
+    let refused = &response.results[1].violations[0];
+    assert_eq!((refused.field.as_str(), refused.reason.as_str()), ("metrics[1].value", "OUT_OF_RANGE"));
+    assert!(refused.description.contains("UNIT_FRACTION"), "{}", refused.description);
+
+    let day = server.entry("2026-03-05").await;
+    assert!((day.body_fat_percent.unwrap() - 18.5).abs() < 1e-9, "{:?}", day.body_fat_percent);
+    assert!((day.height_m.unwrap() - 70.0 * 0.0254).abs() < 1e-9);
+    assert!((day.lean_body_mass_kg.unwrap() - 130.0 * 0.45359237).abs() < 1e-9);
+}
+
+/// Minutes of sleep, in bed or in stages that do not fit in the session's window are
+/// refused with the field's path; a session whose minutes fit is stored.
+async fn sleep_longer_than_its_session_is_refused(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let start = utc("2026-03-04", 4);
+    let one_hour = |total: u32| pb::SleepSession { date: "2026-03-04".into(), ..sleep(start, 1, total) };
+    let no_stages = pb::SleepSession {
+        in_bed_minutes: None,
+        awake_minutes: Some(50),
+        core_minutes: Some(30),
+        deep_minutes: None,
+        rem_minutes: None,
+        ..one_hour(40)
+    };
+    let request =
+        pb::IngestSleepRequest { sessions: vec![one_hour(1_400), no_stages, one_hour(40)], time_zone: "UTC".into() };
+    let response = server.ingest(&server.client.token).ingest_sleep(request).await.unwrap().into_inner();
+    use pb::ItemStatus::{Accepted, Rejected};
+    assert_eq!(statuses(&response), [Rejected, Rejected, Accepted]);
+    let fields = |i: usize| -> Vec<String> { response.results[i].violations.iter().map(|v| v.field.clone()).collect() };
+    assert!(fields(0).contains(&"sessions[0].total_sleep_minutes".to_string()), "{:?}", fields(0));
+    assert_eq!(fields(1), ["sessions[1].sleep_end"], "80 minutes of stages in a 60-minute window");
+    assert_eq!(server.entry("2026-03-04").await.sleep_minutes, Some(40));
 }

@@ -14,6 +14,7 @@ mod ingest;
 mod limits;
 mod matrix;
 mod pairing;
+mod reflection;
 mod scale_out;
 mod stream;
 mod upgrade;
