@@ -149,6 +149,7 @@ async fn run_command<S: Store>(
                     code_ttl: Duration::from_secs(args.pairing_code_ttl_secs),
                     max_failures: args.pairing_max_failures,
                     lockout: Duration::from_secs(args.pairing_lockout_secs),
+                    trusted_proxies: args.trusted_proxies,
                 },
                 limits: Limits {
                     max_concurrent_streams: args.max_concurrent_streams,

@@ -21,6 +21,7 @@ pub struct Cli {
     #[arg(long, global = true, env = "COACHFIT_PRIORITY_FILE")]
     pub priority_file: Option<PathBuf>,
 
+    /// Log lines as text or JSON, on stderr; `RUST_LOG` sets the level (default `info`).
     #[arg(long, global = true, env = "COACHFIT_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
 
@@ -69,6 +70,7 @@ pub enum Command {
     Migrate,
     /// Recompute read models from the events (after a priority change, say).
     Rebuild {
+        /// Only this user's days (default: everyone's).
         #[arg(long, env = "COACHFIT_USER_ID")]
         user_id: Option<String>,
     },
@@ -94,6 +96,7 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
+    /// Address to listen on (plaintext gRPC; keep it on loopback behind a TLS proxy).
     #[arg(long, env = "COACHFIT_LISTEN", default_value = "127.0.0.1:50051")]
     pub listen: SocketAddr,
     /// A bearer token that acts as an admin principal.
@@ -111,6 +114,10 @@ pub struct ServeArgs {
     /// Seconds an address is refused after too many failed pairing attempts.
     #[arg(long, env = "COACHFIT_PAIRING_LOCKOUT_SECS", default_value_t = 900)]
     pub pairing_lockout_secs: u64,
+    /// A proxy (IP address) whose `x-forwarded-for` names the client, for the pairing
+    /// throttle; repeatable (env: comma-separated). Without one the header is ignored.
+    #[arg(long = "trusted-proxy", env = "COACHFIT_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<std::net::IpAddr>,
     /// HTTP/2 streams (calls) one connection may have open at once.
     #[arg(long, env = "COACHFIT_MAX_CONCURRENT_STREAMS", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_concurrent_streams: u32,
@@ -138,13 +145,16 @@ pub struct ServeArgs {
 pub enum AdminCommand {
     /// Prints {"coach_id", "coach_token"}.
     CreateCoach {
+        /// The coach's name, as clients see it.
         #[arg(long)]
         name: String,
     },
     /// Prints {"user_id", "device_token"}.
     CreateClient {
+        /// The coach the client belongs to (from create-coach).
         #[arg(long)]
         coach_id: String,
+        /// A name for the client's first device.
         #[arg(long, default_value = "cli")]
         device_name: String,
     },

@@ -21,6 +21,17 @@ pub fn source(s: Source) -> i32 {
     .into()
 }
 
+/// Kilograms to the gram and metres to the millimetre: what a unit conversion leaves
+/// (172.4 lb is 78.19932458800001 kg) is noise. Events and the fold keep the exact value.
+fn thousandths(value: f64) -> f64 {
+    (value * 1_000.0).round() / 1_000.0
+}
+
+/// A percent to a hundredth.
+fn hundredths(value: f64) -> f64 {
+    (value * 100.0).round() / 100.0
+}
+
 pub fn entry(stored: &StoredEntry) -> pb::Entry {
     let Day {
         steps,
@@ -46,10 +57,10 @@ pub fn entry(stored: &StoredEntry) -> pb::Entry {
         user_id: stored.user_id.clone(),
         date: stored.day.to_string(),
         steps: *steps,
-        weight_kg: *weight_kg,
-        height_m: *height_m,
-        body_fat_percent: *body_fat_percent,
-        lean_body_mass_kg: *lean_body_mass_kg,
+        weight_kg: weight_kg.map(thousandths),
+        height_m: height_m.map(thousandths),
+        body_fat_percent: body_fat_percent.map(hundredths),
+        lean_body_mass_kg: lean_body_mass_kg.map(thousandths),
         calories: *calories,
         protein_grams: *protein_grams,
         carbs_grams: *carbs_grams,

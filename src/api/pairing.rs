@@ -26,9 +26,12 @@ pub const CODE_LENGTH: usize = 8;
 #[derive(Debug, Clone)]
 pub struct PairingOptions {
     pub code_ttl: Duration,
-    /// Failed redeems from one peer address before it is refused for `lockout`.
+    /// Failed redeems from one client address before it is refused for `lockout`.
     pub max_failures: u32,
     pub lockout: Duration,
+    /// Proxies whose `x-forwarded-for` names the client; from any other peer the header is
+    /// ignored (a client could write anything in it).
+    pub trusted_proxies: Vec<IpAddr>,
 }
 
 impl Default for PairingOptions {
@@ -37,6 +40,7 @@ impl Default for PairingOptions {
             code_ttl: Duration::from_secs(15 * 60),
             max_failures: 5,
             lockout: Duration::from_secs(15 * 60),
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -45,6 +49,7 @@ pub struct PairingApi<S> {
     state: AppState<S>,
     code_ttl: Duration,
     throttle: FailureThrottle,
+    trusted_proxies: Vec<IpAddr>,
 }
 
 impl<S> PairingApi<S> {
@@ -53,8 +58,21 @@ impl<S> PairingApi<S> {
             state,
             code_ttl: options.code_ttl,
             throttle: FailureThrottle::new(options.max_failures, options.lockout),
+            trusted_proxies: options.trusted_proxies.clone(),
         }
     }
+}
+
+/// The address a redeem counts against: the peer's, or, when the peer is a trusted proxy,
+/// the nearest address in `x-forwarded-for` that is not itself a trusted proxy.
+fn client_address<T>(request: &Request<T>, trusted: &[IpAddr]) -> IpAddr {
+    let peer = request.remote_addr().map(|a| a.ip()).unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+    if !trusted.contains(&peer) {
+        return peer;
+    }
+    let forwarded = request.metadata().get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok());
+    let hops: Vec<IpAddr> = forwarded.flat_map(|v| v.split(',')).filter_map(|hop| hop.trim().parse().ok()).collect();
+    hops.into_iter().rev().find(|hop| !trusted.contains(hop)).unwrap_or(peer)
 }
 
 fn new_code() -> String {
@@ -105,7 +123,7 @@ impl<S: Store> PairingService for PairingApi<S> {
         &self,
         request: Request<pb::RedeemPairingCodeRequest>,
     ) -> Result<Response<pb::RedeemPairingCodeResponse>, Status> {
-        let peer = request.remote_addr().map(|a| a.ip()).unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+        let peer = client_address(&request, &self.trusted_proxies);
         let r = request.get_ref();
         let device_name = r.device_name.trim();
         check_text("device_name", device_name, TextKind::Identifier, 1, MAX_DEVICE_NAME_CHARS)

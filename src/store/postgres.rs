@@ -101,7 +101,10 @@ impl PostgresStore {
     /// read back from the store.
     pub async fn open_with(url: &str, settings: &PgSettings, feed_buffer: usize) -> StoreResult<PostgresStore> {
         let timeout = format!("{}ms", settings.statement_timeout.as_millis());
-        let options = PgConnectOptions::from_str(url)?.options([("statement_timeout", timeout.as_str())]);
+        // NOTICEs (such as "relation _sqlx_migrations already exists, skipping" on every start)
+        // are not worth a log line.
+        let options = PgConnectOptions::from_str(url)?
+            .options([("statement_timeout", timeout.as_str()), ("client_min_messages", "warning")]);
         let pool = PgPoolOptions::new()
             .max_connections(settings.max_connections)
             .acquire_timeout(settings.acquire_timeout)

@@ -141,11 +141,12 @@ async fn body_metrics_are_stored_in_si_units_on_their_local_day(backend: Backend
     assert_eq!(response.accepted, 4);
 
     let day = server.entry("2026-03-05").await;
-    assert!((day.weight_kg.unwrap() - 176.0 * 0.45359237).abs() < 1e-9);
-    assert!((day.height_m.unwrap() - 1.8).abs() < 1e-9);
+    // Shown to the gram: 176 lb is 79.83225712 kg, 180 lb 81.6466266 kg.
+    assert_eq!(day.weight_kg, Some(79.832));
+    assert_eq!(day.height_m, Some(1.8));
     assert_eq!(day.body_fat_percent, Some(18.5));
     let previous = server.entry("2026-03-04").await;
-    assert!((previous.weight_kg.unwrap() - 180.0 * 0.45359237).abs() < 1e-9);
+    assert_eq!(previous.weight_kg, Some(81.647));
 }
 
 async fn a_batch_keeps_its_valid_items_and_names_the_bad_field(backend: Backend) {
@@ -276,9 +277,11 @@ async fn body_fat_as_a_fraction_is_a_percent_and_a_percent_below_one_is_refused(
     assert!(refused.description.contains("UNIT_FRACTION"), "{}", refused.description);
 
     let day = server.entry("2026-03-05").await;
-    assert!((day.body_fat_percent.unwrap() - 18.5).abs() < 1e-9, "{:?}", day.body_fat_percent);
-    assert!((day.height_m.unwrap() - 70.0 * 0.0254).abs() < 1e-9);
-    assert!((day.lean_body_mass_kg.unwrap() - 130.0 * 0.45359237).abs() < 1e-9);
+    // 0.185 × 100 is 18.499999999999996 in floating point; 70 in is 1.778 m; 130 lb is
+    // 58.9670081 kg, shown to the gram.
+    assert_eq!(day.body_fat_percent, Some(18.5));
+    assert_eq!(day.height_m, Some(1.778));
+    assert_eq!(day.lean_body_mass_kg, Some(58.967));
 }
 
 /// Minutes of sleep, in bed or in stages that do not fit in the session's window are

@@ -8,6 +8,7 @@ mod admin;
 mod auth;
 mod cli;
 mod concurrency;
+mod crash;
 mod entries;
 mod hostile;
 mod ingest;

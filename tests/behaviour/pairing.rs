@@ -18,6 +18,7 @@ each_backend!(
     an_expired_code_is_not_found,
     guessing_codes_gets_a_peer_refused_for_the_lockout,
     concurrent_guesses_stop_at_the_limit_and_a_success_does_not_forgive_failures,
+    behind_a_trusted_proxy_guesses_count_per_forwarded_client,
     a_revoked_device_is_refused_at_once_on_every_instance,
     a_failed_redeem_leaves_the_database_writable_by_another_process,
 );
@@ -169,6 +170,34 @@ async fn concurrent_guesses_stop_at_the_limit_and_a_success_does_not_forgive_fai
         }
     }
     assert_eq!(answered, 1, "four failures before, one admitted now");
+}
+
+/// A guess through a proxy the server trusts counts against the client the proxy names, so
+/// one guesser does not lock out everyone behind the proxy; from a peer that is not
+/// trusted, the header counts for nothing.
+async fn behind_a_trusted_proxy_guesses_count_per_forwarded_client(backend: Backend) {
+    let guess = |server: &TestServer, forwarded_for: &str| {
+        let mut request =
+            tonic::Request::new(pb::RedeemPairingCodeRequest { code: "ZZZZZZZZ".into(), device_name: "guess".into() });
+        request.metadata_mut().insert("x-forwarded-for", forwarded_for.parse().unwrap());
+        let mut pairing = server.pairing("");
+        async move { pairing.redeem_pairing_code(request).await.unwrap_err().code() }
+    };
+    let loopback = "127.0.0.1".parse().unwrap();
+    let options = PairingOptions { max_failures: 2, trusted_proxies: vec![loopback], ..PairingOptions::default() };
+    let server = TestServer::start_with(backend, options).await;
+    // The client is the last hop the trusted proxy appended.
+    for _ in 0..2 {
+        assert_eq!(guess(&server, "198.51.100.9, 203.0.113.5").await, Code::NotFound);
+    }
+    assert_eq!(guess(&server, "203.0.113.5").await, Code::ResourceExhausted);
+    assert_eq!(guess(&server, "203.0.113.6").await, Code::NotFound, "another client behind the proxy");
+
+    let untrusted =
+        TestServer::start_with(backend, PairingOptions { max_failures: 2, ..PairingOptions::default() }).await;
+    assert_eq!(guess(&untrusted, "203.0.113.5").await, Code::NotFound);
+    assert_eq!(guess(&untrusted, "203.0.113.6").await, Code::NotFound);
+    assert_eq!(guess(&untrusted, "203.0.113.7").await, Code::ResourceExhausted, "the header counts for nothing");
 }
 
 async fn a_revoked_device_is_refused_at_once_on_every_instance(backend: Backend) {
