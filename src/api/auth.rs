@@ -84,7 +84,7 @@ impl<S: Store> Authenticator<S> {
             _ if requested.is_empty() => Err(ApiError::invalid_one(crate::domain::Violation::new(
                 "user_id",
                 crate::domain::reason::REQUIRED,
-                "user_id is required for coach and admin tokens",
+                "required for coach and admin tokens (a device token acts for its own user)",
             ))),
             Principal::Admin => match self.store.coach_of(requested).await? {
                 Some(_) => Ok(requested.to_string()),
