@@ -382,3 +382,14 @@ pub fn bad_request_fields(status: &Status) -> Vec<String> {
         .map(|br| br.field_violations.into_iter().map(|v| v.field).collect())
         .unwrap_or_default()
 }
+
+/// A child process (`coachfit serve`) killed when the test ends, passed or failed: a child
+/// left running would hold the test's output open.
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

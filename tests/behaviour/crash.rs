@@ -4,7 +4,7 @@
 //! (default 20; `CRASH_KILLS=200 cargo test crash` is the longer form).
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,15 +24,18 @@ each_backend!(sigkill_under_ingest_loses_no_acknowledged_item_and_stores_each_on
 const CLIENTS: usize = 6;
 
 /// A `coachfit serve` child on `listen`; returns it once it listens, with its address.
-fn serve(db_url: &str, listen: &str) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_coachfit"))
-        .args(["serve", "--listen", listen])
-        .env("COACHFIT_DATABASE_URL", db_url)
-        .env("RUST_LOG", "info")
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn coachfit serve");
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+fn serve(db_url: &str, listen: &str) -> (KillOnDrop, String) {
+    let mut child = KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_coachfit"))
+            .args(["serve", "--listen", listen])
+            .env("COACHFIT_DATABASE_URL", db_url)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn coachfit serve"),
+    );
+    let mut lines = BufReader::new(child.0.stderr.take().unwrap()).lines();
     let addr = loop {
         let line = lines.next().expect("server log line").unwrap();
         if let Some(rest) = line.split("addr=").nth(1) {
@@ -94,8 +97,7 @@ async fn sigkill_under_ingest_loses_no_acknowledged_item_and_stores_each_once(ba
     let mut rng = Lcg(kills as u64);
     for _ in 0..kills {
         tokio::time::sleep(Duration::from_millis(30 + rng.next(250))).await;
-        child.kill().unwrap();
-        child.wait().unwrap();
+        drop(child);
         (child, _) = serve(&database.url, &addr);
     }
     stop.store(true, Ordering::Relaxed);
@@ -118,8 +120,7 @@ async fn sigkill_under_ingest_loses_no_acknowledged_item_and_stores_each_once(ba
             assert_eq!(explained.entry.unwrap().steps, Some(1_000 + item));
         }
     }
-    child.kill().unwrap();
-    child.wait().unwrap();
+    drop(child);
     let verify = Command::new(env!("CARGO_BIN_EXE_coachfit"))
         .arg("verify")
         .env("COACHFIT_DATABASE_URL", &database.url)

@@ -263,13 +263,3 @@ async fn out_of_file_descriptors_the_server_backs_off_and_recovers() {
     };
     tokio::time::timeout(PATIENCE, recovered).await.expect("serves again once descriptors are free");
 }
-
-/// A child process that is killed when the test ends, passed or failed.
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}

@@ -9,6 +9,7 @@ mod auth;
 mod cli;
 mod concurrency;
 mod crash;
+mod crowd;
 mod entries;
 mod hostile;
 mod ingest;
