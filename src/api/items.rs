@@ -8,7 +8,7 @@ use crate::domain::event::{
     WorkoutReport,
 };
 use crate::domain::field::{Field, FieldValue};
-use crate::domain::validate::{Checker, Context, MAX_KEY_LEN, MAX_NOTES_CHARS, MAX_STEPS};
+use crate::domain::validate::{batch_size, Checker, Context, MAX_KEY_LEN, MAX_NOTES_CHARS, MAX_STEPS};
 use crate::domain::{quoted, reason, Source, Violation};
 use crate::proto::v1 as pb;
 
@@ -69,9 +69,11 @@ pub fn sleep_session(ctx: Context, path: &str, s: &pb::SleepSession) -> Result<N
         ("deep_minutes", s.deep_minutes),
         ("rem_minutes", s.rem_minutes),
     ];
-    let stage_sum: u32 = stages.iter().filter_map(|(field, v)| c.u32_between(field, *v, 0, minutes)).sum();
+    // Summed wide: out-of-range stages are reported, and must not overflow the sum meanwhile.
+    let stage_sum: u64 =
+        stages.iter().filter_map(|(field, v)| c.u32_between(field, *v, 0, minutes)).map(u64::from).sum();
     if let Some(in_bed) = in_bed_minutes {
-        if stage_sum > in_bed {
+        if stage_sum > u64::from(in_bed) {
             c.fail(
                 "in_bed_minutes",
                 reason::INCONSISTENT,
@@ -88,11 +90,11 @@ pub fn sleep_session(ctx: Context, path: &str, s: &pb::SleepSession) -> Result<N
             c.fail("sleep_end", reason::OUT_OF_RANGE, "a sleep session lasts at most 24 hours");
         } else {
             // Whole minutes of the window, rounded up: a session's minutes fit in it.
-            let window = u32::try_from(((end - start).num_seconds() + 59) / 60).unwrap_or(u32::MAX);
+            let window = u64::try_from(((end - start).num_seconds() + 59) / 60).unwrap_or(u64::MAX);
             // Stages that overflow it are blamed on the window (the in-bed check names them).
             let spans = [
-                ("total_sleep_minutes", Some(total_sleep_minutes)),
-                ("in_bed_minutes", in_bed_minutes),
+                ("total_sleep_minutes", Some(u64::from(total_sleep_minutes))),
+                ("in_bed_minutes", in_bed_minutes.map(u64::from)),
                 ("sleep_end", Some(stage_sum)),
             ];
             for (field, minutes) in spans {
@@ -307,7 +309,8 @@ pub fn manual_entry(now: DateTime<Utc>, r: &pb::RecordManualEntryRequest) -> Res
     set.sort_by_key(|value| value.field().as_str());
 
     let mut clear = Vec::new();
-    for (i, name) in r.clear_fields.iter().enumerate() {
+    c.keep(batch_size("clear_fields", r.clear_fields.len(), 0, Field::MANUAL.len()));
+    for (i, name) in r.clear_fields.iter().enumerate().take(Field::MANUAL.len()) {
         let path = format!("clear_fields[{i}]");
         match Field::parse_manual(name) {
             None => c.fail(&path, reason::UNKNOWN_FIELD, format!("{} is not a manual field", quoted(name))),

@@ -12,6 +12,9 @@ use crate::domain::Violation;
 use crate::feed::FeedError;
 use crate::store::StoreError;
 
+/// Violations a BadRequest carries at most.
+pub const MAX_REPORTED_VIOLATIONS: usize = 20;
+
 /// How long a client waits before retrying a call the database could not serve.
 pub const RETRY_UNAVAILABLE: Duration = Duration::from_secs(1);
 /// How long a client waits before retrying a write the server shed under load.
@@ -45,6 +48,12 @@ impl ApiError {
     pub fn invalid(violations: Vec<Violation>) -> ApiError {
         let message = match violations.as_slice() {
             [one] => format!("{}: {}", one.field, one.description),
+            many if many.len() > MAX_REPORTED_VIOLATIONS => {
+                format!(
+                    "{} invalid fields; the first {MAX_REPORTED_VIOLATIONS} are in the BadRequest details",
+                    many.len()
+                )
+            }
             many => format!("{} invalid fields; see the BadRequest details", many.len()),
         };
         ApiError::InvalidArgument { message, violations }
@@ -72,8 +81,10 @@ impl From<ApiError> for Status {
     fn from(err: ApiError) -> Status {
         match err {
             ApiError::InvalidArgument { message, violations } => {
+                // The details travel in a header: a few hundred violations would exceed
+                // a client's metadata limit and turn the answer into a protocol error.
                 let mut details = ErrorDetails::new();
-                for v in &violations {
+                for v in violations.iter().take(MAX_REPORTED_VIOLATIONS) {
                     details.add_bad_request_violation(v.field.clone(), format!("{} ({})", v.description, v.reason));
                 }
                 Status::with_error_details(Code::InvalidArgument, message, details)

@@ -155,6 +155,17 @@ async fn huge_bad_input_gets_invalid_argument_with_a_short_message(backend: Back
     let zone = server.ingest(&server.client.token).ingest_steps(request).await.unwrap_err();
     let date = pb::GetEntryRequest { user_id: String::new(), date: "9".repeat(20_000) };
     let date = server.entries(&server.client.token).get_entry(date).await.unwrap_err();
+    // Hundreds of bad fields in one request: the details name the first few, and the
+    // answer is still INVALID_ARGUMENT (the hostile-input suite found it a protocol error).
+    let values = pb::ManualValues { notes: Some("\0".into()), ..Default::default() };
+    let many = pb::RecordManualEntryRequest {
+        clear_fields: vec!["\0not a field".repeat(20); 500],
+        ..manual("", "UTC", values)
+    };
+    let many = server.entries(&server.client.token).record_manual_entry(many).await.unwrap_err();
+    assert!(bad_request_fields(&many).contains(&"clear_fields".to_string()), "{:?}", bad_request_fields(&many));
+    assert!(bad_request_fields(&many).len() <= 20);
+    assert!(many.details().len() < 4_000, "{} bytes of details", many.details().len());
     for status in [zone, date] {
         assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
         assert!(status.message().len() < 200, "{}", status.message());

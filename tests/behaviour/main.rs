@@ -12,6 +12,7 @@ mod crash;
 mod crowd;
 mod entries;
 mod hostile;
+mod hostile_bytes;
 mod ingest;
 mod limits;
 mod matrix;
