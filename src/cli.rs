@@ -20,7 +20,7 @@ use crate::domain::priority::PriorityRule;
 use crate::server::{self, Limits, ServerOptions};
 use crate::store::postgres::{PgSettings, PostgresStore};
 use crate::store::sqlite::SqliteStore;
-use crate::store::Store;
+use crate::store::{Store, StoreOptions};
 
 pub async fn run(cli: Cli) -> ExitCode {
     init_logging(cli.log_format);
@@ -83,10 +83,13 @@ async fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
     }
     let rule = load_rule(&cli)?;
     let shown = redacted(&url);
+    let store_options = StoreOptions { max_events_per_day: cli.max_events_per_day, ..StoreOptions::default() };
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         tracing::info!(database = %shown, "using PostgreSQL");
         let settings = PgSettings { max_connections: cli.db_max_connections, ..PgSettings::default() };
-        let store = PostgresStore::open(&url, &settings).await.with_context(|| format!("opening {shown}"))?;
+        let store = PostgresStore::open_with(&url, &settings, &store_options)
+            .await
+            .with_context(|| format!("opening {shown}"))?;
         run_command(store, cli.command, rule, &shown).await
     } else if url.starts_with("sqlite:") {
         let path = sqlite_path(&url)?;
@@ -98,7 +101,9 @@ async fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
                 path.display()
             );
         }
-        let store = SqliteStore::open(&url).await.with_context(|| format!("opening {}", path.display()))?;
+        let store = SqliteStore::open_with(&url, &store_options)
+            .await
+            .with_context(|| format!("opening {}", path.display()))?;
         run_command(store, cli.command, rule, &shown).await
     } else {
         bail!("unsupported database URL: expected sqlite://PATH or postgres://…")

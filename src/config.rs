@@ -17,6 +17,10 @@ pub struct Cli {
     #[arg(long, global = true, env = "COACHFIT_DB_MAX_CONNECTIONS", default_value_t = 10)]
     pub db_max_connections: u32,
 
+    /// Events one user-day may hold; reports past it are refused (DAY_FULL).
+    #[arg(long, global = true, env = "COACHFIT_MAX_EVENTS_PER_DAY", default_value_t = crate::store::DEFAULT_MAX_EVENTS_PER_DAY, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(100..=1_000_000))]
+    pub max_events_per_day: usize,
+
     /// JSON file overriding the source priority per field (see README).
     #[arg(long, global = true, env = "COACHFIT_PRIORITY_FILE")]
     pub priority_file: Option<PathBuf>,

@@ -92,8 +92,8 @@ impl<S: Store> EntryService for EntryApi<S> {
         let (event_id, duplicate) = match outcome?.as_slice() {
             [AppendOutcome::Accepted(id)] => (*id, false),
             [AppendOutcome::Duplicate(id)] => (*id, true),
-            [AppendOutcome::DayFull] => {
-                return Err(ApiError::ResourceExhausted { message: super::ingest::day_full(), retry: None }.into())
+            [AppendOutcome::DayFull { limit }] => {
+                return Err(ApiError::ResourceExhausted { message: super::ingest::day_full(*limit), retry: None }.into())
             }
             _ => {
                 return Err(ApiError::invalid_one(Violation::new(

@@ -13,7 +13,7 @@ use crate::domain::validate::{self, Context};
 use crate::domain::{reason, Violation};
 use crate::proto::v1 as pb;
 use crate::proto::v1::ingest_service_server::IngestService;
-use crate::store::{AppendOutcome, Store, MAX_EVENTS_PER_DAY};
+use crate::store::{AppendOutcome, Store};
 
 pub struct IngestApi<S> {
     state: AppState<S>,
@@ -78,11 +78,11 @@ impl<S: Store> IngestApi<S> {
                         result.status = pb::ItemStatus::Duplicate.into();
                         result.event_id = id.to_string();
                     }
-                    AppendOutcome::DayFull => {
+                    AppendOutcome::DayFull { limit } => {
                         result.status = pb::ItemStatus::Rejected.into();
                         result.violations.push(pb::FieldViolation {
                             field: item.path.clone(),
-                            description: day_full(),
+                            description: day_full(limit),
                             reason: reason::DAY_FULL.into(),
                         });
                     }
@@ -112,8 +112,8 @@ fn field_violation(v: Violation) -> pb::FieldViolation {
 }
 
 /// Why an item was refused because its day is full.
-pub fn day_full() -> String {
-    format!("its day already holds {MAX_EVENTS_PER_DAY} events, the most one day may hold")
+pub fn day_full(limit: usize) -> String {
+    format!("its day already holds {limit} events, the most one day may hold")
 }
 
 fn check_size(field: &str, len: usize, min: usize, max: usize) -> ApiResult<()> {

@@ -20,7 +20,7 @@ use tokio::task::JoinHandle;
 
 use super::group::{GroupCommit, WRITE_QUEUE};
 use super::sql::{shared_imports, sql_store};
-use super::{EntryChange, StoreError, StoreResult, StoredEntry, FEED_BUFFER};
+use super::{EntryChange, StoreError, StoreOptions, StoreResult, StoredEntry};
 
 shared_imports!();
 
@@ -79,6 +79,7 @@ pub struct PostgresStore {
 /// Writes on the request pool.
 struct PgWriter {
     pool: PgPool,
+    max_events_per_day: usize,
 }
 
 /// The relay task; it stops when the last clone of the store is dropped.
@@ -94,12 +95,11 @@ impl PostgresStore {
     /// Connects, runs the migrations (serialized across instances by sqlx's migration lock)
     /// and starts relaying committed changes to this instance's subscribers.
     pub async fn open(url: &str, settings: &PgSettings) -> StoreResult<PostgresStore> {
-        Self::open_with(url, settings, FEED_BUFFER).await
+        Self::open_with(url, settings, &StoreOptions::default()).await
     }
 
-    /// Like `open`, with `feed_buffer` changes buffered for a slow feed reader before it must
-    /// read back from the store.
-    pub async fn open_with(url: &str, settings: &PgSettings, feed_buffer: usize) -> StoreResult<PostgresStore> {
+    /// Like `open`, run with `store` options.
+    pub async fn open_with(url: &str, settings: &PgSettings, store: &StoreOptions) -> StoreResult<PostgresStore> {
         let timeout = format!("{}ms", settings.statement_timeout.as_millis());
         // NOTICEs (such as "relation _sqlx_migrations already exists, skipping" on every start)
         // are not worth a log line.
@@ -121,10 +121,10 @@ impl PostgresStore {
             .await
             .map_err(StoreError::from_sqlx)?;
         sqlx::migrate!("migrations/postgres").run(&pool).await?;
-        let (changes, _) = broadcast::channel(feed_buffer);
+        let (changes, _) = broadcast::channel(store.feed_buffer);
         let head = feed_head(&pool).await?;
         let relay = tokio::spawn(relay_changes(feed_pool.clone(), changes.clone(), head));
-        let writer = Arc::new(PgWriter { pool });
+        let writer = Arc::new(PgWriter { pool, max_events_per_day: store.max_events_per_day });
         let appends =
             GroupCommit::start(writer.clone(), GROUP_LANES.min(settings.max_connections) as usize, WRITE_QUEUE);
         let store = PostgresStore { writer, feed_pool, changes, appends, _relay: Arc::new(Relay(relay)) };

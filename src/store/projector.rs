@@ -26,15 +26,11 @@ pub enum AppendOutcome {
     Duplicate(Uuid),
     /// The idempotency key is taken by an event with other content.
     KeyReused,
-    /// Its day already holds `MAX_EVENTS_PER_DAY` events: not stored.
-    DayFull,
+    /// Its day already holds `limit` events, the most a day may: not stored.
+    DayFull {
+        limit: usize,
+    },
 }
-
-/// Events one user-day may hold. Every append to a day reads all of its events, so an
-/// unbounded day would make each write to it slower, and the one writer everyone shares
-/// with it (40,000 events on one day took an append from 12 to 250 ms). A phone reporting
-/// its step total every five minutes adds under 300 a day.
-pub const MAX_EVENTS_PER_DAY: usize = 5_000;
 
 /// An event of an append, by its request's index in the group and its own in the request.
 type EventIndex = (usize, usize);
@@ -174,18 +170,19 @@ type Appended = (Vec<Vec<AppendOutcome>>, Vec<StoredEntry>);
 
 /// Appends each request's events and re-folds the days they touch. Requests are applied in
 /// order, so a later request sees an earlier one's events (a repeated key is a duplicate).
-/// Events that would take their day past `MAX_EVENTS_PER_DAY` are `DayFull`: when some
+/// Events that would take their day past `max_events_per_day` are `DayFull`: when some
 /// are, the append starts over without them (it has only read so far), so that dedupe
 /// never points at an event that was not stored.
 pub(crate) async fn append<T: WriteTx>(
     tx: &mut T,
     appends: &[Append<'_>],
     rule: &PriorityRule,
+    max_events_per_day: usize,
     now: DateTime<Utc>,
 ) -> StoreResult<Appended> {
     let mut refused = HashSet::new();
     loop {
-        match append_unless_full(tx, appends, &refused, rule, now).await? {
+        match append_unless_full(tx, appends, &refused, rule, max_events_per_day, now).await? {
             Ok(appended) => return Ok(appended),
             Err(over) => refused.extend(over),
         }
@@ -199,6 +196,7 @@ async fn append_unless_full<T: WriteTx>(
     appends: &[Append<'_>],
     refused: &HashSet<EventIndex>,
     rule: &PriorityRule,
+    max_events_per_day: usize,
     now: DateTime<Utc>,
 ) -> StoreResult<Result<Appended, Vec<EventIndex>>> {
     let lookups: BTreeSet<KeyLookup> = appends
@@ -229,7 +227,7 @@ async fn append_unless_full<T: WriteTx>(
         let mut request_outcomes = Vec::with_capacity(append.events.len());
         for (index, event) in append.events.iter().enumerate() {
             if refused.contains(&(request, index)) {
-                request_outcomes.push(AppendOutcome::DayFull);
+                request_outcomes.push(AppendOutcome::DayFull { limit: max_events_per_day });
                 continue;
             }
             let event_id = Uuid::now_v7();
@@ -263,7 +261,7 @@ async fn append_unless_full<T: WriteTx>(
     // The new events are folded from memory: only what was stored before is read back.
     let touched: Vec<UserDay> = touched.into_iter().collect();
     let mut events = tx.fold_inputs(&touched, &workouts).await?;
-    let over = over_the_day_limit(&events, &rows);
+    let over = over_the_day_limit(&events, &rows, max_events_per_day);
     if !over.is_empty() {
         return Ok(Err(over.into_iter().map(|row| accepted_indices[row]).collect()));
     }
@@ -284,9 +282,9 @@ async fn append_unless_full<T: WriteTx>(
     Ok(Ok((outcomes, changed)))
 }
 
-/// The rows (by index) that would take their day past `MAX_EVENTS_PER_DAY`, given the
-/// days' stored events (`fold_inputs`; a workout's revisions on other days do not count).
-fn over_the_day_limit(stored: &[(String, StoredEvent)], rows: &[EventRow<'_>]) -> Vec<usize> {
+/// The rows (by index) that would take their day past `limit` events, given the days'
+/// stored events (`fold_inputs`; a workout's revisions on other days do not count).
+fn over_the_day_limit(stored: &[(String, StoredEvent)], rows: &[EventRow<'_>], limit: usize) -> Vec<usize> {
     let mut held: HashMap<UserDay, usize> = HashMap::new();
     for row in rows {
         if let Some(day) = row.day {
@@ -306,7 +304,7 @@ fn over_the_day_limit(stored: &[(String, StoredEvent)], rows: &[EventRow<'_>]) -
     for (index, row) in rows.iter().enumerate() {
         let Some(count) = row.day.and_then(|day| held.get_mut(&(row.user_id, day))) else { continue };
         *count += 1;
-        if *count > MAX_EVENTS_PER_DAY {
+        if *count > limit {
             over.push(index);
         }
     }

@@ -658,7 +658,8 @@ macro_rules! sql_store {
             ) -> StoreResult<Vec<Vec<AppendOutcome>>> {
                 let users = projector::distinct_users(group.iter().map(|append| append.user_id));
                 let mut tx = self.write_tx(&users).await?;
-                let (outcomes, changed) = projector::append(&mut tx, group, rule, now()).await?;
+                let (outcomes, changed) =
+                    projector::append(&mut tx, group, rule, self.max_events_per_day, now()).await?;
                 self.commit_and_publish(tx, changed).await?;
                 Ok(outcomes)
             }

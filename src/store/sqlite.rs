@@ -13,7 +13,7 @@ use tokio::sync::{broadcast, Mutex, OwnedMutexGuard};
 
 use super::group::{GroupCommit, WRITE_QUEUE};
 use super::sql::{shared_imports, sql_store};
-use super::{EntryChange, StoreError, StoreResult, StoredEntry, FEED_BUFFER};
+use super::{EntryChange, StoreError, StoreOptions, StoreResult, StoredEntry};
 
 shared_imports!();
 
@@ -44,6 +44,7 @@ struct SqliteWriter {
     /// cost ~0.5–1 ms per transaction, as much as a group's statements.
     connection: Arc<Mutex<WriterConnection>>,
     changes: broadcast::Sender<Arc<EntryChange>>,
+    max_events_per_day: usize,
 }
 
 struct WriterConnection {
@@ -56,12 +57,11 @@ struct WriterConnection {
 impl SqliteStore {
     /// Opens (creating if missing) the database at `url` and runs the migrations.
     pub async fn open(url: &str) -> StoreResult<SqliteStore> {
-        Self::open_with(url, FEED_BUFFER).await
+        Self::open_with(url, &StoreOptions::default()).await
     }
 
-    /// Like `open`, with `feed_buffer` changes buffered for a slow feed reader before it must
-    /// read back from the store.
-    pub async fn open_with(url: &str, feed_buffer: usize) -> StoreResult<SqliteStore> {
+    /// Like `open`, run with `store` options.
+    pub async fn open_with(url: &str, store: &StoreOptions) -> StoreResult<SqliteStore> {
         let options = SqliteConnectOptions::from_str(url)?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
@@ -77,9 +77,9 @@ impl SqliteStore {
             .connect_with(options.read_only(true))
             .await
             .map_err(StoreError::from_sqlx)?;
-        let (changes, _) = broadcast::channel(feed_buffer);
+        let (changes, _) = broadcast::channel(store.feed_buffer);
         let connection = Arc::new(Mutex::new(WriterConnection { connection, open: false }));
-        let writer = Arc::new(SqliteWriter { connection, changes });
+        let writer = Arc::new(SqliteWriter { connection, changes, max_events_per_day: store.max_events_per_day });
         // One lane: there is one writer connection, and waiting requests join the next group.
         let appends = GroupCommit::start(writer.clone(), 1, WRITE_QUEUE);
         let store = SqliteStore { writer, readers, appends };

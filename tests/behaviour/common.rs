@@ -15,6 +15,7 @@ use coachfit::proto::v1::ingest_service_client::IngestServiceClient;
 use coachfit::proto::v1::pairing_service_client::PairingServiceClient;
 pub use coachfit::server::Limits;
 use coachfit::server::{self, ServerOptions};
+use coachfit::store::StoreOptions;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tonic::service::interceptor::InterceptedService;
@@ -59,6 +60,11 @@ pub async fn within_time_limit(test: impl std::future::Future<Output = ()>) {
 
 /// Small, so that tests exercise the path where a subscriber lags behind the live buffer.
 pub const FEED_BUFFER: usize = 16;
+
+/// The store every test server runs: a small feed buffer, so that lagging is tested.
+fn test_store() -> StoreOptions {
+    StoreOptions { feed_buffer: FEED_BUFFER, ..StoreOptions::default() }
+}
 /// Short, so that heartbeats show up within a test.
 pub const HEARTBEAT: std::time::Duration = std::time::Duration::from_millis(300);
 
@@ -91,20 +97,28 @@ impl TestServer {
     }
 
     pub async fn start_with(backend: Backend, pairing: PairingOptions) -> TestServer {
-        Self::start_configured(backend, ServerOptions { pairing, ..ServerOptions::default() }).await
+        Self::start_configured(backend, ServerOptions { pairing, ..ServerOptions::default() }, test_store()).await
     }
 
     /// Default limits unless a test is about a limit (or a load beyond one).
     pub async fn start_with_limits(backend: Backend, limits: Limits) -> TestServer {
         let pairing = PairingOptions { max_failures: 1_000, ..PairingOptions::default() };
-        Self::start_configured(backend, ServerOptions { pairing, limits, ..ServerOptions::default() }).await
+        let options = ServerOptions { pairing, limits, ..ServerOptions::default() };
+        Self::start_configured(backend, options, test_store()).await
     }
 
-    /// `options`' pairing and limits; the admin token and heartbeat are the test server's.
-    async fn start_configured(backend: Backend, options: ServerOptions) -> TestServer {
+    /// A store holding at most `max_events_per_day` events per user-day.
+    pub async fn start_with_day_limit(backend: Backend, max_events_per_day: usize) -> TestServer {
+        let store = StoreOptions { max_events_per_day, ..test_store() };
+        Self::start_configured(backend, ServerOptions::default(), store).await
+    }
+
+    /// `options`' pairing and limits (the admin token and heartbeat are the test server's),
+    /// on a store run with `store`.
+    async fn start_configured(backend: Backend, options: ServerOptions, store: StoreOptions) -> TestServer {
         init_test_logging();
         let database = std::sync::Arc::new(TestDatabase::create(backend).await);
-        let store = AnyStore::open(backend, &database.url, FEED_BUFFER).await;
+        let store = AnyStore::open_with(backend, &database.url, &store).await;
         let (coach_id, coach_token) = store.create_coach("Coach Carla").await;
         let (user_id, device_token) = store.create_client(&coach_id).await;
         let coach = Account { id: coach_id, token: coach_token };

@@ -7,7 +7,7 @@ use coachfit::domain::priority::PriorityRule;
 use coachfit::store::postgres::{PgSettings, PostgresStore};
 use coachfit::store::scratch::{test_postgres_server, ScratchDatabase};
 use coachfit::store::sqlite::SqliteStore;
-use coachfit::store::Store;
+use coachfit::store::{Store, StoreOptions};
 use sqlx::Connection;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,11 +94,15 @@ pub enum AnyStore {
 
 impl AnyStore {
     pub async fn open(backend: Backend, url: &str, feed_buffer: usize) -> AnyStore {
+        Self::open_with(backend, url, &StoreOptions { feed_buffer, ..StoreOptions::default() }).await
+    }
+
+    pub async fn open_with(backend: Backend, url: &str, options: &StoreOptions) -> AnyStore {
         match backend {
-            Backend::Sqlite => AnyStore::Sqlite(SqliteStore::open_with(url, feed_buffer).await.unwrap()),
+            Backend::Sqlite => AnyStore::Sqlite(SqliteStore::open_with(url, options).await.unwrap()),
             Backend::Postgres => {
                 let settings = PgSettings { max_connections: 8, ..PgSettings::default() };
-                AnyStore::Postgres(PostgresStore::open_with(url, &settings, feed_buffer).await.unwrap())
+                AnyStore::Postgres(PostgresStore::open_with(url, &settings, options).await.unwrap())
             }
         }
     }

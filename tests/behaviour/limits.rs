@@ -87,7 +87,7 @@ async fn a_device_ingesting_faster_than_its_rate_is_told_when_to_retry_and_loses
     assert_eq!(ingest.ingest_steps(steps_request(days(9, 5))).await.unwrap().into_inner().accepted, 5);
 }
 
-/// `MAX_EVENTS_PER_DAY` step totals of one day, each observed a second after the last.
+/// `n` step totals of one day, each observed a second after the last.
 fn day_of_totals(date: &str, from: u32, n: u32) -> Vec<pb::StepsSample> {
     let start = utc(date, 0);
     (from..from + n)
@@ -99,10 +99,9 @@ fn day_of_totals(date: &str, from: u32, n: u32) -> Vec<pb::StepsSample> {
 }
 
 async fn a_full_day_refuses_new_events_but_still_answers_duplicates(backend: Backend) {
-    let limits = Limits { device_burst_items: 1_000_000, device_items_per_second: 1_000_000, ..Limits::default() };
-    let server = TestServer::start_with_limits(backend, limits).await;
+    let full = 600;
+    let server = TestServer::start_with_day_limit(backend, full as usize).await;
     let mut ingest = server.ingest(&server.client.token);
-    let full = coachfit::store::MAX_EVENTS_PER_DAY as u32;
     let mut stored = 0;
     while stored + 400 <= full - 200 {
         let batch = day_of_totals("2026-03-02", stored, 400);
