@@ -83,7 +83,11 @@ async fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
     }
     let rule = load_rule(&cli)?;
     let shown = redacted(&url);
-    let store_options = StoreOptions { max_events_per_day: cli.max_events_per_day, ..StoreOptions::default() };
+    let store_options = StoreOptions {
+        max_events_per_day: cli.max_events_per_day,
+        write_queue: cli.write_queue,
+        ..StoreOptions::default()
+    };
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         tracing::info!(database = %shown, "using PostgreSQL");
         let settings = PgSettings { max_connections: cli.db_max_connections, ..PgSettings::default() };
@@ -164,6 +168,7 @@ async fn run_command<S: Store>(
                     keepalive_interval: Duration::from_secs(args.keepalive_secs),
                     device_burst_items: args.device_burst_items,
                     device_items_per_second: args.device_items_per_second,
+                    max_stream_users: args.max_stream_users,
                     ..Limits::default()
                 },
             };

@@ -21,6 +21,10 @@ pub struct Cli {
     #[arg(long, global = true, env = "COACHFIT_MAX_EVENTS_PER_DAY", default_value_t = crate::store::DEFAULT_MAX_EVENTS_PER_DAY, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(100..=1_000_000))]
     pub max_events_per_day: usize,
 
+    /// Writes that may wait for the writer; more are refused UNAVAILABLE with RetryInfo.
+    #[arg(long, global = true, env = "COACHFIT_WRITE_QUEUE", default_value_t = 1024, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1_000_000))]
+    pub write_queue: usize,
+
     /// JSON file overriding the source priority per field (see README).
     #[arg(long, global = true, env = "COACHFIT_PRIORITY_FILE")]
     pub priority_file: Option<PathBuf>,
@@ -143,6 +147,9 @@ pub struct ServeArgs {
     /// Items per second a device's bucket refills with.
     #[arg(long, env = "COACHFIT_DEVICE_ITEMS_PER_SECOND", default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..))]
     pub device_items_per_second: u32,
+    /// Users one StreamEntries request may name.
+    #[arg(long, env = "COACHFIT_MAX_STREAM_USERS", default_value_t = 1_000, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=100_000))]
+    pub max_stream_users: usize,
 }
 
 #[derive(Debug, Subcommand)]

@@ -24,7 +24,6 @@ use crate::proto::v1::entry_service_server::EntryService;
 use crate::store::{AppendOutcome, FeedFilter, Store};
 
 pub const DEFAULT_PAGE_SIZE: u32 = 31;
-pub const MAX_STREAM_USERS: usize = 1000;
 pub const MAX_PAGE_SIZE: u32 = 366;
 
 pub struct EntryApi<S> {
@@ -47,11 +46,12 @@ fn read_day(field: &str, text: &str) -> ApiResult<NaiveDate> {
 impl<S: Store> EntryApi<S> {
     /// Which entries a stream may carry: empty `user_ids` is everything the caller may see.
     async fn feed_filter(&self, principal: &Principal, user_ids: &[String]) -> ApiResult<FeedFilter> {
-        if user_ids.len() > MAX_STREAM_USERS {
+        let most = self.state.max_stream_users;
+        if user_ids.len() > most {
             return Err(ApiError::invalid_one(Violation::new(
                 "user_ids",
                 reason::TOO_MANY,
-                format!("at most {MAX_STREAM_USERS} users per stream"),
+                format!("at most {most} users per stream"),
             )));
         }
         if user_ids.is_empty() {

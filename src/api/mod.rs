@@ -39,4 +39,6 @@ pub struct AppState<S> {
     pub stream_slots: Arc<StreamSlots>,
     /// Items each device may ingest, and how fast.
     pub device_rate: Arc<DeviceRate>,
+    /// Users one `StreamEntries` may name.
+    pub max_stream_users: usize,
 }

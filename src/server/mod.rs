@@ -79,6 +79,8 @@ pub struct Limits {
     /// Items one device may ingest at once, and per second after that.
     pub device_burst_items: u32,
     pub device_items_per_second: u32,
+    /// Users one `StreamEntries` request may name.
+    pub max_stream_users: usize,
 }
 
 impl Default for Limits {
@@ -92,6 +94,7 @@ impl Default for Limits {
             keepalive_timeout: Duration::from_secs(10),
             device_burst_items: 2_000,
             device_items_per_second: 500,
+            max_stream_users: 1_000,
         }
     }
 }
@@ -121,6 +124,7 @@ pub async fn serve<S: Store>(
         shutdown: shutdown_rx,
         stream_slots: StreamSlots::new(limits.streams_per_principal),
         device_rate: Arc::new(DeviceRate::new(limits.device_burst_items, limits.device_items_per_second)),
+        max_stream_users: limits.max_stream_users,
     };
     let (draining, close) = (CancellationToken::new(), CancellationToken::new());
     // Open streams never finish on their own: end them when shutdown begins, so the

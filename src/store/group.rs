@@ -23,10 +23,6 @@ const MAX_GROUP_REQUESTS: usize = 64;
 /// (11 per event row), well under SQLite's 32,766 and PostgreSQL's 65,535. Requests carry
 /// at most 400 items.
 pub(crate) const MAX_GROUP_EVENTS: usize = 1000;
-/// Requests that may wait for a lane; past this the store is overloaded and sheds new
-/// appends (`StoreError::Overloaded`) instead of queueing without end. At ~64 requests per
-/// group, about 16 commits of backlog.
-pub(crate) const WRITE_QUEUE: usize = 1024;
 
 /// How a backend writes one group: in one transaction, committed before it returns.
 pub(crate) trait GroupWriter: Send + Sync + 'static {
@@ -197,7 +193,7 @@ mod tests {
     /// written.
     #[tokio::test]
     async fn a_carried_request_is_written_while_another_lane_waits_for_work() {
-        let commit = GroupCommit::start(Arc::new(Accepting), 2, WRITE_QUEUE);
+        let commit = GroupCommit::start(Arc::new(Accepting), 2, 1024);
         let rule = PriorityRule::default();
         let both = async {
             tokio::join!(

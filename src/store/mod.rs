@@ -269,11 +269,15 @@ pub struct StoreOptions {
     pub feed_buffer: usize,
     /// Events one user-day may hold; an append past it is `AppendOutcome::DayFull`.
     pub max_events_per_day: usize,
+    /// Appends that may wait for the writer; past this the store is overloaded and sheds new
+    /// ones (`StoreError::Overloaded`) instead of queueing without end. At ~64 requests per
+    /// group, 1,024 is about 16 commits of backlog.
+    pub write_queue: usize,
 }
 
 impl Default for StoreOptions {
     fn default() -> Self {
-        StoreOptions { feed_buffer: FEED_BUFFER, max_events_per_day: DEFAULT_MAX_EVENTS_PER_DAY }
+        StoreOptions { feed_buffer: FEED_BUFFER, max_events_per_day: DEFAULT_MAX_EVENTS_PER_DAY, write_queue: 1024 }
     }
 }
 

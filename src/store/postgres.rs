@@ -18,7 +18,7 @@ use sqlx::{PgConnection, PgPool, Postgres};
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 
-use super::group::{GroupCommit, WRITE_QUEUE};
+use super::group::GroupCommit;
 use super::sql::{shared_imports, sql_store};
 use super::{EntryChange, StoreError, StoreOptions, StoreResult, StoredEntry};
 
@@ -126,7 +126,7 @@ impl PostgresStore {
         let relay = tokio::spawn(relay_changes(feed_pool.clone(), changes.clone(), head));
         let writer = Arc::new(PgWriter { pool, max_events_per_day: store.max_events_per_day });
         let appends =
-            GroupCommit::start(writer.clone(), GROUP_LANES.min(settings.max_connections) as usize, WRITE_QUEUE);
+            GroupCommit::start(writer.clone(), GROUP_LANES.min(settings.max_connections) as usize, store.write_queue);
         let store = PostgresStore { writer, feed_pool, changes, appends, _relay: Arc::new(Relay(relay)) };
         store.upgrade_content_hashes().await?;
         Ok(store)

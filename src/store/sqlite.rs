@@ -11,7 +11,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{ConnectOptions, Sqlite, SqliteConnection, SqlitePool};
 use tokio::sync::{broadcast, Mutex, OwnedMutexGuard};
 
-use super::group::{GroupCommit, WRITE_QUEUE};
+use super::group::GroupCommit;
 use super::sql::{shared_imports, sql_store};
 use super::{EntryChange, StoreError, StoreOptions, StoreResult, StoredEntry};
 
@@ -81,7 +81,7 @@ impl SqliteStore {
         let connection = Arc::new(Mutex::new(WriterConnection { connection, open: false }));
         let writer = Arc::new(SqliteWriter { connection, changes, max_events_per_day: store.max_events_per_day });
         // One lane: there is one writer connection, and waiting requests join the next group.
-        let appends = GroupCommit::start(writer.clone(), 1, WRITE_QUEUE);
+        let appends = GroupCommit::start(writer.clone(), 1, store.write_queue);
         let store = SqliteStore { writer, readers, appends };
         store.upgrade_content_hashes().await?;
         Ok(store)

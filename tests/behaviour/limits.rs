@@ -19,6 +19,7 @@ each_backend!(
     a_token_holds_at_most_its_streams_and_a_closed_stream_frees_a_slot,
     a_device_ingesting_faster_than_its_rate_is_told_when_to_retry_and_loses_nothing,
     a_full_day_refuses_new_events_but_still_answers_duplicates,
+    a_stream_names_at_most_its_users,
 );
 
 const PATIENCE: Duration = Duration::from_secs(30);
@@ -132,6 +133,18 @@ async fn a_full_day_refuses_new_events_but_still_answers_duplicates(backend: Bac
     assert_eq!(manual.code(), Code::ResourceExhausted, "{manual:?}");
     assert!(manual.get_details_retry_info().is_none(), "no RetryInfo: the day stays full");
     assert!(server.verify().await);
+}
+
+async fn a_stream_names_at_most_its_users(backend: Backend) {
+    let server = TestServer::start_with_limits(backend, Limits { max_stream_users: 2, ..Limits::default() }).await;
+    let other = server.new_client(&server.coach.id).await;
+    let users = |n: usize| [server.client.id.clone(), other.id.clone(), "third".into()][..n].to_vec();
+    let request = |n| pb::StreamEntriesRequest { user_ids: users(n), after_position: None };
+    let mut coach = server.entries(&server.coach.token);
+    let refused = coach.stream_entries(request(3)).await.map(drop).unwrap_err();
+    assert_eq!(refused.code(), Code::InvalidArgument);
+    assert_eq!(bad_request_fields(&refused), ["user_ids"]);
+    assert!(coach.stream_entries(request(2)).await.is_ok());
 }
 
 /// A raw HTTP/2 connection to the server, to do what no well-behaved gRPC client does.
