@@ -45,8 +45,8 @@ fn init_logging(format: LogFormat) {
     };
 }
 
-pub fn load_rule(cli: &Cli) -> anyhow::Result<PriorityRule> {
-    match &cli.priority_file {
+pub fn load_rule(command: &Command) -> anyhow::Result<PriorityRule> {
+    match command.priority_file() {
         None => Ok(PriorityRule::default()),
         Some(path) => {
             let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
@@ -81,12 +81,15 @@ async fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
     if let Command::Bench { quick, smoke, write } = &cli.command {
         return bench(&url, *quick, *smoke, write.as_deref()).await;
     }
-    let rule = load_rule(&cli)?;
+    let rule = load_rule(&cli.command)?;
     let shown = redacted(&url);
-    let store_options = StoreOptions {
-        max_events_per_day: cli.max_events_per_day,
-        write_queue: cli.write_queue,
-        ..StoreOptions::default()
+    let store_options = match cli.command.write_args() {
+        Some(writes) => StoreOptions {
+            max_events_per_day: writes.max_events_per_day,
+            write_queue: writes.write_queue,
+            ..StoreOptions::default()
+        },
+        None => StoreOptions::default(),
     };
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         tracing::info!(database = %shown, "using PostgreSQL");
@@ -143,7 +146,7 @@ async fn run_command<S: Store>(
     database: &str,
 ) -> anyhow::Result<ExitCode> {
     match command {
-        Command::Demo { listen } => demo::run(store, listen, rule, database).await?,
+        Command::Demo { listen, .. } => demo::run(store, listen, rule, database).await?,
         Command::Serve(args) => {
             server::raise_open_file_limit();
             let (listener, addr) =
@@ -175,11 +178,11 @@ async fn run_command<S: Store>(
             server::serve(store, listener, options, shutdown).await?;
         }
         Command::Migrate => eprintln!("migrations applied"),
-        Command::Rebuild { user_id } => {
+        Command::Rebuild { user_id, .. } => {
             let stats = store.rebuild(user_id.as_deref(), &rule).await?;
             println!("{}", json!({"days_rebuilt": stats.days_rebuilt, "events_replayed": stats.events_replayed}));
         }
-        Command::Verify => {
+        Command::Verify { .. } => {
             let mismatches = store.verify(&rule).await?;
             for m in &mismatches {
                 println!("{} {} differs from the fold of its events", m.user_id, m.day);

@@ -17,18 +17,6 @@ pub struct Cli {
     #[arg(long, global = true, env = "COACHFIT_DB_MAX_CONNECTIONS", default_value_t = 10)]
     pub db_max_connections: u32,
 
-    /// Events one user-day may hold; reports past it are refused (DAY_FULL).
-    #[arg(long, global = true, env = "COACHFIT_MAX_EVENTS_PER_DAY", default_value_t = crate::store::DEFAULT_MAX_EVENTS_PER_DAY, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(100..=1_000_000))]
-    pub max_events_per_day: usize,
-
-    /// Writes that may wait for the writer; more are refused UNAVAILABLE with RetryInfo.
-    #[arg(long, global = true, env = "COACHFIT_WRITE_QUEUE", default_value_t = 1024, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1_000_000))]
-    pub write_queue: usize,
-
-    /// JSON file overriding the source priority per field (see README).
-    #[arg(long, global = true, env = "COACHFIT_PRIORITY_FILE")]
-    pub priority_file: Option<PathBuf>,
-
     /// Log lines as text or JSON, on stderr; `RUST_LOG` sets the level (default `info`).
     #[arg(long, global = true, env = "COACHFIT_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -56,6 +44,46 @@ impl Cli {
     }
 }
 
+/// The fold's rule, for the commands that fold.
+#[derive(Debug, Clone, Args)]
+pub struct RuleArgs {
+    /// JSON file overriding the source priority per field (see README).
+    #[arg(long, env = "COACHFIT_PRIORITY_FILE")]
+    pub priority_file: Option<PathBuf>,
+}
+
+/// How clients' writes are held, for the commands that serve them.
+#[derive(Debug, Clone, Args)]
+pub struct WriteArgs {
+    /// Events one user-day may hold; reports past it are refused (DAY_FULL).
+    #[arg(long, env = "COACHFIT_MAX_EVENTS_PER_DAY", default_value_t = crate::store::DEFAULT_MAX_EVENTS_PER_DAY, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(100..=1_000_000))]
+    pub max_events_per_day: usize,
+    /// Writes that may wait for the writer; more are refused UNAVAILABLE with RetryInfo.
+    #[arg(long, env = "COACHFIT_WRITE_QUEUE", default_value_t = 1024, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1_000_000))]
+    pub write_queue: usize,
+}
+
+impl Command {
+    /// The priority file the command folds with, if it folds and one is named.
+    pub fn priority_file(&self) -> Option<&std::path::Path> {
+        let rule = match self {
+            Command::Serve(args) => &args.rule,
+            Command::Demo { rule, .. } | Command::Rebuild { rule, .. } | Command::Verify { rule } => rule,
+            Command::Migrate | Command::Bench { .. } | Command::Admin(_) => return None,
+        };
+        rule.priority_file.as_deref()
+    }
+
+    /// How the command holds clients' writes, if it serves them.
+    pub fn write_args(&self) -> Option<&WriteArgs> {
+        match self {
+            Command::Serve(args) => Some(&args.writes),
+            Command::Demo { writes, .. } => Some(writes),
+            _ => None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
     Text,
@@ -73,6 +101,10 @@ pub enum Command {
         /// Address to listen on.
         #[arg(long, env = "COACHFIT_LISTEN", default_value = "127.0.0.1:50051")]
         listen: SocketAddr,
+        #[command(flatten)]
+        rule: RuleArgs,
+        #[command(flatten)]
+        writes: WriteArgs,
     },
     /// Create or upgrade the schema, then exit.
     Migrate,
@@ -81,9 +113,14 @@ pub enum Command {
         /// Only this user's days (default: everyone's).
         #[arg(long, env = "COACHFIT_USER_ID")]
         user_id: Option<String>,
+        #[command(flatten)]
+        rule: RuleArgs,
     },
     /// Check every stored read model against the fold of its events; non-zero exit on a difference.
-    Verify,
+    Verify {
+        #[command(flatten)]
+        rule: RuleArgs,
+    },
     /// Measure the service against its limits (docs/DESIGN.md §7) on a fresh database of the kind
     /// --database-url names: `sqlite…` for a temporary file, or a PostgreSQL server URL.
     Bench {
@@ -104,6 +141,10 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
+    #[command(flatten)]
+    pub rule: RuleArgs,
+    #[command(flatten)]
+    pub writes: WriteArgs,
     /// Address to listen on (plaintext gRPC; keep it on loopback behind a TLS proxy).
     #[arg(long, env = "COACHFIT_LISTEN", default_value = "127.0.0.1:50051")]
     pub listen: SocketAddr,

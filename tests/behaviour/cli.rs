@@ -214,3 +214,18 @@ async fn the_demo_serves_a_coach_with_two_clients_and_their_weeks_of_data() {
     assert!(status.success(), "the demo exits cleanly on SIGTERM: {status:?}");
     assert!(coachfit(&db_url, &["verify"]).status.success(), "what the demo stored verifies");
 }
+
+/// A flag is offered only by the commands it applies to, so `--help` lists what matters and
+/// a misplaced flag is an error rather than silently ignored.
+#[test]
+fn flags_belong_to_the_commands_that_use_them() {
+    let misplaced =
+        coachfit("sqlite://unused.db", &["admin", "create-coach", "--name", "C", "--priority-file", "p.json"]);
+    assert!(!misplaced.status.success());
+    assert!(String::from_utf8_lossy(&misplaced.stderr).contains("unexpected argument '--priority-file'"));
+    let help = coachfit("sqlite://unused.db", &["serve", "--help"]);
+    let help = String::from_utf8_lossy(&help.stdout);
+    for flag in ["--priority-file", "--max-events-per-day", "--listen", "--drain-timeout-secs", "RUST_LOG"] {
+        assert!(help.contains(flag), "serve --help names {flag}");
+    }
+}
