@@ -101,6 +101,9 @@ async fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
     } else if url.starts_with("sqlite:") {
         let path = sqlite_path(&url)?;
         tracing::info!(database = %path.display(), "using SQLite");
+        if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty() && !dir.is_dir()) {
+            bail!("cannot use a database at {}: the directory {} does not exist", path.display(), dir.display());
+        }
         if !creates_database(&cli.command) && !path.exists() {
             bail!(
                 "no database at {}: `coachfit serve` or `coachfit migrate` creates one; run this where it is, \

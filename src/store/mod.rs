@@ -23,9 +23,11 @@ pub use projector::AppendOutcome;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    // The driver's error is in the message and deliberately not a `source`: with it, an
+    // error chain printed whole (`{:#}`) said everything twice.
     /// The database cannot be reached or timed out; the caller may retry.
     #[error("database unavailable: {0}")]
-    Unavailable(#[source] sqlx::Error),
+    Unavailable(sqlx::Error),
     /// The store's writer or token lookups have stopped: the server is going away.
     #[error("the store is closed")]
     Closed,
@@ -33,7 +35,7 @@ pub enum StoreError {
     #[error("too many writes waiting")]
     Overloaded,
     #[error("database error: {0}")]
-    Database(#[from] sqlx::Error),
+    Database(sqlx::Error),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
     #[error("migration failed: {0}")]
@@ -41,6 +43,12 @@ pub enum StoreError {
     /// One failure of a read several callers shared (`api::token_lookups`).
     #[error(transparent)]
     Shared(std::sync::Arc<StoreError>),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(err: sqlx::Error) -> StoreError {
+        StoreError::Database(err)
+    }
 }
 
 impl StoreError {

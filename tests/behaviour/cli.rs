@@ -229,3 +229,12 @@ fn flags_belong_to_the_commands_that_use_them() {
         assert!(help.contains(flag), "serve --help names {flag}");
     }
 }
+
+#[test]
+fn a_database_in_a_missing_directory_is_named_once() {
+    let output = coachfit("sqlite:///nonexistent/dir/x.db", &["serve", "--listen", "127.0.0.1:0"]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("the directory /nonexistent/dir does not exist"), "{stderr}");
+    assert_eq!(stderr.matches("unable to open").count(), 0, "{stderr}");
+}

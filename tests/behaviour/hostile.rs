@@ -18,6 +18,7 @@ each_backend!(
     a_date_past_year_9999_is_refused_rather_than_compared_as_text,
     huge_bad_input_gets_invalid_argument_with_a_short_message,
     control_characters_in_identifiers_are_refused_alike_by_both_backends,
+    messages_say_what_is_wrong_once,
 );
 
 /// A one-hour run on 2026-03-02 (5 km, heart rate 150/175).
@@ -243,4 +244,22 @@ async fn control_characters_in_identifiers_are_refused_alike_by_both_backends(ba
         assert_eq!(bad_request_fields(&status), [field]);
     }
     assert!(server.verify().await);
+}
+
+/// Messages a person reads: a day that does not exist is not blamed on its format, a field
+/// is not named twice, an empty device name is called required.
+async fn messages_say_what_is_wrong_once(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let no_such_day = pb::GetEntryRequest { user_id: String::new(), date: "2026-02-30".into() };
+    let no_such_day = server.entries(&server.client.token).get_entry(no_such_day).await.unwrap_err();
+    assert_eq!(no_such_day.message(), "date: 2026-02-30 is not a day of the calendar");
+
+    let no_user = pb::GetEntryRequest { user_id: String::new(), date: "2026-03-02".into() };
+    let no_user = server.entries(&server.coach.token).get_entry(no_user).await.unwrap_err();
+    assert_eq!(no_user.message().matches("user_id").count(), 1, "{}", no_user.message());
+
+    let unnamed = pb::RedeemPairingCodeRequest { code: "ABCDEFGH".into(), device_name: "  ".into() };
+    let unnamed = server.pairing("").redeem_pairing_code(unnamed).await.unwrap_err();
+    assert_eq!(unnamed.code(), tonic::Code::InvalidArgument);
+    assert_eq!(unnamed.message(), "device_name: must not be empty");
 }
