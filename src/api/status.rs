@@ -124,8 +124,13 @@ fn store_status(err: &StoreError) -> Status {
     }
 }
 
+/// A status that says when to try again: `RetryInfo` for clients that read the details, and
+/// `grpc-retry-pushback-ms` for gRPC's built-in retries (docs/service-config.json).
 fn retryable(code: Code, message: String, retry: Duration) -> Status {
-    Status::with_error_details(code, message, ErrorDetails::with_retry_info(Some(retry)))
+    let mut status = Status::with_error_details(code, message, ErrorDetails::with_retry_info(Some(retry)));
+    let pushback = retry.as_millis().to_string().parse().expect("digits are a valid header value");
+    status.metadata_mut().insert("grpc-retry-pushback-ms", pushback);
+    status
 }
 
 /// Store errors reach the client through the same mapping, so handlers can use `?`.

@@ -74,6 +74,8 @@ async fn a_device_ingesting_faster_than_its_rate_is_told_when_to_retry_and_loses
     assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
     let wait = refused.get_details_retry_info().and_then(|r| r.retry_delay).expect("RetryInfo");
     assert!(wait > Duration::from_millis(2_500) && wait <= Duration::from_secs(3), "3 items short at 1/s: {wait:?}");
+    let pushback = refused.metadata().get("grpc-retry-pushback-ms").expect("pushback for gRPC's own retries");
+    assert_eq!(pushback.to_str().unwrap(), wait.as_millis().to_string());
     let missing = pb::GetEntryRequest { user_id: String::new(), date: "2026-03-09".into() };
     let missing = server.entries(&server.client.token).get_entry(missing).await.unwrap_err();
     assert_eq!(missing.code(), Code::NotFound, "nothing of a refused request is stored");

@@ -41,3 +41,39 @@ async fn reflection_describes_the_services_and_the_error_details() {
         assert!(files.iter().any(|f| f.ends_with("error_details.proto")), "{detail}: {files:?}");
     }
 }
+
+/// The service config shipped for standard gRPC clients names only methods the API has,
+/// retries only what is safe to retry, and leaves out the calls a retry would harm.
+#[test]
+fn the_shipped_service_config_names_real_methods_and_retries_only_unavailable() {
+    use prost::Message;
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string("docs/service-config.json").unwrap()).unwrap();
+    let files = prost_types::FileDescriptorSet::decode(coachfit::proto::FILE_DESCRIPTOR_SET).unwrap();
+    let methods: Vec<(String, String)> = files
+        .file
+        .iter()
+        .flat_map(|f| f.service.iter().map(move |s| (f.package().to_string(), s)))
+        .flat_map(|(package, s)| {
+            s.method.iter().map(move |m| (format!("{package}.{}", s.name()), m.name().to_string()))
+        })
+        .collect();
+    let mut named = Vec::new();
+    for method_config in config["methodConfig"].as_array().unwrap() {
+        assert_eq!(method_config["retryPolicy"]["retryableStatusCodes"], serde_json::json!(["UNAVAILABLE"]));
+        for name in method_config["name"].as_array().unwrap() {
+            let service = name["service"].as_str().unwrap();
+            match name["method"].as_str() {
+                Some(method) => named.push((service.to_string(), method.to_string())),
+                None => named.extend(methods.iter().filter(|(s, _)| s == service).cloned()),
+            }
+        }
+    }
+    for (service, method) in &named {
+        assert!(methods.contains(&(service.clone(), method.clone())), "{service}/{method} is not an RPC");
+    }
+    for not_retried in ["StreamEntries", "RedeemPairingCode", "CreateCoach", "RebuildProjections"] {
+        assert!(!named.iter().any(|(_, m)| m == not_retried), "{not_retried} must not be retried blindly");
+    }
+    assert!(named.contains(&("coachfit.v1.IngestService".into(), "IngestSteps".into())));
+}
