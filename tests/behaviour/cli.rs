@@ -66,40 +66,24 @@ async fn admin_commands_print_json_accounts(backend: Backend) {
     assert!(!unknown.status.success());
 }
 
-/// `coachfit serve` on a new SQLite database, and the address it logs once it listens.
-fn spawn_serve(dir: &tempfile::TempDir) -> (std::process::Child, String) {
-    let db_url = format!("sqlite://{}", dir.path().join("serve.db").display());
-    let mut child = Command::new(env!("CARGO_BIN_EXE_coachfit"))
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .env("COACHFIT_DATABASE_URL", &db_url)
-        .env("RUST_LOG", "info")
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn coachfit serve");
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr = loop {
-        let line = lines.next().expect("server log line").unwrap();
-        if let Some(rest) = line.split("addr=").nth(1) {
-            break rest.split_whitespace().next().unwrap().to_string();
-        }
-    };
-    // Keep reading its log, so the server never blocks on a full pipe.
-    std::thread::spawn(move || lines.for_each(drop));
-    (child, addr)
+/// `coachfit serve` on a new SQLite database.
+fn spawn_serve(dir: &tempfile::TempDir) -> ChildServer {
+    serve_child(&format!("sqlite://{}", dir.path().join("serve.db").display()), "127.0.0.1:0")
 }
 
 /// Sends SIGTERM and waits for the exit status.
-async fn terminate(mut child: std::process::Child) -> std::process::ExitStatus {
-    let killed = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+async fn terminate(mut child: ChildServer) -> std::process::ExitStatus {
+    let killed = Command::new("kill").args(["-TERM", &child.process.0.id().to_string()]).status().unwrap();
     assert!(killed.success());
-    tokio::task::spawn_blocking(move || child.wait()).await.unwrap().unwrap()
+    tokio::task::spawn_blocking(move || child.process.0.wait()).await.unwrap().unwrap()
 }
 
 /// `coachfit serve` answers health checks and exits cleanly on SIGTERM.
 #[tokio::test]
 async fn serve_exits_cleanly_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
-    let (child, addr) = spawn_serve(&dir);
+    let child = spawn_serve(&dir);
+    let addr = child.addr.clone();
     let channel = tonic::transport::Channel::from_shared(format!("http://{addr}")).unwrap().connect().await.unwrap();
     let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
     let check =
@@ -116,7 +100,7 @@ async fn serve_exits_cleanly_on_sigterm() {
 #[tokio::test]
 async fn serve_exits_cleanly_on_a_sigterm_as_soon_as_it_listens() {
     let dir = tempfile::tempdir().unwrap();
-    let (child, _) = spawn_serve(&dir);
+    let child = spawn_serve(&dir);
     let status = terminate(child).await;
     assert!(status.success(), "serve exits 0 after SIGTERM: {status:?}");
 }

@@ -407,3 +407,37 @@ impl Drop for KillOnDrop {
         let _ = self.0.wait();
     }
 }
+
+/// `coachfit serve --listen <listen>` on `db_url` as a child process; see `start_child`.
+pub fn serve_child(db_url: &str, listen: &str) -> ChildServer {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_coachfit"));
+    command.args(["serve", "--listen", listen]).env("COACHFIT_DATABASE_URL", db_url).env("RUST_LOG", "info");
+    start_child(command)
+}
+
+/// A `coachfit serve` child, the address it listens on, and its log lines as they come.
+pub struct ChildServer {
+    pub process: KillOnDrop,
+    pub addr: String,
+    pub log: std::sync::mpsc::Receiver<String>,
+}
+
+/// Starts `command` (a `coachfit serve`, perhaps under a wrapper such as `prlimit`) and
+/// waits until it logs the address it listens on. Its log is read on a thread of its own,
+/// so the server never blocks on a full pipe.
+pub fn start_child(mut command: std::process::Command) -> ChildServer {
+    use std::io::{BufRead, BufReader};
+    let mut process = KillOnDrop(
+        command.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped()).spawn().expect("spawn"),
+    );
+    let mut lines = BufReader::new(process.0.stderr.take().unwrap()).lines();
+    let addr = loop {
+        let line = lines.next().expect("a log line saying where the server listens").unwrap();
+        if let Some(rest) = line.split("addr=").nth(1) {
+            break rest.split_whitespace().next().unwrap().to_string();
+        }
+    };
+    let (sender, log) = std::sync::mpsc::channel();
+    std::thread::spawn(move || lines.map_while(Result::ok).for_each(|line| drop(sender.send(line))));
+    ChildServer { process, addr, log }
+}

@@ -3,8 +3,7 @@
 //! once after the retries, and `verify` is clean. `CRASH_KILLS` sets the number of kills
 //! (default 20; `CRASH_KILLS=200 cargo test crash` is the longer form).
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,29 +21,6 @@ use crate::each_backend;
 each_backend!(sigkill_under_ingest_loses_no_acknowledged_item_and_stores_each_once,);
 
 const CLIENTS: usize = 6;
-
-/// A `coachfit serve` child on `listen`; returns it once it listens, with its address.
-fn serve(db_url: &str, listen: &str) -> (KillOnDrop, String) {
-    let mut child = KillOnDrop(
-        Command::new(env!("CARGO_BIN_EXE_coachfit"))
-            .args(["serve", "--listen", listen])
-            .env("COACHFIT_DATABASE_URL", db_url)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn coachfit serve"),
-    );
-    let mut lines = BufReader::new(child.0.stderr.take().unwrap()).lines();
-    let addr = loop {
-        let line = lines.next().expect("server log line").unwrap();
-        if let Some(rest) = line.split("addr=").nth(1) {
-            break rest.split_whitespace().next().unwrap().to_string();
-        }
-    };
-    std::thread::spawn(move || lines.for_each(drop));
-    (child, addr)
-}
 
 fn day(item: u32) -> String {
     (NaiveDate::from_ymd_opt(2001, 1, 1).unwrap() + chrono::Duration::days(i64::from(item))).to_string()
@@ -87,7 +63,8 @@ async fn sigkill_under_ingest_loses_no_acknowledged_item_and_stores_each_once(ba
     }
     drop(store);
 
-    let (mut child, addr) = serve(&database.url, "127.0.0.1:0");
+    let mut child = serve_child(&database.url, "127.0.0.1:0");
+    let addr = child.addr.clone();
     let channel = Channel::from_shared(format!("http://{addr}")).unwrap().connect_lazy();
     let stop = Arc::new(AtomicBool::new(false));
     let reporting: Vec<_> = clients
@@ -98,7 +75,7 @@ async fn sigkill_under_ingest_loses_no_acknowledged_item_and_stores_each_once(ba
     for _ in 0..kills {
         tokio::time::sleep(Duration::from_millis(30 + rng.next(250))).await;
         drop(child);
-        (child, _) = serve(&database.url, &addr);
+        child = serve_child(&database.url, &addr);
     }
     stop.store(true, Ordering::Relaxed);
     let mut duplicates = 0;

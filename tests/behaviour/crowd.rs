@@ -4,8 +4,6 @@
 //! as `RetryInfo` says. Nothing is lost or counted twice, and the server (the binary) stays
 //! within the memory goal.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use coachfit::proto::v1 as pb;
@@ -93,24 +91,8 @@ async fn a_thousand_phones_resending_out_of_order_lose_nothing_and_count_nothing
     }
     drop(store);
 
-    let mut child = KillOnDrop(
-        Command::new(env!("CARGO_BIN_EXE_coachfit"))
-            .args(["serve", "--listen", "127.0.0.1:0"])
-            .env("COACHFIT_DATABASE_URL", &database.url)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn coachfit serve"),
-    );
-    let mut lines = BufReader::new(child.0.stderr.take().unwrap()).lines();
-    let addr = loop {
-        let line = lines.next().expect("server log line").unwrap();
-        if let Some(rest) = line.split("addr=").nth(1) {
-            break rest.split_whitespace().next().unwrap().to_string();
-        }
-    };
-    std::thread::spawn(move || lines.for_each(drop));
+    let child = serve_child(&database.url, "127.0.0.1:0");
+    let addr = child.addr.clone();
 
     let mut channels = Vec::new();
     for _ in 0..CONNECTIONS {
@@ -124,7 +106,7 @@ async fn a_thousand_phones_resending_out_of_order_lose_nothing_and_count_nothing
     for phone in running {
         tokio::time::timeout(Duration::from_secs(300), phone).await.expect("every phone done").unwrap();
     }
-    let peak_kb = peak_resident_kb(child.0.id());
+    let peak_kb = peak_resident_kb(child.process.0.id());
 
     let mut coach = EntryServiceClient::with_interceptor(channels[0].clone(), Bearer::new(&coach_token));
     for (i, (user_id, _)) in phones.iter().enumerate() {

@@ -1,8 +1,7 @@
 //! The limits on what one client may hold: HTTP/2 streams per connection, a deadline on
 //! every call, streams per token, a drain deadline on shutdown, and file descriptors.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use coachfit::proto::v1 as pb;
@@ -229,35 +228,24 @@ async fn out_of_file_descriptors_the_server_backs_off_and_recovers() {
     let dir = tempfile::tempdir().unwrap();
     let db_url = format!("sqlite://{}", dir.path().join("fd.db").display());
     // The hard limit is the soft one, so `serve` cannot raise it.
-    let mut child = KillOnDrop(
-        Command::new("prlimit")
-            .args(["--nofile=64:64", env!("CARGO_BIN_EXE_coachfit"), "serve", "--listen", "127.0.0.1:0"])
-            .env("COACHFIT_DATABASE_URL", &db_url)
-            .env("RUST_LOG", "warn,coachfit=info")
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn coachfit serve under prlimit"),
-    );
-    let mut lines = BufReader::new(child.0.stderr.take().unwrap()).lines();
-    let addr = loop {
-        let line = lines.next().expect("server log line").unwrap();
-        if let Some(rest) = line.split("addr=").nth(1) {
-            break rest.split_whitespace().next().unwrap().to_string();
-        }
-    };
-    let (log_tx, log_rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || lines.map_while(Result::ok).for_each(|line| drop(log_tx.send(line))));
+    let mut command = Command::new("prlimit");
+    command
+        .args(["--nofile=64:64", env!("CARGO_BIN_EXE_coachfit"), "serve", "--listen", "127.0.0.1:0"])
+        .env("COACHFIT_DATABASE_URL", &db_url)
+        .env("RUST_LOG", "warn,coachfit=info");
+    let child = start_child(command);
+    let addr = child.addr.clone();
 
     let mut idle = Vec::new();
     for _ in 0..100 {
         idle.push(std::net::TcpStream::connect(&addr).unwrap());
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let before = cpu_ticks(child.0.id());
+    let before = cpu_ticks(child.process.0.id());
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let used = cpu_ticks(child.0.id()) - before;
+    let used = cpu_ticks(child.process.0.id()) - before;
     assert!(used < 50, "{used} ticks of CPU in 2 s while out of descriptors: the accept loop spins");
-    let logged: Vec<String> = log_rx.try_iter().collect();
+    let logged: Vec<String> = child.log.try_iter().collect();
     assert!(logged.iter().any(|l| l.contains("cannot accept connections")), "{logged:?}");
 
     drop(idle);
