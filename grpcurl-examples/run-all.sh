@@ -10,7 +10,9 @@ here=$(dirname "$0")
 expect() { # expect SCRIPT PATTERN…: runs the script; each pattern (an extended regex) must appear
   local script=$1 out
   shift
-  out=$("$here/$script") || { echo "FAIL $script exited non-zero"; echo "$out"; return 1; }
+  out=$("$here/$script" 2>&1) || { echo "FAIL $script exited non-zero"; echo "$out"; return 1; }
+  # A passing example prints no error (grpcurl prints "ERROR:" for any failed call).
+  ! grep -q "^ERROR:" <<<"$out" || { echo "FAIL $script printed an error:"; echo "$out"; return 1; }
   for pattern in "$@"; do
     grep -Eq -- "$pattern" <<<"$out" || { echo "FAIL $script: no '$pattern' in:"; echo "$out"; return 1; }
   done

@@ -222,3 +222,21 @@ fn a_database_in_a_missing_directory_is_named_once() {
     assert!(stderr.contains("the directory /nonexistent/dir does not exist"), "{stderr}");
     assert_eq!(stderr.matches("unable to open").count(), 0, "{stderr}");
 }
+
+/// PostgreSQL's notices ("relation … already exists, skipping" on every start) are not
+/// logged.
+#[tokio::test]
+async fn postgres_commands_log_no_notices() {
+    let database = crate::database::TestDatabase::create(Backend::Postgres).await;
+    for _ in 0..2 {
+        let migrate = Command::new(env!("CARGO_BIN_EXE_coachfit"))
+            .arg("migrate")
+            .env("COACHFIT_DATABASE_URL", &database.url)
+            .env("RUST_LOG", "info")
+            .output()
+            .unwrap();
+        assert!(migrate.status.success());
+        let stderr = String::from_utf8_lossy(&migrate.stderr);
+        assert!(!stderr.contains("already exists"), "{stderr}");
+    }
+}
