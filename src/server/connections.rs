@@ -58,8 +58,10 @@ pub struct Connection {
 }
 
 impl Connection {
+    /// Each connection waits on a child token of its own: every read and write polls it, and
+    /// a shared token would put all connections' polls on one waiter list (one mutex).
     fn new(stream: TcpStream, close: &CancellationToken) -> Self {
-        Connection { stream, closed: Box::pin(close.clone().cancelled_owned()) }
+        Connection { stream, closed: Box::pin(close.child_token().cancelled_owned()) }
     }
 
     /// Ready with an error once closed; otherwise registers the task to be woken on close.
