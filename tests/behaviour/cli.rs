@@ -11,15 +11,6 @@ use crate::each_backend;
 
 each_backend!(verify_reports_a_tampered_day_and_rebuild_repairs_it, admin_commands_print_json_accounts,);
 
-fn coachfit(db_url: &str, args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_coachfit"))
-        .args(args)
-        .env("COACHFIT_DATABASE_URL", db_url)
-        .env("RUST_LOG", "warn")
-        .output()
-        .expect("run coachfit")
-}
-
 async fn verify_reports_a_tampered_day_and_rebuild_repairs_it(backend: Backend) {
     let server = TestServer::start(backend).await;
     server

@@ -441,3 +441,13 @@ pub fn start_child(mut command: std::process::Command) -> ChildServer {
     std::thread::spawn(move || lines.map_while(Result::ok).for_each(|line| drop(sender.send(line))));
     ChildServer { process, addr, log }
 }
+
+/// Runs `coachfit ARGS` on `db_url` to completion (warnings and errors logged only).
+pub fn coachfit(db_url: &str, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_coachfit"))
+        .args(args)
+        .env("COACHFIT_DATABASE_URL", db_url)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run coachfit")
+}

@@ -3,7 +3,6 @@
 //! once after the retries, and `verify` is clean. `CRASH_KILLS` sets the number of kills
 //! (default 20; `CRASH_KILLS=200 cargo test crash` is the longer form).
 
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -98,12 +97,7 @@ async fn sigkill_under_ingest_loses_no_acknowledged_item_and_stores_each_once(ba
         }
     }
     drop(child);
-    let verify = Command::new(env!("CARGO_BIN_EXE_coachfit"))
-        .arg("verify")
-        .env("COACHFIT_DATABASE_URL", &database.url)
-        .env("RUST_LOG", "warn")
-        .output()
-        .unwrap();
+    let verify = coachfit(&database.url, &["verify"]);
     assert!(verify.status.success(), "verify after {kills} kills: {}", String::from_utf8_lossy(&verify.stdout));
     eprintln!("{kills} kills; items sent per client {sent:?}; {duplicates} retries answered DUPLICATE");
 }
