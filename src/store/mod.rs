@@ -1,12 +1,19 @@
 //! Storage: the append-only events table, the read models folded from it, and the
-//! principals behind tokens. One interface; `sqlite` implements it (PostgreSQL follows).
+//! principals behind tokens. `Store` is what the service calls; `SqlStore` implements it
+//! once over a `Backend` (connections, transactions, statements), which `sqlite` and
+//! `postgres` implement.
 
+mod backend;
+#[cfg(test)]
+mod conformance;
 mod group;
 pub mod postgres;
 mod projector;
+mod rebuild;
 mod rehash;
+mod rows;
 pub mod scratch;
-mod sql;
+mod sql_store;
 pub mod sqlite;
 
 use std::future::Future;
@@ -20,6 +27,7 @@ use crate::domain::fold::Day;
 use crate::domain::priority::PriorityRule;
 
 pub use projector::AppendOutcome;
+pub use sql_store::SqlStore;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -10,13 +10,15 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use chrono::{DateTime, NaiveDate, Utc};
 use uuid::Uuid;
 
+use super::backend::Backend;
+use super::rows::BodyRow;
 use super::{StoreError, StoreResult, StoredEntry};
 use crate::domain::event::{KeyReuse, NewEvent, Payload, StoredEvent};
 use crate::domain::fold::{fold, Day};
 use crate::domain::priority::PriorityRule;
 
 /// A day of one user.
-pub(crate) type UserDay<'a> = (&'a str, NaiveDate);
+pub type UserDay<'a> = (&'a str, NaiveDate);
 
 /// What happened to one event of an append.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,7 +46,7 @@ pub(crate) struct Append<'a> {
 
 /// A dedupe key of one user and kind, as `keyed_events` looks it up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub(crate) struct KeyLookup<'a> {
+pub struct KeyLookup<'a> {
     pub user_id: &'a str,
     pub kind: &'a str,
     pub key: &'a str,
@@ -52,7 +54,7 @@ pub(crate) struct KeyLookup<'a> {
 
 /// An event already stored under a dedupe key.
 #[derive(Debug, Clone)]
-pub(crate) struct KeyedEvent {
+pub struct KeyedEvent {
     pub user_id: String,
     pub kind: String,
     pub key: String,
@@ -61,7 +63,7 @@ pub(crate) struct KeyedEvent {
 }
 
 /// A new event and what the store adds to it.
-pub(crate) struct EventRow<'a> {
+pub struct EventRow<'a> {
     pub user_id: &'a str,
     pub actor: &'a str,
     pub event: &'a NewEvent,
@@ -87,47 +89,11 @@ impl EventRow<'_> {
 
 /// Where and when one revision of a workout was observed.
 #[derive(Debug, Clone)]
-pub(crate) struct Revision {
+pub struct Revision {
     pub user_id: String,
     pub workout_id: String,
     pub day: NaiveDate,
     pub recency: (DateTime<Utc>, i64),
-}
-
-/// The statements the write path needs, run inside one open transaction. Each takes a
-/// whole batch (of any users), so a group costs the same few round trips whatever its size.
-pub(crate) trait WriteTx: Send {
-    /// The stored events under these dedupe keys.
-    async fn keyed_events(&mut self, keys: &[KeyLookup<'_>]) -> StoreResult<Vec<KeyedEvent>>;
-    /// Returns each new event's id and `seq`.
-    async fn insert_events(
-        &mut self,
-        recorded_at: DateTime<Utc>,
-        rows: &[EventRow<'_>],
-    ) -> StoreResult<Vec<(Uuid, i64)>>;
-    /// Every stored revision of these `(user_id, workout_id)` workouts.
-    async fn workout_revisions(&mut self, workouts: &[(&str, &str)]) -> StoreResult<Vec<Revision>>;
-    /// What the folds of `days` read (see `inputs_by_day`), plus every event of these
-    /// `(user_id, workout_id)` workouts, with each event's user, in any order.
-    async fn fold_inputs(
-        &mut self,
-        days: &[UserDay<'_>],
-        workouts: &[(&str, &str)],
-    ) -> StoreResult<Vec<(String, StoredEvent)>>;
-    /// The stored bodies (JSON) of these days' entries.
-    async fn stored_bodies(&mut self, days: &[UserDay<'_>]) -> StoreResult<Vec<(String, NaiveDate, String)>>;
-    /// Takes `count` consecutive feed positions and returns the last. Positions follow
-    /// commit order.
-    async fn take_positions(&mut self, count: i64) -> StoreResult<i64>;
-    /// Stores entries of days that have none yet, with their bodies already serialized.
-    async fn insert_entries(&mut self, entries: &[(StoredEntry, String)]) -> StoreResult<()>;
-    /// Stores entries over those of their days, with their bodies already serialized.
-    async fn upsert_entries(&mut self, entries: &[(StoredEntry, String)]) -> StoreResult<()>;
-    /// The `seq` of each user's newest event, by user id.
-    async fn newest_seqs(&mut self, users: &[&str]) -> StoreResult<Vec<(String, i64)>>;
-    /// Whether an entry of `span` took a feed position after `head`, i.e. changed since
-    /// the feed's head was `head`.
-    async fn entries_changed_after(&mut self, span: &DaySpan, head: i64) -> StoreResult<bool>;
 }
 
 /// The distinct users among `user_ids`, sorted: the order writers lock them in, and the
@@ -140,7 +106,7 @@ pub(crate) fn distinct_users<'a>(user_ids: impl IntoIterator<Item = &'a str>) ->
 /// The user-days after `after`, up to and including `last`, in `(user_id, day)` order. Days
 /// are `YYYY-MM-DD` text; empty texts sort before every user id and day.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct DaySpan {
+pub struct DaySpan {
     pub after: (String, String),
     pub last: (String, String),
 }
@@ -173,8 +139,8 @@ type Appended = (Vec<Vec<AppendOutcome>>, Vec<StoredEntry>);
 /// Events that would take their day past `max_events_per_day` are `DayFull`: when some
 /// are, the append starts over without them (it has only read so far), so that dedupe
 /// never points at an event that was not stored.
-pub(crate) async fn append<T: WriteTx>(
-    tx: &mut T,
+pub(crate) async fn append<B: Backend>(
+    tx: &mut B::Conn,
     appends: &[Append<'_>],
     rule: &PriorityRule,
     max_events_per_day: usize,
@@ -182,7 +148,7 @@ pub(crate) async fn append<T: WriteTx>(
 ) -> StoreResult<Appended> {
     let mut refused = HashSet::new();
     loop {
-        match append_unless_full(tx, appends, &refused, rule, max_events_per_day, now).await? {
+        match append_unless_full::<B>(tx, appends, &refused, rule, max_events_per_day, now).await? {
             Ok(appended) => return Ok(appended),
             Err(over) => refused.extend(over),
         }
@@ -191,8 +157,8 @@ pub(crate) async fn append<T: WriteTx>(
 
 /// `append`, with the `refused` events `DayFull`; or, without writing anything, the events
 /// that would take their days past the limit.
-async fn append_unless_full<T: WriteTx>(
-    tx: &mut T,
+async fn append_unless_full<B: Backend>(
+    tx: &mut B::Conn,
     appends: &[Append<'_>],
     refused: &HashSet<EventIndex>,
     rule: &PriorityRule,
@@ -212,7 +178,7 @@ async fn append_unless_full<T: WriteTx>(
     let lookups: Vec<KeyLookup> = lookups.into_iter().collect();
     let mut known: HashMap<(String, String, String), Vec<(Uuid, String)>> = HashMap::new();
     if !lookups.is_empty() {
-        for stored in tx.keyed_events(&lookups).await? {
+        for stored in B::keyed_events(tx, &lookups).await? {
             known
                 .entry((stored.user_id, stored.kind, stored.key))
                 .or_default()
@@ -257,10 +223,10 @@ async fn append_unless_full<T: WriteTx>(
     let workouts: BTreeSet<(&str, &str)> =
         accepted.iter().filter_map(|(append, e, _)| Some((append.user_id, e.payload.workout_id()?))).collect();
     let workouts: Vec<(&str, &str)> = workouts.into_iter().collect();
-    let (rows, touched) = place_events(tx, &accepted, &workouts).await?;
+    let (rows, touched) = place_events::<B>(tx, &accepted, &workouts).await?;
     // The new events are folded from memory: only what was stored before is read back.
     let touched: Vec<UserDay> = touched.into_iter().collect();
-    let mut events = tx.fold_inputs(&touched, &workouts).await?;
+    let mut events = fold_inputs::<B>(tx, &touched, &workouts).await?;
     let over = over_the_day_limit(&events, &rows, max_events_per_day);
     if !over.is_empty() {
         return Ok(Err(over.into_iter().map(|row| accepted_indices[row]).collect()));
@@ -272,12 +238,12 @@ async fn append_unless_full<T: WriteTx>(
             events.iter().filter_map(|(u, e)| Some((u.as_str(), e.day?))).collect();
         touched.iter().copied().filter(|day| days_with_events.contains(day)).collect()
     };
-    let seqs: HashMap<Uuid, i64> = tx.insert_events(now, &rows).await?.into_iter().collect();
+    let seqs: HashMap<Uuid, i64> = B::insert_events(tx, now, &rows).await?.into_iter().collect();
     for row in &rows {
         let seq = *seqs.get(&row.event_id).ok_or_else(|| StoreError::Corrupt("an insert returned no seq".into()))?;
         events.push((row.user_id.to_string(), row.stored(seq, now)));
     }
-    let changed = refold_from(tx, &touched, &with_entries, events, rule, now).await?;
+    let changed = refold_from::<B>(tx, &touched, &with_entries, events, rule, now).await?;
 
     Ok(Ok((outcomes, changed)))
 }
@@ -315,14 +281,14 @@ fn over_the_day_limit(stored: &[(String, StoredEvent)], rows: &[EventRow<'_>], l
 /// revision also touches the days of its earlier revisions (it may have moved); a deletion
 /// belongs to the day of the workout's latest revision, if one is known. `workouts` are the
 /// `(user_id, workout_id)` workouts among the events.
-async fn place_events<'a, T: WriteTx>(
-    tx: &mut T,
+async fn place_events<'a, B: Backend>(
+    tx: &mut B::Conn,
     accepted: &[(&'a Append<'a>, &'a NewEvent, Uuid)],
     workouts: &[(&str, &str)],
 ) -> StoreResult<(Vec<EventRow<'a>>, BTreeSet<UserDay<'a>>)> {
     let mut revisions: HashMap<(String, String), Vec<Revision>> = HashMap::new();
     if !workouts.is_empty() {
-        for revision in tx.workout_revisions(workouts).await? {
+        for revision in B::workout_revisions(tx, workouts).await? {
             revisions.entry((revision.user_id.clone(), revision.workout_id.clone())).or_default().push(revision);
         }
     }
@@ -425,16 +391,65 @@ pub(crate) fn related_workouts(events: &[(String, StoredEvent)], also: &[(&str, 
     ids.into_iter().map(|(user_id, workout_id)| (user_id.to_string(), workout_id.to_string())).collect()
 }
 
+/// What the folds of `days` read (split per day by `inputs_by_day`): the days' own
+/// events, plus every event of the workouts that appear on them or in `workouts`, each
+/// with its user, in any order.
+pub(crate) async fn fold_inputs<B: Backend>(
+    conn: &mut B::Conn,
+    days: &[UserDay<'_>],
+    workouts: &[(&str, &str)],
+) -> StoreResult<Vec<(String, StoredEvent)>> {
+    if days.is_empty() {
+        return Ok(Vec::new());
+    }
+    let events = B::day_events(conn, days).await?;
+    with_related_workouts::<B>(conn, events, workouts).await
+}
+
+/// `events`, plus every other event of the workouts among them or in `workouts`.
+pub(crate) async fn with_related_workouts<B: Backend>(
+    conn: &mut B::Conn,
+    mut events: Vec<(String, StoredEvent)>,
+    workouts: &[(&str, &str)],
+) -> StoreResult<Vec<(String, StoredEvent)>> {
+    let workouts = related_workouts(&events, workouts);
+    if workouts.is_empty() {
+        return Ok(events);
+    }
+    let known: HashSet<i64> = events.iter().map(|(_, e)| e.seq).collect();
+    for event in B::workout_events(conn, &workouts).await? {
+        if !known.contains(&event.1.seq) {
+            events.push(event);
+        }
+    }
+    Ok(events)
+}
+
+/// One day's fold input.
+pub(crate) async fn fold_input<B: Backend>(
+    conn: &mut B::Conn,
+    user_id: &str,
+    day: NaiveDate,
+) -> StoreResult<Vec<StoredEvent>> {
+    let events = fold_inputs::<B>(conn, &[(user_id, day)], &[]).await?;
+    Ok(inputs_by_day(&[(user_id, day)], events).pop().map(|(_, input)| input).unwrap_or_default())
+}
+
+/// Stored bodies with their days read.
+pub(crate) fn parse_bodies(rows: Vec<BodyRow>) -> StoreResult<Vec<(String, NaiveDate, String)>> {
+    rows.into_iter().map(BodyRow::into_body).collect()
+}
+
 /// Folds `days` from their stored events and stores, under new positions, the ones that
 /// changed. Returns the changed entries.
-pub(crate) async fn refold_days<T: WriteTx>(
-    tx: &mut T,
+pub(crate) async fn refold_days<B: Backend>(
+    tx: &mut B::Conn,
     days: &[UserDay<'_>],
     rule: &PriorityRule,
     now: DateTime<Utc>,
 ) -> StoreResult<Vec<StoredEntry>> {
-    let events = tx.fold_inputs(days, &[]).await?;
-    refold_from(tx, days, days, events, rule, now).await
+    let events = fold_inputs::<B>(tx, days, &[]).await?;
+    refold_from::<B>(tx, days, days, events, rule, now).await
 }
 
 /// Stores days folded before the transaction (see `Prefetched`). The fold is used only if
@@ -443,27 +458,27 @@ pub(crate) async fn refold_days<T: WriteTx>(
 /// changed or deleted, a user's events take their `seq`s in commit order (every append holds
 /// its users' write lock from insert to commit, as the transaction here does now), and every
 /// write of an entry takes a new feed position.
-pub(crate) async fn refold_prefetched<T: WriteTx>(
-    tx: &mut T,
+pub(crate) async fn refold_prefetched<B: Backend>(
+    tx: &mut B::Conn,
     days: &[UserDay<'_>],
     prefetched: Prefetched,
     rule: &PriorityRule,
     now: DateTime<Utc>,
 ) -> StoreResult<Vec<StoredEntry>> {
     let users = distinct_users(days.iter().map(|(user_id, _)| *user_id));
-    if tx.newest_seqs(&users).await? == prefetched.newest
-        && !tx.entries_changed_after(&prefetched.span, prefetched.head).await?
+    if B::newest_seqs(tx, &users).await? == prefetched.newest
+        && !B::entries_changed_after(tx, &prefetched.span, prefetched.head).await?
     {
-        store_changed(tx, prefetched.changed, now).await
+        store_changed::<B>(tx, prefetched.changed, now).await
     } else {
-        refold_days(tx, days, rule, now).await
+        refold_days::<B>(tx, days, rule, now).await
     }
 }
 
 /// Like `refold_days`, with the days' fold inputs (as `fold_inputs` returns them) given, and
 /// the days among them that may have an entry stored (the others have none).
-async fn refold_from<T: WriteTx>(
-    tx: &mut T,
+async fn refold_from<B: Backend>(
+    tx: &mut B::Conn,
     days: &[UserDay<'_>],
     with_entries: &[UserDay<'_>],
     events: Vec<(String, StoredEvent)>,
@@ -473,8 +488,9 @@ async fn refold_from<T: WriteTx>(
     if days.is_empty() {
         return Ok(Vec::new());
     }
-    let stored = if with_entries.is_empty() { Vec::new() } else { tx.stored_bodies(with_entries).await? };
-    store_changed(tx, changed_days(days, events, &stored, rule), now).await
+    let stored =
+        if with_entries.is_empty() { Vec::new() } else { parse_bodies(B::stored_bodies(tx, with_entries).await?)? };
+    store_changed::<B>(tx, changed_days(days, events, &stored, rule), now).await
 }
 
 /// The days among `days` with events whose fold of `events` (as `fold_inputs` returns them)
@@ -511,15 +527,15 @@ pub(crate) fn changed_days(
 }
 
 /// Stores `changed` under new feed positions, in order. Returns the stored entries.
-async fn store_changed<T: WriteTx>(
-    tx: &mut T,
+async fn store_changed<B: Backend>(
+    tx: &mut B::Conn,
     changed: Vec<ChangedDay>,
     now: DateTime<Utc>,
 ) -> StoreResult<Vec<StoredEntry>> {
     if changed.is_empty() {
         return Ok(Vec::new());
     }
-    let last = tx.take_positions(changed.len() as i64).await?;
+    let last = B::take_positions(tx, changed.len() as i64).await?;
     let first = last - changed.len() as i64 + 1;
     // New days are inserted apart: an upsert's conflict check made storing a thousand new
     // entries take 5.7 ms on PostgreSQL, against 3.3 ms for a plain insert.
@@ -529,10 +545,10 @@ async fn store_changed<T: WriteTx>(
         if stored { &mut replacing } else { &mut new }.push((entry, body));
     }
     if !new.is_empty() {
-        tx.insert_entries(&new).await?;
+        B::insert_entries(tx, &new).await?;
     }
     if !replacing.is_empty() {
-        tx.upsert_entries(&replacing).await?;
+        B::upsert_entries(tx, &replacing).await?;
     }
     let mut entries: Vec<StoredEntry> = new.into_iter().chain(replacing).map(|(entry, _)| entry).collect();
     entries.sort_by_key(|entry| entry.position);

@@ -1,10 +1,12 @@
 //! Re-hashing events stored before the current content-hash form (`domain::canonical`),
 //! so that a report sent before an upgrade and re-sent after it is still a duplicate.
-//! Runs once when the store opens (`upgrade_content_hashes` in `sql.rs`), a chunk of
+//! Runs once when the store opens (`upgrade_content_hashes`), a chunk of
 //! events per transaction, and records the version as done.
 
 use std::collections::HashSet;
 
+use super::backend::Backend;
+use super::{now, StoreResult};
 use crate::domain::canonical;
 use crate::domain::event::StoredEvent;
 
@@ -12,7 +14,7 @@ use crate::domain::event::StoredEvent;
 pub(crate) const CHUNK: i64 = 1_000;
 
 /// A stored event of a user, with its dedupe key and content hash.
-pub(crate) struct StoredHash {
+pub struct StoredHash {
     pub user_id: String,
     pub event: StoredEvent,
     pub dedupe_key: String,
@@ -21,7 +23,7 @@ pub(crate) struct StoredHash {
 
 /// New hash (and key) of one event.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct HashUpgrade {
+pub struct HashUpgrade {
     pub user_id: String,
     pub seq: i64,
     pub dedupe_key: String,
@@ -54,6 +56,35 @@ pub(crate) fn upgrades(rows: &[StoredHash]) -> Vec<HashUpgrade> {
             })
         })
         .collect()
+}
+
+/// Re-hashes the events stored before the current content-hash form, once, a chunk per
+/// transaction along the table's key.
+pub(crate) async fn upgrade_content_hashes<B: Backend>(backend: &B) -> StoreResult<()> {
+    if B::hashes_upgraded(&mut *backend.reader().await?, canonical::VERSION).await? {
+        return Ok(());
+    }
+    let (mut after, mut upgraded) = ((String::new(), -1_i64), 0_usize);
+    loop {
+        let mut write = backend.write(&[]).await?;
+        let stored = B::events_after(&mut write, &after, CHUNK).await?;
+        let Some(last) = stored.last() else {
+            B::commit(write).await?;
+            break;
+        };
+        after = (last.user_id.clone(), last.event.seq);
+        let upgrades = upgrades(&stored);
+        if !upgrades.is_empty() {
+            B::update_hashes(&mut write, &upgrades).await?;
+            upgraded += upgrades.len();
+        }
+        B::commit(write).await?;
+    }
+    let mut write = backend.write(&[]).await?;
+    B::mark_hashes_upgraded(&mut write, canonical::VERSION, now()).await?;
+    B::commit(write).await?;
+    tracing::info!(upgraded, version = canonical::VERSION, "stored events re-hashed");
+    Ok(())
 }
 
 #[cfg(test)]

@@ -1,50 +1,48 @@
 //! The embedded SQLite store: WAL, `synchronous=FULL`, one writer connection taking
 //! `BEGIN IMMEDIATE` transactions, and a small pool of readers.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::{Deref, DerefMut};
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use chrono::{DateTime, NaiveDate, Utc};
+use sqlx::pool::PoolConnection;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{ConnectOptions, Sqlite, SqliteConnection, SqlitePool};
+use sqlx::{ConnectOptions, Row, Sqlite, SqliteConnection, SqlitePool};
 use tokio::sync::{broadcast, Mutex, OwnedMutexGuard};
+use uuid::Uuid;
 
-use super::group::GroupCommit;
-use super::sql::{shared_imports, sql_store};
-use super::{EntryChange, StoreError, StoreOptions, StoreResult, StoredEntry};
-
-shared_imports!();
+use super::backend::Backend;
+use super::projector::{DaySpan, EventRow, KeyLookup, KeyedEvent, Revision, UserDay};
+use super::rehash::{HashUpgrade, StoredHash};
+use super::rows::{
+    event_days_after, from_micros, micros, parse_day, parse_uuid, stored_hash_from_row, user_events_from_rows, BodyRow,
+    EntryRow, EventColumns, TokenRow, ENTRY_COLUMNS, EVENT_COLUMNS, IN_SPAN,
+};
+use super::sql_store::SqlStore;
+use super::{EntryChange, FeedFilter, StoreError, StoreOptions, StoreResult, StoredEntry};
+use crate::domain::event::StoredEvent;
 
 /// WAL pages written before a commit copies them back into the database file (SQLite's
 /// default is 1,000). Ingest rewrites the same index pages commit after commit, so a longer
 /// interval copies each of them back once instead of many times: single-item ingest +15%
 /// and batch ingest +20% in interleaved benchmark runs, for a WAL of up to ~40 MB.
 pub(crate) const WAL_AUTOCHECKPOINT_PAGES: u32 = 10_000;
-/// How a rebuild's read sees one snapshot of the database (a read transaction in WAL mode).
-const READ_SNAPSHOT: &str = "BEGIN";
-/// Events a rebuild re-folds per transaction, about: enough to spread a transaction's fixed
-/// costs thin, few enough that a chunk's entry insert (5 parameters per day, a day per event
-/// at most) stays under SQLite's 32,766 parameters.
-const REBUILD_CHUNK_EVENTS: i64 = 6144;
 
-#[derive(Clone)]
-pub struct SqliteStore {
-    writer: Arc<SqliteWriter>,
-    readers: SqlitePool,
-    appends: GroupCommit,
-}
+/// The store on an SQLite database file.
+pub type SqliteStore = SqlStore<SqliteBackend>;
 
-/// The one writer connection and what must happen under it.
-struct SqliteWriter {
+pub struct SqliteBackend {
     /// Locked from `BEGIN` until the transaction's changes are published, so the live feed
     /// sees changes in commit (= position) order. The writer owns its connection rather than
     /// borrowing it from a pool of one: handing a pooled connection back and taking it again
     /// cost ~0.5–1 ms per transaction, as much as a group's statements.
-    connection: Arc<Mutex<WriterConnection>>,
+    writer: Arc<Mutex<WriterConnection>>,
+    /// Readers never wait for the writer in WAL mode, so the feed shares them.
+    readers: SqlitePool,
     changes: broadcast::Sender<Arc<EntryChange>>,
-    max_events_per_day: usize,
 }
 
 struct WriterConnection {
@@ -78,55 +76,54 @@ impl SqliteStore {
             .await
             .map_err(StoreError::from_sqlx)?;
         let (changes, _) = broadcast::channel(store.feed_buffer);
-        let connection = Arc::new(Mutex::new(WriterConnection { connection, open: false }));
-        let writer = Arc::new(SqliteWriter { connection, changes, max_events_per_day: store.max_events_per_day });
+        let writer = Arc::new(Mutex::new(WriterConnection { connection, open: false }));
         // One lane: there is one writer connection, and waiting requests join the next group.
-        let appends = GroupCommit::start(writer.clone(), 1, store.write_queue);
-        let store = SqliteStore { writer, readers, appends };
-        store.upgrade_content_hashes().await?;
-        Ok(store)
-    }
-
-    fn readers(&self) -> &SqlitePool {
-        &self.readers
-    }
-
-    /// Readers never wait for the writer in WAL mode, so the feed shares them.
-    fn feed_readers(&self) -> &SqlitePool {
-        &self.readers
-    }
-
-    fn subscribe_changes(&self) -> broadcast::Receiver<Arc<EntryChange>> {
-        self.writer.changes.subscribe()
+        SqlStore::start(SqliteBackend { writer, readers, changes }, 1, store).await
     }
 }
 
-impl SqliteWriter {
-    /// Starts a write: takes the write lock, then `BEGIN IMMEDIATE`. One writer at a time
-    /// serializes every user-day.
-    async fn write_tx(&self, _users: &[&str]) -> StoreResult<SqliteWrite> {
-        let mut writer = self.connection.clone().lock_owned().await;
-        if writer.open {
-            run(&mut writer.connection, "ROLLBACK").await?;
-            writer.open = false;
-        }
-        run(&mut writer.connection, "BEGIN IMMEDIATE").await?;
-        writer.open = true;
-        Ok(SqliteWrite { tx: WriterTransaction(Some(writer)) })
-    }
+/// One `BEGIN IMMEDIATE` transaction on the writer connection, used as the connection
+/// itself. Holds the write lock until dropped.
+pub struct SqliteWrite(Option<OwnedMutexGuard<WriterConnection>>);
 
-    /// Commits, then publishes the changed entries while still holding the write lock.
-    async fn commit_and_publish(&self, mut write: SqliteWrite, changed: Vec<StoredEntry>) -> StoreResult<()> {
-        let coaches = coaches_of(&mut write.tx, &changed).await?;
-        write.commit().await?;
-        for entry in changed {
-            let coach_id = coaches.get(&entry.user_id).cloned().unwrap_or_default();
-            let change = EntryChange { after: entry.position - 1, coach_id, entry: Arc::new(entry) };
-            // No receiver is fine: nobody is streaming.
-            let _ = self.changes.send(Arc::new(change));
-        }
-        Ok(())
+impl SqliteWrite {
+    fn writer(&mut self) -> &mut WriterConnection {
+        self.0.as_mut().expect("held until dropped")
     }
+}
+
+impl Deref for SqliteWrite {
+    type Target = SqliteConnection;
+    fn deref(&self) -> &SqliteConnection {
+        &self.0.as_ref().expect("held until dropped").connection
+    }
+}
+
+impl DerefMut for SqliteWrite {
+    fn deref_mut(&mut self) -> &mut SqliteConnection {
+        &mut self.writer().connection
+    }
+}
+
+impl Drop for SqliteWrite {
+    /// A write dropped without its commit (an error, or nothing to write, such as a pairing
+    /// code that does not redeem) is rolled back now, under the lock it still holds: left
+    /// open, it would keep every other process (the CLI) from writing to the database file
+    /// until this server's next write.
+    fn drop(&mut self) {
+        let Some(mut writer) = self.0.take().filter(|writer| writer.open) else { return };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+        runtime.spawn(async move {
+            if run(&mut writer.connection, "ROLLBACK").await.is_ok() {
+                writer.open = false;
+            }
+        });
+    }
+}
+
+async fn run(connection: &mut SqliteConnection, statement: &'static str) -> StoreResult<()> {
+    sqlx::query(statement).execute(connection).await.map_err(StoreError::from_sqlx)?;
+    Ok(())
 }
 
 /// The coach of each user with a changed entry, in one query.
@@ -139,19 +136,6 @@ async fn coaches_of(conn: &mut SqliteConnection, changed: &[StoredEntry]) -> Sto
     push_in_list(&mut query, users);
     let rows = query.build().fetch_all(conn).await.map_err(StoreError::from_sqlx)?;
     rows.iter().map(|row| Ok((row.try_get("user_id")?, row.try_get("coach_id")?))).collect()
-}
-
-/// Up to `limit` events after `after` in the order of a walk over every event: `seq`, the
-/// table's own key (the user in `after` is not needed).
-async fn events_after(
-    conn: &mut SqliteConnection,
-    after: &(String, i64),
-    limit: i64,
-) -> StoreResult<Vec<super::rehash::StoredHash>> {
-    let sql =
-        format!("SELECT {EVENT_COLUMNS}, dedupe_key, content_hash FROM events WHERE seq > $1 ORDER BY seq LIMIT $2");
-    let rows = sqlx::query(&sql).bind(after.1).bind(limit).fetch_all(conn).await.map_err(StoreError::from_sqlx)?;
-    rows.iter().map(stored_hash_from_row).collect()
 }
 
 /// Appends ` IN ($a, $b, …)`, each item bound as a parameter. (SQLite prepares statements
@@ -178,7 +162,7 @@ fn push_grouped<'a, const N: usize, T>(
 ) where
     T: 'a + sqlx::Encode<'a, Sqlite> + sqlx::Type<Sqlite> + Send,
 {
-    let mut grouped: std::collections::BTreeMap<[&'a str; N], Vec<T>> = std::collections::BTreeMap::new();
+    let mut grouped: BTreeMap<[&'a str; N], Vec<T>> = BTreeMap::new();
     for (key, item) in items {
         grouped.entry(key).or_default().push(item);
     }
@@ -195,26 +179,13 @@ fn push_grouped<'a, const N: usize, T>(
     query.push(")");
 }
 
-/// Appends `VALUES (…), (…)`: the rows of `insert_events`, in the column order it names.
-fn push_event_rows<'a>(
+/// `push_grouped` by user: rows whose `(user_id, <column>)` is one of `pairs`.
+fn push_per_user<'a>(
     query: &mut sqlx::QueryBuilder<'a, Sqlite>,
-    recorded_at: DateTime<Utc>,
-    rows: &'a [projector::EventRow<'a>],
+    column: &str,
+    pairs: impl IntoIterator<Item = (&'a str, String)>,
 ) {
-    query.push_values(rows, |mut values, row| {
-        values
-            .push_bind(row.event_id.to_string())
-            .push_bind(row.user_id)
-            .push_bind(row.day.map(|d| d.to_string()))
-            .push_bind(row.event.kind().as_str())
-            .push_bind(row.event.source.as_str())
-            .push_bind(row.event.stored_key(row.event_id))
-            .push_bind(row.event.content_hash.as_str())
-            .push_bind(serde_json::to_string(&row.event.payload).expect("payloads serialize"))
-            .push_bind(micros(row.event.observed_at))
-            .push_bind(micros(recorded_at))
-            .push_bind(row.actor);
-    });
+    push_grouped(query, ["user_id"], column, pairs.into_iter().map(|(user_id, item)| ([user_id], item)));
 }
 
 /// Appends `VALUES (…), (…)`: the rows of `insert_entries` and `upsert_entries`, in the
@@ -230,110 +201,562 @@ fn push_entry_rows<'a>(query: &mut sqlx::QueryBuilder<'a, Sqlite>, entries: &'a 
     });
 }
 
-/// The events of the days of `span`, in `(user_id, day)` order (their related workouts' are
-/// read apart): one range scan (a statement whose text never changes) that returns one row
-/// per day, its events as a JSON array. Rows are what cost here: sqlx hands each from its
-/// worker thread through a channel, column by column, which made reading a row per event
-/// most of a rebuild's time.
-async fn span_events(conn: &mut SqliteConnection, span: &DaySpan) -> StoreResult<Vec<(String, StoredEvent)>> {
-    let sql = format!(
-        "SELECT user_id, json_group_array(json_object(
-             'seq', seq, 'event_id', event_id, 'day', day, 'kind', kind, 'source', source,
-             'observed_at_us', observed_at_us, 'recorded_at_us', recorded_at_us, 'actor', actor,
-             'payload', json(payload))) AS events
-         FROM events
-         WHERE {IN_SPAN}
-         GROUP BY user_id, day"
-    );
-    let rows = in_span(&sql, span).fetch_all(&mut *conn).await.map_err(StoreError::from_sqlx)?;
-    let mut events = Vec::new();
-    for row in &rows {
-        let user_id: String = row.try_get("user_id")?;
-        let day_events: &str = row.try_get("events")?;
-        let day_events: Vec<EventColumns> =
-            serde_json::from_str(day_events).map_err(|e| StoreError::Corrupt(format!("events of a day: {e}")))?;
-        for columns in day_events {
-            events.push((user_id.clone(), columns.into_event()?));
-        }
+/// `sql`, a statement on the rows `IN_SPAN`, with the bounds of `span` bound.
+fn in_span<'q>(sql: &'q str, span: &'q DaySpan) -> sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments<'q>> {
+    sqlx::query(sql).bind(&span.after.0).bind(&span.after.1).bind(&span.last.0).bind(&span.last.1)
+}
+
+impl Backend for SqliteBackend {
+    type Conn = SqliteConnection;
+    type Reader = PoolConnection<Sqlite>;
+    type Snapshot = sqlx::Transaction<'static, Sqlite>;
+    type Write = SqliteWrite;
+
+    /// Enough to spread a transaction's fixed costs thin, few enough that a chunk's entry
+    /// insert (5 parameters per day, a day per event at most) stays under SQLite's 32,766
+    /// parameters.
+    const REBUILD_CHUNK_EVENTS: i64 = 6144;
+
+    async fn reader(&self) -> StoreResult<PoolConnection<Sqlite>> {
+        self.readers.acquire().await.map_err(StoreError::from_sqlx)
     }
-    Ok(events)
-}
 
-/// The `seq` of each user's newest event, ordered by user id. (No index leads with
-/// `(user_id, seq)`, so this reads all of a user's entries in `events_by_day` in any form.)
-async fn newest_seqs(conn: &mut SqliteConnection, users: &[&str]) -> StoreResult<Vec<(String, i64)>> {
-    let mut query = sqlx::QueryBuilder::<Sqlite>::new("SELECT user_id, MAX(seq) AS seq FROM events WHERE user_id");
-    push_in_list(&mut query, users.iter().copied());
-    query.push(" GROUP BY user_id ORDER BY user_id");
-    let rows = query.build().fetch_all(&mut *conn).await.map_err(StoreError::from_sqlx)?;
-    rows.iter().map(|r| Ok((r.try_get("user_id")?, r.try_get("seq")?))).collect()
-}
+    async fn feed_reader(&self) -> StoreResult<PoolConnection<Sqlite>> {
+        self.reader().await
+    }
 
-/// One `BEGIN IMMEDIATE` transaction on the writer connection, which it holds locked.
-struct SqliteWrite {
-    tx: WriterTransaction,
-}
+    /// A read transaction in WAL mode sees one snapshot.
+    async fn snapshot(&self) -> StoreResult<sqlx::Transaction<'static, Sqlite>> {
+        self.readers.begin_with("BEGIN").await.map_err(StoreError::from_sqlx)
+    }
 
-impl SqliteWrite {
-    async fn commit(mut self) -> StoreResult<()> {
-        run(&mut self.tx, "COMMIT").await?;
+    async fn end_snapshot(snapshot: sqlx::Transaction<'static, Sqlite>) -> StoreResult<()> {
+        snapshot.commit().await.map_err(StoreError::from_sqlx)
+    }
+
+    /// Takes the write lock, then `BEGIN IMMEDIATE`: one writer at a time serializes every
+    /// user-day.
+    async fn write(&self, _users: &[&str]) -> StoreResult<SqliteWrite> {
+        let mut writer = self.writer.clone().lock_owned().await;
+        if writer.open {
+            run(&mut writer.connection, "ROLLBACK").await?;
+            writer.open = false;
+        }
+        run(&mut writer.connection, "BEGIN IMMEDIATE").await?;
+        writer.open = true;
+        Ok(SqliteWrite(Some(writer)))
+    }
+
+    async fn commit(mut write: SqliteWrite) -> StoreResult<()> {
+        run(&mut write, "COMMIT").await?;
         // A failed COMMIT leaves the transaction open, and the flag set for a rollback.
-        self.tx.writer().open = false;
+        write.writer().open = false;
         Ok(())
     }
-}
 
-/// The writer connection while a transaction is open on it; used as the connection itself.
-/// Holds the write lock until dropped.
-struct WriterTransaction(Option<OwnedMutexGuard<WriterConnection>>);
-
-impl WriterTransaction {
-    fn writer(&mut self) -> &mut WriterConnection {
-        self.0.as_mut().expect("held until dropped")
+    /// Commits, then publishes the changed entries while still holding the write lock.
+    async fn commit_and_publish(&self, mut write: SqliteWrite, changed: Vec<StoredEntry>) -> StoreResult<()> {
+        let coaches = coaches_of(&mut write, &changed).await?;
+        Self::commit(write).await?;
+        for entry in changed {
+            let coach_id = coaches.get(&entry.user_id).cloned().unwrap_or_default();
+            let change = EntryChange { after: entry.position - 1, coach_id, entry: Arc::new(entry) };
+            // No receiver is fine: nobody is streaming.
+            let _ = self.changes.send(Arc::new(change));
+        }
+        Ok(())
     }
-}
 
-impl Deref for WriterTransaction {
-    type Target = SqliteConnection;
-    fn deref(&self) -> &SqliteConnection {
-        &self.0.as_ref().expect("held until dropped").connection
+    fn subscribe(&self) -> broadcast::Receiver<Arc<EntryChange>> {
+        self.changes.subscribe()
     }
-}
 
-impl DerefMut for WriterTransaction {
-    fn deref_mut(&mut self) -> &mut SqliteConnection {
-        &mut self.writer().connection
+    async fn keyed_events(conn: &mut SqliteConnection, keys: &[KeyLookup<'_>]) -> StoreResult<Vec<KeyedEvent>> {
+        let mut query = sqlx::QueryBuilder::<Sqlite>::new(
+            "SELECT user_id, kind, dedupe_key, event_id, content_hash FROM events WHERE ",
+        );
+        let keys = keys.iter().map(|lookup| ([lookup.user_id, lookup.kind], lookup.key));
+        push_grouped(&mut query, ["user_id", "kind"], "dedupe_key", keys);
+        let rows = query.build().fetch_all(conn).await.map_err(StoreError::from_sqlx)?;
+        rows.iter()
+            .map(|r| {
+                Ok(KeyedEvent {
+                    user_id: r.try_get("user_id")?,
+                    kind: r.try_get("kind")?,
+                    key: r.try_get("dedupe_key")?,
+                    event_id: parse_uuid(r.try_get("event_id")?)?,
+                    content_hash: r.try_get("content_hash")?,
+                })
+            })
+            .collect()
     }
-}
 
-impl Drop for WriterTransaction {
-    /// A write dropped without its commit (an error, or nothing to write, such as a pairing
-    /// code that does not redeem) is rolled back now, under the lock it still holds: left
-    /// open, it would keep every other process (the CLI) from writing to the database file
-    /// until this server's next write.
-    fn drop(&mut self) {
-        let Some(mut writer) = self.0.take().filter(|writer| writer.open) else { return };
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
-        runtime.spawn(async move {
-            if run(&mut writer.connection, "ROLLBACK").await.is_ok() {
-                writer.open = false;
-            }
+    async fn insert_events(
+        conn: &mut SqliteConnection,
+        recorded_at: DateTime<Utc>,
+        rows: &[EventRow<'_>],
+    ) -> StoreResult<Vec<(Uuid, i64)>> {
+        let mut query = sqlx::QueryBuilder::<Sqlite>::new(
+            "INSERT INTO events (event_id, user_id, day, kind, source, dedupe_key, content_hash, payload,
+                                 observed_at_us, recorded_at_us, actor) ",
+        );
+        query.push_values(rows, |mut values, row| {
+            values
+                .push_bind(row.event_id.to_string())
+                .push_bind(row.user_id)
+                .push_bind(row.day.map(|d| d.to_string()))
+                .push_bind(row.event.kind().as_str())
+                .push_bind(row.event.source.as_str())
+                .push_bind(row.event.stored_key(row.event_id))
+                .push_bind(row.event.content_hash.as_str())
+                .push_bind(serde_json::to_string(&row.event.payload).expect("payloads serialize"))
+                .push_bind(micros(row.event.observed_at))
+                .push_bind(micros(recorded_at))
+                .push_bind(row.actor);
         });
+        query.push(" RETURNING event_id, seq");
+        let rows = query.build().fetch_all(conn).await.map_err(StoreError::from_sqlx)?;
+        rows.iter().map(|r| Ok((parse_uuid(r.try_get("event_id")?)?, r.try_get("seq")?))).collect()
+    }
+
+    async fn workout_revisions(conn: &mut SqliteConnection, workouts: &[(&str, &str)]) -> StoreResult<Vec<Revision>> {
+        let mut query = sqlx::QueryBuilder::<Sqlite>::new(
+            "SELECT user_id, dedupe_key, day, observed_at_us, seq FROM events WHERE kind = 'workout' AND ",
+        );
+        push_per_user(&mut query, "dedupe_key", workouts.iter().map(|(user_id, id)| (*user_id, id.to_string())));
+        let rows = query.build().fetch_all(conn).await.map_err(StoreError::from_sqlx)?;
+        rows.iter()
+            .map(|r| {
+                Ok(Revision {
+                    user_id: r.try_get("user_id")?,
+                    workout_id: r.try_get("dedupe_key")?,
+                    day: parse_day(r.try_get("day")?)?,
+                    recency: (from_micros(r.try_get("observed_at_us")?)?, r.try_get("seq")?),
+                })
+            })
+            .collect()
+    }
+
+    async fn day_events(conn: &mut SqliteConnection, days: &[UserDay<'_>]) -> StoreResult<Vec<(String, StoredEvent)>> {
+        let mut query = sqlx::QueryBuilder::<Sqlite>::new(format!("SELECT {EVENT_COLUMNS} FROM events WHERE "));
+        push_per_user(&mut query, "day", days.iter().map(|(user_id, day)| (*user_id, day.to_string())));
+        let rows = query.build().fetch_all(conn).await.map_err(StoreError::from_sqlx)?;
+        user_events_from_rows(&rows)
+    }
+
+    async fn workout_events(
+        conn: &mut SqliteConnection,
+        workouts: &[(String, String)],
+    ) -> StoreResult<Vec<(String, StoredEvent)>> {
+        let mut query = sqlx::QueryBuilder::<Sqlite>::new(format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE kind IN ('workout', 'workout_deleted') AND "
+        ));
+        push_per_user(&mut query, "dedupe_key", workouts.iter().map(|(user_id, id)| (user_id.as_str(), id.clone())));
+        let rows = query.build().fetch_all(conn).await.map_err(StoreError::from_sqlx)?;
+        user_events_from_rows(&rows)
+    }
+
+    async fn stored_bodies(conn: &mut SqliteConnection, days: &[UserDay<'_>]) -> StoreResult<Vec<BodyRow>> {
+        let mut query = sqlx::QueryBuilder::<Sqlite>::new("SELECT user_id, day, body FROM entries WHERE ");
+        push_per_user(&mut query, "day", days.iter().map(|(user_id, day)| (*user_id, day.to_string())));
+        query.build_query_as().fetch_all(conn).await.map_err(StoreError::from_sqlx)
+    }
+
+    async fn take_positions(conn: &mut SqliteConnection, count: i64) -> StoreResult<i64> {
+        sqlx::query_scalar("UPDATE feed_position SET position = position + $1 WHERE id = 1 RETURNING position")
+            .bind(count)
+            .fetch_one(conn)
+            .await
+            .map_err(StoreError::from_sqlx)
+    }
+
+    async fn insert_entries(conn: &mut SqliteConnection, entries: &[(StoredEntry, String)]) -> StoreResult<()> {
+        let mut query = sqlx::QueryBuilder::<Sqlite>::new(format!("INSERT INTO entries ({ENTRY_COLUMNS}) "));
+        push_entry_rows(&mut query, entries);
+        query.build().execute(conn).await.map_err(StoreError::from_sqlx)?;
+        Ok(())
+    }
+
+    async fn upsert_entries(conn: &mut SqliteConnection, entries: &[(StoredEntry, String)]) -> StoreResult<()> {
+        let mut query = sqlx::QueryBuilder::<Sqlite>::new(format!("INSERT INTO entries ({ENTRY_COLUMNS}) "));
+        push_entry_rows(&mut query, entries);
+        query.push(
+            " ON CONFLICT (user_id, day) DO UPDATE
+             SET position = excluded.position, updated_at_us = excluded.updated_at_us, body = excluded.body",
+        );
+        query.build().execute(conn).await.map_err(StoreError::from_sqlx)?;
+        Ok(())
+    }
+
+    /// (No index leads with `(user_id, seq)`, so this reads all of a user's entries in
+    /// `events_by_day` in any form.)
+    async fn newest_seqs(conn: &mut SqliteConnection, users: &[&str]) -> StoreResult<Vec<(String, i64)>> {
+        let mut query = sqlx::QueryBuilder::<Sqlite>::new("SELECT user_id, MAX(seq) AS seq FROM events WHERE user_id");
+        push_in_list(&mut query, users.iter().copied());
+        query.push(" GROUP BY user_id ORDER BY user_id");
+        query.build_query_as().fetch_all(conn).await.map_err(StoreError::from_sqlx)
+    }
+
+    async fn entries_changed_after(conn: &mut SqliteConnection, span: &DaySpan, head: i64) -> StoreResult<bool> {
+        // Counted over the span (`FILTER`, not `WHERE`), so that no plan walks the whole
+        // position index looking for one.
+        let sql = format!("SELECT COUNT(*) FILTER (WHERE position > $5) FROM entries WHERE {IN_SPAN}");
+        let changed: i64 =
+            in_span(&sql, span).bind(head).fetch_one(conn).await.map_err(StoreError::from_sqlx)?.try_get(0)?;
+        Ok(changed > 0)
+    }
+
+    async fn nth_event_day_after(
+        conn: &mut SqliteConnection,
+        after: &(String, String),
+        user_id: Option<&str>,
+        n: i64,
+    ) -> StoreResult<Option<(String, String)>> {
+        let mut query = event_days_after::<Sqlite>(after, user_id, " ORDER BY user_id, day LIMIT 1 OFFSET ");
+        query.push_bind(n - 1);
+        query.build_query_as().fetch_optional(conn).await.map_err(StoreError::from_sqlx)
+    }
+
+    async fn last_event_day_after(
+        conn: &mut SqliteConnection,
+        after: &(String, String),
+        user_id: Option<&str>,
+    ) -> StoreResult<Option<(String, String)>> {
+        let mut query = event_days_after::<Sqlite>(after, user_id, " ORDER BY user_id DESC, day DESC LIMIT 1");
+        query.build_query_as().fetch_optional(conn).await.map_err(StoreError::from_sqlx)
+    }
+
+    /// One range scan (a statement whose text never changes) that returns one row per day,
+    /// its events as a JSON array. Rows are what cost here: sqlx hands each from its worker
+    /// thread through a channel, column by column, which made reading a row per event most
+    /// of a rebuild's time.
+    async fn span_events(conn: &mut SqliteConnection, span: &DaySpan) -> StoreResult<Vec<(String, StoredEvent)>> {
+        let sql = format!(
+            "SELECT user_id, json_group_array(json_object(
+                 'seq', seq, 'event_id', event_id, 'day', day, 'kind', kind, 'source', source,
+                 'observed_at_us', observed_at_us, 'recorded_at_us', recorded_at_us, 'actor', actor,
+                 'payload', json(payload))) AS events
+             FROM events
+             WHERE {IN_SPAN}
+             GROUP BY user_id, day"
+        );
+        let rows = in_span(&sql, span).fetch_all(conn).await.map_err(StoreError::from_sqlx)?;
+        let mut events = Vec::new();
+        for row in &rows {
+            let user_id: String = row.try_get("user_id")?;
+            let day_events: &str = row.try_get("events")?;
+            let day_events: Vec<EventColumns> =
+                serde_json::from_str(day_events).map_err(|e| StoreError::Corrupt(format!("events of a day: {e}")))?;
+            for columns in day_events {
+                events.push((user_id.clone(), columns.into_event()?));
+            }
+        }
+        Ok(events)
+    }
+
+    async fn span_bodies(conn: &mut SqliteConnection, span: &DaySpan) -> StoreResult<Vec<BodyRow>> {
+        let sql = format!("SELECT user_id, day, body FROM entries WHERE {IN_SPAN}");
+        let rows = in_span(&sql, span).fetch_all(conn).await.map_err(StoreError::from_sqlx)?;
+        rows.iter().map(|row| Ok(sqlx::FromRow::from_row(row)?)).collect()
+    }
+
+    async fn feed_head(conn: &mut SqliteConnection) -> StoreResult<i64> {
+        sqlx::query_scalar("SELECT position FROM feed_position WHERE id = 1")
+            .fetch_one(conn)
+            .await
+            .map_err(StoreError::from_sqlx)
+    }
+
+    async fn event_days(conn: &mut SqliteConnection) -> StoreResult<Vec<(String, String)>> {
+        sqlx::query_as("SELECT DISTINCT user_id, day FROM events WHERE day IS NOT NULL ORDER BY user_id, day")
+            .fetch_all(conn)
+            .await
+            .map_err(StoreError::from_sqlx)
+    }
+
+    async fn hashes_upgraded(conn: &mut SqliteConnection, version: &str) -> StoreResult<bool> {
+        let done: Option<i64> =
+            sqlx::query_scalar("SELECT completed_at_us FROM content_hash_versions WHERE version = $1")
+                .bind(version)
+                .fetch_optional(conn)
+                .await
+                .map_err(StoreError::from_sqlx)?;
+        Ok(done.is_some())
+    }
+
+    async fn mark_hashes_upgraded(conn: &mut SqliteConnection, version: &str, at: DateTime<Utc>) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO content_hash_versions (version, completed_at_us) VALUES ($1, $2)
+             ON CONFLICT (version) DO NOTHING",
+        )
+        .bind(version)
+        .bind(micros(at))
+        .execute(conn)
+        .await
+        .map_err(StoreError::from_sqlx)?;
+        Ok(())
+    }
+
+    /// Along `seq`, the table's own key (the user in `after` is not needed).
+    async fn events_after(
+        conn: &mut SqliteConnection,
+        after: &(String, i64),
+        limit: i64,
+    ) -> StoreResult<Vec<StoredHash>> {
+        let sql = format!(
+            "SELECT {EVENT_COLUMNS}, dedupe_key, content_hash FROM events WHERE seq > $1 ORDER BY seq LIMIT $2"
+        );
+        let rows = sqlx::query(&sql).bind(after.1).bind(limit).fetch_all(conn).await.map_err(StoreError::from_sqlx)?;
+        rows.iter().map(stored_hash_from_row).collect()
+    }
+
+    async fn update_hashes(conn: &mut SqliteConnection, upgrades: &[HashUpgrade]) -> StoreResult<()> {
+        let mut query = sqlx::QueryBuilder::<Sqlite>::new(
+            "UPDATE events SET dedupe_key = v.column1, content_hash = v.column2 FROM (VALUES ",
+        );
+        let mut values = query.separated(", ");
+        for u in upgrades {
+            values.push("(").push_bind_unseparated(&u.dedupe_key);
+            values.push_bind(&u.content_hash).push_bind(&u.user_id).push_bind(u.seq);
+            values.push_unseparated(")");
+        }
+        query.push(
+            ") AS v WHERE events.user_id = v.column3 AND events.seq = v.column4 AND NOT EXISTS (
+                 SELECT 1 FROM events AS same WHERE same.user_id = v.column3 AND same.kind = events.kind
+                 AND same.dedupe_key = v.column1 AND same.content_hash = v.column2)",
+        );
+        query.build().execute(conn).await.map_err(StoreError::from_sqlx)?;
+        Ok(())
+    }
+
+    async fn ping(conn: &mut SqliteConnection) -> StoreResult<()> {
+        run(conn, "SELECT 1").await
+    }
+
+    async fn live_tokens(conn: &mut SqliteConnection, token_hashes: &[&str]) -> StoreResult<Vec<TokenRow>> {
+        let mut query = sqlx::QueryBuilder::<Sqlite>::new(
+            "SELECT token_hash, role, subject_id, device_id FROM tokens WHERE revoked_at_us IS NULL AND token_hash",
+        );
+        push_in_list(&mut query, token_hashes.iter().copied());
+        query.build_query_as().fetch_all(conn).await.map_err(StoreError::from_sqlx)
+    }
+
+    async fn coach_of(conn: &mut SqliteConnection, user_id: &str) -> StoreResult<Option<String>> {
+        sqlx::query_scalar("SELECT coach_id FROM users WHERE user_id = $1")
+            .bind(user_id)
+            .fetch_optional(conn)
+            .await
+            .map_err(StoreError::from_sqlx)
+    }
+
+    async fn coach_exists(conn: &mut SqliteConnection, coach_id: &str) -> StoreResult<bool> {
+        let found: Option<String> = sqlx::query_scalar("SELECT coach_id FROM coaches WHERE coach_id = $1")
+            .bind(coach_id)
+            .fetch_optional(conn)
+            .await
+            .map_err(StoreError::from_sqlx)?;
+        Ok(found.is_some())
+    }
+
+    async fn insert_coach(
+        conn: &mut SqliteConnection,
+        coach_id: &str,
+        name: &str,
+        at: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        sqlx::query("INSERT INTO coaches (coach_id, name, created_at_us) VALUES ($1, $2, $3)")
+            .bind(coach_id)
+            .bind(name)
+            .bind(micros(at))
+            .execute(conn)
+            .await
+            .map_err(StoreError::from_sqlx)?;
+        Ok(())
+    }
+
+    async fn insert_coach_token(
+        conn: &mut SqliteConnection,
+        token_hash: &str,
+        coach_id: &str,
+        at: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        sqlx::query("INSERT INTO tokens (token_hash, role, subject_id, created_at_us) VALUES ($1, 'coach', $2, $3)")
+            .bind(token_hash)
+            .bind(coach_id)
+            .bind(micros(at))
+            .execute(conn)
+            .await
+            .map_err(StoreError::from_sqlx)?;
+        Ok(())
+    }
+
+    async fn insert_user(
+        conn: &mut SqliteConnection,
+        user_id: &str,
+        coach_id: &str,
+        at: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        sqlx::query("INSERT INTO users (user_id, coach_id, created_at_us) VALUES ($1, $2, $3)")
+            .bind(user_id)
+            .bind(coach_id)
+            .bind(micros(at))
+            .execute(conn)
+            .await
+            .map_err(StoreError::from_sqlx)?;
+        Ok(())
+    }
+
+    async fn insert_device_token(
+        conn: &mut SqliteConnection,
+        token_hash: &str,
+        user_id: &str,
+        device_id: &str,
+        device_name: &str,
+        at: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO tokens (token_hash, role, subject_id, device_id, device_name, created_at_us)
+             VALUES ($1, 'device', $2, $3, $4, $5)",
+        )
+        .bind(token_hash)
+        .bind(user_id)
+        .bind(device_id)
+        .bind(device_name)
+        .bind(micros(at))
+        .execute(conn)
+        .await
+        .map_err(StoreError::from_sqlx)?;
+        Ok(())
+    }
+
+    async fn insert_pairing_code(
+        conn: &mut SqliteConnection,
+        code_hash: &str,
+        coach_id: &str,
+        user_id: &str,
+        at: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO pairing_codes (code_hash, coach_id, user_id, created_at_us, expires_at_us)
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(code_hash)
+        .bind(coach_id)
+        .bind(user_id)
+        .bind(micros(at))
+        .bind(micros(expires_at))
+        .execute(conn)
+        .await
+        .map_err(StoreError::from_sqlx)?;
+        Ok(())
+    }
+
+    async fn claim_pairing_code(
+        conn: &mut SqliteConnection,
+        code_hash: &str,
+        at: DateTime<Utc>,
+    ) -> StoreResult<Option<(String, String)>> {
+        sqlx::query_as(
+            "UPDATE pairing_codes SET redeemed_at_us = $2
+             WHERE code_hash = $1 AND redeemed_at_us IS NULL AND expires_at_us > $2
+             RETURNING user_id, coach_id",
+        )
+        .bind(code_hash)
+        .bind(micros(at))
+        .fetch_optional(conn)
+        .await
+        .map_err(StoreError::from_sqlx)
+    }
+
+    async fn revoke_devices(
+        conn: &mut SqliteConnection,
+        user_id: &str,
+        device_id: Option<&str>,
+        at: DateTime<Utc>,
+    ) -> StoreResult<u64> {
+        let done = sqlx::query(
+            "UPDATE tokens SET revoked_at_us = $3
+             WHERE role = 'device' AND subject_id = $1 AND ($2 IS NULL OR device_id = $2)
+               AND revoked_at_us IS NULL",
+        )
+        .bind(user_id)
+        .bind(device_id)
+        .bind(micros(at))
+        .execute(conn)
+        .await
+        .map_err(StoreError::from_sqlx)?;
+        Ok(done.rows_affected())
+    }
+
+    async fn entry(conn: &mut SqliteConnection, user_id: &str, day: NaiveDate) -> StoreResult<Option<EntryRow>> {
+        sqlx::query_as(&format!("SELECT {ENTRY_COLUMNS} FROM entries WHERE user_id = $1 AND day = $2"))
+            .bind(user_id)
+            .bind(day.to_string())
+            .fetch_optional(conn)
+            .await
+            .map_err(StoreError::from_sqlx)
+    }
+
+    async fn entries(
+        conn: &mut SqliteConnection,
+        user_id: &str,
+        start: NaiveDate,
+        end: NaiveDate,
+        after: Option<NaiveDate>,
+        limit: u32,
+    ) -> StoreResult<Vec<EntryRow>> {
+        sqlx::query_as(&format!(
+            "SELECT {ENTRY_COLUMNS} FROM entries
+             WHERE user_id = $1 AND day >= $2 AND day <= $3 AND ($4 IS NULL OR day > $4)
+             ORDER BY day LIMIT $5"
+        ))
+        .bind(user_id)
+        .bind(start.to_string())
+        .bind(end.to_string())
+        .bind(after.map(|d| d.to_string()))
+        .bind(i64::from(limit))
+        .fetch_all(conn)
+        .await
+        .map_err(StoreError::from_sqlx)
+    }
+
+    async fn feed_rows(
+        conn: &mut SqliteConnection,
+        filter: &FeedFilter,
+        after: i64,
+        up_to: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<EntryRow>> {
+        let mut query =
+            sqlx::QueryBuilder::<Sqlite>::new(format!("SELECT {ENTRY_COLUMNS} FROM entries WHERE position > "));
+        query.push_bind(after).push(" AND position <= ").push_bind(up_to);
+        match filter {
+            FeedFilter::All => {}
+            FeedFilter::Users(users) => {
+                query.push(" AND user_id");
+                push_in_list(&mut query, users.iter().map(String::as_str));
+            }
+            FeedFilter::Coach(coach_id) => {
+                query
+                    .push(" AND user_id IN (SELECT user_id FROM users WHERE coach_id = ")
+                    .push_bind(coach_id)
+                    .push(")");
+            }
+        }
+        query.push(" ORDER BY position LIMIT ").push_bind(i64::from(limit));
+        query.build_query_as().fetch_all(conn).await.map_err(StoreError::from_sqlx)
     }
 }
-
-async fn run(connection: &mut SqliteConnection, statement: &'static str) -> StoreResult<()> {
-    sqlx::query(statement).execute(connection).await.map_err(StoreError::from_sqlx)?;
-    Ok(())
-}
-
-sql_store!(Sqlite, SqliteStore, SqliteWriter, SqliteWrite);
 
 #[cfg(test)]
 mod tests {
+    use chrono::NaiveDate;
+
     use super::*;
+    use crate::domain::priority::PriorityRule;
+    use crate::store::conformance::{self, steps};
     use crate::store::scratch::ScratchDatabase;
-    use crate::store::sql::{rebuild_tests, steps};
     use crate::store::Store;
 
     /// A store on a new file, removed with the returned guard.
@@ -343,7 +766,10 @@ mod tests {
         (store, database)
     }
 
-    rebuild_tests!();
+    #[tokio::test]
+    async fn the_sqlite_store_conforms() {
+        conformance::run(open).await;
+    }
 
     /// A write dropped before its commit (a statement failed mid-transaction) is rolled
     /// back by the next write, not committed with it.
@@ -351,16 +777,17 @@ mod tests {
     async fn a_write_dropped_before_its_commit_is_rolled_back_by_the_next() {
         let (store, _db) = open().await;
         let (rule, day) = (PriorityRule::default(), NaiveDate::from_ymd_opt(2026, 3, 1).unwrap());
-        let mut dropped = store.writer.write_tx(&[]).await.unwrap();
+        let mut dropped = store.backend().write(&[]).await.unwrap();
         sqlx::query("INSERT INTO coaches (coach_id, name, created_at_us) VALUES ('c1', 'Dropped', 0)")
-            .execute(&mut *dropped.tx)
+            .execute(&mut *dropped)
             .await
             .unwrap();
         drop(dropped);
 
         store.append("u1", "u1", vec![steps(day, 1_000, 8)], &rule).await.unwrap();
 
-        let coaches: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM coaches").fetch_one(store.readers()).await.unwrap();
+        let coaches: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM coaches").fetch_one(&store.backend().readers).await.unwrap();
         assert_eq!(coaches, 0, "the dropped write's row was not committed");
         let entry = store.get_entry("u1", day).await.unwrap().unwrap();
         assert_eq!(entry.body.steps, Some(1_000));

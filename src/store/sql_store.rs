@@ -1,0 +1,223 @@
+//! The store over any `Backend`: what each call does, in which transaction, with which
+//! statements. `SqliteStore` and `PostgresStore` are this type over their backends.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use tokio::sync::broadcast;
+
+use super::backend::Backend;
+use super::group::{GroupCommit, GroupWriter};
+use super::projector::{self, Append, AppendOutcome};
+use super::rows::{EntryRow, TokenRow};
+use super::{
+    new_id, now, rebuild, rehash, EntryChange, FeedFilter, FeedPage, Mismatch, Paired, RebuildStats, Store,
+    StoreOptions, StoreResult, StoredEntry, TokenOwner,
+};
+use crate::domain::event::{NewEvent, StoredEvent};
+use crate::domain::priority::PriorityRule;
+
+pub struct SqlStore<B> {
+    backend: Arc<B>,
+    appends: GroupCommit,
+}
+
+impl<B> Clone for SqlStore<B> {
+    fn clone(&self) -> Self {
+        SqlStore { backend: self.backend.clone(), appends: self.appends.clone() }
+    }
+}
+
+impl<B: Backend> SqlStore<B> {
+    /// Starts the store on an open backend with `lanes` group-commit lanes (transactions
+    /// in flight at once), and brings stored content hashes to the current form.
+    pub(crate) async fn start(backend: B, lanes: usize, options: &StoreOptions) -> StoreResult<SqlStore<B>> {
+        let backend = Arc::new(backend);
+        let appender = Appender { backend: backend.clone(), max_events_per_day: options.max_events_per_day };
+        let appends = GroupCommit::start(Arc::new(appender), lanes, options.write_queue);
+        rehash::upgrade_content_hashes(backend.as_ref()).await?;
+        Ok(SqlStore { backend, appends })
+    }
+
+    #[cfg(test)]
+    pub(crate) fn backend(&self) -> &Arc<B> {
+        &self.backend
+    }
+}
+
+/// Writes a group of appends in one transaction of the backend.
+struct Appender<B> {
+    backend: Arc<B>,
+    max_events_per_day: usize,
+}
+
+impl<B: Backend> GroupWriter for Appender<B> {
+    async fn append_group(&self, group: &[Append<'_>], rule: &PriorityRule) -> StoreResult<Vec<Vec<AppendOutcome>>> {
+        let users = projector::distinct_users(group.iter().map(|append| append.user_id));
+        let mut write = self.backend.write(&users).await?;
+        let (outcomes, changed) =
+            projector::append::<B>(&mut write, group, rule, self.max_events_per_day, now()).await?;
+        self.backend.commit_and_publish(write, changed).await?;
+        Ok(outcomes)
+    }
+}
+
+fn entries(rows: Vec<EntryRow>) -> StoreResult<Vec<StoredEntry>> {
+    rows.into_iter().map(EntryRow::into_entry).collect()
+}
+
+impl<B: Backend> Store for SqlStore<B> {
+    async fn ping(&self) -> StoreResult<()> {
+        B::ping(&mut *self.backend.reader().await?).await
+    }
+
+    async fn token_owners(&self, token_hashes: &[&str]) -> StoreResult<Vec<(String, TokenOwner)>> {
+        let rows = B::live_tokens(&mut *self.backend.reader().await?, token_hashes).await?;
+        rows.into_iter().map(TokenRow::into_owner).collect()
+    }
+
+    async fn coach_of(&self, user_id: &str) -> StoreResult<Option<String>> {
+        B::coach_of(&mut *self.backend.reader().await?, user_id).await
+    }
+
+    async fn create_coach(&self, name: &str, token_hash: &str) -> StoreResult<String> {
+        let (coach_id, now) = (new_id(), now());
+        let mut write = self.backend.write(&[]).await?;
+        B::insert_coach(&mut write, &coach_id, name, now).await?;
+        B::insert_coach_token(&mut write, token_hash, &coach_id, now).await?;
+        B::commit(write).await?;
+        Ok(coach_id)
+    }
+
+    async fn create_client(&self, coach_id: &str, device_name: &str, token_hash: &str) -> StoreResult<Option<String>> {
+        let (user_id, now) = (new_id(), now());
+        let mut write = self.backend.write(&[]).await?;
+        if !B::coach_exists(&mut write, coach_id).await? {
+            return Ok(None);
+        }
+        B::insert_user(&mut write, &user_id, coach_id, now).await?;
+        B::insert_device_token(&mut write, token_hash, &user_id, &new_id(), device_name, now).await?;
+        B::commit(write).await?;
+        Ok(Some(user_id))
+    }
+
+    async fn create_pairing_code(
+        &self,
+        coach_id: &str,
+        user_id: Option<&str>,
+        code_hash: &str,
+        expires_at: DateTime<Utc>,
+    ) -> StoreResult<Option<String>> {
+        let now = now();
+        let mut write = self.backend.write(&[]).await?;
+        let user_id = match user_id {
+            Some(user_id) => {
+                if B::coach_of(&mut write, user_id).await?.as_deref() != Some(coach_id) {
+                    return Ok(None);
+                }
+                user_id.to_string()
+            }
+            None => {
+                if !B::coach_exists(&mut write, coach_id).await? {
+                    return Ok(None);
+                }
+                let user_id = new_id();
+                B::insert_user(&mut write, &user_id, coach_id, now).await?;
+                user_id
+            }
+        };
+        B::insert_pairing_code(&mut write, code_hash, coach_id, &user_id, now, expires_at).await?;
+        B::commit(write).await?;
+        Ok(Some(user_id))
+    }
+
+    async fn redeem_pairing_code(
+        &self,
+        code_hash: &str,
+        device_name: &str,
+        token_hash: &str,
+    ) -> StoreResult<Option<Paired>> {
+        let now = now();
+        let mut write = self.backend.write(&[]).await?;
+        let Some((user_id, coach_id)) = B::claim_pairing_code(&mut write, code_hash, now).await? else {
+            return Ok(None);
+        };
+        let device_id = new_id();
+        B::insert_device_token(&mut write, token_hash, &user_id, &device_id, device_name, now).await?;
+        B::commit(write).await?;
+        Ok(Some(Paired { user_id, coach_id, device_id }))
+    }
+
+    async fn revoke_devices(&self, user_id: &str, device_id: Option<&str>) -> StoreResult<u32> {
+        let mut write = self.backend.write(&[]).await?;
+        let revoked = B::revoke_devices(&mut write, user_id, device_id, now()).await?;
+        B::commit(write).await?;
+        Ok(revoked as u32)
+    }
+
+    async fn append(
+        &self,
+        user_id: &str,
+        actor: &str,
+        events: Vec<NewEvent>,
+        rule: &PriorityRule,
+    ) -> StoreResult<Vec<AppendOutcome>> {
+        self.appends.append(user_id, actor, events, rule).await
+    }
+
+    async fn get_entry(&self, user_id: &str, day: NaiveDate) -> StoreResult<Option<StoredEntry>> {
+        let row = B::entry(&mut *self.backend.reader().await?, user_id, day).await?;
+        row.map(EntryRow::into_entry).transpose()
+    }
+
+    async fn list_entries(
+        &self,
+        user_id: &str,
+        start: NaiveDate,
+        end: NaiveDate,
+        after: Option<NaiveDate>,
+        limit: u32,
+    ) -> StoreResult<Vec<StoredEntry>> {
+        entries(B::entries(&mut *self.backend.reader().await?, user_id, start, end, after, limit).await?)
+    }
+
+    async fn fold_input(&self, user_id: &str, day: NaiveDate) -> StoreResult<Vec<StoredEvent>> {
+        projector::fold_input::<B>(&mut *self.backend.reader().await?, user_id, day).await
+    }
+
+    fn changes(&self) -> broadcast::Receiver<Arc<EntryChange>> {
+        self.backend.subscribe()
+    }
+
+    async fn head_position(&self) -> StoreResult<i64> {
+        B::feed_head(&mut *self.backend.feed_reader().await?).await
+    }
+
+    async fn feed_page(&self, filter: &FeedFilter, after: i64, up_to: i64, limit: u32) -> StoreResult<FeedPage> {
+        let rows = B::feed_rows(&mut *self.backend.feed_reader().await?, filter, after, up_to, limit).await?;
+        let (count, last_position) = (rows.len(), rows.last().map(|row| row.position));
+        let entries = rows.into_iter().filter_map(EntryRow::into_readable_entry).collect();
+        Ok(FeedPage { entries, rows: count, last_position })
+    }
+
+    async fn recompute_day(
+        &self,
+        user_id: &str,
+        day: NaiveDate,
+        rule: &PriorityRule,
+    ) -> StoreResult<Option<StoredEntry>> {
+        let mut write = self.backend.write(&[user_id]).await?;
+        let changed = projector::refold_days::<B>(&mut write, &[(user_id, day)], rule, now()).await?;
+        let entry = B::entry(&mut write, user_id, day).await?.map(EntryRow::into_entry).transpose()?;
+        self.backend.commit_and_publish(write, changed).await?;
+        Ok(entry)
+    }
+
+    async fn rebuild(&self, user_id: Option<&str>, rule: &PriorityRule) -> StoreResult<RebuildStats> {
+        rebuild::rebuild(&self.backend, user_id, rule).await
+    }
+
+    async fn verify(&self, rule: &PriorityRule) -> StoreResult<Vec<Mismatch>> {
+        rebuild::verify(self.backend.as_ref(), rule).await
+    }
+}
