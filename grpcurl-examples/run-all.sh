@@ -28,7 +28,7 @@ expect ingest-steps.sh '"(accepted|duplicates)": 1'
 expect ingest-sleep.sh '"(accepted|duplicates)": 1'
 expect ingest-workouts.sh '"(accepted|duplicates)": 2'
 expect ingest-body-metrics.sh '"(accepted|duplicates)": 2'
-expect record-manual-entry.sh '"steps": 10000' '"SOURCE_MANUAL"'
+expect record-manual-entry.sh '"steps": 10000' '"SOURCE_COACH"'
 expect get-entry.sh '"steps": 10000' '"overridden": true' '"sleepMinutes": 420' '"count": 1'
 expect list-entries.sh "\"date\": \"$DAY\""
 expect explain-entry.sh '"winningEventIds"' '"kind": "manual"'
@@ -40,6 +40,8 @@ if [ -n "$ADMIN_TOKEN" ]; then
   expect recompute-day.sh '"steps": 10000'
   expect rebuild-projections.sh '"daysRebuilt"'
   expect create-coach.sh '"coachToken"'
+  expect rotate-coach-token.sh '"coachToken"'
+  expect revoke-coach.sh '"tokensRevoked": 1'
 else
   echo "skip the admin examples: no ADMIN_TOKEN (or COACHFIT_ADMIN_TOKEN) is set"
 fi

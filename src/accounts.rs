@@ -25,6 +25,13 @@ pub async fn create_coach<S: Store>(store: &S, name: &str) -> StoreResult<(Strin
     Ok((coach_id, token))
 }
 
+/// A new token for `coach_id`, every earlier one revoked; `None` when the coach does not exist.
+pub async fn rotate_coach_token<S: Store>(store: &S, coach_id: &str) -> StoreResult<Option<String>> {
+    let token = new_token();
+    let rotated = store.rotate_coach_token(coach_id, &hash_token(&token)).await?;
+    Ok(rotated.then_some(token))
+}
+
 /// A new client user of `coach_id` with one device token: `(user_id, device_token)`, or
 /// `None` when the coach does not exist.
 pub async fn create_client<S: Store>(

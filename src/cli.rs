@@ -13,7 +13,6 @@ use sqlx::sqlite::SqliteConnectOptions;
 
 use crate::accounts;
 use crate::api::pairing::PairingOptions;
-use crate::bench::{self, Mode};
 use crate::config::{AdminCommand, Cli, Command, LogFormat};
 use crate::demo;
 use crate::domain::priority::PriorityRule;
@@ -55,32 +54,9 @@ pub fn load_rule(command: &Command) -> anyhow::Result<PriorityRule> {
     }
 }
 
-async fn bench(database: &str, quick: bool, smoke: bool, write: Option<&std::path::Path>) -> anyhow::Result<ExitCode> {
-    let mode = match (quick, smoke) {
-        (_, true) => Mode::Smoke,
-        (true, _) => Mode::Quick,
-        _ => Mode::Full,
-    };
-    let report = bench::run(mode, database).await?;
-    println!("{}", report.table());
-    println!("{}", report.json_line());
-    if let Some(path) = write {
-        bench::write_markdown(path, &report)?;
-        eprintln!("updated {}", path.display());
-    }
-    if !report.delivered_everything() {
-        eprintln!("not every subscriber got every change");
-        return Ok(ExitCode::FAILURE);
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
 /// Opens the database the URL names (running migrations) and runs the command on it.
 async fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
     let url = cli.database_url();
-    if let Command::Bench { quick, smoke, write } = &cli.command {
-        return bench(&url, *quick, *smoke, write.as_deref()).await;
-    }
     let rule = load_rule(&cli.command)?;
     let shown = redacted(&url);
     let store_options = match cli.command.write_args() {
@@ -196,7 +172,6 @@ async fn run_command<S: Store>(
             }
             eprintln!("every read model matches its events");
         }
-        Command::Bench { .. } => unreachable!("bench runs before a store is opened"),
         Command::Admin(AdminCommand::CreateCoach { name }) => {
             let (coach_id, coach_token) = accounts::create_coach(&store, &name).await?;
             println!("{}", json!({"coach_id": coach_id, "coach_token": coach_token}));
@@ -207,8 +182,29 @@ async fn run_command<S: Store>(
             };
             println!("{}", json!({"user_id": user_id, "device_token": device_token}));
         }
+        Command::Admin(AdminCommand::RotateCoachToken { coach_id }) => {
+            let Some(coach_token) = accounts::rotate_coach_token(&store, &coach_id).await? else {
+                bail!("no coach {coach_id}");
+            };
+            println!("{}", json!({"coach_token": coach_token}));
+        }
+        Command::Admin(AdminCommand::RevokeCoach { coach_id }) => {
+            let Some(tokens_revoked) = store.revoke_coach(&coach_id).await? else { bail!("no coach {coach_id}") };
+            println!("{}", json!({"tokens_revoked": tokens_revoked}));
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// mimalloc asks for transparent huge pages for its arena, then returns freed parts of it
+/// to the kernel: each 2 MiB page touched again is zeroed whole. Without them, a rebuild's
+/// system time fell by a quarter (BENCHMARKS.md). For `main`, and the benchmark's.
+pub fn without_transparent_huge_pages() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: PR_SET_THP_DISABLE takes plain integers and only sets a flag on this process.
+    unsafe {
+        libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
+    }
 }
 
 #[cfg(test)]

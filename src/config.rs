@@ -8,8 +8,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 #[derive(Debug, Parser)]
 #[command(name = "coachfit", version, about = "CoachFit Sync: health-data ingestion over gRPC")]
 pub struct Cli {
-    /// `sqlite://PATH` or `postgres://…` [default: sqlite://coachfit.db; `demo` and `bench`
-    /// use a new SQLite file in the temporary directory]
+    /// `sqlite://PATH` or `postgres://…` [default: sqlite://coachfit.db; `demo` uses a new
+    /// SQLite file in the temporary directory]
     #[arg(long, global = true, env = "COACHFIT_DATABASE_URL")]
     pub database_url: Option<String>,
 
@@ -34,7 +34,6 @@ impl Cli {
     pub fn database_url(&self) -> String {
         match (&self.database_url, &self.command) {
             (Some(url), _) => url.clone(),
-            (None, Command::Bench { .. }) => "sqlite".to_string(),
             (None, Command::Demo { .. }) => {
                 let name = format!("coachfit-demo-{}.db", chrono::Utc::now().format("%Y%m%d-%H%M%S"));
                 format!("sqlite://{}", std::env::temp_dir().join(name).display())
@@ -69,7 +68,7 @@ impl Command {
         let rule = match self {
             Command::Serve(args) => &args.rule,
             Command::Demo { rule, .. } | Command::Rebuild { rule, .. } | Command::Verify { rule } => rule,
-            Command::Migrate | Command::Bench { .. } | Command::Admin(_) => return None,
+            Command::Migrate | Command::Admin(_) => return None,
         };
         rule.priority_file.as_deref()
     }
@@ -120,19 +119,6 @@ pub enum Command {
     Verify {
         #[command(flatten)]
         rule: RuleArgs,
-    },
-    /// Measure the service against its limits (docs/DESIGN.md §7) on a fresh database of the kind
-    /// --database-url names: `sqlite…` for a temporary file, or a PostgreSQL server URL.
-    Bench {
-        /// A smaller run, under two minutes.
-        #[arg(long, conflicts_with = "smoke")]
-        quick: bool,
-        /// A few seconds; fails unless every subscriber got every change (CI).
-        #[arg(long)]
-        smoke: bool,
-        /// Update this markdown file (e.g. BENCHMARKS.md) with the results.
-        #[arg(long)]
-        write: Option<PathBuf>,
     },
     /// Mint coaches and clients; each prints one JSON object on stdout.
     #[command(subcommand)]
@@ -209,5 +195,15 @@ pub enum AdminCommand {
         /// A name for the client's first device.
         #[arg(long, default_value = "cli")]
         device_name: String,
+    },
+    /// A new token for a coach, every earlier one refused from now on; prints {"coach_token"}.
+    RotateCoachToken {
+        #[arg(long)]
+        coach_id: String,
+    },
+    /// Refuses every token of a coach from now on; prints {"tokens_revoked"}.
+    RevokeCoach {
+        #[arg(long)]
+        coach_id: String,
     },
 }

@@ -4,7 +4,6 @@
 
 pub mod accounts;
 pub mod api;
-pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod demo;

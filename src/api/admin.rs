@@ -1,7 +1,8 @@
-//! AdminService: operator calls, admin token only.
+//! AdminService: operator calls, admin token only (a coach may rotate their own token).
 
 use tonic::{Request, Response, Status};
 
+use super::auth::Principal;
 use super::convert;
 use super::status::{ApiError, ApiResult};
 use super::AppState;
@@ -68,5 +69,39 @@ impl<S: Store> AdminService for AdminApi<S> {
         check_text("name", name, TextKind::Identifier, 1, MAX_NAME_CHARS).map_err(ApiError::invalid_one)?;
         let (coach_id, coach_token) = crate::accounts::create_coach(&self.state.store, name).await?;
         Ok(Response::new(pb::CreateCoachResponse { coach_id, coach_token }))
+    }
+
+    async fn rotate_coach_token(
+        &self,
+        request: Request<pb::RotateCoachTokenRequest>,
+    ) -> Result<Response<pb::RotateCoachTokenResponse>, Status> {
+        let principal = self.state.auth.principal(&request, "RotateCoachToken").await?;
+        let requested = request.get_ref().coach_id.as_str();
+        let coach_id = match &principal {
+            Principal::Coach { coach_id } if requested.is_empty() || requested == coach_id => coach_id.clone(),
+            Principal::Admin => {
+                identifier("coach_id", requested).map_err(ApiError::invalid_one)?;
+                requested.to_string()
+            }
+            _ => {
+                let message = "only the coach themselves or an admin may rotate a coach's token";
+                return Err(ApiError::PermissionDenied(message.into()).into());
+            }
+        };
+        let token = crate::accounts::rotate_coach_token(&self.state.store, &coach_id).await?;
+        let coach_token = token.ok_or_else(|| ApiError::NotFound("no such coach".into()))?;
+        Ok(Response::new(pb::RotateCoachTokenResponse { coach_token }))
+    }
+
+    async fn revoke_coach(
+        &self,
+        request: Request<pb::RevokeCoachRequest>,
+    ) -> Result<Response<pb::RevokeCoachResponse>, Status> {
+        self.admin(&request, "RevokeCoach").await?;
+        let coach_id = request.get_ref().coach_id.as_str();
+        identifier("coach_id", coach_id).map_err(ApiError::invalid_one)?;
+        let revoked = self.state.store.revoke_coach(coach_id).await?;
+        let tokens_revoked = revoked.ok_or_else(|| ApiError::NotFound("no such coach".into()))?;
+        Ok(Response::new(pb::RevokeCoachResponse { tokens_revoked }))
     }
 }

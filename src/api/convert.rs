@@ -14,6 +14,7 @@ pub fn timestamp(at: DateTime<Utc>) -> prost_types::Timestamp {
 
 pub fn source(s: Source) -> i32 {
     match s {
+        Source::Coach => pb::Source::Coach,
         Source::Manual => pb::Source::Manual,
         Source::Healthkit => pb::Source::Healthkit,
         Source::Strava => pb::Source::Strava,

@@ -17,7 +17,7 @@ use super::AppState;
 use crate::domain::dates;
 use crate::domain::fold::fold;
 use crate::domain::validate::identifier;
-use crate::domain::{reason, Violation};
+use crate::domain::{reason, Source, Violation};
 use crate::feed::{self, FeedItem, Subscription};
 use crate::proto::v1 as pb;
 use crate::proto::v1::entry_service_server::EntryService;
@@ -86,7 +86,13 @@ impl<S: Store> EntryService for EntryApi<S> {
         let principal = self.state.auth.principal(&request, "RecordManualEntry").await?;
         let r = request.get_ref();
         let user_id = self.state.auth.user_for(&principal, &r.user_id).await?;
-        let event = items::manual_entry(Utc::now(), r).map_err(ApiError::invalid)?;
+        // A coach's or an admin's entry is a correction, a source of its own that the
+        // client's later entries do not override.
+        let source = match principal {
+            Principal::Device { .. } => Source::Manual,
+            Principal::Coach { .. } | Principal::Admin => Source::Coach,
+        };
+        let event = items::manual_entry(Utc::now(), source, r).map_err(ApiError::invalid)?;
         let day = event.day.expect("manual entries always have a day");
         let outcome = self.state.store.append(&user_id, &principal.actor(), vec![event], &self.state.rule).await;
         let (event_id, duplicate) = match outcome?.as_slice() {

@@ -269,9 +269,15 @@ const MIN_BODY_FAT_PERCENT: f64 = 1.0;
 type ValueOf<T> = fn(T) -> FieldValue;
 
 /// A manual entry; its violations fail the whole request.
-pub fn manual_entry(now: DateTime<Utc>, r: &pb::RecordManualEntryRequest) -> Result<NewEvent, Vec<Violation>> {
+/// A manual entry of `source`: the client's own (`Manual`) or a coach's correction (`Coach`).
+pub fn manual_entry(
+    now: DateTime<Utc>,
+    source: Source,
+    r: &pb::RecordManualEntryRequest,
+) -> Result<NewEvent, Vec<Violation>> {
     let mut c = Checker::new("", now);
     let day = c.day("date", &r.date);
+    let recorded_at = c.recorded_at("recorded_at", instant(&r.recorded_at));
     let v = r.values.clone().unwrap_or_default();
     let mut set: Vec<FieldValue> = Vec::new();
     // (the field's value, what was sent, bounds)
@@ -327,9 +333,9 @@ pub fn manual_entry(now: DateTime<Utc>, r: &pb::RecordManualEntryRequest) -> Res
     }
     let key = c.idempotency_key(&r.idempotency_key);
     let reuse = if key.is_some() { KeyReuse::Reject } else { KeyReuse::Never };
-    let event = day.map(|day| {
+    let event = day.zip(recorded_at).map(|(day, recorded_at)| {
         let payload = Payload::Manual(ManualReport { set, clear });
-        NewEvent::new(Some(day), Source::Manual, now, payload, key, reuse)
+        NewEvent::new(Some(day), source, recorded_at, payload, key, reuse)
     });
     c.finish(event)
 }

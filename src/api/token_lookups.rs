@@ -81,8 +81,8 @@ async fn serve<S: Store>(store: S, mut queue: mpsc::Receiver<Lookup>) {
 mod tests {
     use super::*;
     use crate::accounts;
-    use crate::store::scratch::ScratchDatabase;
     use crate::store::sqlite::SqliteStore;
+    use coachfit_testkit::ScratchDatabase;
 
     #[tokio::test]
     async fn concurrent_lookups_each_get_their_own_tokens_owner() {

@@ -119,6 +119,7 @@ async fn seed(channel: &Channel, admin_token: &str) -> anyhow::Result<(String, V
         }),
         clear_fields: vec![],
         idempotency_key: format!("coach-hike-{hike}"),
+        recorded_at: None,
     };
     authed(channel, &coach.coach_token, EntryServiceClient::new).record_manual_entry(correction).await?;
     Ok((coach.coach_token, clients))
@@ -155,6 +156,7 @@ async fn send_history(
             values: Some(values),
             clear_fields: vec![],
             idempotency_key: format!("check-in-{day}"),
+            recorded_at: None,
         };
         entries.record_manual_entry(request).await?;
     }

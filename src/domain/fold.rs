@@ -100,8 +100,10 @@ pub fn fold(day: NaiveDate, events: &[StoredEvent], rule: &PriorityRule) -> Day 
     let mut candidates: BTreeMap<Field, Vec<Candidate>> = BTreeMap::new();
     let mut offer = |candidate: Candidate| candidates.entry(candidate.value.field()).or_default().push(candidate);
 
-    for candidate in manual_candidates(events) {
-        offer(candidate);
+    for source in [Source::Coach, Source::Manual] {
+        for candidate in manual_candidates(events, source) {
+            offer(candidate);
+        }
     }
     for source in Source::ALL {
         if let Some((event, steps)) = latest(events, source, |p| match p {
@@ -217,16 +219,19 @@ fn latest_metric(
         .max_by_key(|(e, (_, measured_at))| (*measured_at, e.recency()))
 }
 
-/// Per manual field, the latest manual event (by `seq`) that set or cleared it.
-fn manual_candidates(events: &[StoredEvent]) -> Vec<Candidate> {
+/// Per manual field, the latest manual event of `source` that set or cleared it: latest by
+/// the time the person made the entry (`observed_at`), then by `seq`. So an entry made
+/// offline and delivered late does not undo a later one of the same source.
+fn manual_candidates(events: &[StoredEvent], source: Source) -> Vec<Candidate> {
     let mut manual: Vec<(&StoredEvent, &ManualReport)> = events
         .iter()
+        .filter(|e| e.source == source)
         .filter_map(|e| match &e.payload {
             Payload::Manual(report) => Some((e, report)),
             _ => None,
         })
         .collect();
-    manual.sort_by_key(|(e, _)| std::cmp::Reverse(e.seq));
+    manual.sort_by_key(|(e, _)| std::cmp::Reverse(e.recency()));
     Field::MANUAL
         .into_iter()
         .filter_map(|field| {

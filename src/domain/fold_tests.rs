@@ -2,6 +2,9 @@
 
 use chrono::{Duration, NaiveDate, TimeZone, Utc};
 use proptest::prelude::*;
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
 use uuid::Uuid;
 
 use super::*;
@@ -111,6 +114,42 @@ fn manual_steps_beat_healthkit_and_clearing_them_brings_healthkit_back() {
     let d = fold(day(), &[healthkit_steps(1, 9, 8_432), set, later_sync, cleared], &rule());
     assert_eq!(d.steps, Some(9_000));
     assert_eq!(provenance(&d, Field::Steps).source, Source::Healthkit);
+}
+
+fn manual_at(seq: i64, source: Source, recorded_hour: i64, set: Vec<FieldValue>, clear: Vec<Field>) -> StoredEvent {
+    event(seq, source, recorded_hour, Payload::Manual(ManualReport { set, clear }))
+}
+
+#[test]
+fn a_coach_correction_stands_over_the_clients_entries_until_a_coach_clears_it() {
+    // The client's 08:00 check-in, queued offline, arrives after the coach's 10:00 correction.
+    let correction = manual_at(1, Source::Coach, 10, vec![FieldValue::Steps(7_000)], vec![]);
+    let late_check_in = manual_at(2, Source::Manual, 8, vec![FieldValue::Steps(12_000)], vec![]);
+    let clients_later = manual_at(3, Source::Manual, 14, vec![FieldValue::Steps(13_000)], vec![]);
+    let d = fold(day(), &[correction.clone(), late_check_in, clients_later.clone()], &rule());
+    assert_eq!(d.steps, Some(7_000));
+    let p = provenance(&d, Field::Steps);
+    assert_eq!((p.source, p.overridden), (Source::Coach, true));
+    assert_eq!(d.data_sources, vec![Source::Coach, Source::Manual]);
+
+    let client_clears = manual_at(4, Source::Manual, 15, vec![], vec![Field::Steps]);
+    let d = fold(day(), &[correction.clone(), clients_later.clone(), client_clears], &rule());
+    assert_eq!(d.steps, Some(7_000), "the client withdrawing their own value leaves the correction");
+
+    let coach_clears = manual_at(5, Source::Coach, 16, vec![], vec![Field::Steps]);
+    let d = fold(day(), &[correction, clients_later, coach_clears], &rule());
+    assert_eq!((d.steps, provenance(&d, Field::Steps).source), (Some(13_000), Source::Manual));
+}
+
+#[test]
+fn an_entry_made_earlier_but_delivered_later_does_not_undo_a_later_one() {
+    let made_at_11 = manual_at(1, Source::Manual, 11, vec![FieldValue::WeightKg(80.2)], vec![]);
+    let made_at_9 = manual_at(2, Source::Manual, 9, vec![FieldValue::WeightKg(81.0)], vec![]);
+    assert_eq!(fold(day(), &[made_at_11, made_at_9], &rule()).weight_kg, Some(80.2));
+    // Made at the same instant, the one delivered later (larger seq) is the later entry.
+    let first = manual_at(1, Source::Manual, 9, vec![FieldValue::WeightKg(80.2)], vec![]);
+    let second = manual_at(2, Source::Manual, 9, vec![FieldValue::WeightKg(81.0)], vec![]);
+    assert_eq!(fold(day(), &[first, second], &rule()).weight_kg, Some(81.0));
 }
 
 #[test]
@@ -276,17 +315,64 @@ fn build(specs: &[(Source, i64, u8, u32)]) -> Vec<StoredEvent> {
         .collect()
 }
 
+/// A manual entry of a coach (`true`) or the client, of one of three fields, setting it or
+/// (`None`) clearing it.
+type ManualSpec = (bool, usize, Option<u32>);
+
+/// `specs` as events, the `i`th made at minute `i`, delivered (given their `seq`s) in `delivery` order.
+fn delivered(specs: &[ManualSpec], delivery: &[usize]) -> Vec<StoredEvent> {
+    let fields = [Field::Steps, Field::Calories, Field::SleepQuality];
+    delivery
+        .iter()
+        .enumerate()
+        .map(|(seq, &i)| {
+            let (by_coach, field, value) = specs[i];
+            let source = if by_coach { Source::Coach } else { Source::Manual };
+            let (set, clear) = match (fields[field], value) {
+                (_, None) => (vec![], vec![fields[field]]),
+                (Field::Steps, Some(v)) => (vec![FieldValue::Steps(v)], vec![]),
+                (Field::Calories, Some(v)) => (vec![FieldValue::Calories(v)], vec![]),
+                (_, Some(v)) => (vec![FieldValue::SleepQuality(v)], vec![]),
+            };
+            let mut event = manual_at(seq as i64 + 1, source, 0, set, clear);
+            event.observed_at = at(0) + Duration::minutes(i as i64);
+            event.event_id = Uuid::from_u128(1_000 + i as u128);
+            event
+        })
+        .collect()
+}
+
+/// What a day shows for the three fields: the values, and each field's source and events.
+type Shown = (Option<u32>, Option<u32>, Option<u32>, Vec<(Field, Source, Vec<Uuid>)>);
+
+fn shown(d: &Day) -> Shown {
+    let sources = d.provenance.iter().map(|p| (p.field, p.source, p.event_ids.clone())).collect();
+    (d.steps, d.calories, d.sleep_quality, sources)
+}
+
 proptest! {
     #[test]
     fn any_order_of_the_same_events_gives_the_same_day(specs in prop::collection::vec(any_event(), 1..25), seed in any::<u64>()) {
         let events = build(&specs);
         let mut shuffled = events.clone();
-        let mut state = seed;
-        for i in (1..shuffled.len()).rev() {
-            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            shuffled.swap(i, (state >> 33) as usize % (i + 1));
-        }
+        shuffled.shuffle(&mut StdRng::seed_from_u64(seed));
         prop_assert_eq!(fold(day(), &events, &rule()), fold(day(), &shuffled, &rule()));
+    }
+
+    #[test]
+    fn any_delivery_order_of_the_same_manual_entries_shows_the_same_values(
+        specs in prop::collection::vec((any::<bool>(), 0usize..3, prop::option::of(1u32..10)), 1..12),
+        seed in any::<u64>(),
+    ) {
+        let made: Vec<usize> = (0..specs.len()).collect();
+        let mut delivery = made.clone();
+        delivery.shuffle(&mut StdRng::seed_from_u64(seed));
+        let in_order = fold(day(), &delivered(&specs, &made), &rule());
+        prop_assert_eq!(shown(&in_order), shown(&fold(day(), &delivered(&specs, &delivery), &rule())));
+        // Each field: the coach's latest entry if it sets the field, else the client's latest.
+        let latest = |coach: bool, field: usize| specs.iter().rev().find(|s| s.0 == coach && s.1 == field).and_then(|s| s.2);
+        let expected = |field: usize| latest(true, field).or(latest(false, field));
+        prop_assert_eq!((in_order.steps, in_order.calories, in_order.sleep_quality), (expected(0), expected(1), expected(2)));
     }
 
     #[test]

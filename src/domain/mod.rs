@@ -15,16 +15,21 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Source {
+    /// A coach's (or an admin's) correction of a client's manual values.
+    Coach,
+    /// The client's own manual entry.
     Manual,
     Healthkit,
     Strava,
 }
 
 impl Source {
-    pub const ALL: [Source; 3] = [Source::Manual, Source::Healthkit, Source::Strava];
+    /// Every source, in the default priority order.
+    pub const ALL: [Source; 4] = [Source::Coach, Source::Manual, Source::Healthkit, Source::Strava];
 
     pub fn as_str(self) -> &'static str {
         match self {
+            Source::Coach => "coach",
             Source::Manual => "manual",
             Source::Healthkit => "healthkit",
             Source::Strava => "strava",

@@ -16,7 +16,7 @@ pub struct PriorityRule {
 }
 
 impl Default for PriorityRule {
-    /// manual > healthkit > strava for every field.
+    /// coach > manual > healthkit > strava for every field.
     fn default() -> Self {
         PriorityRule { default: Source::ALL.to_vec(), per_field: BTreeMap::new() }
     }
@@ -64,7 +64,8 @@ fn parse_order(field: &str, names: &[String]) -> Result<Vec<Source>, String> {
     let mut order = Vec::new();
     for name in names {
         let source = Source::parse(name).ok_or_else(|| {
-            format!("priority file: '{field}' names unknown source '{name}' (manual, healthkit, strava)")
+            let known: Vec<&str> = Source::ALL.iter().map(|s| s.as_str()).collect();
+            format!("priority file: '{field}' names unknown source '{name}' ({})", known.join(", "))
         })?;
         if order.contains(&source) {
             return Err(format!("priority file: '{field}' lists '{name}' twice"));
@@ -79,8 +80,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn default_is_manual_then_healthkit_then_strava() {
+    fn default_is_coach_then_manual_then_healthkit_then_strava() {
         let rule = PriorityRule::default();
+        assert!(rule.rank(Field::Steps, Source::Coach) < rule.rank(Field::Steps, Source::Manual));
         assert!(rule.rank(Field::Steps, Source::Manual) < rule.rank(Field::Steps, Source::Healthkit));
         assert!(rule.rank(Field::Workouts, Source::Healthkit) < rule.rank(Field::Workouts, Source::Strava));
     }

@@ -2,7 +2,7 @@
 //! violations of one item under its path (`samples[3].total_steps`); `api::items` maps
 //! each request message through one.
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Duration, NaiveDate, Utc};
 use chrono_tz::Tz;
 
 use super::dates::{check_day, earliest_day, local_day, max_clock_skew, parse_day, parse_time_zone};
@@ -14,6 +14,8 @@ pub const MAX_DEVICES: usize = 20;
 pub const MAX_NOTES_CHARS: usize = 2000;
 pub const MAX_NAME_CHARS: usize = 200;
 pub const MAX_DEVICE_NAME_CHARS: usize = 100;
+/// How far ahead of the server's clock a manual entry's `recorded_at` may be.
+pub const MAX_RECORDED_AHEAD: Duration = Duration::minutes(5);
 
 /// What every item of one request is checked against.
 #[derive(Debug, Clone, Copy)]
@@ -135,10 +137,29 @@ impl Checker {
     /// instant is kept to the microsecond, the precision the store has, so that what is
     /// folded at once and what is folded again from the store are the same.
     pub fn instant(&mut self, field: &str, ts: Option<(i64, i32)>) -> Option<DateTime<Utc>> {
-        let Some((seconds, nanos)) = ts else {
+        let Some(ts) = ts else {
             self.fail(field, reason::REQUIRED, "a timestamp is required");
             return None;
         };
+        self.instant_ahead_at_most(field, ts, max_clock_skew())
+    }
+
+    /// When a person made an entry: the receipt time (`now`) when not sent; when sent, an
+    /// `instant` at most `MAX_RECORDED_AHEAD` ahead of the clock (a person records what
+    /// happened, so only clock drift can put it ahead).
+    pub fn recorded_at(&mut self, field: &str, ts: Option<(i64, i32)>) -> Option<DateTime<Utc>> {
+        match ts {
+            None => Some(self.now),
+            Some(ts) => self.instant_ahead_at_most(field, ts, MAX_RECORDED_AHEAD),
+        }
+    }
+
+    fn instant_ahead_at_most(
+        &mut self,
+        field: &str,
+        (seconds, nanos): (i64, i32),
+        ahead: Duration,
+    ) -> Option<DateTime<Utc>> {
         let valid_nanos = u32::try_from(nanos).ok().filter(|n| *n < 1_000_000_000);
         let Some(at) = valid_nanos.and_then(|n| DateTime::from_timestamp(seconds, n - n % 1_000)) else {
             self.fail(field, reason::INVALID_FORMAT, "not a valid timestamp");
@@ -148,7 +169,7 @@ impl Checker {
             self.fail(field, reason::OUT_OF_RANGE, "before 2000-01-01");
             return None;
         }
-        if at > self.now + max_clock_skew() {
+        if at > self.now + ahead {
             self.fail(field, reason::OUT_OF_RANGE, "in the future (check the device clock)");
             return None;
         }

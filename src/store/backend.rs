@@ -137,7 +137,8 @@ pub trait Backend: Send + Sync + Sized + 'static {
         coach_id: &str,
         at: DateTime<Utc>,
     ) -> impl Answer<()>;
-    fn insert_user(conn: &mut Self::Conn, user_id: &str, coach_id: &str, at: DateTime<Utc>) -> impl Answer<()>;
+    /// Adds a client user of the coach, unless the user exists.
+    fn ensure_user(conn: &mut Self::Conn, user_id: &str, coach_id: &str, at: DateTime<Utc>) -> impl Answer<()>;
     fn insert_device_token(
         conn: &mut Self::Conn,
         token_hash: &str,
@@ -161,6 +162,8 @@ pub trait Backend: Send + Sync + Sized + 'static {
         code_hash: &str,
         at: DateTime<Utc>,
     ) -> impl Answer<Option<(String, String)>>;
+    /// Revokes the coach's live tokens; returns how many.
+    fn revoke_coach_tokens(conn: &mut Self::Conn, coach_id: &str, at: DateTime<Utc>) -> impl Answer<u64>;
     /// Revokes the user's live device tokens (of one device, if given); returns how many.
     fn revoke_devices(
         conn: &mut Self::Conn,

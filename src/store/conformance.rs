@@ -5,9 +5,9 @@
 use std::future::Future;
 
 use chrono::{Duration, NaiveDate, TimeZone, Utc};
+use coachfit_testkit::ScratchDatabase;
 
 use super::backend::Backend;
-use super::scratch::ScratchDatabase;
 use super::sql_store::SqlStore;
 use super::{rebuild, Store};
 use crate::domain::event::{KeyReuse, NewEvent, Payload, StepsReport};

@@ -12,7 +12,6 @@ mod projector;
 mod rebuild;
 mod rehash;
 mod rows;
-pub mod scratch;
 mod sql_store;
 pub mod sqlite;
 
@@ -184,6 +183,11 @@ pub trait Store: Clone + Send + Sync + 'static {
     /// The coach of a client user; `None` when the user does not exist.
     fn coach_of(&self, user_id: &str) -> impl Future<Output = StoreResult<Option<String>>> + Send;
     fn create_coach(&self, name: &str, token_hash: &str) -> impl Future<Output = StoreResult<String>> + Send;
+    /// Revokes every live token of the coach and stores a new one, in one transaction;
+    /// `false` when the coach does not exist.
+    fn rotate_coach_token(&self, coach_id: &str, token_hash: &str) -> impl Future<Output = StoreResult<bool>> + Send;
+    /// Revokes every live token of the coach; how many, or `None` when the coach does not exist.
+    fn revoke_coach(&self, coach_id: &str) -> impl Future<Output = StoreResult<Option<u32>>> + Send;
     /// Creates a client user of a coach with one device token; `None` when the coach is unknown.
     fn create_client(
         &self,
@@ -193,8 +197,10 @@ pub trait Store: Clone + Send + Sync + 'static {
     ) -> impl Future<Output = StoreResult<Option<String>>> + Send;
 
     /// Stores a pairing code (by its hash) for `user_id`, which must be a client of
-    /// `coach_id`, or for a new client of the coach when `user_id` is `None`. Returns the
-    /// user, or `None` when the user is not the coach's client.
+    /// `coach_id`, or for a new client of the coach when `user_id` is `None`: the new user's
+    /// id is chosen now, and the user exists once the code is redeemed (a code never used
+    /// leaves nothing behind). Returns the user, or `None` when the user is not the coach's
+    /// client.
     fn create_pairing_code(
         &self,
         coach_id: &str,
@@ -202,8 +208,9 @@ pub trait Store: Clone + Send + Sync + 'static {
         code_hash: &str,
         expires_at: DateTime<Utc>,
     ) -> impl Future<Output = StoreResult<Option<String>>> + Send;
-    /// Claims an unexpired, unused code (once, even under concurrent redeems) and adds a device
-    /// token for its user. `None` for any code that cannot be redeemed.
+    /// Claims an unexpired, unused code (once, even under concurrent redeems), creates its
+    /// user if the code was for a new client, and adds a device token for the user. `None`
+    /// for any code that cannot be redeemed.
     fn redeem_pairing_code(
         &self,
         code_hash: &str,

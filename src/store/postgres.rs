@@ -698,14 +698,17 @@ impl Backend for PgBackend {
         Ok(())
     }
 
-    async fn insert_user(conn: &mut PgConnection, user_id: &str, coach_id: &str, at: DateTime<Utc>) -> StoreResult<()> {
-        sqlx::query("INSERT INTO users (user_id, coach_id, created_at_us) VALUES ($1, $2, $3)")
-            .bind(user_id)
-            .bind(coach_id)
-            .bind(micros(at))
-            .execute(conn)
-            .await
-            .map_err(StoreError::from_sqlx)?;
+    async fn ensure_user(conn: &mut PgConnection, user_id: &str, coach_id: &str, at: DateTime<Utc>) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO users (user_id, coach_id, created_at_us) VALUES ($1, $2, $3)
+             ON CONFLICT (user_id) DO NOTHING",
+        )
+        .bind(user_id)
+        .bind(coach_id)
+        .bind(micros(at))
+        .execute(conn)
+        .await
+        .map_err(StoreError::from_sqlx)?;
         Ok(())
     }
 
@@ -770,6 +773,18 @@ impl Backend for PgBackend {
         .fetch_optional(conn)
         .await
         .map_err(StoreError::from_sqlx)
+    }
+
+    async fn revoke_coach_tokens(conn: &mut PgConnection, coach_id: &str, at: DateTime<Utc>) -> StoreResult<u64> {
+        let done = sqlx::query(
+            "UPDATE tokens SET revoked_at_us = $2 WHERE role = 'coach' AND subject_id = $1 AND revoked_at_us IS NULL",
+        )
+        .bind(coach_id)
+        .bind(micros(at))
+        .execute(conn)
+        .await
+        .map_err(StoreError::from_sqlx)?;
+        Ok(done.rows_affected())
     }
 
     async fn revoke_devices(
@@ -856,7 +871,7 @@ impl Backend for PgBackend {
 mod tests {
     use super::*;
     use crate::store::conformance;
-    use crate::store::scratch::{test_postgres_server, ScratchDatabase};
+    use coachfit_testkit::{test_postgres_server, ScratchDatabase};
 
     /// A store on a database of its own on the server the behavioural tests use, dropped
     /// with the returned guard.

@@ -3,7 +3,7 @@
 //! at once, and costs a fixed number of statements per group however many requests and
 //! items it carries (callers keep groups small enough for one statement's parameters:
 //! see `group::MAX_GROUP_EVENTS` and each backend's `REBUILD_CHUNK_EVENTS`). Backends supply
-//! the SQL through `WriteTx`.
+//! the statements (`Backend`).
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 

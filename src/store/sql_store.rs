@@ -89,13 +89,35 @@ impl<B: Backend> Store for SqlStore<B> {
         Ok(coach_id)
     }
 
+    async fn rotate_coach_token(&self, coach_id: &str, token_hash: &str) -> StoreResult<bool> {
+        let now = now();
+        let mut write = self.backend.write(&[]).await?;
+        if !B::coach_exists(&mut write, coach_id).await? {
+            return Ok(false);
+        }
+        B::revoke_coach_tokens(&mut write, coach_id, now).await?;
+        B::insert_coach_token(&mut write, token_hash, coach_id, now).await?;
+        B::commit(write).await?;
+        Ok(true)
+    }
+
+    async fn revoke_coach(&self, coach_id: &str) -> StoreResult<Option<u32>> {
+        let mut write = self.backend.write(&[]).await?;
+        if !B::coach_exists(&mut write, coach_id).await? {
+            return Ok(None);
+        }
+        let revoked = B::revoke_coach_tokens(&mut write, coach_id, now()).await?;
+        B::commit(write).await?;
+        Ok(Some(revoked as u32))
+    }
+
     async fn create_client(&self, coach_id: &str, device_name: &str, token_hash: &str) -> StoreResult<Option<String>> {
         let (user_id, now) = (new_id(), now());
         let mut write = self.backend.write(&[]).await?;
         if !B::coach_exists(&mut write, coach_id).await? {
             return Ok(None);
         }
-        B::insert_user(&mut write, &user_id, coach_id, now).await?;
+        B::ensure_user(&mut write, &user_id, coach_id, now).await?;
         B::insert_device_token(&mut write, token_hash, &user_id, &new_id(), device_name, now).await?;
         B::commit(write).await?;
         Ok(Some(user_id))
@@ -121,9 +143,7 @@ impl<B: Backend> Store for SqlStore<B> {
                 if !B::coach_exists(&mut write, coach_id).await? {
                     return Ok(None);
                 }
-                let user_id = new_id();
-                B::insert_user(&mut write, &user_id, coach_id, now).await?;
-                user_id
+                new_id()
             }
         };
         B::insert_pairing_code(&mut write, code_hash, coach_id, &user_id, now, expires_at).await?;
@@ -142,6 +162,7 @@ impl<B: Backend> Store for SqlStore<B> {
         let Some((user_id, coach_id)) = B::claim_pairing_code(&mut write, code_hash, now).await? else {
             return Ok(None);
         };
+        B::ensure_user(&mut write, &user_id, &coach_id, now).await?;
         let device_id = new_id();
         B::insert_device_token(&mut write, token_hash, &user_id, &device_id, device_name, now).await?;
         B::commit(write).await?;

@@ -29,7 +29,7 @@ use crate::domain::event::StoredEvent;
 /// default is 1,000). Ingest rewrites the same index pages commit after commit, so a longer
 /// interval copies each of them back once instead of many times: single-item ingest +15%
 /// and batch ingest +20% in interleaved benchmark runs, for a WAL of up to ~40 MB.
-pub(crate) const WAL_AUTOCHECKPOINT_PAGES: u32 = 10_000;
+pub const WAL_AUTOCHECKPOINT_PAGES: u32 = 10_000;
 
 /// The store on an SQLite database file.
 pub type SqliteStore = SqlStore<SqliteBackend>;
@@ -590,19 +590,22 @@ impl Backend for SqliteBackend {
         Ok(())
     }
 
-    async fn insert_user(
+    async fn ensure_user(
         conn: &mut SqliteConnection,
         user_id: &str,
         coach_id: &str,
         at: DateTime<Utc>,
     ) -> StoreResult<()> {
-        sqlx::query("INSERT INTO users (user_id, coach_id, created_at_us) VALUES ($1, $2, $3)")
-            .bind(user_id)
-            .bind(coach_id)
-            .bind(micros(at))
-            .execute(conn)
-            .await
-            .map_err(StoreError::from_sqlx)?;
+        sqlx::query(
+            "INSERT INTO users (user_id, coach_id, created_at_us) VALUES ($1, $2, $3)
+             ON CONFLICT (user_id) DO NOTHING",
+        )
+        .bind(user_id)
+        .bind(coach_id)
+        .bind(micros(at))
+        .execute(conn)
+        .await
+        .map_err(StoreError::from_sqlx)?;
         Ok(())
     }
 
@@ -667,6 +670,18 @@ impl Backend for SqliteBackend {
         .fetch_optional(conn)
         .await
         .map_err(StoreError::from_sqlx)
+    }
+
+    async fn revoke_coach_tokens(conn: &mut SqliteConnection, coach_id: &str, at: DateTime<Utc>) -> StoreResult<u64> {
+        let done = sqlx::query(
+            "UPDATE tokens SET revoked_at_us = $2 WHERE role = 'coach' AND subject_id = $1 AND revoked_at_us IS NULL",
+        )
+        .bind(coach_id)
+        .bind(micros(at))
+        .execute(conn)
+        .await
+        .map_err(StoreError::from_sqlx)?;
+        Ok(done.rows_affected())
     }
 
     async fn revoke_devices(
@@ -756,8 +771,8 @@ mod tests {
     use super::*;
     use crate::domain::priority::PriorityRule;
     use crate::store::conformance::{self, steps};
-    use crate::store::scratch::ScratchDatabase;
     use crate::store::Store;
+    use coachfit_testkit::ScratchDatabase;
 
     /// A store on a new file, removed with the returned guard.
     async fn open() -> (SqliteStore, ScratchDatabase) {

@@ -52,18 +52,18 @@ async fn verify_finds_no_difference_after_a_random_history(backend: Backend) {
     let server = TestServer::start(backend).await;
     let mut ingest = server.ingest(&server.client.token);
     let mut entries = server.entries(&server.coach.token);
-    let mut rng = Lcg(0x5eed);
+    let mut rng = StdRng::seed_from_u64(0x5eed);
     // Per day: the latest HealthKit total as (observed hour, total), and the standing correction.
     type Reference = (Option<(i64, u32)>, Option<u32>);
     let mut expected: std::collections::BTreeMap<String, Reference> = Default::default();
     for _ in 0..60 {
-        let day = format!("2026-03-{:02}", 1 + rng.next(4));
+        let day = format!("2026-03-{:02}", 1 + rng.gen_range(0..4));
         let (healthkit, correction) = expected.entry(day.clone()).or_default();
-        match rng.next(4) {
+        match rng.gen_range(0..4) {
             0 | 1 => {
                 let mut samples = Vec::new();
-                for _ in 0..1 + rng.next(3) {
-                    let (total, hour) = (rng.next(20_000) as u32, rng.next(24) as i64);
+                for _ in 0..1 + rng.gen_range(0..3) {
+                    let (total, hour) = (rng.gen_range(0..20_000) as u32, rng.gen_range(0..24) as i64);
                     // The latest observation wins; of two at one instant, the later report.
                     if healthkit.is_none_or(|(latest, _)| hour >= latest) {
                         *healthkit = Some((hour, total));
@@ -73,7 +73,7 @@ async fn verify_finds_no_difference_after_a_random_history(backend: Backend) {
                 ingest.ingest_steps(steps_request(samples)).await.unwrap();
             }
             2 => {
-                let total = rng.next(20_000) as u32;
+                let total = rng.gen_range(0..20_000) as u32;
                 *correction = Some(total);
                 let values = pb::ManualValues { steps: Some(total), ..Default::default() };
                 entries.record_manual_entry(manual(&server.client.id, &day, values)).await.unwrap();

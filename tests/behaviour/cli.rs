@@ -50,11 +50,26 @@ async fn admin_commands_print_json_accounts(backend: Backend) {
     // The minted device token works against the running server.
     server.ingest(token).ingest_steps(steps_request(vec![steps("2026-03-01", 77, 20)])).await.unwrap();
     let request = pb::GetEntryRequest { user_id: user_id.into(), date: "2026-03-01".into() };
-    let entry = server.entries(coach["coach_token"].as_str().unwrap()).get_entry(request).await.unwrap().into_inner();
+    let entry =
+        server.entries(coach["coach_token"].as_str().unwrap()).get_entry(request.clone()).await.unwrap().into_inner();
     assert_eq!(entry.entry.unwrap().steps, Some(77));
 
     let unknown = coachfit(&server.db_url, &["admin", "create-client", "--coach-id", "nobody"]);
     assert!(!unknown.status.success());
+
+    // Rotating refuses the printed token at once; revoking refuses the rotated one.
+    let rotated = coachfit(&server.db_url, &["admin", "rotate-coach-token", "--coach-id", coach_id]);
+    let rotated: serde_json::Value = serde_json::from_slice(&rotated.stdout).unwrap();
+    let rotated = rotated["coach_token"].as_str().unwrap();
+    let status = server.entries(coach["coach_token"].as_str().unwrap()).get_entry(request.clone()).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Unauthenticated);
+    server.entries(rotated).get_entry(request.clone()).await.expect("the rotated token reads");
+    let revoked = coachfit(&server.db_url, &["admin", "revoke-coach", "--coach-id", coach_id]);
+    let revoked: serde_json::Value = serde_json::from_slice(&revoked.stdout).unwrap();
+    assert_eq!(revoked["tokens_revoked"], 1);
+    let status = server.entries(rotated).get_entry(request).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Unauthenticated);
+    assert!(!coachfit(&server.db_url, &["admin", "revoke-coach", "--coach-id", "nobody"]).status.success());
 }
 
 /// `coachfit serve` on a new SQLite database.
@@ -64,9 +79,8 @@ fn spawn_serve(dir: &tempfile::TempDir) -> ChildServer {
 
 /// Sends SIGTERM and waits for the exit status.
 async fn terminate(mut child: ChildServer) -> std::process::ExitStatus {
-    let killed = Command::new("kill").args(["-TERM", &child.process.0.id().to_string()]).status().unwrap();
-    assert!(killed.success());
-    tokio::task::spawn_blocking(move || child.process.0.wait()).await.unwrap().unwrap()
+    child.terminate().unwrap();
+    tokio::task::spawn_blocking(move || child.wait()).await.unwrap().unwrap()
 }
 
 /// `coachfit serve` answers health checks and exits cleanly on SIGTERM.
@@ -182,7 +196,7 @@ async fn the_demo_serves_a_coach_with_two_clients_and_their_weeks_of_data() {
     let corrected: Vec<_> = entries.iter().filter(|e| e.steps == Some(21_400)).collect();
     assert_eq!(corrected.len(), 1);
     let steps = corrected[0].provenance.iter().find(|p| p.field == "steps").unwrap();
-    assert_eq!((steps.source(), steps.overridden), (pb::Source::Manual, true));
+    assert_eq!((steps.source(), steps.overridden), (pb::Source::Coach, true));
 
     let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
     let status = tokio::task::spawn_blocking(move || child.wait()).await.unwrap().unwrap();

@@ -16,6 +16,9 @@ use coachfit::proto::v1::pairing_service_client::PairingServiceClient;
 pub use coachfit::server::Limits;
 use coachfit::server::{self, ServerOptions};
 use coachfit::store::StoreOptions;
+/// Seeded generators, so a failure can be replayed from its seed.
+pub use rand::rngs::StdRng;
+pub use rand::{Rng, SeedableRng};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tonic::service::interceptor::InterceptedService;
@@ -286,16 +289,6 @@ fn init_test_logging() {
     }
 }
 
-/// A small deterministic generator, so a failure can be replayed from its seed.
-pub struct Lcg(pub u64);
-
-impl Lcg {
-    pub fn next(&mut self, n: u64) -> u64 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        (self.0 >> 33) % n
-    }
-}
-
 /// Follows a `StreamEntries` stream from position 0 like a dashboard on a flaky network:
 /// after a random number of messages it drops the connection and resumes from the last
 /// position it saw. Stops once `writers` had finished before a connection that then showed
@@ -308,7 +301,7 @@ pub async fn follow_with_random_disconnects(
     seed: u64,
 ) -> (BTreeMap<(String, String), pb::Entry>, usize) {
     use pb::stream_entries_response::Kind;
-    let mut rng = Lcg(seed);
+    let mut rng = StdRng::seed_from_u64(seed);
     let mut latest = BTreeMap::new();
     let mut last = 0u64;
     let mut connections = 0;
@@ -318,7 +311,7 @@ pub async fn follow_with_random_disconnects(
         let mut stream = server.entries(token).stream_entries(request).await.expect("StreamEntries").into_inner();
         connections += 1;
         let mut idle = false;
-        for _ in 0..1 + rng.next(15) {
+        for _ in 0..1 + rng.gen_range(0..15) {
             let message = tokio::time::timeout(std::time::Duration::from_secs(60), stream.message())
                 .await
                 .expect("a message in time (guards a hang; no timing is asserted)");
@@ -376,6 +369,7 @@ pub fn manual(user_id: &str, date: &str, values: pb::ManualValues) -> pb::Record
         values: Some(values),
         clear_fields: vec![],
         idempotency_key: String::new(),
+        recorded_at: None,
     }
 }
 
@@ -397,49 +391,13 @@ pub fn bad_request_fields(status: &Status) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// A child process (`coachfit serve`) killed when the test ends, passed or failed: a child
-/// left running would hold the test's output open.
-pub struct KillOnDrop(pub std::process::Child);
+pub use coachfit_testkit::ChildServer;
 
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// `coachfit serve --listen <listen>` on `db_url` as a child process; see `start_child`.
+/// `coachfit serve --listen <listen>` on `db_url` as a child process, once it listens.
 pub fn serve_child(db_url: &str, listen: &str) -> ChildServer {
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_coachfit"));
     command.args(["serve", "--listen", listen]).env("COACHFIT_DATABASE_URL", db_url).env("RUST_LOG", "info");
-    start_child(command)
-}
-
-/// A `coachfit serve` child, the address it listens on, and its log lines as they come.
-pub struct ChildServer {
-    pub process: KillOnDrop,
-    pub addr: String,
-    pub log: std::sync::mpsc::Receiver<String>,
-}
-
-/// Starts `command` (a `coachfit serve`, perhaps under a wrapper such as `prlimit`) and
-/// waits until it logs the address it listens on. Its log is read on a thread of its own,
-/// so the server never blocks on a full pipe.
-pub fn start_child(mut command: std::process::Command) -> ChildServer {
-    use std::io::{BufRead, BufReader};
-    let mut process = KillOnDrop(
-        command.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped()).spawn().expect("spawn"),
-    );
-    let mut lines = BufReader::new(process.0.stderr.take().unwrap()).lines();
-    let addr = loop {
-        let line = lines.next().expect("a log line saying where the server listens").unwrap();
-        if let Some(rest) = line.split("addr=").nth(1) {
-            break rest.split_whitespace().next().unwrap().to_string();
-        }
-    };
-    let (sender, log) = std::sync::mpsc::channel();
-    std::thread::spawn(move || lines.map_while(Result::ok).for_each(|line| drop(sender.send(line))));
-    ChildServer { process, addr, log }
+    ChildServer::start(command).expect("coachfit serve listening")
 }
 
 /// Runs `coachfit ARGS` on `db_url` to completion (warnings and errors logged only).

@@ -162,7 +162,7 @@ async fn concurrent_full_batches_are_each_stored_whole(backend: Backend) {
 /// correcting the same days: no call fails (the rebuild's snapshot reads, its checks and the
 /// writers' locks get along) and every entry ends equal to the fold of its events. The exact
 /// interleavings (a chunk read, then a new event or a re-fold, then its write) are the
-/// store's unit tests (`sql::rebuild_tests`), on both backends.
+/// store's conformance tests (`store::conformance`), on both backends.
 async fn a_rebuild_while_clients_report_leaves_every_day_as_reported(backend: Backend) {
     let server = TestServer::start(backend).await;
     let history = (0..28).map(|d| steps(&march(d), 1_000 + d, 8)).collect();
@@ -194,7 +194,7 @@ async fn a_rebuild_while_clients_report_leaves_every_day_as_reported(backend: Ba
         let last = if d < 12 { d + 28 } else { d };
         let entry = server.entry(&march(d)).await;
         assert_eq!(entry.steps, Some(10_000 + last), "day {d}");
-        assert_eq!(provenance(&entry, "steps"), (pb::Source::Manual, true), "day {d}");
+        assert_eq!(provenance(&entry, "steps"), (pb::Source::Coach, true), "day {d}");
     }
     assert!(server.verify().await, "every stored read model equals the fold of its events");
 }

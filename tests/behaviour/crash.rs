@@ -70,9 +70,9 @@ async fn sigkill_under_ingest_loses_no_acknowledged_item_and_stores_each_once(ba
         .iter()
         .map(|(_, token)| tokio::spawn(report_until(channel.clone(), token.clone(), stop.clone())))
         .collect();
-    let mut rng = Lcg(kills as u64);
+    let mut rng = StdRng::seed_from_u64(kills as u64);
     for _ in 0..kills {
-        tokio::time::sleep(Duration::from_millis(30 + rng.next(250))).await;
+        tokio::time::sleep(Duration::from_millis(30 + rng.gen_range(0..250))).await;
         drop(child);
         child = serve_child(&database.url, &addr);
     }

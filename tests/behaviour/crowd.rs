@@ -106,7 +106,7 @@ async fn a_thousand_phones_resending_out_of_order_lose_nothing_and_count_nothing
     for phone in running {
         tokio::time::timeout(Duration::from_secs(300), phone).await.expect("every phone done").unwrap();
     }
-    let peak_kb = peak_resident_kb(child.process.0.id());
+    let peak_kb = peak_resident_kb(child.pid());
 
     let mut coach = EntryServiceClient::with_interceptor(channels[0].clone(), Bearer::new(&coach_token));
     for (i, (user_id, _)) in phones.iter().enumerate() {

@@ -5,9 +5,9 @@
 use coachfit::accounts;
 use coachfit::domain::priority::PriorityRule;
 use coachfit::store::postgres::{PgSettings, PostgresStore};
-use coachfit::store::scratch::{test_postgres_server, ScratchDatabase};
 use coachfit::store::sqlite::SqliteStore;
 use coachfit::store::{Store, StoreOptions};
+use coachfit_testkit::{test_postgres_server, ScratchDatabase};
 use sqlx::Connection;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -8,6 +8,8 @@ use crate::each_backend;
 
 each_backend!(
     a_coach_correction_beats_healthkit_until_it_is_cleared,
+    a_late_check_in_does_not_override_the_coachs_correction,
+    an_entry_recorded_ahead_of_the_clock_is_refused,
     a_manual_weight_does_not_freeze_healthkit_steps,
     a_manual_entry_resent_with_its_key_is_a_duplicate,
     invalid_manual_entries_are_rejected_whole,
@@ -28,19 +30,71 @@ async fn a_coach_correction_beats_healthkit_until_it_is_cleared(backend: Backend
     assert!(!recorded.duplicate);
     let entry = recorded.entry.unwrap();
     assert_eq!(entry.steps, Some(10_000));
-    assert_eq!(provenance(&entry, "steps"), (pb::Source::Manual, true));
+    assert_eq!(provenance(&entry, "steps"), (pb::Source::Coach, true));
 
     // A later HealthKit sync does not undo the correction.
     ingest.ingest_steps(steps_request(vec![steps(day, 9_100, 22)])).await.unwrap();
     let entry = server.entry(day).await;
     assert_eq!(entry.steps, Some(10_000));
-    assert_eq!(entry.data_sources, vec![i32::from(pb::Source::Manual), i32::from(pb::Source::Healthkit)]);
+    assert_eq!(entry.data_sources, vec![i32::from(pb::Source::Coach), i32::from(pb::Source::Healthkit)]);
 
     let mut clear = manual(&server.client.id, day, pb::ManualValues::default());
     clear.clear_fields = vec!["steps".into()];
     let entry = coach.record_manual_entry(clear).await.unwrap().into_inner().entry.unwrap();
     assert_eq!(entry.steps, Some(9_100));
     assert_eq!(provenance(&entry, "steps"), (pb::Source::Healthkit, false));
+}
+
+/// The phone's offline queue delivers at 12:00 a check-in its owner made at 08:00, after the
+/// coach corrected the day at 10:00: the correction stands against every entry of the
+/// client's, whenever made or delivered, until a coach clears it; the client's own entries
+/// order by when they were made.
+async fn a_late_check_in_does_not_override_the_coachs_correction(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let day = "2026-03-06";
+    let (mut client, mut coach) = (server.entries(&server.client.token), server.entries(&server.coach.token));
+    let steps_at = |user_id: &str, total: u32, hour: i64| {
+        let mut request = manual(user_id, day, pb::ManualValues { steps: Some(total), ..Default::default() });
+        request.recorded_at = ts(utc(day, hour));
+        request
+    };
+    coach.record_manual_entry(steps_at(&server.client.id, 7_000, 10)).await.unwrap();
+
+    let late = client.record_manual_entry(steps_at("", 12_000, 8)).await.unwrap().into_inner().entry.unwrap();
+    assert_eq!(late.steps, Some(7_000));
+    assert_eq!(provenance(&late, "steps"), (pb::Source::Coach, true), "the client's value shows as overridden");
+    assert_eq!(late.data_sources, vec![i32::from(pb::Source::Coach), i32::from(pb::Source::Manual)]);
+
+    let mut withdrawn = manual("", day, pb::ManualValues::default());
+    (withdrawn.clear_fields, withdrawn.recorded_at) = (vec!["steps".into()], ts(utc(day, 9)));
+    let entry = client.record_manual_entry(withdrawn).await.unwrap().into_inner().entry.unwrap();
+    assert_eq!(entry.steps, Some(7_000), "a client cannot clear the coach's correction");
+    client.record_manual_entry(steps_at("", 13_000, 11)).await.unwrap();
+    assert_eq!(server.entry(day).await.steps, Some(7_000));
+
+    let mut cleared = manual(&server.client.id, day, pb::ManualValues::default());
+    cleared.clear_fields = vec!["steps".into()];
+    let entry = coach.record_manual_entry(cleared).await.unwrap().into_inner().entry.unwrap();
+    assert_eq!(entry.steps, Some(13_000), "the client's latest-made value, not the latest delivered");
+    assert_eq!(provenance(&entry, "steps"), (pb::Source::Manual, false));
+    assert!(server.verify().await);
+}
+
+async fn an_entry_recorded_ahead_of_the_clock_is_refused(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let mut request = manual("", "2026-03-06", pb::ManualValues { calories: Some(2_000), ..Default::default() });
+    request.recorded_at = ts(chrono::Utc::now() + chrono::Duration::minutes(10));
+    let refused = server.entries(&server.client.token).record_manual_entry(request.clone()).await.unwrap_err();
+    assert_eq!(
+        (refused.code(), bad_request_fields(&refused)),
+        (Code::InvalidArgument, vec!["recorded_at".to_string()])
+    );
+    let day = pb::GetEntryRequest { user_id: String::new(), date: "2026-03-06".into() };
+    let nothing = server.entries(&server.client.token).get_entry(day).await.unwrap_err();
+    assert_eq!(nothing.code(), Code::NotFound, "nothing stored");
+
+    request.recorded_at = ts(chrono::Utc::now() + chrono::Duration::minutes(2));
+    server.entries(&server.client.token).record_manual_entry(request).await.expect("within 5 minutes of the clock");
 }
 
 async fn a_manual_weight_does_not_freeze_healthkit_steps(backend: Backend) {

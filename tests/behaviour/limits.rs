@@ -233,7 +233,7 @@ async fn out_of_file_descriptors_the_server_backs_off_and_recovers() {
         .args(["--nofile=64:64", env!("CARGO_BIN_EXE_coachfit"), "serve", "--listen", "127.0.0.1:0"])
         .env("COACHFIT_DATABASE_URL", &db_url)
         .env("RUST_LOG", "warn,coachfit=info");
-    let child = start_child(command);
+    let child = ChildServer::start(command).unwrap();
     let addr = child.addr.clone();
 
     let mut idle = Vec::new();
@@ -241,9 +241,9 @@ async fn out_of_file_descriptors_the_server_backs_off_and_recovers() {
         idle.push(std::net::TcpStream::connect(&addr).unwrap());
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let before = cpu_ticks(child.process.0.id());
+    let before = cpu_ticks(child.pid());
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let used = cpu_ticks(child.process.0.id()) - before;
+    let used = cpu_ticks(child.pid()) - before;
     assert!(used < 50, "{used} ticks of CPU in 2 s while out of descriptors: the accept loop spins");
     let logged: Vec<String> = child.log.try_iter().collect();
     assert!(logged.iter().any(|l| l.contains("cannot accept connections")), "{logged:?}");

@@ -145,6 +145,10 @@ async fn call(server: &TestServer, world: &World, rpc: &str, token: &str) -> Cod
             code(admin.rebuild_projections(pb::RebuildProjectionsRequest { user_id: Some(user_id) }).await)
         }
         "CreateCoach" => code(admin.create_coach(pb::CreateCoachRequest { name: "New coach".into() }).await),
+        "RotateCoachToken" => {
+            code(admin.rotate_coach_token(pb::RotateCoachTokenRequest { coach_id: world.coach.id.clone() }).await)
+        }
+        "RevokeCoach" => code(admin.revoke_coach(pb::RevokeCoachRequest { coach_id: world.coach.id.clone() }).await),
         other => panic!("no call for {other}"),
     }
 }
@@ -153,7 +157,7 @@ async fn every_rpc_answers_every_caller_as_the_matrix_says(backend: Backend) {
     use Code::{NotFound as NF, Ok as OK, PermissionDenied as PD, Unauthenticated as UA};
     // Columns: no token, bad token, revoked token, device of the user, device of another user,
     // the user's coach, another coach, admin. (README, "Who may call what".)
-    let matrix: [(&str, [Code; 8]); 15] = [
+    let matrix: [(&str, [Code; 8]); 17] = [
         ("IngestSteps", [UA, UA, UA, OK, OK, PD, PD, PD]),
         ("IngestSleep", [UA, UA, UA, OK, OK, PD, PD, PD]),
         ("IngestWorkouts", [UA, UA, UA, OK, OK, PD, PD, PD]),
@@ -169,6 +173,9 @@ async fn every_rpc_answers_every_caller_as_the_matrix_says(backend: Backend) {
         ("RecomputeDay", [UA, UA, UA, PD, PD, PD, PD, OK]),
         ("RebuildProjections", [UA, UA, UA, PD, PD, PD, PD, OK]),
         ("CreateCoach", [UA, UA, UA, PD, PD, PD, PD, OK]),
+        // About the user's coach: the coach themselves may rotate their own token.
+        ("RotateCoachToken", [UA, UA, UA, PD, PD, OK, PD, OK]),
+        ("RevokeCoach", [UA, UA, UA, PD, PD, PD, PD, OK]),
     ];
     let server = TestServer::start(backend).await;
     let mut wrong = Vec::new();

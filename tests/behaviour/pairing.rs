@@ -20,6 +20,8 @@ each_backend!(
     concurrent_guesses_stop_at_the_limit_and_a_success_does_not_forgive_failures,
     behind_a_trusted_proxy_guesses_count_per_forwarded_client,
     a_revoked_device_is_refused_at_once_on_every_instance,
+    a_rotated_or_revoked_coach_token_is_refused_at_once_on_every_instance,
+    a_code_for_a_new_client_creates_the_user_only_when_redeemed,
     a_failed_redeem_leaves_the_database_writable_by_another_process,
 );
 
@@ -226,6 +228,65 @@ async fn a_revoked_device_is_refused_at_once_on_every_instance(backend: Backend)
     let status =
         other_instance.ingest(&server.client.token).ingest_steps(steps_request(vec![steps("2026-03-05", 2, 21)])).await;
     assert_eq!(status.unwrap_err().code(), Code::Unauthenticated);
+}
+
+async fn a_rotated_or_revoked_coach_token_is_refused_at_once_on_every_instance(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let other_instance = server.another_instance().await;
+    let old = server.coach.token.clone();
+    let rotate = pb::RotateCoachTokenRequest::default();
+    let new = server.admin(&old).rotate_coach_token(rotate).await.unwrap().into_inner().coach_token;
+    let read = || pb::GetEntryRequest { user_id: server.client.id.clone(), date: "2026-03-05".into() };
+    for instance in [&server, &other_instance] {
+        let status = instance.entries(&old).get_entry(read()).await.unwrap_err();
+        assert_eq!(status.code(), Code::Unauthenticated, "the old token is refused");
+        let status = instance.entries(&new).get_entry(read()).await.unwrap_err();
+        assert_eq!(status.code(), Code::NotFound, "the new token reads the client's (empty) day");
+    }
+
+    let revoke = pb::RevokeCoachRequest { coach_id: server.coach.id.clone() };
+    let mut admin = server.admin(&server.admin_token);
+    assert_eq!(admin.revoke_coach(revoke.clone()).await.unwrap().into_inner().tokens_revoked, 1);
+    for instance in [&server, &other_instance] {
+        let status = instance.entries(&new).get_entry(read()).await.unwrap_err();
+        assert_eq!(status.code(), Code::Unauthenticated);
+    }
+    assert_eq!(admin.revoke_coach(revoke).await.unwrap().into_inner().tokens_revoked, 0, "revoking again is no error");
+    let unknown = admin.revoke_coach(pb::RevokeCoachRequest { coach_id: "nobody".into() }).await.unwrap_err();
+    assert_eq!(unknown.code(), Code::NotFound);
+    let rotate = pb::RotateCoachTokenRequest { coach_id: server.coach.id.clone() };
+    let fresh = admin.rotate_coach_token(rotate).await.unwrap().into_inner().coach_token;
+    server
+        .entries(&fresh)
+        .list_entries(pb::ListEntriesRequest {
+            user_id: server.client.id.clone(),
+            start_date: "2026-03-01".into(),
+            end_date: "2026-03-05".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("an admin gives a revoked coach a new token");
+}
+
+/// A code for a new client reserves the client's id; the user exists once the code is
+/// redeemed, so a code never used leaves no client behind.
+async fn a_code_for_a_new_client_creates_the_user_only_when_redeemed(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let created = create_code(&server, &server.coach.token, None).await;
+    let write = manual(&created.user_id, "2026-03-05", pb::ManualValues { steps: Some(1_000), ..Default::default() });
+    let mut coach = server.entries(&server.coach.token);
+    let before = coach.record_manual_entry(write.clone()).await.unwrap_err();
+    assert_eq!(before.code(), Code::PermissionDenied, "no such client yet");
+    let code_for_it = pb::CreatePairingCodeRequest { user_id: Some(created.user_id.clone()) };
+    let refused = server.pairing(&server.coach.token).create_pairing_code(code_for_it).await.unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied);
+
+    let paired = redeem(&server, &created.code).await.unwrap();
+    assert_eq!(
+        (paired.user_id.as_str(), paired.coach_id.as_str()),
+        (created.user_id.as_str(), server.coach.id.as_str())
+    );
+    coach.record_manual_entry(write).await.expect("the client exists once paired");
 }
 
 /// After a wrong code, another process (the CLI minting a coach, say) can write at once:

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use coachfit::proto::v1 as pb;
-use coachfit::store::scratch::test_postgres_server;
+use coachfit_testkit::test_postgres_server;
 use pb::stream_entries_response::Kind;
 use sqlx::Connection;
 use tonic::Code;
@@ -33,15 +33,16 @@ async fn two_instances_with_concurrent_writers_lose_nothing_and_a_resuming_subsc
             let mut coach = server.entries(&server.coach.token);
             let user_id = client.id.clone();
             writers.push(tokio::spawn(async move {
-                let mut rng = Lcg(w as u64 * 31 + user_id.len() as u64);
+                let mut rng = StdRng::seed_from_u64(w as u64 * 31 + user_id.len() as u64);
                 for i in 0..40 {
-                    let day = format!("2026-02-{:02}", 1 + rng.next(2));
-                    if rng.next(4) == 0 {
-                        let values = pb::ManualValues { calories: Some(rng.next(3_000) as u32), ..Default::default() };
+                    let day = format!("2026-02-{:02}", 1 + rng.gen_range(0..2));
+                    if rng.gen_range(0..4) == 0 {
+                        let values =
+                            pb::ManualValues { calories: Some(rng.gen_range(0..3_000) as u32), ..Default::default() };
                         coach.record_manual_entry(manual(&user_id, &day, values)).await.unwrap();
                     } else {
                         // Distinct observation times, so every report is a new event.
-                        let mut sample = steps(&day, rng.next(30_000) as u32, 0);
+                        let mut sample = steps(&day, rng.gen_range(0..30_000) as u32, 0);
                         sample.observed_at = ts(utc(&day, 0) + chrono::Duration::seconds((w * 1_000 + i) as i64));
                         ingest.ingest_steps(steps_request(vec![sample])).await.unwrap();
                     }

@@ -114,14 +114,15 @@ async fn resuming_after_random_disconnects_under_concurrent_writers_misses_nothi
         let mut coach = server.entries(&server.coach.token);
         let user_id = client.id.clone();
         writers.push(tokio::spawn(async move {
-            let mut rng = Lcg(w as u64 + 7);
+            let mut rng = StdRng::seed_from_u64(w as u64 + 7);
             for _ in 0..60 {
-                let day = format!("2026-02-{:02}", 1 + rng.next(8));
-                if rng.next(5) == 0 {
-                    let values = pb::ManualValues { steps: Some(rng.next(30_000) as u32), ..Default::default() };
+                let day = format!("2026-02-{:02}", 1 + rng.gen_range(0..8));
+                if rng.gen_range(0..5) == 0 {
+                    let values =
+                        pb::ManualValues { steps: Some(rng.gen_range(0..30_000) as u32), ..Default::default() };
                     coach.record_manual_entry(manual(&user_id, &day, values)).await.unwrap();
                 } else {
-                    let samples = vec![steps(&day, rng.next(30_000) as u32, rng.next(24) as i64)];
+                    let samples = vec![steps(&day, rng.gen_range(0..30_000) as u32, rng.gen_range(0..24) as i64)];
                     ingest.ingest_steps(steps_request(samples)).await.unwrap();
                 }
             }

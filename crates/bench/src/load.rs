@@ -11,10 +11,10 @@ use hdrhistogram::Histogram;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
-use crate::api::bearer::Bearer;
-use crate::proto::v1 as pb;
-use crate::proto::v1::entry_service_client::EntryServiceClient;
-use crate::proto::v1::ingest_service_client::IngestServiceClient;
+use coachfit::api::bearer::Bearer;
+use coachfit::proto::v1 as pb;
+use coachfit::proto::v1::entry_service_client::EntryServiceClient;
+use coachfit::proto::v1::ingest_service_client::IngestServiceClient;
 
 pub async fn connect(uri: &str) -> anyhow::Result<Channel> {
     Ok(Channel::from_shared(uri.to_string())?.connect().await?)

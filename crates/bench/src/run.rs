@@ -1,9 +1,4 @@
-//! `coachfit bench`: the real server on loopback, driven by real gRPC clients, each figure
-//! measured side by side with its limit in the same run (docs/DESIGN.md §7).
-
-mod harness;
-mod load;
-mod raw;
+//! One benchmark run: the phases, the report and its goals.
 
 use std::path::Path;
 use std::str::FromStr;
@@ -15,14 +10,16 @@ use anyhow::Context;
 use serde_json::json;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
-use crate::accounts;
-use crate::domain::priority::PriorityRule;
-use crate::store::postgres::{PgSettings, PostgresStore};
-use crate::store::scratch::ScratchDatabase;
-use crate::store::sqlite::{SqliteStore, WAL_AUTOCHECKPOINT_PAGES};
-use crate::store::Store;
-use harness::ChildServer;
-use raw::RawEvent;
+use coachfit::accounts;
+use coachfit::domain::priority::PriorityRule;
+use coachfit::store::postgres::{PgSettings, PostgresStore};
+use coachfit::store::sqlite::{SqliteStore, WAL_AUTOCHECKPOINT_PAGES};
+use coachfit::store::Store;
+use coachfit_testkit::child::resident_mib;
+use coachfit_testkit::{ChildServer, ScratchDatabase};
+
+use crate::raw::RawEvent;
+use crate::{harness, load, raw};
 
 /// How big a run is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -116,13 +113,13 @@ fn progress(message: &str) {
 }
 
 /// Runs the benchmark on a fresh database of the kind `database` names.
-pub async fn run(mode: Mode, database: &str) -> anyhow::Result<Report> {
+pub async fn run(mode: Mode, database: &str, server: &Path) -> anyhow::Result<Report> {
     let db = ScratchDatabase::create(database).await.context("--database-url")?;
     // The database is dropped when `db` goes, after the run's store and pools.
     if db.is_postgres() {
         let store = PostgresStore::open(&db.url, &PgSettings { max_connections: 20, ..PgSettings::default() }).await?;
         let pool = sqlx::postgres::PgPoolOptions::new().max_connections(8).connect(&db.url).await?;
-        run_on(store, Raw::Postgres(pool), &db, mode).await
+        run_on(store, Raw::Postgres(pool), &db, mode, server).await
     } else {
         let store = SqliteStore::open(&db.url).await?;
         let options = SqliteConnectOptions::from_str(&db.url)?
@@ -132,7 +129,7 @@ pub async fn run(mode: Mode, database: &str) -> anyhow::Result<Report> {
             // Tuned as the store's own connections are, so the limit is as fast as they are.
             .pragma("wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES.to_string());
         let pool = SqlitePoolOptions::new().max_connections(4).connect_with(options).await?;
-        run_on(store, Raw::Sqlite(pool), &db, mode).await
+        run_on(store, Raw::Sqlite(pool), &db, mode, server).await
     }
 }
 
@@ -166,13 +163,19 @@ async fn mint_clients<S: Store>(store: &S, coach_id: &str, count: usize) -> anyh
     Ok(clients)
 }
 
-async fn run_on<S: Store>(store: S, raw: Raw, db: &ScratchDatabase, mode: Mode) -> anyhow::Result<Report> {
+async fn run_on<S: Store>(
+    store: S,
+    raw: Raw,
+    db: &ScratchDatabase,
+    mode: Mode,
+    server: &Path,
+) -> anyhow::Result<Report> {
     let sizes = mode.sizes();
     let (coach_id, coach_token) = accounts::create_coach(&store, "Bench coach").await?;
     let batch_users = mint_clients(&store, &coach_id, sizes.batch_requests).await?;
     let single_users = mint_clients(&store, &coach_id, sizes.single_clients).await?;
     let writers = mint_clients(&store, &coach_id, 8).await?;
-    let mut server = ChildServer::start(&db.url, &accounts::new_token())?;
+    let mut server = ChildServer::start(harness::serve(server, &db.url, &accounts::new_token()))?;
     let uri = server.uri();
 
     progress(&format!("batch ingest: {} requests of 400 from {} clients", sizes.batch_requests, sizes.batch_clients));
@@ -207,7 +210,7 @@ async fn run_on<S: Store>(store: S, raw: Raw, db: &ScratchDatabase, mode: Mode) 
         let peak_kib = peak_kib.clone();
         async move {
             loop {
-                if let Some(mib) = harness::resident_mib(pid) {
+                if let Some(mib) = resident_mib(pid) {
                     peak_kib.fetch_max((mib * 1024.0) as u64, Ordering::Relaxed);
                 }
                 tokio::time::sleep(Duration::from_millis(100)).await;

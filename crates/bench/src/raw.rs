@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use futures::TryStreamExt;
 use sqlx::{Arguments, Database, Encode, Executor, IntoArguments, Pool, Type};
 
-use crate::domain::event::{Payload, StepsReport};
+use coachfit::domain::event::{Payload, StepsReport};
 
 /// One events-table row, shaped like the service's own.
 pub struct RawEvent {

@@ -1,0 +1,75 @@
+//! `coachfit-bench`: the real server (`coachfit serve`, a child process on loopback) driven
+//! by real gRPC clients, each figure measured side by side with its limit in the same run
+//! (docs/DESIGN.md §7). A crate of its own, so its histograms and scratch databases stay
+//! out of the service.
+
+mod harness;
+mod load;
+mod raw;
+mod run;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+
+use run::Mode;
+
+// As in `coachfit` itself: the run's rebuild phase runs in this process.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Measure CoachFit Sync against its limits on a fresh database.
+#[derive(Debug, Parser)]
+#[command(name = "coachfit-bench")]
+struct Args {
+    /// `sqlite` for a temporary file, or a PostgreSQL server URL (a database is made on it
+    /// for the run and dropped after).
+    #[arg(long, default_value = "sqlite")]
+    database_url: String,
+    /// A smaller run, under two minutes.
+    #[arg(long, conflicts_with = "smoke")]
+    quick: bool,
+    /// A run of seconds that only checks every phase works end to end (CI).
+    #[arg(long)]
+    smoke: bool,
+    /// Put the results into this markdown file (BENCHMARKS.md) under the backend's heading.
+    #[arg(long)]
+    write: Option<PathBuf>,
+    /// The `coachfit` binary to serve with [default: the one beside this binary].
+    #[arg(long)]
+    coachfit: Option<PathBuf>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<ExitCode> {
+    coachfit::cli::without_transparent_huge_pages();
+    let args = Args::parse();
+    let coachfit = match args.coachfit {
+        Some(path) => path,
+        None => std::env::current_exe()?.with_file_name("coachfit"),
+    };
+    anyhow::ensure!(
+        coachfit.exists(),
+        "no coachfit binary at {}: build both (`cargo build --release --workspace`) or pass --coachfit",
+        coachfit.display()
+    );
+    let mode = match (args.quick, args.smoke) {
+        (_, true) => Mode::Smoke,
+        (true, _) => Mode::Quick,
+        _ => Mode::Full,
+    };
+    let report = run::run(mode, &args.database_url, &coachfit).await.context("benchmark run")?;
+    println!("{}", report.table());
+    println!("{}", report.json_line());
+    if let Some(path) = args.write {
+        run::write_markdown(&path, &report)?;
+        eprintln!("updated {}", path.display());
+    }
+    if !report.delivered_everything() {
+        eprintln!("not every subscriber got every change");
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}
