@@ -35,6 +35,9 @@ expect explain-entry.sh '"winningEventIds"' '"kind": "manual"'
 # Heartbeats come only while a stream is idle; under the demo's trickle it never is.
 expect stream-entries.sh '"update"' "\"date\": \"$DAY\""
 expect errors.sh '"code": 3' '"fieldViolations"' '"field": ?"date"'
+expect rename-client.sh '^\{\}$|^\{$'
+expect list-clients.sh '"displayName": "Ana \(marathon block\)"' '"kind": "steps"' '"lastSyncedAt"'
+expect get-sync-status.sh '"kind": "steps"' '"lastSyncedAt"'
 expect pairing-flow.sh '"deviceToken"' '"coachId"' '"accepted": 1' '"revoked": 1'
 if [ -n "$ADMIN_TOKEN" ]; then
   expect recompute-day.sh '"steps": 10000'

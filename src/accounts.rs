@@ -37,9 +37,10 @@ pub async fn rotate_coach_token<S: Store>(store: &S, coach_id: &str) -> StoreRes
 pub async fn create_client<S: Store>(
     store: &S,
     coach_id: &str,
+    display_name: Option<&str>,
     device_name: &str,
 ) -> StoreResult<Option<(String, String)>> {
     let token = new_token();
-    let user_id = store.create_client(coach_id, device_name, &hash_token(&token)).await?;
+    let user_id = store.create_client(coach_id, display_name, device_name, &hash_token(&token)).await?;
     Ok(user_id.map(|user_id| (user_id, token)))
 }

@@ -136,6 +136,7 @@ async fn run_command<S: Store>(
                 admin_token: args.admin_token,
                 rule,
                 heartbeat: Duration::from_secs(args.heartbeat_secs),
+                stale_after_days: args.stale_after_days,
                 pairing: PairingOptions {
                     code_ttl: Duration::from_secs(args.pairing_code_ttl_secs),
                     max_failures: args.pairing_max_failures,
@@ -176,8 +177,9 @@ async fn run_command<S: Store>(
             let (coach_id, coach_token) = accounts::create_coach(&store, &name).await?;
             println!("{}", json!({"coach_id": coach_id, "coach_token": coach_token}));
         }
-        Command::Admin(AdminCommand::CreateClient { coach_id, device_name }) => {
-            let Some((user_id, device_token)) = accounts::create_client(&store, &coach_id, &device_name).await? else {
+        Command::Admin(AdminCommand::CreateClient { coach_id, device_name, name }) => {
+            let created = accounts::create_client(&store, &coach_id, name.as_deref(), &device_name).await?;
+            let Some((user_id, device_token)) = created else {
                 bail!("no coach {coach_id}");
             };
             println!("{}", json!({"user_id": user_id, "device_token": device_token}));

@@ -140,6 +140,9 @@ pub struct ServeArgs {
     /// Seconds a StreamEntries stream may be idle before it gets a heartbeat.
     #[arg(long, env = "COACHFIT_HEARTBEAT_SECS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=300))]
     pub heartbeat_secs: u64,
+    /// Days without a new observation after which ListClients marks a client stale.
+    #[arg(long, env = "COACHFIT_STALE_AFTER_DAYS", default_value_t = 3)]
+    pub stale_after_days: u32,
     /// Seconds a pairing code stays valid.
     #[arg(long, env = "COACHFIT_PAIRING_CODE_TTL_SECS", default_value_t = 900, value_parser = clap::value_parser!(u64).range(60..=86_400))]
     pub pairing_code_ttl_secs: u64,
@@ -195,6 +198,9 @@ pub enum AdminCommand {
         /// A name for the client's first device.
         #[arg(long, default_value = "cli")]
         device_name: String,
+        /// The client's name, as the coach knows them.
+        #[arg(long)]
+        name: Option<String>,
     },
     /// A new token for a coach, every earlier one refused from now on; prints {"coach_token"}.
     RotateCoachToken {

@@ -14,7 +14,8 @@ use super::status::ApiError;
 use super::throttle::FailureThrottle;
 use super::AppState;
 use crate::accounts::{hash_token, new_token};
-use crate::domain::validate::{check_text, identifier, TextKind, MAX_DEVICE_NAME_CHARS};
+use crate::domain::validate::{check_text, identifier, TextKind, MAX_DEVICE_NAME_CHARS, MAX_NAME_CHARS};
+use crate::domain::{reason, Violation};
 use crate::proto::v1 as pb;
 use crate::proto::v1::pairing_service_server::PairingService;
 use crate::store::Store;
@@ -102,14 +103,24 @@ impl<S: Store> PairingService for PairingApi<S> {
         let Principal::Coach { coach_id } = principal else {
             return Err(ApiError::PermissionDenied("pairing codes are made by coaches".into()).into());
         };
-        let user_id = request.get_ref().user_id.as_deref().filter(|u| !u.is_empty());
+        let r = request.get_ref();
+        let user_id = r.user_id.as_deref().filter(|u| !u.is_empty());
         if let Some(user_id) = user_id {
             identifier("user_id", user_id).map_err(ApiError::invalid_one)?;
+        }
+        let display_name = Some(r.display_name.trim()).filter(|name| !name.is_empty());
+        if let Some(name) = display_name {
+            check_text("display_name", name, TextKind::Identifier, 1, MAX_NAME_CHARS).map_err(ApiError::invalid_one)?;
+            if user_id.is_some() {
+                let message = "names a new client only; RenameClient renames an existing one";
+                return Err(ApiError::invalid_one(Violation::new("display_name", reason::INCONSISTENT, message)).into());
+            }
         }
         let code = new_code();
         let expires_at =
             Utc::now() + chrono::Duration::from_std(self.code_ttl).unwrap_or(chrono::Duration::minutes(15));
-        let stored = self.state.store.create_pairing_code(&coach_id, user_id, &hash_token(&code), expires_at).await;
+        let store = &self.state.store;
+        let stored = store.create_pairing_code(&coach_id, user_id, display_name, &hash_token(&code), expires_at).await;
         let user_id =
             stored?.ok_or_else(|| ApiError::PermissionDenied("this user is not one of your clients".into()))?;
         Ok(Response::new(pb::CreatePairingCodeResponse {

@@ -91,7 +91,7 @@ mod tests {
         let (coach_id, coach_token) = accounts::create_coach(&store, "Coach").await.unwrap();
         let mut tokens = vec![coach_token, "not a token".to_string()];
         for _ in 0..3 {
-            tokens.push(accounts::create_client(&store, &coach_id, "phone").await.unwrap().unwrap().1);
+            tokens.push(accounts::create_client(&store, &coach_id, None, "phone").await.unwrap().unwrap().1);
         }
         // What each token's lookup alone answers.
         let mut expected = Vec::new();

@@ -101,7 +101,8 @@ async fn seed(channel: &Channel, admin_token: &str) -> anyhow::Result<(String, V
     let days = history::past_days(today, HISTORY_DAYS);
     let mut clients = Vec::new();
     for person in people() {
-        let code = coach_pairing.create_pairing_code(pb::CreatePairingCodeRequest { user_id: None }).await?;
+        let request = pb::CreatePairingCodeRequest { user_id: None, display_name: person.name.into() };
+        let code = coach_pairing.create_pairing_code(request).await?;
         let redeem = pb::RedeemPairingCodeRequest { code: code.into_inner().code, device_name: person.device.into() };
         let paired = PairingServiceClient::new(channel.clone()).redeem_pairing_code(redeem).await?.into_inner();
         send_history(channel, &paired.device_token, &person.habits, &days).await?;

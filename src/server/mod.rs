@@ -23,12 +23,14 @@ use crate::api::auth::Authenticator;
 use crate::api::entry::EntryApi;
 use crate::api::ingest::IngestApi;
 use crate::api::pairing::{PairingApi, PairingOptions};
+use crate::api::roster::RosterApi;
 use crate::api::{AppState, DeviceRate, StreamSlots};
 use crate::domain::priority::PriorityRule;
 use crate::proto::v1::admin_service_server::AdminServiceServer;
 use crate::proto::v1::entry_service_server::EntryServiceServer;
 use crate::proto::v1::ingest_service_server::IngestServiceServer;
 use crate::proto::v1::pairing_service_server::PairingServiceServer;
+use crate::proto::v1::roster_service_server::RosterServiceServer;
 use crate::proto::FILE_DESCRIPTOR_SET;
 use crate::store::Store;
 
@@ -43,6 +45,8 @@ pub struct ServerOptions {
     pub rule: PriorityRule,
     /// How long a `StreamEntries` stream may be idle before it gets a heartbeat.
     pub heartbeat: Duration,
+    /// Days without a new observation after which a client shows as stale.
+    pub stale_after_days: u32,
     pub pairing: PairingOptions,
     pub limits: Limits,
 }
@@ -53,6 +57,7 @@ impl Default for ServerOptions {
             admin_token: None,
             rule: PriorityRule::default(),
             heartbeat: Duration::from_secs(5),
+            stale_after_days: 3,
             pairing: PairingOptions::default(),
             limits: Limits::default(),
         }
@@ -163,6 +168,7 @@ pub async fn serve<S: Store>(
         .add_service(IngestServiceServer::new(IngestApi::new(state.clone())))
         .add_service(EntryServiceServer::new(EntryApi::new(state.clone())))
         .add_service(PairingServiceServer::new(PairingApi::new(state.clone(), &options.pairing)))
+        .add_service(RosterServiceServer::new(RosterApi::new(state.clone(), options.stale_after_days)))
         .add_service(AdminServiceServer::new(AdminApi::new(state)))
         .serve_with_incoming_shutdown(connections::accept(listener, close.clone()), shutdown);
     tokio::pin!(server);

@@ -16,7 +16,7 @@ use uuid::Uuid;
 
 use super::projector::{DaySpan, EventRow, KeyLookup, KeyedEvent, Revision, UserDay};
 use super::rehash::{HashUpgrade, StoredHash};
-use super::rows::{BodyRow, EntryRow, TokenRow};
+use super::rows::{BodyRow, ClientRow, DeviceRow, EntryRow, SyncRow, TokenRow};
 use super::{EntryChange, FeedFilter, StoreResult, StoredEntry};
 use crate::domain::event::StoredEvent;
 
@@ -86,6 +86,9 @@ pub trait Backend: Send + Sync + Sized + 'static {
     fn newest_seqs(conn: &mut Self::Conn, users: &[&str]) -> impl Answer<Vec<(String, i64)>>;
     /// Whether an entry of `span` took a feed position after `head`.
     fn entries_changed_after(conn: &mut Self::Conn, span: &DaySpan, head: i64) -> impl Answer<bool>;
+    /// Adds newly stored events to `sync_status`: each row's `events` to the count, its
+    /// newest observation, store time and last day where they are later.
+    fn record_sync(conn: &mut Self::Conn, rows: &[SyncRow]) -> impl Answer<()>;
 
     // Rebuild and verify.
 
@@ -138,7 +141,23 @@ pub trait Backend: Send + Sync + Sized + 'static {
         at: DateTime<Utc>,
     ) -> impl Answer<()>;
     /// Adds a client user of the coach, unless the user exists.
-    fn ensure_user(conn: &mut Self::Conn, user_id: &str, coach_id: &str, at: DateTime<Utc>) -> impl Answer<()>;
+    fn ensure_user(
+        conn: &mut Self::Conn,
+        user_id: &str,
+        coach_id: &str,
+        display_name: Option<&str>,
+        at: DateTime<Utc>,
+    ) -> impl Answer<()>;
+    /// Sets a user's display name; whether the user exists.
+    fn rename_user(conn: &mut Self::Conn, user_id: &str, display_name: &str) -> impl Answer<bool>;
+    /// The coach's clients, by user id.
+    fn clients_of(conn: &mut Self::Conn, coach_id: &str) -> impl Answer<Vec<ClientRow>>;
+    /// Every device token of the coach's clients, live or revoked.
+    fn devices_of_clients(conn: &mut Self::Conn, coach_id: &str) -> impl Answer<Vec<DeviceRow>>;
+    /// The `sync_status` rows of the coach's clients.
+    fn sync_of_clients(conn: &mut Self::Conn, coach_id: &str) -> impl Answer<Vec<SyncRow>>;
+    /// The `sync_status` rows of one author for one user.
+    fn sync_of_actor(conn: &mut Self::Conn, user_id: &str, actor: &str) -> impl Answer<Vec<SyncRow>>;
     fn insert_device_token(
         conn: &mut Self::Conn,
         token_hash: &str,
@@ -147,21 +166,23 @@ pub trait Backend: Send + Sync + Sized + 'static {
         device_name: &str,
         at: DateTime<Utc>,
     ) -> impl Answer<()>;
+    /// A code for `user_id`; `display_name` names a new client once the code is redeemed.
     fn insert_pairing_code(
         conn: &mut Self::Conn,
         code_hash: &str,
         coach_id: &str,
         user_id: &str,
+        display_name: Option<&str>,
         at: DateTime<Utc>,
         expires_at: DateTime<Utc>,
     ) -> impl Answer<()>;
     /// Marks an unexpired, unused code redeemed in one statement (so of two concurrent
-    /// redeems exactly one claims it); returns its user and coach.
+    /// redeems exactly one claims it); returns its user, coach and display name.
     fn claim_pairing_code(
         conn: &mut Self::Conn,
         code_hash: &str,
         at: DateTime<Utc>,
-    ) -> impl Answer<Option<(String, String)>>;
+    ) -> impl Answer<Option<(String, String, Option<String>)>>;
     /// Revokes the coach's live tokens; returns how many.
     fn revoke_coach_tokens(conn: &mut Self::Conn, coach_id: &str, at: DateTime<Utc>) -> impl Answer<u64>;
     /// Revokes the user's live device tokens (of one device, if given); returns how many.

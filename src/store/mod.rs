@@ -102,6 +102,37 @@ pub struct Paired {
     pub device_id: String,
 }
 
+/// A client on a coach's roster.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RosterClient {
+    pub user_id: String,
+    pub display_name: Option<String>,
+    /// When the client was added (created, or their first code redeemed).
+    pub added_at: DateTime<Utc>,
+    pub devices: Vec<Device>,
+    pub synced: Vec<Synced>,
+}
+
+/// A device paired to a client, live or revoked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Device {
+    pub device_id: String,
+    pub name: String,
+    pub paired_at: DateTime<Utc>,
+    pub revoked: bool,
+}
+
+/// What one author (`device:<id>`, `coach:<id>`, `admin`) stored of one event kind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Synced {
+    pub actor: String,
+    pub kind: String,
+    pub events: u64,
+    pub newest_observed_at: DateTime<Utc>,
+    pub last_stored_at: DateTime<Utc>,
+    pub last_day: Option<NaiveDate>,
+}
+
 /// An Entry as stored: the folded day and its feed position.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredEntry {
@@ -192,9 +223,16 @@ pub trait Store: Clone + Send + Sync + 'static {
     fn create_client(
         &self,
         coach_id: &str,
+        display_name: Option<&str>,
         device_name: &str,
         token_hash: &str,
     ) -> impl Future<Output = StoreResult<Option<String>>> + Send;
+    /// Renames a client; `false` when the user does not exist.
+    fn rename_client(&self, user_id: &str, display_name: &str) -> impl Future<Output = StoreResult<bool>> + Send;
+    /// The coach's clients with their devices and what each author stored of each kind.
+    fn roster(&self, coach_id: &str) -> impl Future<Output = StoreResult<Vec<RosterClient>>> + Send;
+    /// What one author (a device's actor, say) stored of each kind for a user.
+    fn synced_by(&self, user_id: &str, actor: &str) -> impl Future<Output = StoreResult<Vec<Synced>>> + Send;
 
     /// Stores a pairing code (by its hash) for `user_id`, which must be a client of
     /// `coach_id`, or for a new client of the coach when `user_id` is `None`: the new user's
@@ -205,6 +243,7 @@ pub trait Store: Clone + Send + Sync + 'static {
         &self,
         coach_id: &str,
         user_id: Option<&str>,
+        display_name: Option<&str>,
         code_hash: &str,
         expires_at: DateTime<Utc>,
     ) -> impl Future<Output = StoreResult<Option<String>>> + Send;

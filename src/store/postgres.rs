@@ -28,6 +28,7 @@ use super::rows::{
     event_days_after, from_micros, micros, parse_day, parse_uuid, stored_hash_from_row, user_events_from_rows, BodyRow,
     EntryRow, TokenRow, ENTRY_COLUMNS, EVENT_COLUMNS, IN_SPAN,
 };
+use super::rows::{ClientRow, DeviceRow, SyncRow};
 use super::sql_store::SqlStore;
 use super::{EntryChange, FeedFilter, StoreError, StoreOptions, StoreResult, StoredEntry};
 use crate::domain::event::StoredEvent;
@@ -536,6 +537,32 @@ impl Backend for PgBackend {
         Ok(changed > 0)
     }
 
+    async fn record_sync(conn: &mut PgConnection, rows: &[SyncRow]) -> StoreResult<()> {
+        let column = |value: fn(&SyncRow) -> &str| rows.iter().map(value).collect::<Vec<&str>>();
+        let number = |value: fn(&SyncRow) -> i64| rows.iter().map(value).collect::<Vec<i64>>();
+        let days: Vec<Option<&str>> = rows.iter().map(|row| row.last_day.as_deref()).collect();
+        sqlx::query(
+            "INSERT INTO sync_status (user_id, actor, kind, events, newest_observed_at_us, last_stored_at_us, last_day)
+             SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::bigint[], $7::text[])
+             ON CONFLICT (user_id, actor, kind) DO UPDATE SET
+                 events = sync_status.events + EXCLUDED.events,
+                 newest_observed_at_us = GREATEST(sync_status.newest_observed_at_us, EXCLUDED.newest_observed_at_us),
+                 last_stored_at_us = GREATEST(sync_status.last_stored_at_us, EXCLUDED.last_stored_at_us),
+                 last_day = GREATEST(sync_status.last_day, EXCLUDED.last_day)",
+        )
+        .bind(column(|row| &row.user_id))
+        .bind(column(|row| &row.actor))
+        .bind(column(|row| &row.kind))
+        .bind(number(|row| row.events))
+        .bind(number(|row| row.newest_observed_at_us))
+        .bind(number(|row| row.last_stored_at_us))
+        .bind(days)
+        .execute(conn)
+        .await
+        .map_err(StoreError::from_sqlx)?;
+        Ok(())
+    }
+
     async fn nth_event_day_after(
         conn: &mut PgConnection,
         after: &(String, String),
@@ -698,18 +725,82 @@ impl Backend for PgBackend {
         Ok(())
     }
 
-    async fn ensure_user(conn: &mut PgConnection, user_id: &str, coach_id: &str, at: DateTime<Utc>) -> StoreResult<()> {
+    async fn ensure_user(
+        conn: &mut PgConnection,
+        user_id: &str,
+        coach_id: &str,
+        display_name: Option<&str>,
+        at: DateTime<Utc>,
+    ) -> StoreResult<()> {
         sqlx::query(
-            "INSERT INTO users (user_id, coach_id, created_at_us) VALUES ($1, $2, $3)
+            "INSERT INTO users (user_id, coach_id, display_name, created_at_us) VALUES ($1, $2, $3, $4)
              ON CONFLICT (user_id) DO NOTHING",
         )
         .bind(user_id)
         .bind(coach_id)
+        .bind(display_name)
         .bind(micros(at))
         .execute(conn)
         .await
         .map_err(StoreError::from_sqlx)?;
         Ok(())
+    }
+
+    async fn rename_user(conn: &mut PgConnection, user_id: &str, display_name: &str) -> StoreResult<bool> {
+        let done = sqlx::query("UPDATE users SET display_name = $2 WHERE user_id = $1")
+            .bind(user_id)
+            .bind(display_name)
+            .execute(conn)
+            .await
+            .map_err(StoreError::from_sqlx)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn clients_of(conn: &mut PgConnection, coach_id: &str) -> StoreResult<Vec<ClientRow>> {
+        sqlx::query_as("SELECT user_id, display_name, created_at_us FROM users WHERE coach_id = $1 ORDER BY user_id")
+            .bind(coach_id)
+            .fetch_all(conn)
+            .await
+            .map_err(StoreError::from_sqlx)
+    }
+
+    async fn devices_of_clients(conn: &mut PgConnection, coach_id: &str) -> StoreResult<Vec<DeviceRow>> {
+        sqlx::query_as(
+            "SELECT t.subject_id AS user_id, COALESCE(t.device_id, '') AS device_id,
+                    COALESCE(t.device_name, '') AS device_name, t.created_at_us, t.revoked_at_us
+             FROM tokens t JOIN users u ON u.user_id = t.subject_id
+             WHERE t.role = 'device' AND u.coach_id = $1
+             ORDER BY t.subject_id, t.created_at_us",
+        )
+        .bind(coach_id)
+        .fetch_all(conn)
+        .await
+        .map_err(StoreError::from_sqlx)
+    }
+
+    async fn sync_of_clients(conn: &mut PgConnection, coach_id: &str) -> StoreResult<Vec<SyncRow>> {
+        sqlx::query_as(
+            "SELECT s.user_id, s.actor, s.kind, s.events, s.newest_observed_at_us, s.last_stored_at_us, s.last_day
+             FROM sync_status s JOIN users u ON u.user_id = s.user_id
+             WHERE u.coach_id = $1
+             ORDER BY s.user_id, s.actor, s.kind",
+        )
+        .bind(coach_id)
+        .fetch_all(conn)
+        .await
+        .map_err(StoreError::from_sqlx)
+    }
+
+    async fn sync_of_actor(conn: &mut PgConnection, user_id: &str, actor: &str) -> StoreResult<Vec<SyncRow>> {
+        sqlx::query_as(
+            "SELECT user_id, actor, kind, events, newest_observed_at_us, last_stored_at_us, last_day
+             FROM sync_status WHERE user_id = $1 AND actor = $2 ORDER BY kind",
+        )
+        .bind(user_id)
+        .bind(actor)
+        .fetch_all(conn)
+        .await
+        .map_err(StoreError::from_sqlx)
     }
 
     async fn insert_device_token(
@@ -740,16 +831,18 @@ impl Backend for PgBackend {
         code_hash: &str,
         coach_id: &str,
         user_id: &str,
+        display_name: Option<&str>,
         at: DateTime<Utc>,
         expires_at: DateTime<Utc>,
     ) -> StoreResult<()> {
         sqlx::query(
-            "INSERT INTO pairing_codes (code_hash, coach_id, user_id, created_at_us, expires_at_us)
-             VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO pairing_codes (code_hash, coach_id, user_id, display_name, created_at_us, expires_at_us)
+             VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(code_hash)
         .bind(coach_id)
         .bind(user_id)
+        .bind(display_name)
         .bind(micros(at))
         .bind(micros(expires_at))
         .execute(conn)
@@ -762,11 +855,11 @@ impl Backend for PgBackend {
         conn: &mut PgConnection,
         code_hash: &str,
         at: DateTime<Utc>,
-    ) -> StoreResult<Option<(String, String)>> {
+    ) -> StoreResult<Option<(String, String, Option<String>)>> {
         sqlx::query_as(
             "UPDATE pairing_codes SET redeemed_at_us = $2
              WHERE code_hash = $1 AND redeemed_at_us IS NULL AND expires_at_us > $2
-             RETURNING user_id, coach_id",
+             RETURNING user_id, coach_id, display_name",
         )
         .bind(code_hash)
         .bind(micros(at))

@@ -5,13 +5,13 @@
 //! see `group::MAX_GROUP_EVENTS` and each backend's `REBUILD_CHUNK_EVENTS`). Backends supply
 //! the statements (`Backend`).
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use chrono::{DateTime, NaiveDate, Utc};
 use uuid::Uuid;
 
 use super::backend::Backend;
-use super::rows::BodyRow;
+use super::rows::{micros, BodyRow, SyncRow};
 use super::{StoreError, StoreResult, StoredEntry};
 use crate::domain::event::{KeyReuse, NewEvent, Payload, StoredEvent};
 use crate::domain::fold::{fold, Day};
@@ -239,6 +239,7 @@ async fn append_unless_full<B: Backend>(
         touched.iter().copied().filter(|day| days_with_events.contains(day)).collect()
     };
     let seqs: HashMap<Uuid, i64> = B::insert_events(tx, now, &rows).await?.into_iter().collect();
+    B::record_sync(tx, &sync_deltas(&rows, now)).await?;
     for row in &rows {
         let seq = *seqs.get(&row.event_id).ok_or_else(|| StoreError::Corrupt("an insert returned no seq".into()))?;
         events.push((row.user_id.to_string(), row.stored(seq, now)));
@@ -246,6 +247,29 @@ async fn append_unless_full<B: Backend>(
     let changed = refold_from::<B>(tx, &touched, &with_entries, events, rule, now).await?;
 
     Ok(Ok((outcomes, changed)))
+}
+
+/// What `rows` add to `sync_status`: per user, author and kind, how many events, the newest
+/// observation, the store time and the last day.
+fn sync_deltas(rows: &[EventRow<'_>], now: DateTime<Utc>) -> Vec<SyncRow> {
+    let mut deltas: BTreeMap<(&str, &str, &str), SyncRow> = BTreeMap::new();
+    for row in rows {
+        let (kind, observed_at) = (row.event.kind().as_str(), micros(row.event.observed_at));
+        let day = row.day.map(|day| day.to_string());
+        let delta = deltas.entry((row.user_id, row.actor, kind)).or_insert_with(|| SyncRow {
+            user_id: row.user_id.to_string(),
+            actor: row.actor.to_string(),
+            kind: kind.to_string(),
+            events: 0,
+            newest_observed_at_us: observed_at,
+            last_stored_at_us: micros(now),
+            last_day: None,
+        });
+        delta.events += 1;
+        delta.newest_observed_at_us = delta.newest_observed_at_us.max(observed_at);
+        delta.last_day = delta.last_day.take().max(day);
+    }
+    deltas.into_values().collect()
 }
 
 /// The rows (by index) that would take their day past `limit` events, given the days'

@@ -239,3 +239,58 @@ where
     query.push(order);
     query
 }
+
+impl SyncRow {
+    pub(crate) fn into_synced(self) -> StoreResult<super::Synced> {
+        Ok(super::Synced {
+            events: u64::try_from(self.events).map_err(|_| StoreError::Corrupt(format!("count {}", self.events)))?,
+            newest_observed_at: from_micros(self.newest_observed_at_us)?,
+            last_stored_at: from_micros(self.last_stored_at_us)?,
+            last_day: self.last_day.as_deref().map(parse_day).transpose()?,
+            actor: self.actor,
+            kind: self.kind,
+        })
+    }
+}
+
+impl DeviceRow {
+    pub(crate) fn into_device(self) -> StoreResult<super::Device> {
+        Ok(super::Device {
+            paired_at: from_micros(self.created_at_us)?,
+            revoked: self.revoked_at_us.is_some(),
+            device_id: self.device_id,
+            name: self.device_name,
+        })
+    }
+}
+
+/// A client of a coach, as the roster lists them.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct ClientRow {
+    pub user_id: String,
+    pub display_name: Option<String>,
+    pub created_at_us: i64,
+}
+
+/// A device token of a client (live or revoked).
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct DeviceRow {
+    pub user_id: String,
+    pub device_id: String,
+    pub device_name: String,
+    pub created_at_us: i64,
+    pub revoked_at_us: Option<i64>,
+}
+
+/// What one author has stored of one kind for a user (`sync_status`).
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct SyncRow {
+    pub user_id: String,
+    /// `device:<id>`, `coach:<id>` or `admin`.
+    pub actor: String,
+    pub kind: String,
+    pub events: i64,
+    pub newest_observed_at_us: i64,
+    pub last_stored_at_us: i64,
+    pub last_day: Option<String>,
+}

@@ -9,10 +9,11 @@ use tokio::sync::broadcast;
 use super::backend::Backend;
 use super::group::{GroupCommit, GroupWriter};
 use super::projector::{self, Append, AppendOutcome};
-use super::rows::{EntryRow, TokenRow};
+use super::rows::from_micros;
+use super::rows::{EntryRow, SyncRow, TokenRow};
 use super::{
-    new_id, now, rebuild, rehash, EntryChange, FeedFilter, FeedPage, Mismatch, Paired, RebuildStats, Store,
-    StoreOptions, StoreResult, StoredEntry, TokenOwner,
+    new_id, now, rebuild, rehash, EntryChange, FeedFilter, FeedPage, Mismatch, Paired, RebuildStats, RosterClient,
+    Store, StoreOptions, StoreResult, StoredEntry, Synced, TokenOwner,
 };
 use crate::domain::event::{NewEvent, StoredEvent};
 use crate::domain::priority::PriorityRule;
@@ -111,22 +112,70 @@ impl<B: Backend> Store for SqlStore<B> {
         Ok(Some(revoked as u32))
     }
 
-    async fn create_client(&self, coach_id: &str, device_name: &str, token_hash: &str) -> StoreResult<Option<String>> {
+    async fn create_client(
+        &self,
+        coach_id: &str,
+        display_name: Option<&str>,
+        device_name: &str,
+        token_hash: &str,
+    ) -> StoreResult<Option<String>> {
         let (user_id, now) = (new_id(), now());
         let mut write = self.backend.write(&[]).await?;
         if !B::coach_exists(&mut write, coach_id).await? {
             return Ok(None);
         }
-        B::ensure_user(&mut write, &user_id, coach_id, now).await?;
+        B::ensure_user(&mut write, &user_id, coach_id, display_name, now).await?;
         B::insert_device_token(&mut write, token_hash, &user_id, &new_id(), device_name, now).await?;
         B::commit(write).await?;
         Ok(Some(user_id))
+    }
+
+    async fn rename_client(&self, user_id: &str, display_name: &str) -> StoreResult<bool> {
+        let mut write = self.backend.write(&[]).await?;
+        let renamed = B::rename_user(&mut write, user_id, display_name).await?;
+        B::commit(write).await?;
+        Ok(renamed)
+    }
+
+    async fn roster(&self, coach_id: &str) -> StoreResult<Vec<RosterClient>> {
+        let mut conn = self.backend.reader().await?;
+        let mut clients = Vec::new();
+        for row in B::clients_of(&mut conn, coach_id).await? {
+            let added_at = from_micros(row.created_at_us)?;
+            let client = RosterClient {
+                user_id: row.user_id,
+                display_name: row.display_name,
+                added_at,
+                devices: vec![],
+                synced: vec![],
+            };
+            clients.push(client);
+        }
+        let index: std::collections::HashMap<String, usize> =
+            clients.iter().enumerate().map(|(i, client)| (client.user_id.clone(), i)).collect();
+        for device in B::devices_of_clients(&mut conn, coach_id).await? {
+            if let Some(&i) = index.get(&device.user_id) {
+                clients[i].devices.push(device.into_device()?);
+            }
+        }
+        for synced in B::sync_of_clients(&mut conn, coach_id).await? {
+            if let Some(&i) = index.get(&synced.user_id) {
+                clients[i].synced.push(synced.into_synced()?);
+            }
+        }
+        Ok(clients)
+    }
+
+    async fn synced_by(&self, user_id: &str, actor: &str) -> StoreResult<Vec<Synced>> {
+        let rows = B::sync_of_actor(&mut *self.backend.reader().await?, user_id, actor).await?;
+        rows.into_iter().map(SyncRow::into_synced).collect()
     }
 
     async fn create_pairing_code(
         &self,
         coach_id: &str,
         user_id: Option<&str>,
+        display_name: Option<&str>,
         code_hash: &str,
         expires_at: DateTime<Utc>,
     ) -> StoreResult<Option<String>> {
@@ -146,7 +195,7 @@ impl<B: Backend> Store for SqlStore<B> {
                 new_id()
             }
         };
-        B::insert_pairing_code(&mut write, code_hash, coach_id, &user_id, now, expires_at).await?;
+        B::insert_pairing_code(&mut write, code_hash, coach_id, &user_id, display_name, now, expires_at).await?;
         B::commit(write).await?;
         Ok(Some(user_id))
     }
@@ -159,10 +208,10 @@ impl<B: Backend> Store for SqlStore<B> {
     ) -> StoreResult<Option<Paired>> {
         let now = now();
         let mut write = self.backend.write(&[]).await?;
-        let Some((user_id, coach_id)) = B::claim_pairing_code(&mut write, code_hash, now).await? else {
+        let Some((user_id, coach_id, display_name)) = B::claim_pairing_code(&mut write, code_hash, now).await? else {
             return Ok(None);
         };
-        B::ensure_user(&mut write, &user_id, &coach_id, now).await?;
+        B::ensure_user(&mut write, &user_id, &coach_id, display_name.as_deref(), now).await?;
         let device_id = new_id();
         B::insert_device_token(&mut write, token_hash, &user_id, &device_id, device_name, now).await?;
         B::commit(write).await?;

@@ -13,6 +13,7 @@ use coachfit::proto::v1::admin_service_client::AdminServiceClient;
 use coachfit::proto::v1::entry_service_client::EntryServiceClient;
 use coachfit::proto::v1::ingest_service_client::IngestServiceClient;
 use coachfit::proto::v1::pairing_service_client::PairingServiceClient;
+use coachfit::proto::v1::roster_service_client::RosterServiceClient;
 pub use coachfit::server::Limits;
 use coachfit::server::{self, ServerOptions};
 use coachfit::store::StoreOptions;
@@ -257,6 +258,10 @@ impl TestServer {
 
     pub fn admin(&self, token: &str) -> AdminServiceClient<InterceptedService<Channel, Bearer>> {
         AdminServiceClient::new(self.authed(token))
+    }
+
+    pub fn roster(&self, token: &str) -> RosterServiceClient<InterceptedService<Channel, Bearer>> {
+        RosterServiceClient::new(self.authed(token))
     }
 
     /// The client's entry on `date`.

@@ -116,8 +116,8 @@ impl AnyStore {
 
     pub async fn create_client(&self, coach_id: &str) -> (String, String) {
         match self {
-            AnyStore::Sqlite(s) => accounts::create_client(s, coach_id, "phone").await.unwrap(),
-            AnyStore::Postgres(s) => accounts::create_client(s, coach_id, "phone").await.unwrap(),
+            AnyStore::Sqlite(s) => accounts::create_client(s, coach_id, None, "phone").await.unwrap(),
+            AnyStore::Postgres(s) => accounts::create_client(s, coach_id, None, "phone").await.unwrap(),
         }
         .expect("the coach exists")
     }

@@ -226,7 +226,7 @@ async fn control_characters_in_identifiers_are_refused_alike_by_both_backends(ba
     let recompute = pb::RecomputeDayRequest { user_id: nul.clone(), date: "2026-03-02".into() };
     let rebuild = pb::RebuildProjectionsRequest { user_id: Some(nul.clone()) };
     let coach = pb::CreateCoachRequest { name: "Coach\0Carla".into() };
-    let code = pb::CreatePairingCodeRequest { user_id: Some(nul.clone()) };
+    let code = pb::CreatePairingCodeRequest { user_id: Some(nul.clone()), ..Default::default() };
     let redeem = pb::RedeemPairingCodeRequest { code: "ABCDEFGH".into(), device_name: "Ana\0s iPhone".into() };
     let revoke = pb::RevokeDeviceRequest { user_id: server.client.id.clone(), device_id: Some("d\0".into()) };
     let refusals = [

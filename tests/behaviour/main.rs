@@ -18,6 +18,7 @@ mod limits;
 mod matrix;
 mod pairing;
 mod reflection;
+mod roster;
 mod scale_out;
 mod stream;
 mod upgrade;

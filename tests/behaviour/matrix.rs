@@ -132,9 +132,11 @@ async fn call(server: &TestServer, world: &World, rpc: &str, token: &str) -> Cod
             let request = pb::StreamEntriesRequest { user_ids: vec![user_id], after_position: Some(0) };
             code(entries.stream_entries(request).await)
         }
-        "CreatePairingCode" => {
-            code(pairing.create_pairing_code(pb::CreatePairingCodeRequest { user_id: Some(user_id) }).await)
-        }
+        "CreatePairingCode" => code(
+            pairing
+                .create_pairing_code(pb::CreatePairingCodeRequest { user_id: Some(user_id), ..Default::default() })
+                .await,
+        ),
         "RedeemPairingCode" => {
             let request = pb::RedeemPairingCodeRequest { code: "WRONG234".into(), device_name: "phone".into() };
             code(pairing.redeem_pairing_code(request).await)
@@ -149,6 +151,14 @@ async fn call(server: &TestServer, world: &World, rpc: &str, token: &str) -> Cod
             code(admin.rotate_coach_token(pb::RotateCoachTokenRequest { coach_id: world.coach.id.clone() }).await)
         }
         "RevokeCoach" => code(admin.revoke_coach(pb::RevokeCoachRequest { coach_id: world.coach.id.clone() }).await),
+        "ListClients" => {
+            code(server.roster(token).list_clients(pb::ListClientsRequest { coach_id: world.coach.id.clone() }).await)
+        }
+        "RenameClient" => {
+            let request = pb::RenameClientRequest { user_id, display_name: "Renamed".into() };
+            code(server.roster(token).rename_client(request).await)
+        }
+        "GetSyncStatus" => code(server.roster(token).get_sync_status(pb::GetSyncStatusRequest {}).await),
         other => panic!("no call for {other}"),
     }
 }
@@ -157,7 +167,7 @@ async fn every_rpc_answers_every_caller_as_the_matrix_says(backend: Backend) {
     use Code::{NotFound as NF, Ok as OK, PermissionDenied as PD, Unauthenticated as UA};
     // Columns: no token, bad token, revoked token, device of the user, device of another user,
     // the user's coach, another coach, admin. (README, "Who may call what".)
-    let matrix: [(&str, [Code; 8]); 17] = [
+    let matrix: [(&str, [Code; 8]); 20] = [
         ("IngestSteps", [UA, UA, UA, OK, OK, PD, PD, PD]),
         ("IngestSleep", [UA, UA, UA, OK, OK, PD, PD, PD]),
         ("IngestWorkouts", [UA, UA, UA, OK, OK, PD, PD, PD]),
@@ -176,6 +186,10 @@ async fn every_rpc_answers_every_caller_as_the_matrix_says(backend: Backend) {
         // About the user's coach: the coach themselves may rotate their own token.
         ("RotateCoachToken", [UA, UA, UA, PD, PD, OK, PD, OK]),
         ("RevokeCoach", [UA, UA, UA, PD, PD, PD, PD, OK]),
+        // The roster of the user's coach; a device asks about itself.
+        ("ListClients", [UA, UA, UA, PD, PD, OK, PD, OK]),
+        ("RenameClient", [UA, UA, UA, PD, PD, OK, PD, OK]),
+        ("GetSyncStatus", [UA, UA, UA, OK, OK, PD, PD, PD]),
     ];
     let server = TestServer::start(backend).await;
     let mut wrong = Vec::new();

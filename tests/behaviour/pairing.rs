@@ -32,7 +32,7 @@ pub async fn create_code(
     coach_token: &str,
     user_id: Option<String>,
 ) -> pb::CreatePairingCodeResponse {
-    let request = pb::CreatePairingCodeRequest { user_id };
+    let request = pb::CreatePairingCodeRequest { user_id, ..Default::default() };
     server.pairing(coach_token).create_pairing_code(request).await.expect("CreatePairingCode").into_inner()
 }
 
@@ -85,7 +85,7 @@ async fn a_code_for_an_existing_client_pairs_another_device(backend: Backend) {
     assert_ne!(paired.device_token, server.client.token);
 
     let rival = server.new_coach("Coach Rival").await;
-    let request = pb::CreatePairingCodeRequest { user_id: Some(server.client.id.clone()) };
+    let request = pb::CreatePairingCodeRequest { user_id: Some(server.client.id.clone()), ..Default::default() };
     let status = server.pairing(&rival.token).create_pairing_code(request).await.unwrap_err();
     assert_eq!(status.code(), Code::PermissionDenied);
 }
@@ -277,7 +277,7 @@ async fn a_code_for_a_new_client_creates_the_user_only_when_redeemed(backend: Ba
     let mut coach = server.entries(&server.coach.token);
     let before = coach.record_manual_entry(write.clone()).await.unwrap_err();
     assert_eq!(before.code(), Code::PermissionDenied, "no such client yet");
-    let code_for_it = pb::CreatePairingCodeRequest { user_id: Some(created.user_id.clone()) };
+    let code_for_it = pb::CreatePairingCodeRequest { user_id: Some(created.user_id.clone()), ..Default::default() };
     let refused = server.pairing(&server.coach.token).create_pairing_code(code_for_it).await.unwrap_err();
     assert_eq!(refused.code(), Code::PermissionDenied);
 

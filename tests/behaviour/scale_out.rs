@@ -167,7 +167,7 @@ async fn concurrent_appends_to_one_day_from_two_instances_lose_no_event() {
         PostgresStore::open(&database.url, &settings).await.unwrap(),
     );
     let (coach_id, _) = coachfit::accounts::create_coach(&a, "Coach").await.unwrap();
-    let (user_id, _) = coachfit::accounts::create_client(&a, &coach_id, "phone").await.unwrap().unwrap();
+    let (user_id, _) = coachfit::accounts::create_client(&a, &coach_id, None, "phone").await.unwrap().unwrap();
     let day = chrono::NaiveDate::from_ymd_opt(2026, 3, 1).unwrap();
 
     let mut writers = Vec::new();

@@ -139,6 +139,14 @@ async fn reports_stored_before_the_upgrade_are_still_duplicates_and_days_keep_th
     assert_eq!(reason("sleep"), "healthkit sleep session ranks highest");
     assert_eq!(reason("weight_kg"), "latest healthkit measurement, measured 2026-03-02T12:00:00+00:00");
 
+    // The roster's counts were filled in from the stored events (migration 0004); the
+    // resends above were duplicates and count nothing.
+    let synced = server.roster(&token).get_sync_status(pb::GetSyncStatusRequest {}).await.unwrap().into_inner();
+    let counts: Vec<(String, u64)> = synced.kinds.iter().map(|k| (k.kind.clone(), k.events)).collect();
+    let expected =
+        [("body_metric", 1), ("manual", 1), ("sleep", 1), ("steps", 2), ("workout", 1), ("workout_deleted", 1)];
+    assert_eq!(counts, expected.map(|(kind, n)| (kind.to_string(), n)));
+
     // New reports are still new.
     let new = ingest.ingest_steps(steps_request(vec![steps("2026-03-04", 7_000, 20)])).await.unwrap().into_inner();
     assert_eq!(statuses(&new), [pb::ItemStatus::Accepted]);

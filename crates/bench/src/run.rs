@@ -158,7 +158,7 @@ impl Raw {
 async fn mint_clients<S: Store>(store: &S, coach_id: &str, count: usize) -> anyhow::Result<Vec<(String, String)>> {
     let mut clients = Vec::with_capacity(count);
     for _ in 0..count {
-        clients.push(accounts::create_client(store, coach_id, "bench").await?.expect("the coach exists"));
+        clients.push(accounts::create_client(store, coach_id, None, "bench").await?.expect("the coach exists"));
     }
     Ok(clients)
 }
