@@ -124,6 +124,10 @@ async fn run_command<S: Store>(
     rule: PriorityRule,
     database: &str,
 ) -> anyhow::Result<ExitCode> {
+    if command.priority_rule().is_some() {
+        // Before anything reads or folds a day: days an earlier fold stored are re-folded.
+        store.upgrade_fold(&rule).await.context("re-folding the days an earlier release stored")?;
+    }
     match command {
         Command::Demo { listen, .. } => demo::run(store, listen, rule, database).await?,
         Command::Serve(args) => {

@@ -102,6 +102,7 @@ fn sleep_record(s: &SleepRecord) -> pb::SleepRecord {
         observed_at: Some(timestamp(s.observed_at)),
         source_devices: r.source_devices.clone(),
         event_id: s.event_id.to_string(),
+        sessions: s.sessions,
     }
 }
 
@@ -170,6 +171,9 @@ pub fn reason_text(reason: &Reason) -> String {
             format!("latest {} measurement, measured {}", source.as_str(), measured_at.to_rfc3339())
         }
         Reason::LatestManualEntry { actor, seq } => format!("latest manual entry by {actor} (event #{seq})"),
+        Reason::SleepSessionsSummed { source, sessions } => {
+            format!("{sessions} {} sleep sessions of the day summed", source.as_str())
+        }
         Reason::HighestRankedSleepSession { source } => format!("{} sleep session ranks highest", source.as_str()),
         Reason::LatestWorkoutRevisions => {
             "latest revision of each workout not deleted; sessions two sources reported count once".to_string()

@@ -14,6 +14,11 @@ use super::field::{Field, FieldValue};
 use super::priority::PriorityRule;
 use super::Source;
 
+/// The fold's version, recorded with the stored days once every day is folded by it
+/// (`Store::upgrade_fold`). A change that gives any stored day a different result takes a
+/// new version. 2: a day's sleep sessions are summed (1 took the latest report).
+pub const VERSION: &str = "2";
+
 /// The read model of one user-day. Stored as JSON without its absent top-level fields
 /// (half the bytes of a typical day, written and logged for every change).
 #[serde_with::skip_serializing_none]
@@ -40,13 +45,25 @@ pub struct Day {
     pub provenance: Vec<Provenance>,
 }
 
-/// The sleep summary that counts for the day.
+/// The sleep that counts for the day: of one source, its sessions summed (a night and its
+/// naps), in the main (longest) session's window, with that session's report's id and time.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SleepRecord {
     pub source: Source,
     pub event_id: Uuid,
     pub observed_at: DateTime<Utc>,
     pub report: SleepReport,
+    /// Sessions summed; a day of one session stores none (so it reads as it always has).
+    #[serde(default = "one_session", skip_serializing_if = "is_one_session")]
+    pub sessions: u32,
+}
+
+fn one_session() -> u32 {
+    1
+}
+
+fn is_one_session(sessions: &u32) -> bool {
+    *sessions == 1
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -113,12 +130,13 @@ pub fn fold(day: NaiveDate, events: &[StoredEvent], rule: &PriorityRule) -> Day 
             let reason = Reason::LatestStepTotal { source, observed_at: event.observed_at };
             offer(candidate(event, FieldValue::Steps(steps.total_steps), reason));
         }
-        if let Some((event, sleep)) = latest(events, source, |p| match p {
-            Payload::Sleep(s) => Some(s),
-            _ => None,
-        }) {
-            let reason = Reason::LatestSleepSummary { source, observed_at: event.observed_at };
-            offer(candidate(event, FieldValue::SleepMinutes(sleep.total_sleep_minutes), reason));
+        if let Some(sleep) = sleep_of(events, source) {
+            let reason = match sleep.sessions {
+                1 => Reason::LatestSleepSummary { source, observed_at: sleep.observed_at },
+                sessions => Reason::SleepSessionsSummed { source, sessions },
+            };
+            let minutes = FieldValue::SleepMinutes(sleep.report.total_sleep_minutes);
+            offer(Candidate { source, value: minutes, event_id: sleep.event_id, reason });
         }
         for metric in Metric::ALL {
             if let Some((event, (value, measured_at))) = latest_metric(events, source, metric) {
@@ -242,23 +260,62 @@ fn manual_candidates(events: &[StoredEvent], source: Source) -> Vec<Candidate> {
         .collect()
 }
 
-/// The SleepRecord comes from the highest-priority source with a sleep session.
-fn fold_sleep_record(day: &mut Day, events: &[StoredEvent], rule: &PriorityRule) {
-    let offers: Vec<SleepRecord> = Source::ALL
-        .into_iter()
-        .filter_map(|source| {
-            latest(events, source, |p| match p {
-                Payload::Sleep(s) => Some(s),
-                _ => None,
-            })
-        })
-        .map(|(event, report)| SleepRecord {
-            source: event.source,
-            event_id: event.event_id,
-            observed_at: event.observed_at,
-            report: report.clone(),
+/// One source's sleep on the day. Its reports whose windows overlap are reports of one
+/// session, the latest standing for it (a revision may move the start by minutes); reports
+/// that do not overlap are sessions of their own (a night and a nap), and are summed.
+fn sleep_of(events: &[StoredEvent], source: Source) -> Option<SleepRecord> {
+    let mut reports: Vec<(&StoredEvent, &SleepReport)> = events
+        .iter()
+        .filter(|e| e.source == source)
+        .filter_map(|e| match &e.payload {
+            Payload::Sleep(s) => Some((e, s)),
+            _ => None,
         })
         .collect();
+    reports.sort_by_key(|(e, _)| std::cmp::Reverse(e.recency()));
+    let mut sessions: Vec<(&StoredEvent, &SleepReport)> = Vec::new();
+    for (event, report) in reports {
+        let overlaps = |(_, s): &(&StoredEvent, &SleepReport)| {
+            s.sleep_start < report.sleep_end && report.sleep_start < s.sleep_end
+        };
+        if !sessions.iter().any(overlaps) {
+            sessions.push((event, report));
+        }
+    }
+    let &(main_event, main) =
+        sessions.iter().max_by_key(|(e, s)| (s.sleep_end - s.sleep_start, s.sleep_start, e.recency()))?;
+    let total =
+        |minutes: fn(&SleepReport) -> u32| sessions.iter().fold(0u32, |sum, (_, s)| sum.saturating_add(minutes(s)));
+    // A stage counts when some session reports it.
+    let stage = |minutes: fn(&SleepReport) -> Option<u32>| {
+        sessions
+            .iter()
+            .filter_map(|(_, s)| minutes(s))
+            .fold(None, |sum: Option<u32>, m| Some(sum.unwrap_or(0).saturating_add(m)))
+    };
+    let report = SleepReport {
+        total_sleep_minutes: total(|s| s.total_sleep_minutes),
+        in_bed_minutes: stage(|s| s.in_bed_minutes),
+        awake_minutes: stage(|s| s.awake_minutes),
+        core_minutes: stage(|s| s.core_minutes),
+        deep_minutes: stage(|s| s.deep_minutes),
+        rem_minutes: stage(|s| s.rem_minutes),
+        sleep_start: main.sleep_start,
+        sleep_end: main.sleep_end,
+        source_devices: main.source_devices.clone(),
+    };
+    Some(SleepRecord {
+        source,
+        event_id: main_event.event_id,
+        observed_at: main_event.observed_at,
+        report,
+        sessions: sessions.len() as u32,
+    })
+}
+
+/// The SleepRecord comes from the highest-priority source with a sleep session.
+fn fold_sleep_record(day: &mut Day, events: &[StoredEvent], rule: &PriorityRule) {
+    let offers: Vec<SleepRecord> = Source::ALL.into_iter().filter_map(|source| sleep_of(events, source)).collect();
     if offers.is_empty() {
         return;
     }

@@ -13,6 +13,8 @@ pub enum Reason {
     LatestStepTotal { source: Source, observed_at: DateTime<Utc> },
     /// The latest sleep summary of the winning source.
     LatestSleepSummary { source: Source, observed_at: DateTime<Utc> },
+    /// The winning source's sessions of the day (a night and naps), each its latest report, summed.
+    SleepSessionsSummed { source: Source, sessions: u32 },
     /// The latest measurement of the winning source.
     LatestMeasurement { source: Source, measured_at: DateTime<Utc> },
     /// The newest manual entry that set the field.

@@ -76,6 +76,23 @@ fn deletion(seq: i64, id: &str, observed_hour: i64) -> StoredEvent {
     event(seq, Source::Healthkit, observed_hour, payload)
 }
 
+/// A sleep session of `source` from `start_hour` for `hours`, all of it asleep, in stages.
+fn sleep(seq: i64, source: Source, start_hour: i64, hours: i64, observed_hour: i64) -> StoredEvent {
+    let minutes = (hours * 60) as u32;
+    let report = SleepReport {
+        total_sleep_minutes: minutes,
+        in_bed_minutes: Some(minutes),
+        awake_minutes: None,
+        core_minutes: Some(minutes / 2),
+        deep_minutes: Some(minutes / 4),
+        rem_minutes: Some(minutes / 4),
+        sleep_start: at(start_hour),
+        sleep_end: at(start_hour + hours),
+        source_devices: vec![format!("device {seq}")],
+    };
+    event(seq, source, observed_hour, Payload::Sleep(report))
+}
+
 fn provenance(d: &Day, field: Field) -> &Provenance {
     d.provenance.iter().find(|p| p.field == field).expect("field has provenance")
 }
@@ -217,6 +234,40 @@ fn a_deletion_at_the_same_instant_as_the_revision_removes_it() {
     assert_eq!(fold(day(), &[deletion(1, "w1", 9), w], &rule()).workouts.count, 0, "whatever the order of arrival");
 }
 
+#[test]
+fn a_nap_adds_to_the_night_and_a_revised_night_replaces_it() {
+    let night = sleep(1, Source::Healthkit, -2, 8, 7);
+    let nap = sleep(2, Source::Healthkit, 14, 1, 15);
+    let d = fold(day(), &[night.clone(), nap.clone()], &rule());
+    let record = d.sleep.as_ref().unwrap();
+    assert_eq!((record.sessions, record.report.total_sleep_minutes, d.sleep_minutes), (2, 540, Some(540)));
+    assert_eq!((record.report.sleep_start, record.report.sleep_end), (at(-2), at(6)), "the night's window");
+    assert_eq!((record.event_id, record.report.deep_minutes), (night.event_id, Some(120 + 15)));
+    let reason = &provenance(&d, Field::SleepMinutes).reason;
+    assert_eq!(*reason, Reason::SleepSessionsSummed { source: Source::Healthkit, sessions: 2 });
+
+    // The watch refines the night later (it overlaps the first report): it replaces it.
+    let revised = sleep(3, Source::Healthkit, -1, 6, 9);
+    for events in [[night.clone(), nap.clone(), revised.clone()], [revised.clone(), nap.clone(), night.clone()]] {
+        let d = fold(day(), &events, &rule());
+        let record = d.sleep.unwrap();
+        assert_eq!((record.sessions, record.report.total_sleep_minutes), (2, 360 + 60));
+        assert_eq!(record.event_id, revised.event_id);
+    }
+}
+
+#[test]
+fn a_day_of_one_sleep_session_is_stored_as_it_always_was() {
+    let d = fold(day(), &[sleep(1, Source::Healthkit, -2, 8, 7)], &rule());
+    let stored = serde_json::to_string(&d).unwrap();
+    assert!(!stored.contains("sessions"), "{stored}");
+    assert_eq!(serde_json::from_str::<Day>(&stored).unwrap().sleep.unwrap().sessions, 1);
+    assert_eq!(
+        provenance(&d, Field::SleepMinutes).reason,
+        Reason::LatestSleepSummary { source: Source::Healthkit, observed_at: at(7) }
+    );
+}
+
 /// Every field's reason names its winner's inputs.
 #[test]
 fn reasons_record_what_decided_each_field() {
@@ -292,7 +343,7 @@ fn a_stored_day_leaves_out_absent_values_and_a_day_stored_with_nulls_still_reads
 // --- properties -------------------------------------------------------------------------
 
 fn any_event() -> impl Strategy<Value = (Source, i64, u8, u32)> {
-    (prop_oneof![Just(Source::Healthkit), Just(Source::Manual), Just(Source::Strava)], 0i64..24, 0u8..6, 0u32..20_000)
+    (prop_oneof![Just(Source::Healthkit), Just(Source::Manual), Just(Source::Strava)], 0i64..24, 0u8..7, 0u32..20_000)
 }
 
 /// Builds a varied day of events from small numbers; seqs are unique.
@@ -309,6 +360,7 @@ fn build(specs: &[(Source, i64, u8, u32)]) -> Vec<StoredEvent> {
                 (2, _) => manual(seq, vec![], vec![Field::Steps]),
                 (3, _) => weight(seq, *hour, 50.0 + f64::from(n % 50)),
                 (4, Source::Manual) => deletion(seq, &id, *hour),
+                (6, source) => sleep(seq, *source, *hour % 20, 1 + i64::from(n % 4), *hour + i64::from(n % 3)),
                 (_, source) => workout(seq, *source, &id, "running", *hour % 20, 30 + i64::from(n % 60), *hour),
             }
         })

@@ -24,6 +24,25 @@ use crate::domain::event::StoredEvent;
 pub trait Answer<T>: Future<Output = StoreResult<T>> + Send {}
 impl<T, F: Future<Output = StoreResult<T>> + Send> Answer<T> for F {}
 
+/// What a one-time upgrade of stored data brings to a new version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Upgrade {
+    /// Every event's content hash (`domain::canonical`).
+    ContentHashes,
+    /// Every stored day's fold (`domain::fold::VERSION`).
+    Fold,
+}
+
+impl Upgrade {
+    /// The table recording the versions reached.
+    pub fn table(self) -> &'static str {
+        match self {
+            Upgrade::ContentHashes => "content_hash_versions",
+            Upgrade::Fold => "fold_versions",
+        }
+    }
+}
+
 pub trait Backend: Send + Sync + Sized + 'static {
     /// A connection: every statement runs on one.
     type Conn: Send;
@@ -118,9 +137,9 @@ pub trait Backend: Send + Sync + Sized + 'static {
 
     // Content-hash upgrades (`rehash`).
 
-    /// Whether the events were re-hashed to content-hash form `version`.
-    fn hashes_upgraded(conn: &mut Self::Conn, version: &str) -> impl Answer<bool>;
-    fn mark_hashes_upgraded(conn: &mut Self::Conn, version: &str, at: DateTime<Utc>) -> impl Answer<()>;
+    /// Whether the stored data was brought to `version` of what `upgrade` changes.
+    fn upgraded(conn: &mut Self::Conn, upgrade: Upgrade, version: &str) -> impl Answer<bool>;
+    fn mark_upgraded(conn: &mut Self::Conn, upgrade: Upgrade, version: &str, at: DateTime<Utc>) -> impl Answer<()>;
     /// Up to `limit` events after `after` (a user and a `seq`) along the table's key.
     fn events_after(conn: &mut Self::Conn, after: &(String, i64), limit: i64) -> impl Answer<Vec<StoredHash>>;
     /// Sets each upgrade's key and hash, unless another event of its user and kind has them.

@@ -313,6 +313,9 @@ pub trait Store: Clone + Send + Sync + 'static {
     ) -> impl Future<Output = StoreResult<RebuildStats>> + Send;
     /// Days whose stored read model differs from the fold of their events.
     fn verify(&self, rule: &PriorityRule) -> impl Future<Output = StoreResult<Vec<Mismatch>>> + Send;
+    /// Re-folds every day under `rule`, once, when the stored days were folded by an earlier
+    /// version of the fold (`domain::fold::VERSION`); what it did, if it had to.
+    fn upgrade_fold(&self, rule: &PriorityRule) -> impl Future<Output = StoreResult<Option<RebuildStats>>> + Send;
 }
 
 /// How many changes the live feed buffers for a slow reader before it reads from the store.

@@ -21,7 +21,7 @@ use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
-use super::backend::Backend;
+use super::backend::{Backend, Upgrade};
 use super::projector::{DaySpan, EventRow, KeyLookup, KeyedEvent, Revision, UserDay};
 use super::rehash::{HashUpgrade, StoredHash};
 use super::rows::{
@@ -610,26 +610,24 @@ impl Backend for PgBackend {
             .map_err(StoreError::from_sqlx)
     }
 
-    async fn hashes_upgraded(conn: &mut PgConnection, version: &str) -> StoreResult<bool> {
+    async fn upgraded(conn: &mut PgConnection, upgrade: Upgrade, version: &str) -> StoreResult<bool> {
+        let sql = format!("SELECT completed_at_us FROM {} WHERE version = $1", upgrade.table());
         let done: Option<i64> =
-            sqlx::query_scalar("SELECT completed_at_us FROM content_hash_versions WHERE version = $1")
-                .bind(version)
-                .fetch_optional(conn)
-                .await
-                .map_err(StoreError::from_sqlx)?;
+            sqlx::query_scalar(&sql).bind(version).fetch_optional(conn).await.map_err(StoreError::from_sqlx)?;
         Ok(done.is_some())
     }
 
-    async fn mark_hashes_upgraded(conn: &mut PgConnection, version: &str, at: DateTime<Utc>) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO content_hash_versions (version, completed_at_us) VALUES ($1, $2)
-             ON CONFLICT (version) DO NOTHING",
-        )
-        .bind(version)
-        .bind(micros(at))
-        .execute(conn)
-        .await
-        .map_err(StoreError::from_sqlx)?;
+    async fn mark_upgraded(
+        conn: &mut PgConnection,
+        upgrade: Upgrade,
+        version: &str,
+        at: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        let sql = format!(
+            "INSERT INTO {} (version, completed_at_us) VALUES ($1, $2) ON CONFLICT (version) DO NOTHING",
+            upgrade.table()
+        );
+        sqlx::query(&sql).bind(version).bind(micros(at)).execute(conn).await.map_err(StoreError::from_sqlx)?;
         Ok(())
     }
 

@@ -5,7 +5,7 @@
 
 use std::collections::HashSet;
 
-use super::backend::Backend;
+use super::backend::{Backend, Upgrade};
 use super::{now, StoreResult};
 use crate::domain::canonical;
 use crate::domain::event::StoredEvent;
@@ -61,7 +61,7 @@ pub(crate) fn upgrades(rows: &[StoredHash]) -> Vec<HashUpgrade> {
 /// Re-hashes the events stored before the current content-hash form, once, a chunk per
 /// transaction along the table's key.
 pub(crate) async fn upgrade_content_hashes<B: Backend>(backend: &B) -> StoreResult<()> {
-    if B::hashes_upgraded(&mut *backend.reader().await?, canonical::VERSION).await? {
+    if B::upgraded(&mut *backend.reader().await?, Upgrade::ContentHashes, canonical::VERSION).await? {
         return Ok(());
     }
     let (mut after, mut upgraded) = ((String::new(), -1_i64), 0_usize);
@@ -81,7 +81,7 @@ pub(crate) async fn upgrade_content_hashes<B: Backend>(backend: &B) -> StoreResu
         B::commit(write).await?;
     }
     let mut write = backend.write(&[]).await?;
-    B::mark_hashes_upgraded(&mut write, canonical::VERSION, now()).await?;
+    B::mark_upgraded(&mut write, Upgrade::ContentHashes, canonical::VERSION, now()).await?;
     B::commit(write).await?;
     tracing::info!(upgraded, version = canonical::VERSION, "stored events re-hashed");
     Ok(())

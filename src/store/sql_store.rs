@@ -6,7 +6,7 @@ use std::sync::Arc;
 use chrono::{DateTime, NaiveDate, Utc};
 use tokio::sync::broadcast;
 
-use super::backend::Backend;
+use super::backend::{Backend, Upgrade};
 use super::group::{GroupCommit, GroupWriter};
 use super::projector::{self, Append, AppendOutcome};
 use super::rows::from_micros;
@@ -289,5 +289,19 @@ impl<B: Backend> Store for SqlStore<B> {
 
     async fn verify(&self, rule: &PriorityRule) -> StoreResult<Vec<Mismatch>> {
         rebuild::verify(self.backend.as_ref(), rule).await
+    }
+
+    async fn upgrade_fold(&self, rule: &PriorityRule) -> StoreResult<Option<RebuildStats>> {
+        use crate::domain::fold::VERSION;
+        if B::upgraded(&mut *self.backend.reader().await?, Upgrade::Fold, VERSION).await? {
+            return Ok(None);
+        }
+        tracing::info!(version = VERSION, "stored days were folded by an earlier fold; re-folding every day");
+        let stats = rebuild::rebuild(&self.backend, None, rule).await?;
+        let mut write = self.backend.write(&[]).await?;
+        B::mark_upgraded(&mut write, Upgrade::Fold, VERSION, now()).await?;
+        B::commit(write).await?;
+        tracing::info!(days = stats.days_rebuilt, events = stats.events_replayed, "every day re-folded");
+        Ok(Some(stats))
     }
 }

@@ -9,7 +9,53 @@ use coachfit::proto::v1 as pb;
 use crate::common::*;
 use crate::each_backend;
 
-each_backend!(verify_reports_a_tampered_day_and_rebuild_repairs_it, admin_commands_print_json_accounts,);
+each_backend!(
+    verify_reports_a_tampered_day_and_rebuild_repairs_it,
+    admin_commands_print_json_accounts,
+    days_an_earlier_fold_stored_are_refolded_once,
+);
+
+/// A sleep session of `minutes` asleep, from `start` (hours after the start of 2026-03-01).
+fn session(start: i64, minutes: u32) -> pb::SleepSession {
+    let start = utc("2026-03-01", 0) + chrono::Duration::hours(start);
+    let end = start + chrono::Duration::minutes(i64::from(minutes));
+    pb::SleepSession {
+        date: "2026-03-01".into(),
+        total_sleep_minutes: minutes,
+        sleep_start: ts(start),
+        sleep_end: ts(end),
+        observed_at: ts(end + chrono::Duration::minutes(5)),
+        ..Default::default()
+    }
+}
+
+/// A database whose days an earlier fold stored (its fold version unrecorded, a day as that
+/// fold left it: a night and a nap showed the nap alone) is re-folded by the first command
+/// that folds, once.
+async fn days_an_earlier_fold_stored_are_refolded_once(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let sessions = vec![session(-2, 480), session(14, 60)];
+    let request = pb::IngestSleepRequest { sessions, time_zone: "UTC".into() };
+    server.ingest(&server.client.token).ingest_sleep(request).await.unwrap();
+    let entry = server.entry("2026-03-01").await;
+    assert_eq!(entry.sleep_minutes, Some(540), "a night and a nap");
+    let record = entry.sleep.unwrap();
+    assert_eq!((record.sessions, record.sleep_start), (2, ts(utc("2026-03-01", -2))), "the night is the main session");
+
+    server
+        .execute_sql("UPDATE entries SET body = replace(body, '\"sleep_minutes\":540', '\"sleep_minutes\":60')")
+        .await;
+    server.execute_sql("DELETE FROM fold_versions").await;
+    let verify = coachfit(&server.db_url, &["verify"]);
+    assert!(verify.status.success(), "{}", String::from_utf8_lossy(&verify.stderr));
+    assert_eq!(server.entry("2026-03-01").await.sleep_minutes, Some(540));
+
+    // Once: with the version recorded, a tampered day is reported, not quietly re-folded.
+    server
+        .execute_sql("UPDATE entries SET body = replace(body, '\"sleep_minutes\":540', '\"sleep_minutes\":61')")
+        .await;
+    assert!(!coachfit(&server.db_url, &["verify"]).status.success());
+}
 
 async fn verify_reports_a_tampered_day_and_rebuild_repairs_it(backend: Backend) {
     let server = TestServer::start(backend).await;
