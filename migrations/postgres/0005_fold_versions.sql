@@ -7,4 +7,4 @@ CREATE TABLE fold_versions (
     completed_at_us BIGINT NOT NULL
 );
 INSERT INTO fold_versions (version, completed_at_us)
-SELECT '2', 0 WHERE NOT EXISTS (SELECT 1 FROM events);
+SELECT '3', 0 WHERE NOT EXISTS (SELECT 1 FROM events);

@@ -16,8 +16,9 @@ use super::Source;
 
 /// The fold's version, recorded with the stored days once every day is folded by it
 /// (`Store::upgrade_fold`). A change that gives any stored day a different result takes a
-/// new version. 2: a day's sleep sessions are summed (1 took the latest report).
-pub const VERSION: &str = "2";
+/// new version. 2: a day's sleep sessions are summed (1 took the latest report). 3:
+/// `data_sources` lists the sources with data, not every source with an event.
+pub const VERSION: &str = "3";
 
 /// The read model of one user-day. Stored as JSON without its absent top-level fields
 /// (half the bytes of a typical day, written and logged for every change).
@@ -146,16 +147,10 @@ pub fn fold(day: NaiveDate, events: &[StoredEvent], rule: &PriorityRule) -> Day 
         }
     }
 
-    let mut out = Day {
-        data_sources: events
-            .iter()
-            .filter(|e| e.day == Some(day))
-            .map(|e| e.source)
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect(),
-        ..Day::default()
-    };
+    let mut out = Day::default();
+    // The sources with data on the day: a value offered for a field (shown or overridden),
+    // or a workout. A source whose every value was withdrawn has none.
+    let mut with_data: BTreeSet<Source> = candidates.values().flatten().map(|c| c.source).collect();
     for (field, offers) in candidates {
         let (winner, overridden) = pick(rule, field, &offers, |a, b| a.value == b.value);
         winner.value.apply(&mut out);
@@ -168,7 +163,8 @@ pub fn fold(day: NaiveDate, events: &[StoredEvent], rule: &PriorityRule) -> Day 
         });
     }
     fold_sleep_record(&mut out, events, rule);
-    fold_workouts(&mut out, day, events, rule);
+    with_data.extend(fold_workouts(&mut out, day, events, rule));
+    out.data_sources = with_data.into_iter().collect();
     // By name: the order stored bodies have always had.
     out.provenance.sort_by_key(|p| p.field.as_str());
     out
@@ -333,7 +329,8 @@ fn fold_sleep_record(day: &mut Day, events: &[StoredEvent], rule: &PriorityRule)
 /// Per workout the latest revision, unless a later-or-equal deletion removed it; the ones
 /// whose latest revision starts on `day` count, and a session two sources both reported
 /// (same type, overlapping at least half of the shorter) counts once, from the better source.
-fn fold_workouts(day: &mut Day, date: NaiveDate, events: &[StoredEvent], rule: &PriorityRule) {
+/// Returns the sources of the day's workouts (counted or not).
+fn fold_workouts(day: &mut Day, date: NaiveDate, events: &[StoredEvent], rule: &PriorityRule) -> BTreeSet<Source> {
     let mut latest_revision: BTreeMap<&str, (&StoredEvent, &WorkoutReport)> = BTreeMap::new();
     let mut latest_deletion: BTreeMap<&str, &StoredEvent> = BTreeMap::new();
     for event in events {
@@ -360,6 +357,7 @@ fn fold_workouts(day: &mut Day, date: NaiveDate, events: &[StoredEvent], rule: &
             latest_deletion.get(w.workout_id.as_str()).is_none_or(|deletion| deletion.observed_at < event.observed_at)
         })
         .collect();
+    let sources = live.iter().map(|(event, _)| event.source).collect();
     live.sort_by(|(a, wa), (b, wb)| {
         (rule.rank(Field::Workouts, a.source), wa.start_time, &wa.workout_id).cmp(&(
             rule.rank(Field::Workouts, b.source),
@@ -380,7 +378,7 @@ fn fold_workouts(day: &mut Day, date: NaiveDate, events: &[StoredEvent], rule: &
     }
     kept.sort_by(|(_, a), (_, b)| (a.start_time, &a.workout_id).cmp(&(b.start_time, &b.workout_id)));
     let Some(best) = kept.iter().map(|(e, _)| e.source).min_by_key(|s| rule.rank(Field::Workouts, *s)) else {
-        return;
+        return sources;
     };
     day.provenance.push(Provenance {
         field: Field::Workouts,
@@ -401,6 +399,7 @@ fn fold_workouts(day: &mut Day, date: NaiveDate, events: &[StoredEvent], rule: &
             report: workout.clone(),
         });
     }
+    sources
 }
 
 /// Same type, and overlapping for at least half of the shorter session.

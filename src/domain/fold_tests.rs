@@ -131,6 +131,7 @@ fn manual_steps_beat_healthkit_and_clearing_them_brings_healthkit_back() {
     let d = fold(day(), &[healthkit_steps(1, 9, 8_432), set, later_sync, cleared], &rule());
     assert_eq!(d.steps, Some(9_000));
     assert_eq!(provenance(&d, Field::Steps).source, Source::Healthkit);
+    assert_eq!(d.data_sources, vec![Source::Healthkit], "manual withdrew its only value");
 }
 
 fn manual_at(seq: i64, source: Source, recorded_hour: i64, set: Vec<FieldValue>, clear: Vec<Field>) -> StoredEvent {

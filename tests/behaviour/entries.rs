@@ -43,6 +43,7 @@ async fn a_coach_correction_beats_healthkit_until_it_is_cleared(backend: Backend
     let entry = coach.record_manual_entry(clear).await.unwrap().into_inner().entry.unwrap();
     assert_eq!(entry.steps, Some(9_100));
     assert_eq!(provenance(&entry, "steps"), (pb::Source::Healthkit, false));
+    assert_eq!(entry.data_sources, vec![i32::from(pb::Source::Healthkit)], "the coach's only value was withdrawn");
 }
 
 /// The phone's offline queue delivers at 12:00 a check-in its owner made at 08:00, after the
