@@ -117,6 +117,8 @@ struct Candidate {
 pub fn fold(day: NaiveDate, events: &[StoredEvent], rule: &PriorityRule) -> Day {
     let mut candidates: BTreeMap<Field, Vec<Candidate>> = BTreeMap::new();
     let mut offer = |candidate: Candidate| candidates.entry(candidate.value.field()).or_default().push(candidate);
+    // Each source's sleep, once: it offers `sleep_minutes` and competes for the SleepRecord.
+    let sleeps: Vec<SleepRecord> = Source::ALL.into_iter().filter_map(|source| sleep_of(events, source)).collect();
 
     for source in [Source::Coach, Source::Manual] {
         for candidate in manual_candidates(events, source) {
@@ -131,7 +133,7 @@ pub fn fold(day: NaiveDate, events: &[StoredEvent], rule: &PriorityRule) -> Day 
             let reason = Reason::LatestStepTotal { source, observed_at: event.observed_at };
             offer(candidate(event, FieldValue::Steps(steps.total_steps), reason));
         }
-        if let Some(sleep) = sleep_of(events, source) {
+        if let Some(sleep) = sleeps.iter().find(|sleep| sleep.source == source) {
             let reason = match sleep.sessions {
                 1 => Reason::LatestSleepSummary { source, observed_at: sleep.observed_at },
                 sessions => Reason::SleepSessionsSummed { source, sessions },
@@ -162,7 +164,7 @@ pub fn fold(day: NaiveDate, events: &[StoredEvent], rule: &PriorityRule) -> Day 
             reason: winner.reason.clone(),
         });
     }
-    fold_sleep_record(&mut out, events, rule);
+    fold_sleep_record(&mut out, sleeps, rule);
     with_data.extend(fold_workouts(&mut out, day, events, rule));
     out.data_sources = with_data.into_iter().collect();
     // By name: the order stored bodies have always had.
@@ -310,8 +312,7 @@ fn sleep_of(events: &[StoredEvent], source: Source) -> Option<SleepRecord> {
 }
 
 /// The SleepRecord comes from the highest-priority source with a sleep session.
-fn fold_sleep_record(day: &mut Day, events: &[StoredEvent], rule: &PriorityRule) {
-    let offers: Vec<SleepRecord> = Source::ALL.into_iter().filter_map(|source| sleep_of(events, source)).collect();
+fn fold_sleep_record(day: &mut Day, offers: Vec<SleepRecord>, rule: &PriorityRule) {
     if offers.is_empty() {
         return;
     }
