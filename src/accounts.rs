@@ -25,10 +25,16 @@ pub async fn create_coach<S: Store>(store: &S, name: &str) -> StoreResult<(Strin
     Ok((coach_id, token))
 }
 
-/// A new token for `coach_id`, every earlier one revoked; `None` when the coach does not exist.
-pub async fn rotate_coach_token<S: Store>(store: &S, coach_id: &str) -> StoreResult<Option<String>> {
+/// A new token for `coach_id`, every earlier one revoked; `None` when the coach does not
+/// exist, or when `presented` (the calling coach's own token) is no longer live.
+pub async fn rotate_coach_token<S: Store>(
+    store: &S,
+    coach_id: &str,
+    presented: Option<&str>,
+) -> StoreResult<Option<String>> {
     let token = new_token();
-    let rotated = store.rotate_coach_token(coach_id, &hash_token(&token)).await?;
+    let presented = presented.map(hash_token);
+    let rotated = store.rotate_coach_token(coach_id, &hash_token(&token), presented.as_deref()).await?;
     Ok(rotated.then_some(token))
 }
 

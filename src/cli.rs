@@ -16,6 +16,7 @@ use crate::api::pairing::PairingOptions;
 use crate::config::{AdminCommand, Cli, Command, LogFormat};
 use crate::demo;
 use crate::domain::priority::PriorityRule;
+use crate::domain::validate::{check_text, TextKind, MAX_NAME_CHARS};
 use crate::server::{self, Limits, ServerOptions};
 use crate::store::postgres::{PgSettings, PostgresStore};
 use crate::store::sqlite::SqliteStore;
@@ -124,10 +125,14 @@ async fn run_command<S: Store>(
     rule: PriorityRule,
     database: &str,
 ) -> anyhow::Result<ExitCode> {
-    if command.priority_rule().is_some() {
-        // Before anything reads or folds a day: days an earlier fold stored are re-folded.
-        store.upgrade_fold(&rule).await.context("re-folding the days an earlier release stored")?;
-    }
+    // Days an earlier release's fold stored are re-folded, once, by the commands that fold
+    // with the operator's rule, before anything else; `verify` only reads, and says so.
+    let refolded = match &command {
+        Command::Serve(_) | Command::Demo { .. } | Command::Rebuild { user_id: None, .. } => {
+            store.upgrade_fold(&rule).await.context("re-folding the days an earlier release stored")?
+        }
+        _ => None,
+    };
     match command {
         Command::Demo { listen, .. } => demo::run(store, listen, rule, database).await?,
         Command::Serve(args) => {
@@ -163,10 +168,20 @@ async fn run_command<S: Store>(
         }
         Command::Migrate => eprintln!("migrations applied"),
         Command::Rebuild { user_id, .. } => {
-            let stats = store.rebuild(user_id.as_deref(), &rule).await?;
+            let stats = match refolded {
+                Some(stats) => stats,
+                None => store.rebuild(user_id.as_deref(), &rule).await?,
+            };
             println!("{}", json!({"days_rebuilt": stats.days_rebuilt, "events_replayed": stats.events_replayed}));
         }
         Command::Verify { .. } => {
+            if !store.fold_is_current().await? {
+                eprintln!(
+                    "the stored days were folded by an earlier release: start `coachfit serve` (with its \
+                     priority file) or run `coachfit rebuild` to re-fold them, then verify"
+                );
+                return Ok(ExitCode::FAILURE);
+            }
             let mismatches = store.verify(&rule).await?;
             for m in &mismatches {
                 println!("{} {} differs from the fold of its events", m.user_id, m.day);
@@ -182,14 +197,19 @@ async fn run_command<S: Store>(
             println!("{}", json!({"coach_id": coach_id, "coach_token": coach_token}));
         }
         Command::Admin(AdminCommand::CreateClient { coach_id, device_name, name }) => {
-            let created = accounts::create_client(&store, &coach_id, name.as_deref(), &device_name).await?;
+            let name = name.as_deref().map(str::trim);
+            if let Some(name) = name {
+                check_text("--name", name, TextKind::Identifier, 1, MAX_NAME_CHARS)
+                    .map_err(|v| anyhow::anyhow!(v.description))?;
+            }
+            let created = accounts::create_client(&store, &coach_id, name, &device_name).await?;
             let Some((user_id, device_token)) = created else {
                 bail!("no coach {coach_id}");
             };
             println!("{}", json!({"user_id": user_id, "device_token": device_token}));
         }
         Command::Admin(AdminCommand::RotateCoachToken { coach_id }) => {
-            let Some(coach_token) = accounts::rotate_coach_token(&store, &coach_id).await? else {
+            let Some(coach_token) = accounts::rotate_coach_token(&store, &coach_id, None).await? else {
                 bail!("no coach {coach_id}");
             };
             println!("{}", json!({"coach_token": coach_token}));

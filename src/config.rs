@@ -145,7 +145,7 @@ pub struct ServeArgs {
     #[arg(long, env = "COACHFIT_HEARTBEAT_SECS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=300))]
     pub heartbeat_secs: u64,
     /// Days without a new observation after which ListClients marks a client stale.
-    #[arg(long, env = "COACHFIT_STALE_AFTER_DAYS", default_value_t = 3)]
+    #[arg(long, env = "COACHFIT_STALE_AFTER_DAYS", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=3650))]
     pub stale_after_days: u32,
     /// Seconds a pairing code stays valid.
     #[arg(long, env = "COACHFIT_PAIRING_CODE_TTL_SECS", default_value_t = 900, value_parser = clap::value_parser!(u64).range(60..=86_400))]

@@ -2,7 +2,7 @@
 
 use tonic::{Request, Response, Status};
 
-use super::auth::Principal;
+use super::auth::{bearer_token, Principal};
 use super::convert;
 use super::status::{ApiError, ApiResult};
 use super::AppState;
@@ -77,19 +77,25 @@ impl<S: Store> AdminService for AdminApi<S> {
     ) -> Result<Response<pb::RotateCoachTokenResponse>, Status> {
         let principal = self.state.auth.principal(&request, "RotateCoachToken").await?;
         let requested = request.get_ref().coach_id.as_str();
-        let coach_id = match &principal {
-            Principal::Coach { coach_id } if requested.is_empty() || requested == coach_id => coach_id.clone(),
+        // A coach's own rotation holds only while the token it presents is still live.
+        let (coach_id, presented) = match &principal {
+            Principal::Coach { coach_id } if requested.is_empty() || requested == coach_id => {
+                (coach_id.clone(), bearer_token(&request))
+            }
             Principal::Admin => {
                 identifier("coach_id", requested).map_err(ApiError::invalid_one)?;
-                requested.to_string()
+                (requested.to_string(), None)
             }
             _ => {
                 let message = "only the coach themselves or an admin may rotate a coach's token";
                 return Err(ApiError::PermissionDenied(message.into()).into());
             }
         };
-        let token = crate::accounts::rotate_coach_token(&self.state.store, &coach_id).await?;
-        let coach_token = token.ok_or_else(|| ApiError::NotFound("no such coach".into()))?;
+        let token = crate::accounts::rotate_coach_token(&self.state.store, &coach_id, presented).await?;
+        let coach_token = token.ok_or_else(|| match presented {
+            Some(_) => ApiError::Unauthenticated,
+            None => ApiError::NotFound("no such coach".into()),
+        })?;
         Ok(Response::new(pb::RotateCoachTokenResponse { coach_token }))
     }
 

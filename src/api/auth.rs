@@ -28,6 +28,17 @@ impl Principal {
     }
 }
 
+/// The bearer token a request presents, if any.
+pub fn bearer_token<T>(request: &Request<T>) -> Option<&str> {
+    request
+        .metadata()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+}
+
 /// Resolves bearer tokens against the store and the configured admin token.
 #[derive(Clone)]
 pub struct Authenticator<S> {
@@ -46,14 +57,7 @@ impl<S: Store> Authenticator<S> {
     /// The caller of `request`. Failures are logged with the peer and the RPC, never the token.
     pub async fn principal<T>(&self, request: &Request<T>, rpc: &str) -> ApiResult<Principal> {
         let peer = request.remote_addr().map(|a| a.ip().to_string()).unwrap_or_default();
-        let token = request
-            .metadata()
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-            .map(str::trim)
-            .filter(|t| !t.is_empty());
-        let Some(token) = token else {
+        let Some(token) = bearer_token(request) else {
             tracing::info!(rpc, %peer, "rejected call without a bearer token");
             return Err(ApiError::Unauthenticated);
         };

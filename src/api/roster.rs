@@ -105,7 +105,9 @@ fn client_status(client: &RosterClient, now: DateTime<Utc>, stale_after: Duratio
             }
         })
         .collect();
-    let newest = client.synced.iter().map(|s| s.newest_observed_at).max();
+    // Only what the client's devices sent says whether the client is tracking; a coach's
+    // correction does not.
+    let newest = client.synced.iter().filter(|s| s.actor.starts_with("device:")).map(|s| s.newest_observed_at).max();
     let last_day = client.synced.iter().filter_map(|s| s.last_day).max();
     pb::ClientStatus {
         user_id: client.user_id.clone(),
@@ -118,7 +120,7 @@ fn client_status(client: &RosterClient, now: DateTime<Utc>, stale_after: Duratio
     }
 }
 
-/// A client is stale when nothing they have sent was observed within `stale_after` of
+/// A client is stale when nothing their devices sent was observed within `stale_after` of
 /// `now`; a client who has sent nothing, once they were added longer ago than that.
 fn is_stale(
     newest_observation: Option<DateTime<Utc>>,

@@ -137,7 +137,8 @@ pub trait Backend: Send + Sync + Sized + 'static {
 
     // Content-hash upgrades (`rehash`).
 
-    /// Whether the stored data was brought to `version` of what `upgrade` changes.
+    /// Whether `version` is the one the stored data was last brought to (a release rolled
+    /// back and forward again upgrades again).
     fn upgraded(conn: &mut Self::Conn, upgrade: Upgrade, version: &str) -> impl Answer<bool>;
     fn mark_upgraded(conn: &mut Self::Conn, upgrade: Upgrade, version: &str, at: DateTime<Utc>) -> impl Answer<()>;
     /// Up to `limit` events after `after` (a user and a `seq`) along the table's key.
@@ -202,6 +203,8 @@ pub trait Backend: Send + Sync + Sized + 'static {
         code_hash: &str,
         at: DateTime<Utc>,
     ) -> impl Answer<Option<(String, String, Option<String>)>>;
+    /// Expires the coach's codes not yet redeemed.
+    fn expire_pairing_codes_of(conn: &mut Self::Conn, coach_id: &str, at: DateTime<Utc>) -> impl Answer<()>;
     /// Revokes the coach's live tokens; returns how many.
     fn revoke_coach_tokens(conn: &mut Self::Conn, coach_id: &str, at: DateTime<Utc>) -> impl Answer<u64>;
     /// Revokes the user's live device tokens (of one device, if given); returns how many.

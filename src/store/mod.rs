@@ -214,10 +214,19 @@ pub trait Store: Clone + Send + Sync + 'static {
     /// The coach of a client user; `None` when the user does not exist.
     fn coach_of(&self, user_id: &str) -> impl Future<Output = StoreResult<Option<String>>> + Send;
     fn create_coach(&self, name: &str, token_hash: &str) -> impl Future<Output = StoreResult<String>> + Send;
-    /// Revokes every live token of the coach and stores a new one, in one transaction;
-    /// `false` when the coach does not exist.
-    fn rotate_coach_token(&self, coach_id: &str, token_hash: &str) -> impl Future<Output = StoreResult<bool>> + Send;
-    /// Revokes every live token of the coach; how many, or `None` when the coach does not exist.
+    /// Revokes every live token of the coach and stores a new one, in one transaction that
+    /// holds the coach's write lock; `false` when the coach does not exist, or when
+    /// `presented` (the caller's own token) is no longer live by then (revoked or rotated
+    /// meanwhile: a stolen token cannot outlive its revocation by racing it).
+    fn rotate_coach_token(
+        &self,
+        coach_id: &str,
+        token_hash: &str,
+        presented: Option<&str>,
+    ) -> impl Future<Output = StoreResult<bool>> + Send;
+    /// Revokes every live token of the coach and expires the coach's unredeemed pairing
+    /// codes, under the coach's write lock; how many tokens, or `None` when the coach does
+    /// not exist.
     fn revoke_coach(&self, coach_id: &str) -> impl Future<Output = StoreResult<Option<u32>>> + Send;
     /// Creates a client user of a coach with one device token; `None` when the coach is unknown.
     fn create_client(
@@ -313,6 +322,8 @@ pub trait Store: Clone + Send + Sync + 'static {
     ) -> impl Future<Output = StoreResult<RebuildStats>> + Send;
     /// Days whose stored read model differs from the fold of their events.
     fn verify(&self, rule: &PriorityRule) -> impl Future<Output = StoreResult<Vec<Mismatch>>> + Send;
+    /// Whether the stored days were last re-folded by this release's fold.
+    fn fold_is_current(&self) -> impl Future<Output = StoreResult<bool>> + Send;
     /// Re-folds every day under `rule`, once, when the stored days were folded by an earlier
     /// version of the fold (`domain::fold::VERSION`); what it did, if it had to.
     fn upgrade_fold(&self, rule: &PriorityRule) -> impl Future<Output = StoreResult<Option<RebuildStats>>> + Send;

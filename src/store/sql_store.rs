@@ -63,6 +63,12 @@ impl<B: Backend> GroupWriter for Appender<B> {
     }
 }
 
+/// The write lock that serializes changes to a coach's tokens (in the same lock space as
+/// users' ids, which never start with `coach:`).
+fn coach_lock(coach_id: &str) -> String {
+    format!("coach:{coach_id}")
+}
+
 fn entries(rows: Vec<EntryRow>) -> StoreResult<Vec<StoredEntry>> {
     rows.into_iter().map(EntryRow::into_entry).collect()
 }
@@ -90,11 +96,16 @@ impl<B: Backend> Store for SqlStore<B> {
         Ok(coach_id)
     }
 
-    async fn rotate_coach_token(&self, coach_id: &str, token_hash: &str) -> StoreResult<bool> {
+    async fn rotate_coach_token(&self, coach_id: &str, token_hash: &str, presented: Option<&str>) -> StoreResult<bool> {
         let now = now();
-        let mut write = self.backend.write(&[]).await?;
+        let mut write = self.backend.write(&[&coach_lock(coach_id)]).await?;
         if !B::coach_exists(&mut write, coach_id).await? {
             return Ok(false);
+        }
+        if let Some(presented) = presented {
+            if B::live_tokens(&mut write, &[presented]).await?.is_empty() {
+                return Ok(false);
+            }
         }
         B::revoke_coach_tokens(&mut write, coach_id, now).await?;
         B::insert_coach_token(&mut write, token_hash, coach_id, now).await?;
@@ -103,11 +114,13 @@ impl<B: Backend> Store for SqlStore<B> {
     }
 
     async fn revoke_coach(&self, coach_id: &str) -> StoreResult<Option<u32>> {
-        let mut write = self.backend.write(&[]).await?;
+        let now = now();
+        let mut write = self.backend.write(&[&coach_lock(coach_id)]).await?;
         if !B::coach_exists(&mut write, coach_id).await? {
             return Ok(None);
         }
-        let revoked = B::revoke_coach_tokens(&mut write, coach_id, now()).await?;
+        let revoked = B::revoke_coach_tokens(&mut write, coach_id, now).await?;
+        B::expire_pairing_codes_of(&mut write, coach_id, now).await?;
         B::commit(write).await?;
         Ok(Some(revoked as u32))
     }
@@ -291,9 +304,13 @@ impl<B: Backend> Store for SqlStore<B> {
         rebuild::verify(self.backend.as_ref(), rule).await
     }
 
+    async fn fold_is_current(&self) -> StoreResult<bool> {
+        B::upgraded(&mut *self.backend.reader().await?, Upgrade::Fold, crate::domain::fold::VERSION).await
+    }
+
     async fn upgrade_fold(&self, rule: &PriorityRule) -> StoreResult<Option<RebuildStats>> {
         use crate::domain::fold::VERSION;
-        if B::upgraded(&mut *self.backend.reader().await?, Upgrade::Fold, VERSION).await? {
+        if self.fold_is_current().await? {
             return Ok(None);
         }
         tracing::info!(version = VERSION, "stored days were folded by an earlier fold; re-folding every day");

@@ -501,10 +501,11 @@ impl Backend for SqliteBackend {
     }
 
     async fn upgraded(conn: &mut SqliteConnection, upgrade: Upgrade, version: &str) -> StoreResult<bool> {
-        let sql = format!("SELECT completed_at_us FROM {} WHERE version = $1", upgrade.table());
-        let done: Option<i64> =
-            sqlx::query_scalar(&sql).bind(version).fetch_optional(conn).await.map_err(StoreError::from_sqlx)?;
-        Ok(done.is_some())
+        let sql =
+            format!("SELECT version FROM {} ORDER BY completed_at_us DESC, version DESC LIMIT 1", upgrade.table());
+        let last: Option<String> =
+            sqlx::query_scalar(&sql).fetch_optional(conn).await.map_err(StoreError::from_sqlx)?;
+        Ok(last.as_deref() == Some(version))
     }
 
     async fn mark_upgraded(
@@ -514,7 +515,8 @@ impl Backend for SqliteBackend {
         at: DateTime<Utc>,
     ) -> StoreResult<()> {
         let sql = format!(
-            "INSERT INTO {} (version, completed_at_us) VALUES ($1, $2) ON CONFLICT (version) DO NOTHING",
+            "INSERT INTO {} (version, completed_at_us) VALUES ($1, $2)
+             ON CONFLICT (version) DO UPDATE SET completed_at_us = excluded.completed_at_us",
             upgrade.table()
         );
         sqlx::query(&sql).bind(version).bind(micros(at)).execute(conn).await.map_err(StoreError::from_sqlx)?;
@@ -755,6 +757,23 @@ impl Backend for SqliteBackend {
         .fetch_optional(conn)
         .await
         .map_err(StoreError::from_sqlx)
+    }
+
+    async fn expire_pairing_codes_of(
+        conn: &mut SqliteConnection,
+        coach_id: &str,
+        at: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE pairing_codes SET expires_at_us = $2
+             WHERE coach_id = $1 AND redeemed_at_us IS NULL AND expires_at_us > $2",
+        )
+        .bind(coach_id)
+        .bind(micros(at))
+        .execute(conn)
+        .await
+        .map_err(StoreError::from_sqlx)?;
+        Ok(())
     }
 
     async fn revoke_coach_tokens(conn: &mut SqliteConnection, coach_id: &str, at: DateTime<Utc>) -> StoreResult<u64> {

@@ -30,8 +30,8 @@ fn session(start: i64, minutes: u32) -> pb::SleepSession {
 }
 
 /// A database whose days an earlier fold stored (its fold version unrecorded, a day as that
-/// fold left it: a night and a nap showed the nap alone) is re-folded by the first command
-/// that folds, once.
+/// fold left it: a night and a nap showed the nap alone): `verify` says so and changes
+/// nothing; the next `serve` re-folds every day, once.
 async fn days_an_earlier_fold_stored_are_refolded_once(backend: Backend) {
     let server = TestServer::start(backend).await;
     let sessions = vec![session(-2, 480), session(14, 60)];
@@ -47,8 +47,14 @@ async fn days_an_earlier_fold_stored_are_refolded_once(backend: Backend) {
         .await;
     server.execute_sql("DELETE FROM fold_versions").await;
     let verify = coachfit(&server.db_url, &["verify"]);
+    assert!(!verify.status.success());
+    assert!(String::from_utf8_lossy(&verify.stderr).contains("folded by an earlier release"));
+    assert_eq!(server.entry("2026-03-01").await.sleep_minutes, Some(60), "verify only reads");
+
+    drop(serve_child(&server.db_url, "127.0.0.1:0"));
+    assert_eq!(server.entry("2026-03-01").await.sleep_minutes, Some(540), "serve re-folded the day");
+    let verify = coachfit(&server.db_url, &["verify"]);
     assert!(verify.status.success(), "{}", String::from_utf8_lossy(&verify.stderr));
-    assert_eq!(server.entry("2026-03-01").await.sleep_minutes, Some(540));
 
     // Once: with the version recorded, a tampered day is reported, not quietly re-folded.
     server

@@ -244,9 +244,12 @@ async fn a_rotated_or_revoked_coach_token_is_refused_at_once_on_every_instance(b
         assert_eq!(status.code(), Code::NotFound, "the new token reads the client's (empty) day");
     }
 
+    let open_code = create_code(&server, &new, None).await.code;
     let revoke = pb::RevokeCoachRequest { coach_id: server.coach.id.clone() };
     let mut admin = server.admin(&server.admin_token);
     assert_eq!(admin.revoke_coach(revoke.clone()).await.unwrap().into_inner().tokens_revoked, 1);
+    let status = redeem(&server, &open_code).await.unwrap_err();
+    assert_eq!(status.code(), Code::NotFound, "a revoked coach's open codes are expired");
     for instance in [&server, &other_instance] {
         let status = instance.entries(&new).get_entry(read()).await.unwrap_err();
         assert_eq!(status.code(), Code::Unauthenticated);

@@ -64,6 +64,10 @@ async fn a_coach_sees_each_client_their_devices_and_whether_they_sync(backend: B
     // A code never redeemed puts nobody on the roster.
     pairing.create_pairing_code(pb::CreatePairingCodeRequest::default()).await.unwrap();
 
+    // A coach's correction is not the client tracking: Ben stays stale.
+    let for_ben = manual(&ben.user_id, "2026-03-01", pb::ManualValues { calories: Some(1), ..Default::default() });
+    server.entries(&server.coach.token).record_manual_entry(for_ben).await.unwrap();
+
     let mut coach = server.roster(&server.coach.token);
     let rename = pb::RenameClientRequest { user_id: server.client.id.clone(), display_name: " Ana ".into() };
     coach.rename_client(rename).await.unwrap();

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # The retry contract, checked with a client that is not ours: Python grpcio loads
-# docs/service-config.json as is, and sends one step total to a `serve` whose PostgreSQL
-# database is taken away (connections refused) until the call's first attempt has been
-# answered UNAVAILABLE (with RetryInfo and grpc-retry-pushback-ms 1 s): grpcio retries by the
-# service config, the call succeeds once the database is back, and the report is stored
-# exactly once. (With a 1 s pushback and 5 attempts, grpcio itself rides out ~4 s; the app's
-# own queue covers longer outages.)
+# docs/service-config.json as is, and sends one step total to a `serve` on PostgreSQL while
+# the feed counter row is locked by another session, so the write transaction (the token
+# lookup has passed, the events are inserted) stalls until the server's statement timeout
+# (10 s) and is rolled back: the attempt is answered UNAVAILABLE (with RetryInfo and
+# grpc-retry-pushback-ms 1 s). The lock is then released; grpcio retries by the service
+# config, the call succeeds, and the report is stored exactly once. (With a 1 s pushback
+# and 5 attempts inside the 30 s deadline, grpcio itself rides out a short outage; the app's
+# own queue covers longer ones.)
 # Used by .ci/run; installs grpcio and grpcio-tools (pip) when missing.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -15,7 +17,6 @@ pg_db="coachfit_retry_$$_$RANDOM"
 server_pid=
 cleanup() {
   [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null
-  psql -q "$pg_admin" -c "ALTER DATABASE $pg_db ALLOW_CONNECTIONS true" 2>/dev/null || true
   psql -q "$pg_admin" -c "DROP DATABASE IF EXISTS $pg_db WITH (FORCE)"
   rm -rf "$work"
 }
@@ -42,17 +43,26 @@ for _ in $(seq 1 100); do
 done
 [ -n "$addr" ] || { echo "serve did not start"; cat "$work/server.log"; exit 1; }
 
-echo "== the database goes away"
-psql -q "$pg_admin" -c "ALTER DATABASE $pg_db ALLOW_CONNECTIONS false"
-psql -q "$pg_admin" -c "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '$pg_db'" >/dev/null
+echo "== another session locks the feed counter row"
+PGAPPNAME=coachfit_retry_locker psql -q "${pg_admin%/*}/$pg_db" \
+  -c "BEGIN; LOCK TABLE feed_position IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(120); COMMIT;" >/dev/null 2>&1 &
+locker_pid=$!
+for _ in $(seq 1 50); do
+  held=$(psql -qtA "$pg_admin" -c "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid)
+    WHERE a.application_name = 'coachfit_retry_locker' AND l.mode = 'AccessExclusiveLock' AND l.granted")
+  [ "$held" -ge 1 ] && break
+  sleep 0.1
+done
 python3 "$root/tests/clients/grpcio_retry.py" "$addr" "$token" "$root/docs/service-config.json" "$work" >"$work/client.out" 2>&1 &
 client_pid=$!
-for _ in $(seq 1 200); do
+for _ in $(seq 1 300); do
   grep -q "IngestSteps.*database unavailable" "$work/server.log" && break
   sleep 0.1
 done
-echo "== the database comes back"
-psql -q "$pg_admin" -c "ALTER DATABASE $pg_db ALLOW_CONNECTIONS true"
+echo "== the lock is released"
+psql -q "$pg_admin" -c "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+  WHERE application_name = 'coachfit_retry_locker'" >/dev/null
+wait "$locker_pid" 2>/dev/null || true
 wait "$client_pid" || { echo "FAIL: grpcio call failed:"; cat "$work/client.out"; grep -i "unavailable" "$work/server.log" | head; exit 1; }
 cat "$work/client.out"
 grep -q "accepted=1 duplicates=0\|accepted=0 duplicates=1" "$work/client.out" \
