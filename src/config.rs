@@ -63,18 +63,14 @@ pub struct WriteArgs {
 }
 
 impl Command {
-    /// The rule arguments of a command that folds days.
-    pub fn priority_rule(&self) -> Option<&RuleArgs> {
-        match self {
-            Command::Serve(args) => Some(&args.rule),
-            Command::Demo { rule, .. } | Command::Rebuild { rule, .. } | Command::Verify { rule } => Some(rule),
-            Command::Migrate | Command::Admin(_) => None,
-        }
-    }
-
     /// The priority file the command folds with, if it folds and one is named.
     pub fn priority_file(&self) -> Option<&std::path::Path> {
-        self.priority_rule()?.priority_file.as_deref()
+        let rule = match self {
+            Command::Serve(args) => &args.rule,
+            Command::Demo { rule, .. } | Command::Rebuild { rule, .. } | Command::Verify { rule } => rule,
+            Command::Migrate | Command::Admin(_) => return None,
+        };
+        rule.priority_file.as_deref()
     }
 
     /// How the command holds clients' writes, if it serves them.

@@ -252,24 +252,27 @@ async fn append_unless_full<B: Backend>(
 /// What `rows` add to `sync_status`: per user, author and kind, how many events, the newest
 /// observation, the store time and the last day.
 fn sync_deltas(rows: &[EventRow<'_>], now: DateTime<Utc>) -> Vec<SyncRow> {
-    let mut deltas: BTreeMap<(&str, &str, &str), SyncRow> = BTreeMap::new();
+    // Per user, author and kind: events, newest observation, last day (made text once per
+    // key, not per event).
+    type Delta = (i64, DateTime<Utc>, Option<NaiveDate>);
+    let mut deltas: BTreeMap<(&str, &str, &str), Delta> = BTreeMap::new();
     for row in rows {
-        let (kind, observed_at) = (row.event.kind().as_str(), micros(row.event.observed_at));
-        let day = row.day.map(|day| day.to_string());
-        let delta = deltas.entry((row.user_id, row.actor, kind)).or_insert_with(|| SyncRow {
-            user_id: row.user_id.to_string(),
-            actor: row.actor.to_string(),
-            kind: kind.to_string(),
-            events: 0,
-            newest_observed_at_us: observed_at,
-            last_stored_at_us: micros(now),
-            last_day: None,
-        });
-        delta.events += 1;
-        delta.newest_observed_at_us = delta.newest_observed_at_us.max(observed_at);
-        delta.last_day = delta.last_day.take().max(day);
+        let (observed_at, day) = (row.event.observed_at, row.day);
+        let delta = deltas.entry((row.user_id, row.actor, row.event.kind().as_str())).or_insert((0, observed_at, day));
+        *delta = (delta.0 + 1, delta.1.max(observed_at), delta.2.max(day));
     }
-    deltas.into_values().collect()
+    deltas
+        .into_iter()
+        .map(|((user_id, actor, kind), (events, newest, last_day))| SyncRow {
+            user_id: user_id.to_string(),
+            actor: actor.to_string(),
+            kind: kind.to_string(),
+            events,
+            newest_observed_at_us: micros(newest),
+            last_stored_at_us: micros(now),
+            last_day: last_day.map(|day| day.to_string()),
+        })
+        .collect()
 }
 
 /// The rows (by index) that would take their day past `limit` events, given the days'

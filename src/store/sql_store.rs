@@ -9,8 +9,7 @@ use tokio::sync::broadcast;
 use super::backend::{Backend, Upgrade};
 use super::group::{GroupCommit, GroupWriter};
 use super::projector::{self, Append, AppendOutcome};
-use super::rows::from_micros;
-use super::rows::{EntryRow, SyncRow, TokenRow};
+use super::rows::{from_micros, EntryRow, SyncRow, TokenRow};
 use super::{
     new_id, now, rebuild, rehash, EntryChange, FeedFilter, FeedPage, Mismatch, Paired, RebuildStats, RosterClient,
     Store, StoreOptions, StoreResult, StoredEntry, Synced, TokenOwner,
@@ -67,10 +66,6 @@ impl<B: Backend> GroupWriter for Appender<B> {
 /// users' ids, which never start with `coach:`).
 fn coach_lock(coach_id: &str) -> String {
     format!("coach:{coach_id}")
-}
-
-fn entries(rows: Vec<EntryRow>) -> StoreResult<Vec<StoredEntry>> {
-    rows.into_iter().map(EntryRow::into_entry).collect()
 }
 
 impl<B: Backend> Store for SqlStore<B> {
@@ -261,7 +256,8 @@ impl<B: Backend> Store for SqlStore<B> {
         after: Option<NaiveDate>,
         limit: u32,
     ) -> StoreResult<Vec<StoredEntry>> {
-        entries(B::entries(&mut *self.backend.reader().await?, user_id, start, end, after, limit).await?)
+        let rows = B::entries(&mut *self.backend.reader().await?, user_id, start, end, after, limit).await?;
+        rows.into_iter().map(EntryRow::into_entry).collect()
     }
 
     async fn fold_input(&self, user_id: &str, day: NaiveDate) -> StoreResult<Vec<StoredEvent>> {
