@@ -13,14 +13,14 @@ use sqlx::sqlite::SqliteConnectOptions;
 
 use crate::accounts;
 use crate::api::pairing::PairingOptions;
-use crate::config::{AdminCommand, Cli, Command, LogFormat};
+use crate::config::{AdminCommand, Cli, Command, LogFormat, PriorityCommand};
 use crate::demo;
 use crate::domain::priority::PriorityRule;
 use crate::domain::validate::{check_text, TextKind, MAX_NAME_CHARS};
 use crate::server::{self, Limits, ServerOptions};
 use crate::store::postgres::{PgSettings, PostgresStore};
 use crate::store::sqlite::SqliteStore;
-use crate::store::{Store, StoreOptions};
+use crate::store::{RebuildStats, Store, StoreOptions};
 
 pub async fn run(cli: Cli) -> ExitCode {
     init_logging(cli.log_format);
@@ -45,20 +45,22 @@ fn init_logging(format: LogFormat) {
     };
 }
 
-pub fn load_rule(command: &Command) -> anyhow::Result<PriorityRule> {
-    match command.priority_file() {
-        None => Ok(PriorityRule::default()),
-        Some(path) => {
-            let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-            PriorityRule::from_json(&text).map_err(anyhow::Error::msg)
-        }
-    }
+/// Reads a priority file.
+pub fn load_rule(path: &std::path::Path) -> anyhow::Result<PriorityRule> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    PriorityRule::from_json(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
 }
 
 /// Opens the database the URL names (running migrations) and runs the command on it.
 async fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
     let url = cli.database_url();
-    let rule = load_rule(&cli.command)?;
+    if let Some(path) = cli.command.retired_priority_file() {
+        bail!(
+            "--priority-file (COACHFIT_PRIORITY_FILE) is gone: the priority rule is stored in the database now, \
+             for every instance. Run `coachfit priority set {}` once, then start without the flag",
+            path.display()
+        );
+    }
     let shown = redacted(&url);
     let store_options = match cli.command.write_args() {
         Some(writes) => StoreOptions {
@@ -74,7 +76,7 @@ async fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
         let store = PostgresStore::open_with(&url, &settings, &store_options)
             .await
             .with_context(|| format!("opening {shown}"))?;
-        run_command(store, cli.command, rule, &shown).await
+        run_command(store, cli.command, &shown).await
     } else if url.starts_with("sqlite:") {
         let path = sqlite_path(&url)?;
         tracing::info!(database = %path.display(), "using SQLite");
@@ -91,7 +93,7 @@ async fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
         let store = SqliteStore::open_with(&url, &store_options)
             .await
             .with_context(|| format!("opening {}", path.display()))?;
-        run_command(store, cli.command, rule, &shown).await
+        run_command(store, cli.command, &shown).await
     } else {
         bail!("unsupported database URL: expected sqlite://PATH or postgres://…")
     }
@@ -119,22 +121,18 @@ pub fn redacted(url: &str) -> String {
     }
 }
 
-async fn run_command<S: Store>(
-    store: S,
-    command: Command,
-    rule: PriorityRule,
-    database: &str,
-) -> anyhow::Result<ExitCode> {
-    // Days an earlier release's fold stored are re-folded, once, by the commands that fold
-    // with the operator's rule, before anything else; `verify` only reads, and says so.
+async fn run_command<S: Store>(store: S, command: Command, database: &str) -> anyhow::Result<ExitCode> {
+    // Days an earlier release's fold stored, or that a rule's interrupted pass did not
+    // reach, are re-folded, once, by the commands that serve or rebuild, before anything
+    // else; `verify` only reads, and says so.
     let refolded = match &command {
         Command::Serve(_) | Command::Demo { .. } | Command::Rebuild { user_id: None, .. } => {
-            store.upgrade_fold(&rule).await.context("re-folding the days an earlier release stored")?
+            store.refold_if_stale().await.context("re-folding the days folded by an earlier fold or rule")?
         }
         _ => None,
     };
     match command {
-        Command::Demo { listen, .. } => demo::run(store, listen, rule, database).await?,
+        Command::Demo { listen, .. } => demo::run(store, listen, database).await?,
         Command::Serve(args) => {
             server::raise_open_file_limit();
             let (listener, addr) =
@@ -143,7 +141,6 @@ async fn run_command<S: Store>(
             tracing::info!(%addr, database, "coachfit listening");
             let options = ServerOptions {
                 admin_token: args.admin_token,
-                rule,
                 heartbeat: Duration::from_secs(args.heartbeat_secs),
                 stale_after_days: args.stale_after_days,
                 pairing: PairingOptions {
@@ -170,19 +167,19 @@ async fn run_command<S: Store>(
         Command::Rebuild { user_id, .. } => {
             let stats = match refolded {
                 Some(stats) => stats,
-                None => store.rebuild(user_id.as_deref(), &rule).await?,
+                None => store.rebuild(user_id.as_deref()).await?,
             };
-            println!("{}", json!({"days_rebuilt": stats.days_rebuilt, "events_replayed": stats.events_replayed}));
+            println!("{}", stats_json(&stats));
         }
         Command::Verify { .. } => {
             if !store.fold_is_current().await? {
                 eprintln!(
-                    "the stored days were folded by an earlier release: start `coachfit serve` (with its \
-                     priority file) or run `coachfit rebuild` to re-fold them, then verify"
+                    "the stored days were folded by an earlier release or under an earlier priority rule: \
+                     start `coachfit serve` or run `coachfit rebuild` to re-fold them, then verify"
                 );
                 return Ok(ExitCode::FAILURE);
             }
-            let mismatches = store.verify(&rule).await?;
+            let mismatches = store.verify().await?;
             for m in &mismatches {
                 println!("{} {} differs from the fold of its events", m.user_id, m.day);
             }
@@ -218,8 +215,36 @@ async fn run_command<S: Store>(
             let Some(tokens_revoked) = store.revoke_coach(&coach_id).await? else { bail!("no coach {coach_id}") };
             println!("{}", json!({"tokens_revoked": tokens_revoked}));
         }
+        Command::Priority(PriorityCommand::Show) => {
+            let stored = store.priority_rule().await?;
+            let (set_by, set_at) = stored.set.map(|(by, at)| (by, at.to_rfc3339())).unzip();
+            let shown = json!({
+                "version": stored.current.version,
+                "rule": stored.current.rule.file(),
+                "set_by": set_by,
+                "set_at": set_at,
+                "applied": stored.applied,
+            });
+            println!("{shown}");
+        }
+        Command::Priority(PriorityCommand::Set { file }) => {
+            let rule = load_rule(&file)?;
+            let (version, stats) = store.set_priority_rule(&rule, "cli").await?;
+            let mut shown = stats_json(&stats);
+            shown["version"] = json!(version);
+            println!("{shown}");
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// What a re-fold of every day did, as `rebuild` and `priority set` print it.
+fn stats_json(stats: &RebuildStats) -> serde_json::Value {
+    json!({
+        "days_rebuilt": stats.days_rebuilt,
+        "days_changed": stats.days_changed,
+        "events_replayed": stats.events_replayed,
+    })
 }
 
 /// mimalloc asks for transparent huge pages for its arena, then returns freed parts of it

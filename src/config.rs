@@ -43,11 +43,12 @@ impl Cli {
     }
 }
 
-/// The fold's rule, for the commands that fold.
+/// The flag that named the priority rule before the rule was stored in the database; kept
+/// (hidden) on the commands that took it so that a deployment still setting it is told
+/// where the rule went instead of folding under a rule it did not mean.
 #[derive(Debug, Clone, Args)]
-pub struct RuleArgs {
-    /// JSON file overriding the source priority per field (see README).
-    #[arg(long, env = "COACHFIT_PRIORITY_FILE")]
+pub struct RetiredRuleArgs {
+    #[arg(long, env = "COACHFIT_PRIORITY_FILE", hide = true)]
     pub priority_file: Option<PathBuf>,
 }
 
@@ -63,12 +64,12 @@ pub struct WriteArgs {
 }
 
 impl Command {
-    /// The priority file the command folds with, if it folds and one is named.
-    pub fn priority_file(&self) -> Option<&std::path::Path> {
+    /// The retired `--priority-file`, if the command took it and it is set.
+    pub fn retired_priority_file(&self) -> Option<&std::path::Path> {
         let rule = match self {
             Command::Serve(args) => &args.rule,
             Command::Demo { rule, .. } | Command::Rebuild { rule, .. } | Command::Verify { rule } => rule,
-            Command::Migrate | Command::Admin(_) => return None,
+            Command::Migrate | Command::Admin(_) | Command::Priority(_) => return None,
         };
         rule.priority_file.as_deref()
     }
@@ -101,34 +102,50 @@ pub enum Command {
         #[arg(long, env = "COACHFIT_LISTEN", default_value = "127.0.0.1:50051")]
         listen: SocketAddr,
         #[command(flatten)]
-        rule: RuleArgs,
+        rule: RetiredRuleArgs,
         #[command(flatten)]
         writes: WriteArgs,
     },
     /// Create or upgrade the schema, then exit.
     Migrate,
-    /// Recompute read models from the events (after a priority change, say).
+    /// Recompute read models from the events under the stored priority rule.
     Rebuild {
         /// Only this user's days (default: everyone's).
         #[arg(long, env = "COACHFIT_USER_ID")]
         user_id: Option<String>,
         #[command(flatten)]
-        rule: RuleArgs,
+        rule: RetiredRuleArgs,
     },
-    /// Check every stored read model against the fold of its events; non-zero exit on a difference.
+    /// Check every stored read model against the fold of its events under the stored
+    /// priority rule; non-zero exit on a difference.
     Verify {
         #[command(flatten)]
-        rule: RuleArgs,
+        rule: RetiredRuleArgs,
     },
     /// Mint coaches and clients; each prints one JSON object on stdout.
     #[command(subcommand)]
     Admin(AdminCommand),
+    /// Show or set the source-priority rule every instance folds with.
+    #[command(subcommand)]
+    Priority(PriorityCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PriorityCommand {
+    /// Prints the rule in force as JSON: {"version", "rule", "set_by", "set_at", "applied"}.
+    Show,
+    /// Stores FILE as the next version of the rule (every instance folds with it from its
+    /// next write), then re-folds every day, logging progress; prints what changed.
+    Set {
+        /// A priority file: {"default": [...], "fields": {"steps": ["healthkit", "manual"]}}.
+        file: PathBuf,
+    },
 }
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     #[command(flatten)]
-    pub rule: RuleArgs,
+    pub rule: RetiredRuleArgs,
     #[command(flatten)]
     pub writes: WriteArgs,
     /// Address to listen on (plaintext gRPC; keep it on loopback behind a TLS proxy).

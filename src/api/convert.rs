@@ -4,6 +4,7 @@ use chrono::{DateTime, Utc};
 
 use crate::domain::event::StoredEvent;
 use crate::domain::fold::{Day, Provenance, Reason, SleepRecord, WorkoutSummary};
+use crate::domain::priority::PriorityFile;
 use crate::domain::Source;
 use crate::proto::v1 as pb;
 use crate::store::StoredEntry;
@@ -20,6 +21,19 @@ pub fn source(s: Source) -> i32 {
         Source::Strava => pb::Source::Strava,
     }
     .into()
+}
+
+/// A priority rule as written (source names) as its message.
+pub fn priority_rule(file: &PriorityFile) -> pb::PriorityRule {
+    let order = |names: &[String]| names.iter().filter_map(|name| Source::parse(name)).map(source).collect();
+    pb::PriorityRule {
+        default_order: file.default.as_deref().map(order).unwrap_or_default(),
+        fields: file
+            .fields
+            .iter()
+            .map(|(field, names)| (field.clone(), pb::SourceOrder { sources: order(names) }))
+            .collect(),
+    }
 }
 
 /// Kilograms to the gram and metres to the millimetre: what a unit conversion leaves

@@ -57,6 +57,7 @@ mod tests {
             position,
             updated_at: Utc.with_ymd_and_hms(2026, 3, 1, 9, 0, 0).unwrap(),
             body: Day { steps: Some(8_432), ..Day::default() },
+            rule_version: 0,
         }
     }
 

@@ -94,7 +94,7 @@ impl<S: Store> EntryService for EntryApi<S> {
         };
         let event = items::manual_entry(Utc::now(), source, r).map_err(ApiError::invalid)?;
         let day = event.day.expect("manual entries always have a day");
-        let outcome = self.state.store.append(&user_id, &principal.actor(), vec![event], &self.state.rule).await;
+        let outcome = self.state.store.append(&user_id, &principal.actor(), vec![event]).await;
         let (event_id, duplicate) = match outcome?.as_slice() {
             [AppendOutcome::Accepted(id)] => (*id, false),
             [AppendOutcome::Duplicate(id)] => (*id, true),
@@ -171,7 +171,8 @@ impl<S: Store> EntryService for EntryApi<S> {
         let entry = store.get_entry(&user_id, day).await?;
         let entry = entry.ok_or_else(|| ApiError::NotFound(format!("no entry on {day}")))?;
         let events = store.fold_input(&user_id, day).await?;
-        let decisions = fold(day, &events, &self.state.rule).provenance;
+        let rule = store.priority_rule().await?.current;
+        let decisions = fold(day, &events, &rule.rule).provenance;
         Ok(Response::new(pb::ExplainEntryResponse {
             entry: Some(convert::entry(&entry)),
             events: events.iter().map(convert::event_record).collect(),

@@ -59,8 +59,7 @@ impl<S: Store> IngestApi<S> {
                 return Err(ApiError::ResourceExhausted { message, retry: Some(wait) });
             }
         }
-        let mut outcomes =
-            self.state.store.append(user_id, &principal.actor(), valid, &self.state.rule).await?.into_iter();
+        let mut outcomes = self.state.store.append(user_id, &principal.actor(), valid).await?.into_iter();
         let mut response = pb::IngestResponse::default();
         for (index, item) in checked.into_iter().enumerate() {
             let mut result = pb::ItemResult { index: index as u32, ..Default::default() };

@@ -21,7 +21,6 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::domain::priority::PriorityRule;
 use auth::Authenticator;
 pub use device_rate::DeviceRate;
 pub use stream_slots::StreamSlots;
@@ -31,7 +30,6 @@ pub use stream_slots::StreamSlots;
 pub struct AppState<S> {
     pub store: S,
     pub auth: Authenticator<S>,
-    pub rule: Arc<PriorityRule>,
     /// How long a stream may be idle before it gets a heartbeat.
     pub heartbeat: Duration,
     /// Turns true when the server shuts down, ending open streams.

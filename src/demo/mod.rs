@@ -16,7 +16,6 @@ use tonic::transport::Channel;
 
 use crate::accounts::new_token;
 use crate::api::bearer::Bearer;
-use crate::domain::priority::PriorityRule;
 use crate::proto::v1 as pb;
 use crate::proto::v1::admin_service_client::AdminServiceClient;
 use crate::proto::v1::entry_service_client::EntryServiceClient;
@@ -49,10 +48,10 @@ struct Paired {
 }
 
 /// Serves on `listen` until SIGINT or SIGTERM, after filling the store with the demo.
-pub async fn run<S: Store>(store: S, listen: SocketAddr, rule: PriorityRule, database: &str) -> anyhow::Result<()> {
+pub async fn run<S: Store>(store: S, listen: SocketAddr, database: &str) -> anyhow::Result<()> {
     let admin_token = new_token();
     let (listener, addr) = server::bind(listen).await.with_context(|| format!("binding {listen}"))?;
-    let options = ServerOptions { admin_token: Some(admin_token.clone()), rule, ..ServerOptions::default() };
+    let options = ServerOptions { admin_token: Some(admin_token.clone()), ..ServerOptions::default() };
     let shutdown = server::shutdown_signal();
     let mut serving = tokio::spawn(server::serve(store, listener, options, shutdown));
     tracing::info!(%addr, database, "coachfit demo listening");

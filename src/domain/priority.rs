@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::field::Field;
 use super::Source;
@@ -15,43 +15,81 @@ pub struct PriorityRule {
     per_field: BTreeMap<Field, Vec<Source>>,
     /// Whether the rule names `coach` anywhere (see `rank`).
     names_coach: bool,
+    /// The rule as written, which is what the store keeps and `show` prints.
+    file: PriorityFile,
 }
 
 impl Default for PriorityRule {
     /// coach > manual > healthkit > strava for every field.
     fn default() -> Self {
-        PriorityRule { default: Source::ALL.to_vec(), per_field: BTreeMap::new(), names_coach: true }
+        PriorityRule {
+            default: Source::ALL.to_vec(),
+            per_field: BTreeMap::new(),
+            names_coach: true,
+            file: PriorityFile::default(),
+        }
     }
 }
 
-#[derive(Deserialize)]
+/// A rule as written: source names per field, the default order if one is given.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct PriorityFile {
+pub struct PriorityFile {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default: Option<Vec<String>>,
     #[serde(default)]
-    default: Option<Vec<String>>,
-    #[serde(default)]
-    fields: BTreeMap<String, Vec<String>>,
+    pub fields: BTreeMap<String, Vec<String>>,
+}
+
+/// Why a rule was refused: the part of it at fault (`default`, `fields.steps`) and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleError {
+    pub path: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for RuleError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "priority rule: {}: {}", self.path, self.message)
+    }
 }
 
 impl PriorityRule {
     /// Reads a priority file: `{"default": ["manual", ...], "fields": {"steps": ["healthkit", "manual"]}}`.
-    pub fn from_json(text: &str) -> Result<PriorityRule, String> {
-        let file: PriorityFile = serde_json::from_str(text).map_err(|e| format!("priority file: {e}"))?;
+    pub fn from_json(text: &str) -> Result<PriorityRule, RuleError> {
+        let file: PriorityFile =
+            serde_json::from_str(text).map_err(|e| RuleError { path: "file".into(), message: e.to_string() })?;
+        PriorityRule::from_file(file)
+    }
+
+    pub fn from_file(file: PriorityFile) -> Result<PriorityRule, RuleError> {
         let mut rule = PriorityRule::default();
         let coach = Source::Coach.as_str();
         rule.names_coach = file.default.iter().chain(file.fields.values()).flatten().any(|name| name == coach);
-        if let Some(order) = file.default {
-            rule.default = parse_order("default", &order)?;
+        if let Some(order) = &file.default {
+            rule.default = parse_order("default", order)?;
         }
-        for (name, order) in file.fields {
-            let Some(field) = Field::parse(&name).filter(|f| Field::PRIORITIZED.contains(f)) else {
+        for (name, order) in &file.fields {
+            let path = format!("fields.{name}");
+            let Some(field) = Field::parse(name).filter(|f| Field::PRIORITIZED.contains(f)) else {
                 let known: Vec<&str> = Field::PRIORITIZED.iter().map(|f| f.as_str()).collect();
-                return Err(format!("priority file: unknown field '{name}' (known: {})", known.join(", ")));
+                return Err(RuleError { path, message: format!("unknown field (known: {})", known.join(", ")) });
             };
-            let order = parse_order(&name, &order)?;
+            let order = parse_order(&path, order)?;
             rule.per_field.insert(field, order);
         }
+        rule.file = file;
         Ok(rule)
+    }
+
+    /// The rule as written.
+    pub fn file(&self) -> &PriorityFile {
+        &self.file
+    }
+
+    /// The rule as the store keeps it: the file, as compact JSON with sorted fields.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(&self.file).expect("priority files serialize")
     }
 
     /// Lower is better. A source a list leaves out ranks after the listed ones, except the
@@ -76,15 +114,15 @@ impl PriorityRule {
     }
 }
 
-fn parse_order(field: &str, names: &[String]) -> Result<Vec<Source>, String> {
+fn parse_order(path: &str, names: &[String]) -> Result<Vec<Source>, RuleError> {
     let mut order = Vec::new();
     for name in names {
         let source = Source::parse(name).ok_or_else(|| {
             let known: Vec<&str> = Source::ALL.iter().map(|s| s.as_str()).collect();
-            format!("priority file: '{field}' names unknown source '{name}' ({})", known.join(", "))
+            RuleError { path: path.into(), message: format!("unknown source '{name}' (known: {})", known.join(", ")) }
         })?;
         if order.contains(&source) {
-            return Err(format!("priority file: '{field}' lists '{name}' twice"));
+            return Err(RuleError { path: path.into(), message: format!("lists '{name}' twice") });
         }
         order.push(source);
     }
@@ -132,8 +170,29 @@ mod tests {
     }
 
     #[test]
+    fn a_rule_read_back_from_its_json_ranks_every_source_alike() {
+        for text in [
+            r#"{"fields": {"steps": ["healthkit", "manual"]}}"#,
+            r#"{"default": ["healthkit", "strava"]}"#,
+            r#"{"default": ["strava", "coach"], "fields": {"sleep": ["manual"], "weight_kg": []}}"#,
+            "{}",
+        ] {
+            let rule = PriorityRule::from_json(text).unwrap();
+            let again = PriorityRule::from_json(&rule.to_json()).unwrap();
+            for field in Field::PRIORITIZED {
+                for source in Source::ALL {
+                    assert_eq!(rule.rank(field, source), again.rank(field, source), "{text}: {field:?} {source:?}");
+                }
+            }
+            assert_eq!(again.to_json(), rule.to_json());
+        }
+        assert_eq!(PriorityRule::default().to_json(), r#"{"fields":{}}"#);
+    }
+
+    #[test]
     fn rejects_unknown_names() {
-        assert!(PriorityRule::from_json(r#"{"fields": {"mood": ["manual"]}}"#).is_err());
+        let unknown = PriorityRule::from_json(r#"{"fields": {"mood": ["manual"]}}"#).unwrap_err();
+        assert_eq!(unknown.path, "fields.mood");
         assert!(PriorityRule::from_json(r#"{"default": ["fitbit"]}"#).is_err());
         assert!(PriorityRule::from_json(r#"{"default": ["manual", "manual"]}"#).is_err());
     }

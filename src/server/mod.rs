@@ -25,7 +25,6 @@ use crate::api::ingest::IngestApi;
 use crate::api::pairing::{PairingApi, PairingOptions};
 use crate::api::roster::RosterApi;
 use crate::api::{AppState, DeviceRate, StreamSlots};
-use crate::domain::priority::PriorityRule;
 use crate::proto::v1::admin_service_server::AdminServiceServer;
 use crate::proto::v1::entry_service_server::EntryServiceServer;
 use crate::proto::v1::ingest_service_server::IngestServiceServer;
@@ -42,7 +41,6 @@ const HEALTH_PROBE_INTERVAL: Duration = Duration::from_secs(2);
 pub struct ServerOptions {
     /// When set, this bearer token is an admin principal.
     pub admin_token: Option<String>,
-    pub rule: PriorityRule,
     /// How long a `StreamEntries` stream may be idle before it gets a heartbeat.
     pub heartbeat: Duration,
     /// Days without a new observation after which a client shows as stale.
@@ -55,7 +53,6 @@ impl Default for ServerOptions {
     fn default() -> Self {
         ServerOptions {
             admin_token: None,
-            rule: PriorityRule::default(),
             heartbeat: Duration::from_secs(5),
             stale_after_days: 3,
             pairing: PairingOptions::default(),
@@ -124,7 +121,6 @@ pub async fn serve<S: Store>(
     let state = AppState {
         auth: Authenticator::new(store.clone(), options.admin_token.as_deref()),
         store: store.clone(),
-        rule: Arc::new(options.rule),
         heartbeat: options.heartbeat,
         shutdown: shutdown_rx,
         stream_slots: StreamSlots::new(limits.streams_per_principal),

@@ -16,7 +16,7 @@ use uuid::Uuid;
 
 use super::projector::{DaySpan, EventRow, KeyLookup, KeyedEvent, Revision, UserDay};
 use super::rehash::{HashUpgrade, StoredHash};
-use super::rows::{BodyRow, ClientRow, DeviceRow, EntryRow, SyncRow, TokenRow};
+use super::rows::{BodyRow, ClientRow, DeviceRow, EntryRow, RuleRow, SyncRow, TokenRow};
 use super::{EntryChange, FeedFilter, StoreResult, StoredEntry};
 use crate::domain::event::StoredEvent;
 
@@ -134,6 +134,24 @@ pub trait Backend: Send + Sync + Sized + 'static {
     fn feed_head(conn: &mut Self::Conn) -> impl Answer<i64>;
     /// Every user-day that has events, in order.
     fn event_days(conn: &mut Self::Conn) -> impl Answer<Vec<(String, String)>>;
+
+    // The priority rule (`rules`).
+
+    /// The newest stored rule version; 0 (the built-in default) when none is stored.
+    fn rule_version(conn: &mut Self::Conn) -> impl Answer<i64>;
+    fn priority_rule(conn: &mut Self::Conn, version: i64) -> impl Answer<Option<RuleRow>>;
+    fn insert_priority_rule(
+        conn: &mut Self::Conn,
+        version: i64,
+        rule: &str,
+        set_by: &str,
+        at: DateTime<Utc>,
+    ) -> impl Answer<()>;
+    /// Records that every stored day has been folded under `version`.
+    fn mark_rule_applied(conn: &mut Self::Conn, version: i64, at: DateTime<Utc>) -> impl Answer<()>;
+    /// Records that the entries of `span` are folded under `version` (a day whose fold did
+    /// not change keeps its position).
+    fn stamp_rule_version(conn: &mut Self::Conn, span: &DaySpan, version: i64) -> impl Answer<()>;
 
     // Content-hash upgrades (`rehash`).
 

@@ -1,6 +1,7 @@
 //! Store-level tests every backend runs on its own store (`run`), for what the behavioural
 //! suite cannot reach from outside: the rebuild pipeline's read-ahead against writes that
-//! land between a chunk's read and its write.
+//! land between a chunk's read and its write, and a priority rule stored but not yet
+//! applied to every day.
 
 use std::future::Future;
 
@@ -40,55 +41,59 @@ where
     a_rebuild_chunk_read_before_an_entry_changed_is_read_again(store).await;
     let (store, _db) = open().await;
     a_rebuild_of_more_events_than_a_chunk_replays_every_event_once(store).await;
+    let (store, _db) = open().await;
+    a_stored_rule_folds_the_next_write_and_its_pass_folds_the_rest(store).await;
 }
+
+const HEALTHKIT_FIRST: &str = r#"{"default": ["healthkit", "manual", "strava"]}"#;
 
 /// A rebuild reads a chunk before it takes the writer; an event appended in between must
 /// make it read again, not overwrite the newer entry with a stale fold.
 async fn a_rebuild_chunk_read_before_a_new_event_is_read_again<B: Backend>(store: SqlStore<B>) {
-    let (rule, day) = (PriorityRule::default(), NaiveDate::from_ymd_opt(2026, 3, 1).unwrap());
-    store.append("u1", "u1", vec![steps(day, 1_000, 8)], &rule).await.unwrap();
+    let day = NaiveDate::from_ymd_opt(2026, 3, 1).unwrap();
+    store.append("u1", "u1", vec![steps(day, 1_000, 8)]).await.unwrap();
     let span = rebuild::list_chunks(store.backend(), Some("u1")).recv().await.unwrap().unwrap();
-    let stale = rebuild::read_chunk(store.backend(), span, &rule).await.unwrap().unwrap();
+    let stale = rebuild::read_chunk(store.backend(), store.rules(), span).await.unwrap().unwrap();
 
-    store.append("u1", "u1", vec![steps(day, 2_000, 9)], &rule).await.unwrap();
-    rebuild::rebuild_chunk(store.backend().as_ref(), stale, &rule).await.unwrap();
+    store.append("u1", "u1", vec![steps(day, 2_000, 9)]).await.unwrap();
+    rebuild::rebuild_chunk(store.backend().as_ref(), store.rules(), stale).await.unwrap();
 
     let entry = store.get_entry("u1", day).await.unwrap().unwrap();
     assert_eq!(entry.body.steps, Some(2_000));
 }
 
-/// Nor may an entry changed without a new event (re-folded under another rule) in between
-/// be left as it is because it was unchanged when the chunk was read.
+/// Nor may a chunk folded under one rule be stored after another rule came into force (and
+/// re-folded the day meanwhile): it is folded again under the rule in force at its write.
 async fn a_rebuild_chunk_read_before_an_entry_changed_is_read_again<B: Backend>(store: SqlStore<B>) {
-    let (rule, day) = (PriorityRule::default(), NaiveDate::from_ymd_opt(2026, 3, 1).unwrap());
+    let day = NaiveDate::from_ymd_opt(2026, 3, 1).unwrap();
     let manual = steps_from(Source::Manual, day, 500, 9);
-    store.append("u1", "u1", vec![steps(day, 1_000, 8), manual], &rule).await.unwrap();
+    store.append("u1", "u1", vec![steps(day, 1_000, 8), manual]).await.unwrap();
     let span = rebuild::list_chunks(store.backend(), Some("u1")).recv().await.unwrap().unwrap();
-    let stale = rebuild::read_chunk(store.backend(), span, &rule).await.unwrap().unwrap();
+    let stale = rebuild::read_chunk(store.backend(), store.rules(), span).await.unwrap().unwrap();
+    assert_eq!(store.get_entry("u1", day).await.unwrap().unwrap().body.steps, Some(500));
 
-    let healthkit_first = PriorityRule::from_json(r#"{"default": ["healthkit", "manual", "strava"]}"#).unwrap();
-    store.recompute_day("u1", day, &healthkit_first).await.unwrap();
-    assert_eq!(store.get_entry("u1", day).await.unwrap().unwrap().body.steps, Some(1_000));
-    rebuild::rebuild_chunk(store.backend().as_ref(), stale, &rule).await.unwrap();
+    let healthkit_first = PriorityRule::from_json(HEALTHKIT_FIRST).unwrap();
+    let version = store.store_priority_rule(&healthkit_first, "test").await.unwrap();
+    rebuild::rebuild_chunk(store.backend().as_ref(), store.rules(), stale).await.unwrap();
 
     let entry = store.get_entry("u1", day).await.unwrap().unwrap();
-    assert_eq!(entry.body.steps, Some(500), "the manual value wins again under the rebuild's rule");
+    assert_eq!(entry.body.steps, Some(1_000), "HealthKit wins under the rule in force at the chunk's write");
+    assert_eq!(entry.rule_version, version);
 }
 
 /// A rebuild walks the days chunk by chunk: every day with events is re-folded once, across
 /// chunk boundaries and users, and each stale entry is put right.
 async fn a_rebuild_of_more_events_than_a_chunk_replays_every_event_once<B: Backend>(store: SqlStore<B>) {
-    let rule = PriorityRule::default();
     let first = NaiveDate::from_ymd_opt(2024, 1, 1).unwrap();
     let days = B::REBUILD_CHUNK_EVENTS as usize + 100;
     let day = |d: usize| first + Duration::days(d as i64);
     for user in ["u1", "u2"] {
         for part in (0..days).collect::<Vec<_>>().chunks(500) {
             let events = part.iter().map(|&d| steps(day(d), 1_000 + d as u32, 8)).collect();
-            store.append(user, user, events, &rule).await.unwrap();
+            store.append(user, user, events).await.unwrap();
         }
     }
-    store.append("u1", "u1", vec![steps(first, 5_000, 9)], &rule).await.unwrap();
+    store.append("u1", "u1", vec![steps(first, 5_000, 9)]).await.unwrap();
     // Every stored entry made wrong, as a bug in an earlier release would leave them.
     for user in ["u1", "u2"] {
         let stored = store.list_entries(user, first, day(days), None, u32::MAX).await.unwrap();
@@ -104,12 +109,13 @@ async fn a_rebuild_of_more_events_than_a_chunk_replays_every_event_once<B: Backe
         B::upsert_entries(&mut write, &wrong).await.unwrap();
         B::commit(write).await.unwrap();
     }
-    assert_eq!(store.verify(&rule).await.unwrap().len(), 2 * days);
+    assert_eq!(store.verify().await.unwrap().len(), 2 * days);
 
-    let stats = store.rebuild(None, &rule).await.unwrap();
+    let stats = store.rebuild(None).await.unwrap();
 
     assert_eq!((stats.days_rebuilt, stats.events_replayed), (2 * days as u64, 2 * days as u64 + 1));
-    assert_eq!(store.verify(&rule).await.unwrap(), vec![]);
+    assert_eq!(stats.days_changed, 2 * days as u64, "every day was wrong");
+    assert_eq!(store.verify().await.unwrap(), vec![]);
     for user in ["u1", "u2"] {
         let entries = store.list_entries(user, first, day(days), None, u32::MAX).await.unwrap();
         let steps: Vec<Option<i64>> = entries.iter().map(|entry| entry.body.steps.map(i64::from)).collect();
@@ -117,4 +123,36 @@ async fn a_rebuild_of_more_events_than_a_chunk_replays_every_event_once<B: Backe
             (0..days).map(|d| Some(if user == "u1" && d == 0 { 5_000 } else { 1_000 + d as i64 })).collect();
         assert_eq!(steps, expected, "{user}'s days, each from its newest HealthKit total");
     }
+}
+
+/// A rule stored (as `set_priority_rule` does first) is in force for the next write at once;
+/// the days stored before it are folded under it by its pass, which `verify` and
+/// `fold_is_current` wait for and `refold_if_stale` finishes (after an interrupted pass).
+/// A day the new rule folds to the same values keeps its position.
+async fn a_stored_rule_folds_the_next_write_and_its_pass_folds_the_rest<B: Backend>(store: SqlStore<B>) {
+    let day = |d: u32| NaiveDate::from_ymd_opt(2026, 3, d).unwrap();
+    let manual = |d, total| steps_from(Source::Manual, day(d), total, 9);
+    store.append("u1", "u1", vec![steps(day(1), 1_000, 8), manual(1, 500), steps(day(3), 3_000, 8)]).await.unwrap();
+    let (before, unchanged) =
+        (store.get_entry("u1", day(1)).await.unwrap().unwrap(), store.get_entry("u1", day(3)).await.unwrap().unwrap());
+    assert_eq!((before.body.steps, before.rule_version), (Some(500), 0), "the client's own entry wins by default");
+
+    let version = store.store_priority_rule(&PriorityRule::from_json(HEALTHKIT_FIRST).unwrap(), "test").await.unwrap();
+    assert_eq!(version, 1);
+    store.append("u1", "u1", vec![steps(day(2), 2_000, 8), manual(2, 700)]).await.unwrap();
+    let next = store.get_entry("u1", day(2)).await.unwrap().unwrap();
+    assert_eq!((next.body.steps, next.rule_version), (Some(2_000), 1), "the next write folds under the new rule");
+    assert!(!store.fold_is_current().await.unwrap());
+    let stale: Vec<NaiveDate> = store.verify().await.unwrap().into_iter().map(|m| m.day).collect();
+    assert_eq!(stale, vec![day(1), day(3)], "days the pass has not reached yet");
+
+    let stats = store.refold_if_stale().await.unwrap().expect("the interrupted pass is finished");
+    assert_eq!((stats.days_rebuilt, stats.days_changed), (3, 1));
+    let after = store.get_entry("u1", day(1)).await.unwrap().unwrap();
+    assert_eq!((after.body.steps, after.rule_version), (Some(1_000), 1));
+    let kept = store.get_entry("u1", day(3)).await.unwrap().unwrap();
+    assert_eq!((kept.position, kept.rule_version), (unchanged.position, 1), "same values, same position");
+    assert_eq!(store.verify().await.unwrap(), vec![]);
+    assert!(store.fold_is_current().await.unwrap() && store.priority_rule().await.unwrap().applied);
+    assert_eq!(store.refold_if_stale().await.unwrap(), None);
 }

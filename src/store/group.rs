@@ -14,7 +14,6 @@ use tokio::sync::{mpsc, oneshot, Mutex, MutexGuard};
 use super::projector::{Append, AppendOutcome};
 use super::{StoreError, StoreResult};
 use crate::domain::event::NewEvent;
-use crate::domain::priority::PriorityRule;
 
 /// Requests written together at most; more wait for the next transaction.
 const MAX_GROUP_REQUESTS: usize = 64;
@@ -27,11 +26,7 @@ pub(crate) const MAX_GROUP_EVENTS: usize = 1000;
 /// How a backend writes one group: in one transaction, committed before it returns.
 pub(crate) trait GroupWriter: Send + Sync + 'static {
     /// One outcome list per request, in order.
-    fn append_group(
-        &self,
-        group: &[Append<'_>],
-        rule: &PriorityRule,
-    ) -> impl Future<Output = StoreResult<Vec<Vec<AppendOutcome>>>> + Send;
+    fn append_group(&self, group: &[Append<'_>]) -> impl Future<Output = StoreResult<Vec<Vec<AppendOutcome>>>> + Send;
 }
 
 /// The handle requests append through; the lanes stop when every handle is dropped.
@@ -45,7 +40,6 @@ struct Job {
     user_id: String,
     actor: String,
     events: Vec<NewEvent>,
-    rule: PriorityRule,
     reply: oneshot::Sender<StoreResult<Vec<AppendOutcome>>>,
 }
 
@@ -73,10 +67,9 @@ impl GroupCommit {
         user_id: &str,
         actor: &str,
         events: Vec<NewEvent>,
-        rule: &PriorityRule,
     ) -> StoreResult<Vec<AppendOutcome>> {
         let (reply, committed) = oneshot::channel();
-        let job = Job { user_id: user_id.to_string(), actor: actor.to_string(), events, rule: rule.clone(), reply };
+        let job = Job { user_id: user_id.to_string(), actor: actor.to_string(), events, reply };
         self.jobs.try_send(job).map_err(|e| match e {
             mpsc::error::TrySendError::Full(_) => StoreError::Overloaded,
             mpsc::error::TrySendError::Closed(_) => StoreError::Closed,
@@ -116,8 +109,8 @@ fn gather(first: Job, queue: Option<MutexGuard<'_, mpsc::Receiver<Job>>>, carrie
     let Some(mut queue) = queue else { return group };
     while group.len() < MAX_GROUP_REQUESTS {
         let Ok(job) = queue.try_recv() else { break };
-        // A group shares one priority rule and stays small.
-        if job.rule != group[0].rule || events + job.events.len() > MAX_GROUP_EVENTS {
+        // A group stays small.
+        if events + job.events.len() > MAX_GROUP_EVENTS {
             *carried = Some(job);
             break;
         }
@@ -129,7 +122,7 @@ fn gather(first: Job, queue: Option<MutexGuard<'_, mpsc::Receiver<Job>>>, carrie
 
 async fn write<W: GroupWriter>(writer: &W, mut group: Vec<Job>) {
     let appends: Vec<Append> = group.iter().map(Job::append).collect();
-    let written = writer.append_group(&appends, &group[0].rule).await;
+    let written = writer.append_group(&appends).await;
     drop(appends);
     match written {
         Ok(outcomes) => {
@@ -143,7 +136,7 @@ async fn write<W: GroupWriter>(writer: &W, mut group: Vec<Job>) {
         }
         Err(_) => {
             for job in group {
-                let alone = writer.append_group(&[job.append()], &job.rule).await;
+                let alone = writer.append_group(&[job.append()]).await;
                 let _ = job.reply.send(alone.map(|mut outcomes| outcomes.remove(0)));
             }
         }
@@ -164,11 +157,7 @@ mod tests {
     struct Accepting;
 
     impl GroupWriter for Accepting {
-        async fn append_group(
-            &self,
-            group: &[Append<'_>],
-            _rule: &PriorityRule,
-        ) -> StoreResult<Vec<Vec<AppendOutcome>>> {
+        async fn append_group(&self, group: &[Append<'_>]) -> StoreResult<Vec<Vec<AppendOutcome>>> {
             tokio::task::yield_now().await;
             Ok(group
                 .iter()
@@ -194,12 +183,8 @@ mod tests {
     #[tokio::test]
     async fn a_carried_request_is_written_while_another_lane_waits_for_work() {
         let commit = GroupCommit::start(Arc::new(Accepting), 2, 1024);
-        let rule = PriorityRule::default();
         let both = async {
-            tokio::join!(
-                commit.append("a", "device:a", events(600), &rule),
-                commit.append("b", "device:b", events(600), &rule)
-            )
+            tokio::join!(commit.append("a", "device:a", events(600)), commit.append("b", "device:b", events(600)))
         };
         let (a, b) = tokio::time::timeout(Duration::from_secs(5), both).await.expect("both answered");
         assert_eq!(a.unwrap().len(), 600);
@@ -210,13 +195,9 @@ mod tests {
     struct Stalled(tokio::sync::Semaphore);
 
     impl GroupWriter for Stalled {
-        async fn append_group(
-            &self,
-            group: &[Append<'_>],
-            rule: &PriorityRule,
-        ) -> StoreResult<Vec<Vec<AppendOutcome>>> {
+        async fn append_group(&self, group: &[Append<'_>]) -> StoreResult<Vec<Vec<AppendOutcome>>> {
             let _released = self.0.acquire().await.expect("open");
-            Accepting.append_group(group, rule).await
+            Accepting.append_group(group).await
         }
     }
 
@@ -227,15 +208,14 @@ mod tests {
     async fn a_full_write_queue_sheds_new_appends_and_keeps_the_queued_ones() {
         let writer = Arc::new(Stalled(tokio::sync::Semaphore::new(0)));
         let commit = GroupCommit::start(writer.clone(), 1, 2);
-        let rule = PriorityRule::default();
         // One request in the stuck lane, two waiting in the queue.
         let mut queued = Vec::new();
         for user in ["a", "b", "c"] {
-            let (commit, rule) = (commit.clone(), rule.clone());
-            queued.push(tokio::spawn(async move { commit.append(user, "device", events(1), &rule).await }));
+            let commit = commit.clone();
+            queued.push(tokio::spawn(async move { commit.append(user, "device", events(1)).await }));
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        let shed = tokio::time::timeout(Duration::from_secs(5), commit.append("d", "device", events(1), &rule)).await;
+        let shed = tokio::time::timeout(Duration::from_secs(5), commit.append("d", "device", events(1))).await;
         assert!(matches!(shed.expect("refused at once"), Err(StoreError::Overloaded)));
 
         writer.0.add_permits(1_000);

@@ -12,6 +12,7 @@ mod projector;
 mod rebuild;
 mod rehash;
 mod rows;
+mod rules;
 mod sql_store;
 pub mod sqlite;
 
@@ -26,6 +27,7 @@ use crate::domain::fold::Day;
 use crate::domain::priority::PriorityRule;
 
 pub use projector::AppendOutcome;
+pub use rules::{StoredRule, VersionedRule};
 pub use sql_store::SqlStore;
 
 #[derive(Debug, thiserror::Error)]
@@ -141,6 +143,8 @@ pub struct StoredEntry {
     pub position: i64,
     pub updated_at: DateTime<Utc>,
     pub body: Day,
+    /// The priority rule version the day was last folded under.
+    pub rule_version: i64,
 }
 
 /// A committed change to an Entry, as the live feed carries it.
@@ -192,6 +196,8 @@ impl FeedFilter {
 pub struct RebuildStats {
     pub days_rebuilt: u64,
     pub events_replayed: u64,
+    /// Days whose entry changed (took a new feed position).
+    pub days_changed: u64,
 }
 
 /// A day whose stored read model differs from the fold of its events.
@@ -275,7 +281,6 @@ pub trait Store: Clone + Send + Sync + 'static {
         user_id: &str,
         actor: &str,
         events: Vec<NewEvent>,
-        rule: &PriorityRule,
     ) -> impl Future<Output = StoreResult<Vec<AppendOutcome>>> + Send;
 
     fn get_entry(&self, user_id: &str, day: NaiveDate)
@@ -312,21 +317,30 @@ pub trait Store: Clone + Send + Sync + 'static {
         &self,
         user_id: &str,
         day: NaiveDate,
-        rule: &PriorityRule,
     ) -> impl Future<Output = StoreResult<Option<StoredEntry>>> + Send;
     /// Re-folds every day (of one user, or of everyone).
-    fn rebuild(
-        &self,
-        user_id: Option<&str>,
-        rule: &PriorityRule,
-    ) -> impl Future<Output = StoreResult<RebuildStats>> + Send;
-    /// Days whose stored read model differs from the fold of their events.
-    fn verify(&self, rule: &PriorityRule) -> impl Future<Output = StoreResult<Vec<Mismatch>>> + Send;
-    /// Whether the stored days were last re-folded by this release's fold.
+    fn rebuild(&self, user_id: Option<&str>) -> impl Future<Output = StoreResult<RebuildStats>> + Send;
+    /// Days whose stored read model differs from the fold of their events under the rule
+    /// in force, or was folded under another version of the rule.
+    fn verify(&self) -> impl Future<Output = StoreResult<Vec<Mismatch>>> + Send;
+    /// Whether the stored days were last re-folded by this release's fold, under the rule
+    /// in force.
     fn fold_is_current(&self) -> impl Future<Output = StoreResult<bool>> + Send;
-    /// Re-folds every day under `rule`, once, when the stored days were folded by an earlier
-    /// version of the fold (`domain::fold::VERSION`); what it did, if it had to.
-    fn upgrade_fold(&self, rule: &PriorityRule) -> impl Future<Output = StoreResult<Option<RebuildStats>>> + Send;
+    /// Re-folds every day when the stored days were folded by an earlier version of the
+    /// fold (`domain::fold::VERSION`) or the rule in force has not been applied to every day
+    /// (its pass was interrupted); what it did, if it had to.
+    fn refold_if_stale(&self) -> impl Future<Output = StoreResult<Option<RebuildStats>>> + Send;
+
+    /// The priority rule in force (the built-in default, version 0, until one is set).
+    fn priority_rule(&self) -> impl Future<Output = StoreResult<StoredRule>> + Send;
+    /// Stores `rule` as the next version, in force for every write from its commit on,
+    /// then re-folds every day under it (to the end, even if the caller stops waiting).
+    /// Returns the version and what the re-fold did.
+    fn set_priority_rule(
+        &self,
+        rule: &PriorityRule,
+        set_by: &str,
+    ) -> impl Future<Output = StoreResult<(i64, RebuildStats)>> + Send;
 }
 
 /// How many changes the live feed buffers for a slow reader before it reads from the store.

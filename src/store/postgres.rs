@@ -26,7 +26,7 @@ use super::projector::{DaySpan, EventRow, KeyLookup, KeyedEvent, Revision, UserD
 use super::rehash::{HashUpgrade, StoredHash};
 use super::rows::{
     event_days_after, from_micros, micros, parse_day, parse_uuid, stored_hash_from_row, user_events_from_rows, BodyRow,
-    EntryRow, TokenRow, ENTRY_COLUMNS, EVENT_COLUMNS, IN_SPAN,
+    EntryRow, RuleRow, TokenRow, ENTRY_COLUMNS, EVENT_COLUMNS, IN_SPAN,
 };
 use super::rows::{ClientRow, DeviceRow, SyncRow};
 use super::sql_store::SqlStore;
@@ -179,7 +179,7 @@ async fn relay_from(
     }
     while *published < head {
         let rows: Vec<RelayRow> = sqlx::query_as(
-            "SELECT e.user_id, e.day, e.position, e.updated_at_us, e.body, COALESCE(u.coach_id, '') AS coach_id
+            "SELECT e.user_id, e.day, e.position, e.updated_at_us, e.body, e.rule_version, COALESCE(u.coach_id, '') AS coach_id
              FROM entries e LEFT JOIN users u ON u.user_id = e.user_id
              WHERE e.position > $1 AND e.position <= $2 ORDER BY e.position LIMIT $3",
         )
@@ -311,6 +311,7 @@ fn push_entry_rows<'a>(query: &mut sqlx::QueryBuilder<'a, Postgres>, entries: &'
     let positions: Vec<i64> = entries.iter().map(|(entry, _)| entry.position).collect();
     let updated: Vec<i64> = entries.iter().map(|(entry, _)| micros(entry.updated_at)).collect();
     let bodies: Vec<&str> = entries.iter().map(|(_, body)| body.as_str()).collect();
+    let versions: Vec<i64> = entries.iter().map(|(entry, _)| entry.rule_version).collect();
     query
         .push("SELECT * FROM UNNEST(")
         .push_bind(users)
@@ -322,6 +323,8 @@ fn push_entry_rows<'a>(query: &mut sqlx::QueryBuilder<'a, Postgres>, entries: &'
         .push_bind(updated)
         .push(", ")
         .push_bind(bodies)
+        .push(", ")
+        .push_bind(versions)
         .push(")");
 }
 
@@ -507,7 +510,8 @@ impl Backend for PgBackend {
         push_entry_rows(&mut query, entries);
         query.push(
             " ON CONFLICT (user_id, day) DO UPDATE
-             SET position = excluded.position, updated_at_us = excluded.updated_at_us, body = excluded.body",
+             SET position = excluded.position, updated_at_us = excluded.updated_at_us, body = excluded.body,
+                 rule_version = excluded.rule_version",
         );
         query.build().execute(conn).await.map_err(StoreError::from_sqlx)?;
         Ok(())
@@ -608,6 +612,55 @@ impl Backend for PgBackend {
             .fetch_all(conn)
             .await
             .map_err(StoreError::from_sqlx)
+    }
+
+    async fn rule_version(conn: &mut PgConnection) -> StoreResult<i64> {
+        sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM priority_rules")
+            .fetch_one(conn)
+            .await
+            .map_err(StoreError::from_sqlx)
+    }
+
+    async fn priority_rule(conn: &mut PgConnection, version: i64) -> StoreResult<Option<RuleRow>> {
+        sqlx::query_as("SELECT version, rule, set_at_us, set_by, applied_at_us FROM priority_rules WHERE version = $1")
+            .bind(version)
+            .fetch_optional(conn)
+            .await
+            .map_err(StoreError::from_sqlx)
+    }
+
+    async fn insert_priority_rule(
+        conn: &mut PgConnection,
+        version: i64,
+        rule: &str,
+        set_by: &str,
+        at: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        sqlx::query("INSERT INTO priority_rules (version, rule, set_at_us, set_by) VALUES ($1, $2, $3, $4)")
+            .bind(version)
+            .bind(rule)
+            .bind(micros(at))
+            .bind(set_by)
+            .execute(conn)
+            .await
+            .map_err(StoreError::from_sqlx)?;
+        Ok(())
+    }
+
+    async fn mark_rule_applied(conn: &mut PgConnection, version: i64, at: DateTime<Utc>) -> StoreResult<()> {
+        sqlx::query("UPDATE priority_rules SET applied_at_us = $2 WHERE version = $1 AND applied_at_us IS NULL")
+            .bind(version)
+            .bind(micros(at))
+            .execute(conn)
+            .await
+            .map_err(StoreError::from_sqlx)?;
+        Ok(())
+    }
+
+    async fn stamp_rule_version(conn: &mut PgConnection, span: &DaySpan, version: i64) -> StoreResult<()> {
+        let sql = format!("UPDATE entries SET rule_version = $5 WHERE {IN_SPAN} AND rule_version <> $5");
+        in_span(&sql, span).bind(version).execute(conn).await.map_err(StoreError::from_sqlx)?;
+        Ok(())
     }
 
     async fn upgraded(conn: &mut PgConnection, upgrade: Upgrade, version: &str) -> StoreResult<bool> {

@@ -13,13 +13,16 @@ use tokio::task::JoinHandle;
 use super::backend::Backend;
 use super::projector::{self, DaySpan, UserDay};
 use super::rows::parse_day;
+use super::rules::RuleCache;
 use super::{now, Mismatch, RebuildStats, StoreResult};
 use crate::domain::event::StoredEvent;
 use crate::domain::fold::fold;
-use crate::domain::priority::PriorityRule;
 
 /// Chunks a rebuild reads and folds while it writes one.
 const READS_AHEAD: usize = 3;
+
+/// How often a long rebuild logs how far it got.
+const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The days of a rebuild's chunk, in `(user_id, day)` order, each with its number of events.
 type ChunkDays = Vec<(String, NaiveDate, i64)>;
@@ -30,37 +33,47 @@ pub(crate) struct ChunkRead {
     inputs: projector::Prefetched,
 }
 
-/// Re-folds every day (of one user, or of everyone) under `rule`.
+/// Re-folds every day (of one user, or of everyone) under the rule in force, which each
+/// chunk's transaction reads (a rule set during a rebuild applies to the chunks after it).
 pub(crate) async fn rebuild<B: Backend>(
     backend: &Arc<B>,
+    rules: &Arc<RuleCache>,
     user_id: Option<&str>,
-    rule: &PriorityRule,
 ) -> StoreResult<RebuildStats> {
     let mut stats = RebuildStats::default();
     let mut listed = list_chunks(backend, user_id);
     let mut ahead = VecDeque::new();
+    let mut logged = std::time::Instant::now();
     while let Some(span) = listed.recv().await.transpose()? {
-        ahead.push_back(read_chunk(backend, span, rule));
+        ahead.push_back(read_chunk(backend, rules, span));
         if ahead.len() > READS_AHEAD {
             let read = ahead.pop_front().expect("a read");
-            rebuild_read(backend.as_ref(), read, rule, &mut stats).await?;
+            rebuild_read(backend.as_ref(), rules, read, &mut stats).await?;
+        }
+        if logged.elapsed() >= PROGRESS_EVERY {
+            logged = std::time::Instant::now();
+            let (days, changed) = (stats.days_rebuilt, stats.days_changed);
+            tracing::info!(days, changed, events = stats.events_replayed, "re-folding days");
         }
     }
     for read in ahead {
-        rebuild_read(backend.as_ref(), read, rule, &mut stats).await?;
+        rebuild_read(backend.as_ref(), rules, read, &mut stats).await?;
     }
     Ok(stats)
 }
 
-/// Days whose stored entry differs from the fold of their events under `rule`.
-pub(crate) async fn verify<B: Backend>(backend: &B, rule: &PriorityRule) -> StoreResult<Vec<Mismatch>> {
+/// Days whose stored entry differs from the fold of their events under the rule in force,
+/// or was folded under another version of it.
+pub(crate) async fn verify<B: Backend>(backend: &B, rules: &RuleCache) -> StoreResult<Vec<Mismatch>> {
     let mut mismatches = Vec::new();
     let mut conn = backend.reader().await?;
+    let rule = rules.current::<B>(&mut conn).await?;
     for (user_id, day) in B::event_days(&mut conn).await? {
         let day = parse_day(&day)?;
         let input = projector::fold_input::<B>(&mut conn, &user_id, day).await?;
         let stored = B::entry(&mut conn, &user_id, day).await?.map(|row| row.into_entry()).transpose()?;
-        if stored.map(|entry| entry.body) != Some(fold(day, &input, rule)) {
+        let folded = Some((fold(day, &input, &rule.rule), rule.version));
+        if stored.map(|entry| (entry.body, entry.rule_version)) != folded {
             mismatches.push(Mismatch { user_id, day });
         }
     }
@@ -70,24 +83,31 @@ pub(crate) async fn verify<B: Backend>(backend: &B, rule: &PriorityRule) -> Stor
 /// Waits for a chunk's read (while the next ones are read) and re-folds it.
 async fn rebuild_read<B: Backend>(
     backend: &B,
+    rules: &RuleCache,
     read: JoinHandle<StoreResult<ChunkRead>>,
-    rule: &PriorityRule,
     stats: &mut RebuildStats,
 ) -> StoreResult<()> {
     // A panic in the read task is this call's panic.
     let chunk = read.await.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?;
     stats.days_rebuilt += chunk.days.len() as u64;
     stats.events_replayed += chunk.days.iter().map(|(_, _, n)| *n as u64).sum::<u64>();
-    rebuild_chunk(backend, chunk, rule).await
+    stats.days_changed += rebuild_chunk(backend, rules, chunk).await?;
+    Ok(())
 }
 
-/// Re-folds one chunk of days in one transaction (of any users).
-pub(crate) async fn rebuild_chunk<B: Backend>(backend: &B, chunk: ChunkRead, rule: &PriorityRule) -> StoreResult<()> {
+/// Re-folds one chunk of days in one transaction (of any users) under the rule in force;
+/// returns how many days changed.
+pub(crate) async fn rebuild_chunk<B: Backend>(backend: &B, rules: &RuleCache, chunk: ChunkRead) -> StoreResult<u64> {
     let days: Vec<UserDay> = chunk.days.iter().map(|(user, day, _)| (user.as_str(), *day)).collect();
     let users = projector::distinct_users(days.iter().map(|(user, _)| *user));
+    let span = chunk.inputs.span.clone();
     let mut write = backend.write(&users).await?;
-    let changed = projector::refold_prefetched::<B>(&mut write, &days, chunk.inputs, rule, now()).await?;
-    backend.commit_and_publish(write, changed).await
+    let rule = rules.current::<B>(&mut write).await?;
+    let changed = projector::refold_prefetched::<B>(&mut write, &days, chunk.inputs, &rule, now()).await?;
+    B::stamp_rule_version(&mut write, &span, rule.version).await?;
+    let count = changed.len() as u64;
+    backend.commit_and_publish(write, changed).await?;
+    Ok(count)
 }
 
 /// Lists a rebuild's chunks of days with events (of one user, or of all), in
@@ -136,14 +156,15 @@ async fn chunk_end<B: Backend>(
 /// chunk is read and folded while this one is written.
 pub(crate) fn read_chunk<B: Backend>(
     backend: &Arc<B>,
+    rules: &Arc<RuleCache>,
     span: DaySpan,
-    rule: &PriorityRule,
 ) -> JoinHandle<StoreResult<ChunkRead>> {
-    let (backend, rule) = (backend.clone(), rule.clone());
+    let (backend, rules) = (backend.clone(), rules.clone());
     tokio::spawn(async move {
-        // One snapshot: a change committed after it shows as a newer event or a later
-        // position to the write that uses this read (`refold_prefetched`).
+        // One snapshot: a change committed after it shows as a newer event, a later
+        // position or another rule to the write that uses this read (`refold_prefetched`).
         let mut snapshot = backend.snapshot().await?;
+        let rule = rules.current::<B>(&mut snapshot).await?;
         let events = B::span_events(&mut snapshot, &span).await?;
         let days = day_counts(&events);
         let user_days: Vec<UserDay> = days.iter().map(|(user, day, _)| (user.as_str(), *day)).collect();
@@ -153,9 +174,10 @@ pub(crate) fn read_chunk<B: Backend>(
         let events = projector::with_related_workouts::<B>(&mut snapshot, events, &[]).await?;
         let stored = projector::parse_bodies(B::span_bodies(&mut snapshot, &span).await?)?;
         B::end_snapshot(snapshot).await?;
-        let changed = projector::changed_days(&user_days, events, &stored, &rule);
+        let changed = projector::changed_days(&user_days, events, &stored, &rule.rule);
         drop(user_days);
-        Ok(ChunkRead { days, inputs: projector::Prefetched { span, newest, head, changed } })
+        let inputs = projector::Prefetched { span, rule_version: rule.version, newest, head, changed };
+        Ok(ChunkRead { days, inputs })
     })
 }
 

@@ -19,7 +19,7 @@ pub(crate) const EVENT_COLUMNS: &str =
     "user_id, seq, event_id, day, kind, source, observed_at_us, recorded_at_us, actor, payload";
 
 /// The columns of an `EntryRow`.
-pub(crate) const ENTRY_COLUMNS: &str = "user_id, day, position, updated_at_us, body";
+pub(crate) const ENTRY_COLUMNS: &str = "user_id, day, position, updated_at_us, body, rule_version";
 
 pub(crate) fn micros(at: DateTime<Utc>) -> i64 {
     at.timestamp_micros()
@@ -45,6 +45,7 @@ pub struct EntryRow {
     pub position: i64,
     pub updated_at_us: i64,
     pub body: String,
+    pub rule_version: i64,
 }
 
 impl EntryRow {
@@ -55,6 +56,7 @@ impl EntryRow {
             body: serde_json::from_str(&self.body).map_err(|e| StoreError::Corrupt(format!("entry: {e}")))?,
             user_id: self.user_id,
             position: self.position,
+            rule_version: self.rule_version,
         })
     }
 
@@ -71,6 +73,16 @@ impl EntryRow {
             }
         }
     }
+}
+
+/// A stored version of the priority rule.
+#[derive(sqlx::FromRow)]
+pub struct RuleRow {
+    pub version: i64,
+    pub rule: String,
+    pub set_at_us: i64,
+    pub set_by: String,
+    pub applied_at_us: Option<i64>,
 }
 
 /// A stored body of an entry, by its user and day.

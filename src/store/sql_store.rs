@@ -10,9 +10,10 @@ use super::backend::{Backend, Upgrade};
 use super::group::{GroupCommit, GroupWriter};
 use super::projector::{self, Append, AppendOutcome};
 use super::rows::{from_micros, EntryRow, SyncRow, TokenRow};
+use super::rules::{RuleCache, StoredRule};
 use super::{
     new_id, now, rebuild, rehash, EntryChange, FeedFilter, FeedPage, Mismatch, Paired, RebuildStats, RosterClient,
-    Store, StoreOptions, StoreResult, StoredEntry, Synced, TokenOwner,
+    Store, StoreError, StoreOptions, StoreResult, StoredEntry, Synced, TokenOwner,
 };
 use crate::domain::event::{NewEvent, StoredEvent};
 use crate::domain::priority::PriorityRule;
@@ -20,11 +21,12 @@ use crate::domain::priority::PriorityRule;
 pub struct SqlStore<B> {
     backend: Arc<B>,
     appends: GroupCommit,
+    rules: Arc<RuleCache>,
 }
 
 impl<B> Clone for SqlStore<B> {
     fn clone(&self) -> Self {
-        SqlStore { backend: self.backend.clone(), appends: self.appends.clone() }
+        SqlStore { backend: self.backend.clone(), appends: self.appends.clone(), rules: self.rules.clone() }
     }
 }
 
@@ -32,31 +34,71 @@ impl<B: Backend> SqlStore<B> {
     /// Starts the store on an open backend with `lanes` group-commit lanes (transactions
     /// in flight at once), and brings stored content hashes to the current form.
     pub(crate) async fn start(backend: B, lanes: usize, options: &StoreOptions) -> StoreResult<SqlStore<B>> {
-        let backend = Arc::new(backend);
-        let appender = Appender { backend: backend.clone(), max_events_per_day: options.max_events_per_day };
+        let (backend, rules) = (Arc::new(backend), Arc::new(RuleCache::default()));
+        let appender =
+            Appender { backend: backend.clone(), rules: rules.clone(), max_events_per_day: options.max_events_per_day };
         let appends = GroupCommit::start(Arc::new(appender), lanes, options.write_queue);
         rehash::upgrade_content_hashes(backend.as_ref()).await?;
-        Ok(SqlStore { backend, appends })
+        Ok(SqlStore { backend, appends, rules })
     }
 
     #[cfg(test)]
     pub(crate) fn backend(&self) -> &Arc<B> {
         &self.backend
     }
+
+    #[cfg(test)]
+    pub(crate) fn rules(&self) -> &Arc<RuleCache> {
+        &self.rules
+    }
+
+    /// Stores `rule` as the next version; returns the version.
+    pub(crate) async fn store_priority_rule(&self, rule: &PriorityRule, set_by: &str) -> StoreResult<i64> {
+        let mut write = self.backend.write(&[RULE_LOCK]).await?;
+        let version = B::rule_version(&mut write).await? + 1;
+        B::insert_priority_rule(&mut write, version, &rule.to_json(), set_by, now()).await?;
+        B::commit(write).await?;
+        tracing::info!(version, set_by, "priority rule set");
+        Ok(version)
+    }
+
+    /// Re-folds every day under the rule in force, then records that this release's fold
+    /// and that rule (if it is still the one in force) have been applied.
+    async fn refold_everything(&self) -> StoreResult<RebuildStats> {
+        use crate::domain::fold::VERSION;
+        let started_under = self.rules.current::<B>(&mut *self.backend.reader().await?).await?.version;
+        let stats = rebuild::rebuild(&self.backend, &self.rules, None).await?;
+        let mut write = self.backend.write(&[RULE_LOCK]).await?;
+        B::mark_upgraded(&mut write, Upgrade::Fold, VERSION, now()).await?;
+        // A rule set meanwhile is applied by its own pass.
+        if B::rule_version(&mut write).await? == started_under {
+            B::mark_rule_applied(&mut write, started_under, now()).await?;
+        }
+        B::commit(write).await?;
+        Ok(stats)
+    }
 }
+
+/// The write lock that serializes changes to the priority rule (in the lock space of
+/// users' ids, which never start with `rules:`).
+const RULE_LOCK: &str = "rules:priority";
 
 /// Writes a group of appends in one transaction of the backend.
 struct Appender<B> {
     backend: Arc<B>,
+    rules: Arc<RuleCache>,
     max_events_per_day: usize,
 }
 
 impl<B: Backend> GroupWriter for Appender<B> {
-    async fn append_group(&self, group: &[Append<'_>], rule: &PriorityRule) -> StoreResult<Vec<Vec<AppendOutcome>>> {
+    async fn append_group(&self, group: &[Append<'_>]) -> StoreResult<Vec<Vec<AppendOutcome>>> {
         let users = projector::distinct_users(group.iter().map(|append| append.user_id));
         let mut write = self.backend.write(&users).await?;
+        // Read after the users' locks are held: a rule pass that re-folds these users
+        // after the rule's commit then waits for this write (see `rules`).
+        let rule = self.rules.current::<B>(&mut write).await?;
         let (outcomes, changed) =
-            projector::append::<B>(&mut write, group, rule, self.max_events_per_day, now()).await?;
+            projector::append::<B>(&mut write, group, &rule, self.max_events_per_day, now()).await?;
         self.backend.commit_and_publish(write, changed).await?;
         Ok(outcomes)
     }
@@ -233,14 +275,8 @@ impl<B: Backend> Store for SqlStore<B> {
         Ok(revoked as u32)
     }
 
-    async fn append(
-        &self,
-        user_id: &str,
-        actor: &str,
-        events: Vec<NewEvent>,
-        rule: &PriorityRule,
-    ) -> StoreResult<Vec<AppendOutcome>> {
-        self.appends.append(user_id, actor, events, rule).await
+    async fn append(&self, user_id: &str, actor: &str, events: Vec<NewEvent>) -> StoreResult<Vec<AppendOutcome>> {
+        self.appends.append(user_id, actor, events).await
     }
 
     async fn get_entry(&self, user_id: &str, day: NaiveDate) -> StoreResult<Option<StoredEntry>> {
@@ -279,42 +315,56 @@ impl<B: Backend> Store for SqlStore<B> {
         Ok(FeedPage { entries, rows: count, last_position })
     }
 
-    async fn recompute_day(
-        &self,
-        user_id: &str,
-        day: NaiveDate,
-        rule: &PriorityRule,
-    ) -> StoreResult<Option<StoredEntry>> {
+    async fn recompute_day(&self, user_id: &str, day: NaiveDate) -> StoreResult<Option<StoredEntry>> {
         let mut write = self.backend.write(&[user_id]).await?;
-        let changed = projector::refold_days::<B>(&mut write, &[(user_id, day)], rule, now()).await?;
+        let rule = self.rules.current::<B>(&mut write).await?;
+        let changed = projector::refold_days::<B>(&mut write, &[(user_id, day)], &rule, now()).await?;
         let entry = B::entry(&mut write, user_id, day).await?.map(EntryRow::into_entry).transpose()?;
         self.backend.commit_and_publish(write, changed).await?;
         Ok(entry)
     }
 
-    async fn rebuild(&self, user_id: Option<&str>, rule: &PriorityRule) -> StoreResult<RebuildStats> {
-        rebuild::rebuild(&self.backend, user_id, rule).await
+    async fn rebuild(&self, user_id: Option<&str>) -> StoreResult<RebuildStats> {
+        rebuild::rebuild(&self.backend, &self.rules, user_id).await
     }
 
-    async fn verify(&self, rule: &PriorityRule) -> StoreResult<Vec<Mismatch>> {
-        rebuild::verify(self.backend.as_ref(), rule).await
+    async fn verify(&self) -> StoreResult<Vec<Mismatch>> {
+        rebuild::verify(self.backend.as_ref(), &self.rules).await
     }
 
     async fn fold_is_current(&self) -> StoreResult<bool> {
-        B::upgraded(&mut *self.backend.reader().await?, Upgrade::Fold, crate::domain::fold::VERSION).await
+        let mut conn = self.backend.reader().await?;
+        let fold = B::upgraded(&mut conn, Upgrade::Fold, crate::domain::fold::VERSION).await?;
+        Ok(fold && self.rules.describe::<B>(&mut conn).await?.applied)
     }
 
-    async fn upgrade_fold(&self, rule: &PriorityRule) -> StoreResult<Option<RebuildStats>> {
-        use crate::domain::fold::VERSION;
+    async fn refold_if_stale(&self) -> StoreResult<Option<RebuildStats>> {
         if self.fold_is_current().await? {
             return Ok(None);
         }
-        tracing::info!(version = VERSION, "stored days were folded by an earlier fold; re-folding every day");
-        let stats = rebuild::rebuild(&self.backend, None, rule).await?;
-        let mut write = self.backend.write(&[]).await?;
-        B::mark_upgraded(&mut write, Upgrade::Fold, VERSION, now()).await?;
-        B::commit(write).await?;
-        tracing::info!(days = stats.days_rebuilt, events = stats.events_replayed, "every day re-folded");
+        tracing::info!("stored days were folded by an earlier fold or rule; re-folding every day");
+        let stats = self.refold_everything().await?;
+        tracing::info!(days = stats.days_rebuilt, changed = stats.days_changed, "every day re-folded");
         Ok(Some(stats))
+    }
+
+    async fn priority_rule(&self) -> StoreResult<StoredRule> {
+        self.rules.describe::<B>(&mut *self.backend.reader().await?).await
+    }
+
+    async fn set_priority_rule(&self, rule: &PriorityRule, set_by: &str) -> StoreResult<(i64, RebuildStats)> {
+        let version = self.store_priority_rule(rule, set_by).await?;
+        // In a task of its own, so that a caller that stops waiting does not stop it halfway.
+        let store = self.clone();
+        let pass = tokio::spawn(async move { store.refold_everything().await });
+        let stats = match pass.await {
+            Ok(done) => done?,
+            Err(e) => match e.try_into_panic() {
+                Ok(panic) => std::panic::resume_unwind(panic),
+                Err(_) => return Err(StoreError::Closed),
+            },
+        };
+        tracing::info!(version, days = stats.days_rebuilt, changed = stats.days_changed, "priority rule applied");
+        Ok((version, stats))
     }
 }

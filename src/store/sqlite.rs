@@ -19,7 +19,7 @@ use super::projector::{DaySpan, EventRow, KeyLookup, KeyedEvent, Revision, UserD
 use super::rehash::{HashUpgrade, StoredHash};
 use super::rows::{
     event_days_after, from_micros, micros, parse_day, parse_uuid, stored_hash_from_row, user_events_from_rows, BodyRow,
-    EntryRow, EventColumns, TokenRow, ENTRY_COLUMNS, EVENT_COLUMNS, IN_SPAN,
+    EntryRow, EventColumns, RuleRow, TokenRow, ENTRY_COLUMNS, EVENT_COLUMNS, IN_SPAN,
 };
 use super::rows::{ClientRow, DeviceRow, SyncRow};
 use super::sql_store::SqlStore;
@@ -198,7 +198,10 @@ fn push_entry_rows<'a>(query: &mut sqlx::QueryBuilder<'a, Sqlite>, entries: &'a 
             .push_bind(entry.day.to_string())
             .push_bind(entry.position)
             .push_bind(micros(entry.updated_at))
-            .push_bind(body.as_str());
+            .push_bind(body.as_str())
+            // A literal (an integer, safe as text): as a parameter it took a chunk's insert
+            // past SQLite's limit (6 × 6,144).
+            .push(entry.rule_version);
     });
 }
 
@@ -214,8 +217,8 @@ impl Backend for SqliteBackend {
     type Write = SqliteWrite;
 
     /// Enough to spread a transaction's fixed costs thin, few enough that a chunk's entry
-    /// insert (5 parameters per day, a day per event at most) stays under SQLite's 32,766
-    /// parameters.
+    /// insert (5 parameters per day, a day per event at most; see `push_entry_rows`) stays
+    /// under SQLite's 32,766 parameters.
     const REBUILD_CHUNK_EVENTS: i64 = 6144;
 
     async fn reader(&self) -> StoreResult<PoolConnection<Sqlite>> {
@@ -383,7 +386,8 @@ impl Backend for SqliteBackend {
         push_entry_rows(&mut query, entries);
         query.push(
             " ON CONFLICT (user_id, day) DO UPDATE
-             SET position = excluded.position, updated_at_us = excluded.updated_at_us, body = excluded.body",
+             SET position = excluded.position, updated_at_us = excluded.updated_at_us, body = excluded.body,
+                 rule_version = excluded.rule_version",
         );
         query.build().execute(conn).await.map_err(StoreError::from_sqlx)?;
         Ok(())
@@ -498,6 +502,55 @@ impl Backend for SqliteBackend {
             .fetch_all(conn)
             .await
             .map_err(StoreError::from_sqlx)
+    }
+
+    async fn rule_version(conn: &mut SqliteConnection) -> StoreResult<i64> {
+        sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM priority_rules")
+            .fetch_one(conn)
+            .await
+            .map_err(StoreError::from_sqlx)
+    }
+
+    async fn priority_rule(conn: &mut SqliteConnection, version: i64) -> StoreResult<Option<RuleRow>> {
+        sqlx::query_as("SELECT version, rule, set_at_us, set_by, applied_at_us FROM priority_rules WHERE version = $1")
+            .bind(version)
+            .fetch_optional(conn)
+            .await
+            .map_err(StoreError::from_sqlx)
+    }
+
+    async fn insert_priority_rule(
+        conn: &mut SqliteConnection,
+        version: i64,
+        rule: &str,
+        set_by: &str,
+        at: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        sqlx::query("INSERT INTO priority_rules (version, rule, set_at_us, set_by) VALUES ($1, $2, $3, $4)")
+            .bind(version)
+            .bind(rule)
+            .bind(micros(at))
+            .bind(set_by)
+            .execute(conn)
+            .await
+            .map_err(StoreError::from_sqlx)?;
+        Ok(())
+    }
+
+    async fn mark_rule_applied(conn: &mut SqliteConnection, version: i64, at: DateTime<Utc>) -> StoreResult<()> {
+        sqlx::query("UPDATE priority_rules SET applied_at_us = $2 WHERE version = $1 AND applied_at_us IS NULL")
+            .bind(version)
+            .bind(micros(at))
+            .execute(conn)
+            .await
+            .map_err(StoreError::from_sqlx)?;
+        Ok(())
+    }
+
+    async fn stamp_rule_version(conn: &mut SqliteConnection, span: &DaySpan, version: i64) -> StoreResult<()> {
+        let sql = format!("UPDATE entries SET rule_version = $5 WHERE {IN_SPAN} AND rule_version <> $5");
+        in_span(&sql, span).bind(version).execute(conn).await.map_err(StoreError::from_sqlx)?;
+        Ok(())
     }
 
     async fn upgraded(conn: &mut SqliteConnection, upgrade: Upgrade, version: &str) -> StoreResult<bool> {
@@ -873,7 +926,6 @@ mod tests {
     use chrono::NaiveDate;
 
     use super::*;
-    use crate::domain::priority::PriorityRule;
     use crate::store::conformance::{self, steps};
     use crate::store::Store;
     use coachfit_testkit::ScratchDatabase;
@@ -895,7 +947,7 @@ mod tests {
     #[tokio::test]
     async fn a_write_dropped_before_its_commit_is_rolled_back_by_the_next() {
         let (store, _db) = open().await;
-        let (rule, day) = (PriorityRule::default(), NaiveDate::from_ymd_opt(2026, 3, 1).unwrap());
+        let day = NaiveDate::from_ymd_opt(2026, 3, 1).unwrap();
         let mut dropped = store.backend().write(&[]).await.unwrap();
         sqlx::query("INSERT INTO coaches (coach_id, name, created_at_us) VALUES ('c1', 'Dropped', 0)")
             .execute(&mut *dropped)
@@ -903,7 +955,7 @@ mod tests {
             .unwrap();
         drop(dropped);
 
-        store.append("u1", "u1", vec![steps(day, 1_000, 8)], &rule).await.unwrap();
+        store.append("u1", "u1", vec![steps(day, 1_000, 8)]).await.unwrap();
 
         let coaches: i64 =
             sqlx::query_scalar("SELECT COUNT(*) FROM coaches").fetch_one(&store.backend().readers).await.unwrap();

@@ -13,6 +13,7 @@ each_backend!(
     verify_reports_a_tampered_day_and_rebuild_repairs_it,
     admin_commands_print_json_accounts,
     days_an_earlier_fold_stored_are_refolded_once,
+    a_rule_set_from_the_cli_holds_for_the_running_server,
 );
 
 /// A sleep session of `minutes` asleep, from `start` (hours after the start of 2026-03-01).
@@ -61,6 +62,47 @@ async fn days_an_earlier_fold_stored_are_refolded_once(backend: Backend) {
         .execute_sql("UPDATE entries SET body = replace(body, '\"sleep_minutes\":540', '\"sleep_minutes\":61')")
         .await;
     assert!(!coachfit(&server.db_url, &["verify"]).status.success());
+}
+
+/// `coachfit priority set` stores the rule in the database: the server already running folds
+/// its next event under it (a rule that was a flag of each command flipped back as soon as
+/// a server started without it), and the retired flag says where the rule went.
+async fn a_rule_set_from_the_cli_holds_for_the_running_server(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let client = &server.client;
+    let own_steps =
+        |date: &str, total| manual(&client.id, date, pb::ManualValues { steps: Some(total), ..Default::default() });
+    server.ingest(&client.token).ingest_steps(steps_request(vec![steps("2026-03-01", 8_000, 20)])).await.unwrap();
+    server.entries(&client.token).record_manual_entry(own_steps("2026-03-01", 5_000)).await.unwrap();
+    assert_eq!(server.entry("2026-03-01").await.steps, Some(5_000));
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("priority.json");
+    std::fs::write(&file, r#"{"fields": {"steps": ["healthkit", "manual"]}}"#).unwrap();
+    let file = file.to_str().unwrap();
+    let set = coachfit(&server.db_url, &["priority", "set", file]);
+    assert!(set.status.success(), "{}", String::from_utf8_lossy(&set.stderr));
+    let set: serde_json::Value = serde_json::from_slice(&set.stdout).unwrap();
+    assert_eq!((set["version"].as_i64(), set["days_changed"].as_i64()), (Some(1), Some(1)));
+    assert_eq!(server.entry("2026-03-01").await.steps, Some(8_000), "the stored day was re-folded");
+
+    server.entries(&client.token).record_manual_entry(own_steps("2026-03-02", 4_000)).await.unwrap();
+    server.ingest(&client.token).ingest_steps(steps_request(vec![steps("2026-03-02", 9_000, 20)])).await.unwrap();
+    assert_eq!(server.entry("2026-03-02").await.steps, Some(9_000), "the running server folds under the new rule");
+
+    let shown = coachfit(&server.db_url, &["priority", "show"]);
+    let shown: serde_json::Value = serde_json::from_slice(&shown.stdout).unwrap();
+    assert_eq!(shown["version"], 1);
+    assert_eq!(shown["rule"], serde_json::json!({"fields": {"steps": ["healthkit", "manual"]}}));
+    assert_eq!((shown["set_by"].as_str(), shown["applied"].as_bool()), (Some("cli"), Some(true)));
+    let verify = coachfit(&server.db_url, &["verify"]);
+    assert!(verify.status.success(), "{}", String::from_utf8_lossy(&verify.stderr));
+
+    let retired = coachfit(&server.db_url, &["verify", "--priority-file", file]);
+    assert!(!retired.status.success());
+    assert!(String::from_utf8_lossy(&retired.stderr).contains("coachfit priority set"));
+    let unreadable = coachfit(&server.db_url, &["priority", "set", "/nonexistent/rule.json"]);
+    assert!(!unreadable.status.success());
 }
 
 async fn verify_reports_a_tampered_day_and_rebuild_repairs_it(backend: Backend) {
@@ -261,12 +303,12 @@ async fn the_demo_serves_a_coach_with_two_clients_and_their_weeks_of_data() {
 #[test]
 fn flags_belong_to_the_commands_that_use_them() {
     let misplaced =
-        coachfit("sqlite://unused.db", &["admin", "create-coach", "--name", "C", "--priority-file", "p.json"]);
+        coachfit("sqlite://unused.db", &["admin", "create-coach", "--name", "C", "--max-events-per-day", "100"]);
     assert!(!misplaced.status.success());
-    assert!(String::from_utf8_lossy(&misplaced.stderr).contains("unexpected argument '--priority-file'"));
+    assert!(String::from_utf8_lossy(&misplaced.stderr).contains("unexpected argument '--max-events-per-day'"));
     let help = coachfit("sqlite://unused.db", &["serve", "--help"]);
     let help = String::from_utf8_lossy(&help.stdout);
-    for flag in ["--priority-file", "--max-events-per-day", "--listen", "--drain-timeout-secs", "RUST_LOG"] {
+    for flag in ["--max-events-per-day", "--listen", "--drain-timeout-secs", "RUST_LOG"] {
         assert!(help.contains(flag), "serve --help names {flag}");
     }
 }

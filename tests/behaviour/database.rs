@@ -3,7 +3,6 @@
 //! `postgres://postgres@127.0.0.1:5432/test`) and dropped when the test ends.
 
 use coachfit::accounts;
-use coachfit::domain::priority::PriorityRule;
 use coachfit::store::postgres::{PgSettings, PostgresStore};
 use coachfit::store::sqlite::SqliteStore;
 use coachfit::store::{Store, StoreOptions};
@@ -123,10 +122,9 @@ impl AnyStore {
     }
 
     pub async fn verify(&self) -> bool {
-        let rule = PriorityRule::default();
         match self {
-            AnyStore::Sqlite(s) => s.verify(&rule).await.unwrap(),
-            AnyStore::Postgres(s) => s.verify(&rule).await.unwrap(),
+            AnyStore::Sqlite(s) => s.verify().await.unwrap(),
+            AnyStore::Postgres(s) => s.verify().await.unwrap(),
         }
         .is_empty()
     }

@@ -17,6 +17,7 @@ mod ingest;
 mod limits;
 mod matrix;
 mod pairing;
+mod priority;
 mod reflection;
 mod roster;
 mod scale_out;

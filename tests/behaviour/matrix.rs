@@ -159,6 +159,17 @@ async fn call(server: &TestServer, world: &World, rpc: &str, token: &str) -> Cod
             code(server.roster(token).rename_client(request).await)
         }
         "GetSyncStatus" => code(server.roster(token).get_sync_status(pb::GetSyncStatusRequest {}).await),
+        "GetPriorityRule" => code(admin.get_priority_rule(pb::GetPriorityRuleRequest {}).await),
+        "SetPriorityRule" => {
+            // The default order, written out: setting it changes no day.
+            let rule = pb::PriorityRule {
+                default_order: [pb::Source::Coach, pb::Source::Manual, pb::Source::Healthkit, pb::Source::Strava]
+                    .map(i32::from)
+                    .to_vec(),
+                ..Default::default()
+            };
+            code(admin.set_priority_rule(pb::SetPriorityRuleRequest { rule: Some(rule) }).await)
+        }
         other => panic!("no call for {other}"),
     }
 }
@@ -167,7 +178,7 @@ async fn every_rpc_answers_every_caller_as_the_matrix_says(backend: Backend) {
     use Code::{NotFound as NF, Ok as OK, PermissionDenied as PD, Unauthenticated as UA};
     // Columns: no token, bad token, revoked token, device of the user, device of another user,
     // the user's coach, another coach, admin. (README, "Who may call what".)
-    let matrix: [(&str, [Code; 8]); 20] = [
+    let matrix: [(&str, [Code; 8]); 22] = [
         ("IngestSteps", [UA, UA, UA, OK, OK, PD, PD, PD]),
         ("IngestSleep", [UA, UA, UA, OK, OK, PD, PD, PD]),
         ("IngestWorkouts", [UA, UA, UA, OK, OK, PD, PD, PD]),
@@ -190,6 +201,9 @@ async fn every_rpc_answers_every_caller_as_the_matrix_says(backend: Backend) {
         ("ListClients", [UA, UA, UA, PD, PD, OK, PD, OK]),
         ("RenameClient", [UA, UA, UA, PD, PD, OK, PD, OK]),
         ("GetSyncStatus", [UA, UA, UA, OK, OK, PD, PD, PD]),
+        // Any coach may read the rule every instance folds with; only an admin sets it.
+        ("GetPriorityRule", [UA, UA, UA, PD, PD, OK, OK, OK]),
+        ("SetPriorityRule", [UA, UA, UA, PD, PD, PD, PD, OK]),
     ];
     let server = TestServer::start(backend).await;
     let mut wrong = Vec::new();

@@ -155,7 +155,6 @@ async fn while_postgres_is_unreachable_calls_are_unavailable_then_everything_rec
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_appends_to_one_day_from_two_instances_lose_no_event() {
     use coachfit::domain::event::{KeyReuse, NewEvent, Payload, StepsReport};
-    use coachfit::domain::priority::PriorityRule;
     use coachfit::domain::Source;
     use coachfit::store::postgres::{PgSettings, PostgresStore};
     use coachfit::store::Store;
@@ -178,7 +177,7 @@ async fn concurrent_appends_to_one_day_from_two_instances_lose_no_event() {
             let observed = utc("2026-03-01", 0) + chrono::Duration::seconds(i64::from(i));
             let payload = Payload::Steps(StepsReport { total_steps: i, source_devices: vec![] });
             let event = NewEvent::new(Some(day), Source::Healthkit, observed, payload, None, KeyReuse::Reject);
-            store.append(&user_id, "device:test", vec![event], &PriorityRule::default()).await.unwrap();
+            store.append(&user_id, "device:test", vec![event]).await.unwrap();
         }));
     }
     for writer in writers {
@@ -186,5 +185,5 @@ async fn concurrent_appends_to_one_day_from_two_instances_lose_no_event() {
     }
     let entry = a.get_entry(&user_id, day).await.unwrap().unwrap();
     assert_eq!(entry.body.steps, Some(199), "the latest observation wins");
-    assert_eq!(a.verify(&PriorityRule::default()).await.unwrap(), vec![], "every read model equals its fold");
+    assert_eq!(a.verify().await.unwrap(), vec![], "every read model equals its fold");
 }

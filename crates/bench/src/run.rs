@@ -11,7 +11,6 @@ use serde_json::json;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
 use coachfit::accounts;
-use coachfit::domain::priority::PriorityRule;
 use coachfit::store::postgres::{PgSettings, PostgresStore};
 use coachfit::store::sqlite::{SqliteStore, WAL_AUTOCHECKPOINT_PAGES};
 use coachfit::store::Store;
@@ -248,7 +247,7 @@ async fn run_on<S: Store>(
     let (rows, read_elapsed) = raw.sequential_read().await?;
     let read_events_per_s = rows as f64 / read_elapsed.as_secs_f64();
     let started = Instant::now();
-    let stats = store.rebuild(None, &PriorityRule::default()).await?;
+    let stats = store.rebuild(None).await?;
     let rebuild_events_per_s = stats.events_replayed as f64 / started.elapsed().as_secs_f64();
 
     Ok(Report {
