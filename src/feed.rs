@@ -1,5 +1,6 @@
-//! The live entry feed behind `StreamEntries`: catch up from the store by position, then
-//! follow the store's change broadcast.
+//! The live feed behind `StreamEntries`: entries and (for a subscriber that asks) clients'
+//! roster changes; catch up from the store by position, then follow the store's change
+//! broadcast.
 //!
 //! Positions are committed in order, and each published change says after which position it
 //! follows, so a follower that tracks the last global position it has accounted for (its
@@ -17,7 +18,7 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{broadcast, watch};
 use tokio::time::{interval_at, Instant, Interval, MissedTickBehavior};
 
-use crate::store::{EntryChange, FeedFilter, Store, StoreError, StoredEntry};
+use crate::store::{FeedChange, FeedFilter, FeedRecord, RosterClient, Store, StoreError, StoredEntry};
 
 /// Entries read from the store per catch-up query (and held per subscriber, at most).
 const CATCH_UP_PAGE: u32 = 256;
@@ -25,6 +26,8 @@ const CATCH_UP_PAGE: u32 = 256;
 #[derive(Debug, Clone, PartialEq)]
 pub enum FeedItem {
     Update(Arc<StoredEntry>),
+    /// A client as it is after a roster change.
+    Client(Arc<RosterClient>),
     /// The latest position accounted for; resuming from it misses nothing.
     Heartbeat(i64),
 }
@@ -46,6 +49,8 @@ pub struct Subscription {
     /// Resume after this position; `None` means live changes only.
     pub after: Option<i64>,
     pub heartbeat: Duration,
+    /// Whether to send roster changes too.
+    pub clients: bool,
 }
 
 /// The subscription's items, until an error (the last item) or `shutdown` turns true. The
@@ -66,6 +71,7 @@ pub fn follow<S: Store>(
     let follower = Follower {
         store,
         filter: subscription.filter,
+        clients: subscription.clients,
         live,
         shutdown,
         idle,
@@ -86,7 +92,8 @@ pub fn follow<S: Store>(
 struct Follower<S> {
     store: S,
     filter: FeedFilter,
-    live: broadcast::Receiver<Arc<EntryChange>>,
+    clients: bool,
+    live: broadcast::Receiver<Arc<FeedChange>>,
     shutdown: watch::Receiver<bool>,
     idle: Interval,
     /// Where to begin, until the first item: after a position, or live only.
@@ -142,8 +149,8 @@ impl<S: Store> Follower<S> {
 
     /// Takes one live change: queues it if it is for this subscriber, or starts a catch-up
     /// if changes before it were missed.
-    async fn apply(&mut self, change: Arc<EntryChange>) -> Result<(), FeedError> {
-        let position = change.entry.position;
+    async fn apply(&mut self, change: Arc<FeedChange>) -> Result<(), FeedError> {
+        let position = change.record.position();
         if position <= self.cursor {
             return Ok(());
         }
@@ -153,9 +160,17 @@ impl<S: Store> Follower<S> {
         }
         self.cursor = position;
         if self.filter.matches(&change) {
-            self.pending.push_back(FeedItem::Update(change.entry.clone()));
+            self.pending.extend(self.item(&change.record));
         }
         Ok(())
+    }
+
+    /// What the subscriber is sent of a record, if anything.
+    fn item(&self, record: &FeedRecord) -> Option<FeedItem> {
+        match record {
+            FeedRecord::Entry(entry) => Some(FeedItem::Update(entry.clone())),
+            FeedRecord::Client(client) => self.clients.then(|| FeedItem::Client(client.clone())),
+        }
     }
 
     /// Reads what changed after the cursor, up to `head`, from the store before following
@@ -166,18 +181,15 @@ impl<S: Store> Follower<S> {
         }
     }
 
-    /// Queues the next page of matching entries after the cursor, up to `head`.
+    /// Queues the next page of matching records after the cursor, up to `head`.
     async fn read_page(&mut self, head: i64) -> Result<(), FeedError> {
-        let page = self.store.feed_page(&self.filter, self.cursor, head, CATCH_UP_PAGE).await?;
-        let complete = page.rows < CATCH_UP_PAGE as usize;
-        self.cursor = match (complete, page.last_position) {
-            (false, Some(last)) => last,
-            _ => head,
-        };
+        let page = self.store.feed_page(&self.filter, self.cursor, head, CATCH_UP_PAGE, self.clients).await?;
+        self.cursor = page.read_to;
         if self.cursor >= head {
             self.catching_up_to = None;
         }
-        self.pending.extend(page.entries.into_iter().map(|entry| FeedItem::Update(Arc::new(entry))));
+        let items: Vec<FeedItem> = page.records.iter().filter_map(|record| self.item(record)).collect();
+        self.pending.extend(items);
         Ok(())
     }
 }

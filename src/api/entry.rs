@@ -191,7 +191,8 @@ impl<S: Store> EntryService for EntryApi<S> {
         let filter = self.feed_filter(&principal, &r.user_ids).await?;
         let slot = self.state.stream_slots.take(&principal)?;
         let after = r.after_position.map(|p| i64::try_from(p).unwrap_or(i64::MAX));
-        let subscription = Subscription { filter, after, heartbeat: self.state.heartbeat };
+        let subscription = Subscription { filter, after, heartbeat: self.state.heartbeat, clients: r.include_clients };
+        let stale_after_days = self.state.stale_after_days;
         let items = feed::follow(self.state.store.clone(), subscription, self.state.shutdown.clone());
         let encoded = self.encoded.clone();
         let stream = items.map(move |item| {
@@ -204,6 +205,16 @@ impl<S: Store> EntryService for EntryApi<S> {
                         encoded.get(&entry),
                     ))),
                 }),
+                Ok(FeedItem::Client(client)) => {
+                    let now = chrono::Utc::now();
+                    Ok(pb::StreamEntriesResponse {
+                        kind: Some(pb::stream_entries_response::Kind::Client(pb::ClientUpdate {
+                            position: client.position as u64,
+                            client: Some(super::roster::client_status(&client, now, stale_after_days)),
+                            as_of: Some(convert::timestamp(now)),
+                        })),
+                    })
+                }
                 Ok(FeedItem::Heartbeat(position)) => Ok(pb::StreamEntriesResponse {
                     kind: Some(pb::stream_entries_response::Kind::Heartbeat(pb::Heartbeat {
                         position: position as u64,

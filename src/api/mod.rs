@@ -40,4 +40,6 @@ pub struct AppState<S> {
     pub device_rate: Arc<DeviceRate>,
     /// Users one `StreamEntries` may name.
     pub max_stream_users: usize,
+    /// Days without a new observation after which a client is stale.
+    pub stale_after_days: u32,
 }

@@ -15,12 +15,11 @@ use crate::store::{RosterClient, Store, Synced};
 
 pub struct RosterApi<S> {
     state: AppState<S>,
-    stale_after_days: u32,
 }
 
 impl<S> RosterApi<S> {
-    pub fn new(state: AppState<S>, stale_after_days: u32) -> Self {
-        RosterApi { state, stale_after_days }
+    pub fn new(state: AppState<S>) -> Self {
+        RosterApi { state }
     }
 }
 
@@ -32,13 +31,16 @@ impl<S: Store> RosterService for RosterApi<S> {
     ) -> Result<Response<pb::ListClientsResponse>, Status> {
         let principal = self.state.auth.principal(&request, "ListClients").await?;
         let coach_id = coach_named(&principal, &request.get_ref().coach_id)?;
+        // Before the roster: a stream from here sees every change after the read.
+        let position = self.state.store.head_position().await?;
         let roster = self.state.store.roster(&coach_id).await?;
         let now = Utc::now();
-        let stale_after = Duration::days(i64::from(self.stale_after_days));
+        let stale_after_days = self.state.stale_after_days;
         Ok(Response::new(pb::ListClientsResponse {
-            clients: roster.iter().map(|client| client_status(client, now, stale_after)).collect(),
+            clients: roster.iter().map(|client| client_status(client, now, stale_after_days)).collect(),
             as_of: Some(timestamp(now)),
-            stale_after_days: self.stale_after_days,
+            stale_after_days,
+            position: position as u64,
         }))
     }
 
@@ -88,7 +90,8 @@ fn coach_named(principal: &Principal, requested: &str) -> ApiResult<String> {
     }
 }
 
-fn client_status(client: &RosterClient, now: DateTime<Utc>, stale_after: Duration) -> pb::ClientStatus {
+/// A client as the roster shows it at `now`.
+pub(super) fn client_status(client: &RosterClient, now: DateTime<Utc>, stale_after_days: u32) -> pb::ClientStatus {
     let devices = client
         .devices
         .iter()
@@ -109,26 +112,27 @@ fn client_status(client: &RosterClient, now: DateTime<Utc>, stale_after: Duratio
     // correction does not.
     let newest = client.synced.iter().filter(|s| s.actor.starts_with("device:")).map(|s| s.newest_observed_at).max();
     let last_day = client.synced.iter().filter_map(|s| s.last_day).max();
+    let stale_at = stale_at(newest, client.added_at, Duration::days(i64::from(stale_after_days)));
     pb::ClientStatus {
         user_id: client.user_id.clone(),
         display_name: client.display_name.clone().unwrap_or_default(),
         devices,
         kinds: per_kind(&client.synced).iter().map(kind_status).collect(),
         last_day: last_day.map(|day| day.to_string()).unwrap_or_default(),
-        stale: is_stale(newest, client.added_at, now, stale_after),
+        stale: stale_at < now,
         added_at: Some(timestamp(client.added_at)),
+        stale_at: Some(timestamp(stale_at)),
     }
 }
 
-/// A client is stale when nothing their devices sent was observed within `stale_after` of
-/// `now`; a client who has sent nothing, once they were added longer ago than that.
-fn is_stale(
+/// When a client turns stale: `stale_after` past the newest observation their devices sent;
+/// for a client who has sent nothing, past when they were added.
+fn stale_at(
     newest_observation: Option<DateTime<Utc>>,
     added_at: DateTime<Utc>,
-    now: DateTime<Utc>,
     stale_after: Duration,
-) -> bool {
-    newest_observation.unwrap_or(added_at) < now - stale_after
+) -> DateTime<Utc> {
+    newest_observation.unwrap_or(added_at) + stale_after
 }
 
 /// `synced` summed over authors, per kind.
@@ -170,9 +174,10 @@ mod tests {
         let now = Utc.with_ymd_and_hms(2026, 3, 10, 12, 0, 0).unwrap();
         let added = now - Duration::days(30);
         let three_days = Duration::days(3);
-        assert!(!is_stale(Some(now - Duration::hours(71)), added, now, three_days));
-        assert!(is_stale(Some(now - Duration::hours(73)), added, now, three_days));
-        assert!(!is_stale(None, now - Duration::days(1), now, three_days), "just added, nothing sent yet");
-        assert!(is_stale(None, added, now, three_days), "added a month ago, nothing sent");
+        let is_stale = |newest, added| stale_at(newest, added, three_days) < now;
+        assert!(!is_stale(Some(now - Duration::hours(71)), added));
+        assert!(is_stale(Some(now - Duration::hours(73)), added));
+        assert!(!is_stale(None, now - Duration::days(1)), "just added, nothing sent yet");
+        assert!(is_stale(None, added), "added a month ago, nothing sent");
     }
 }

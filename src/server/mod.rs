@@ -126,6 +126,7 @@ pub async fn serve<S: Store>(
         stream_slots: StreamSlots::new(limits.streams_per_principal),
         device_rate: Arc::new(DeviceRate::new(limits.device_burst_items, limits.device_items_per_second)),
         max_stream_users: limits.max_stream_users,
+        stale_after_days: options.stale_after_days,
     };
     let (draining, close) = (CancellationToken::new(), CancellationToken::new());
     // Open streams never finish on their own: end them when shutdown begins, so the
@@ -164,7 +165,7 @@ pub async fn serve<S: Store>(
         .add_service(IngestServiceServer::new(IngestApi::new(state.clone())))
         .add_service(EntryServiceServer::new(EntryApi::new(state.clone())))
         .add_service(PairingServiceServer::new(PairingApi::new(state.clone(), &options.pairing)))
-        .add_service(RosterServiceServer::new(RosterApi::new(state.clone(), options.stale_after_days)))
+        .add_service(RosterServiceServer::new(RosterApi::new(state.clone())))
         .add_service(AdminServiceServer::new(AdminApi::new(state)))
         .serve_with_incoming_shutdown(connections::accept(listener, close.clone()), shutdown);
     tokio::pin!(server);

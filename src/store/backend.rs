@@ -16,8 +16,9 @@ use uuid::Uuid;
 
 use super::projector::{DaySpan, EventRow, KeyLookup, KeyedEvent, Revision, UserDay};
 use super::rehash::{HashUpgrade, StoredHash};
+use super::roster::{Clients, Published};
 use super::rows::{BodyRow, ClientRow, DeviceRow, EntryRow, RuleRow, SyncRow, TokenRow};
-use super::{EntryChange, FeedFilter, StoreResult, StoredEntry};
+use super::{FeedChange, FeedFilter, StoreResult, StoredEntry};
 use crate::domain::event::StoredEvent;
 
 /// A result of a statement, as a future that may move between threads.
@@ -70,11 +71,11 @@ pub trait Backend: Send + Sync + Sized + 'static {
     /// everywhere) until it ends.
     fn write(&self, users: &[&str]) -> impl Answer<Self::Write>;
     fn commit(write: Self::Write) -> impl Answer<()>;
-    /// Commits, and makes the `changed` entries (in position order) known to the live feed
-    /// of every instance, in commit order.
-    fn commit_and_publish(&self, write: Self::Write, changed: Vec<StoredEntry>) -> impl Answer<()>;
-    /// Committed entry changes, in position order, as they happen.
-    fn subscribe(&self) -> broadcast::Receiver<Arc<EntryChange>>;
+    /// Commits, and makes what the write changed known to the live feed of every
+    /// instance, in position order, in commit order.
+    fn commit_and_publish(&self, write: Self::Write, changed: Published) -> impl Answer<()>;
+    /// Committed changes, in position order, as they happen.
+    fn subscribe(&self) -> broadcast::Receiver<Arc<FeedChange>>;
 
     // The write path (`projector`). Each statement takes a whole batch, of any users.
 
@@ -188,12 +189,33 @@ pub trait Backend: Send + Sync + Sized + 'static {
     ) -> impl Answer<()>;
     /// Sets a user's display name; whether the user exists.
     fn rename_user(conn: &mut Self::Conn, user_id: &str, display_name: &str) -> impl Answer<bool>;
-    /// The coach's clients, by user id.
-    fn clients_of(conn: &mut Self::Conn, coach_id: &str) -> impl Answer<Vec<ClientRow>>;
-    /// Every device token of the coach's clients, live or revoked.
-    fn devices_of_clients(conn: &mut Self::Conn, coach_id: &str) -> impl Answer<Vec<DeviceRow>>;
-    /// The `sync_status` rows of the coach's clients.
-    fn sync_of_clients(conn: &mut Self::Conn, coach_id: &str) -> impl Answer<Vec<SyncRow>>;
+    /// The clients, by user id.
+    fn clients(conn: &mut Self::Conn, clients: Clients<'_>) -> impl Answer<Vec<ClientRow>>;
+    /// Every device token of the clients, live or revoked.
+    fn devices(conn: &mut Self::Conn, clients: Clients<'_>) -> impl Answer<Vec<DeviceRow>>;
+    /// The `sync_status` rows of the clients.
+    fn syncs(conn: &mut Self::Conn, clients: Clients<'_>) -> impl Answer<Vec<SyncRow>>;
+    /// Sets the clients' roster positions (and, if given, when a sync last took one).
+    fn set_roster_positions(
+        conn: &mut Self::Conn,
+        positions: &[(&str, i64)],
+        synced_at: Option<DateTime<Utc>>,
+    ) -> impl Answer<()>;
+    /// Those of `users` whose last sync notice is before `before`.
+    fn clients_due_sync_notice(
+        conn: &mut Self::Conn,
+        users: &[&str],
+        before: DateTime<Utc>,
+    ) -> impl Answer<Vec<String>>;
+    /// The clients matching `filter` whose roster position is in `(after, up_to]`, by
+    /// position, at most `limit`.
+    fn roster_rows(
+        conn: &mut Self::Conn,
+        filter: &FeedFilter,
+        after: i64,
+        up_to: i64,
+        limit: u32,
+    ) -> impl Answer<Vec<(String, i64)>>;
     /// The `sync_status` rows of one author for one user.
     fn sync_of_actor(conn: &mut Self::Conn, user_id: &str, actor: &str) -> impl Answer<Vec<SyncRow>>;
     fn insert_device_token(

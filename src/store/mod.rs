@@ -11,6 +11,7 @@ pub mod postgres;
 mod projector;
 mod rebuild;
 mod rehash;
+mod roster;
 mod rows;
 mod rules;
 mod sql_store;
@@ -108,6 +109,10 @@ pub struct Paired {
 #[derive(Debug, Clone, PartialEq)]
 pub struct RosterClient {
     pub user_id: String,
+    pub coach_id: String,
+    /// The feed position of the client's latest roster change (0: none since it was added
+    /// by a release without roster positions).
+    pub position: i64,
     pub display_name: Option<String>,
     /// When the client was added (created, or their first code redeemed).
     pub added_at: DateTime<Utc>,
@@ -147,27 +152,48 @@ pub struct StoredEntry {
     pub rule_version: i64,
 }
 
-/// A committed change to an Entry, as the live feed carries it.
+/// What took a feed position: an entry's new version, or a client's roster change (the
+/// client as it is after it). Shared by every subscriber that receives it.
 #[derive(Debug, Clone, PartialEq)]
-pub struct EntryChange {
+pub enum FeedRecord {
+    Entry(Arc<StoredEntry>),
+    Client(Arc<RosterClient>),
+}
+
+impl FeedRecord {
+    pub fn position(&self) -> i64 {
+        match self {
+            FeedRecord::Entry(entry) => entry.position,
+            FeedRecord::Client(client) => client.position,
+        }
+    }
+
+    pub fn user_id(&self) -> &str {
+        match self {
+            FeedRecord::Entry(entry) => &entry.user_id,
+            FeedRecord::Client(client) => &client.user_id,
+        }
+    }
+}
+
+/// A committed change, as the live feed carries it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FeedChange {
     /// The publisher has delivered every change up to this position: a follower whose
     /// cursor is at least here misses nothing by taking this change next.
     pub after: i64,
-    /// The coach of the entry's user, so coach streams can filter without a lookup.
+    /// The coach of the record's user, so coach streams can filter without a lookup.
     pub coach_id: String,
-    /// Shared by every subscriber that receives it.
-    pub entry: Arc<StoredEntry>,
+    pub record: FeedRecord,
 }
 
 /// A page of the feed read back from the store.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct FeedPage {
-    /// The readable entries of the page, by position.
-    pub entries: Vec<StoredEntry>,
-    /// Rows read, readable or not: fewer than the limit means the range is done.
-    pub rows: usize,
-    /// The position of the last row read.
-    pub last_position: Option<i64>,
+    /// The readable records of the page, by position.
+    pub records: Vec<FeedRecord>,
+    /// Every matching record up to this position has been read.
+    pub read_to: i64,
 }
 
 /// Which entries a feed reader wants.
@@ -182,10 +208,10 @@ pub enum FeedFilter {
 }
 
 impl FeedFilter {
-    pub fn matches(&self, change: &EntryChange) -> bool {
+    pub fn matches(&self, change: &FeedChange) -> bool {
         match self {
             FeedFilter::All => true,
-            FeedFilter::Users(users) => users.contains(&change.entry.user_id),
+            FeedFilter::Users(users) => users.iter().any(|user| user == change.record.user_id()),
             FeedFilter::Coach(coach_id) => change.coach_id == *coach_id,
         }
     }
@@ -297,19 +323,20 @@ pub trait Store: Clone + Send + Sync + 'static {
     /// The events the fold of a day reads, by `seq`.
     fn fold_input(&self, user_id: &str, day: NaiveDate) -> impl Future<Output = StoreResult<Vec<StoredEvent>>> + Send;
 
-    /// Committed entry changes, in position order, as they happen. A receiver that falls
-    /// behind gets `Lagged` and reads the missed changes back with `feed_page`.
-    fn changes(&self) -> tokio::sync::broadcast::Receiver<Arc<EntryChange>>;
+    /// Committed changes, in position order, as they happen. A receiver that falls behind
+    /// gets `Lagged` and reads the missed changes back with `feed_page`.
+    fn changes(&self) -> tokio::sync::broadcast::Receiver<Arc<FeedChange>>;
     /// The position of the latest committed change (0 when there is none).
     fn head_position(&self) -> impl Future<Output = StoreResult<i64>> + Send;
-    /// Entries matching `filter` whose position is in `(after, up_to]`, by position, at most
-    /// `limit` rows read.
+    /// Entries (and, with `clients`, roster changes) matching `filter` whose position is in
+    /// `(after, up_to]`, by position, at most `limit` rows of each read.
     fn feed_page(
         &self,
         filter: &FeedFilter,
         after: i64,
         up_to: i64,
         limit: u32,
+        clients: bool,
     ) -> impl Future<Output = StoreResult<FeedPage>> + Send;
 
     /// Re-folds one day from its events and stores the result.

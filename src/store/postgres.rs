@@ -24,13 +24,14 @@ use uuid::Uuid;
 use super::backend::{Backend, Upgrade};
 use super::projector::{DaySpan, EventRow, KeyLookup, KeyedEvent, Revision, UserDay};
 use super::rehash::{HashUpgrade, StoredHash};
+use super::roster::{self, Clients, Published};
 use super::rows::{
     event_days_after, from_micros, micros, parse_day, parse_uuid, stored_hash_from_row, user_events_from_rows, BodyRow,
     EntryRow, RuleRow, TokenRow, ENTRY_COLUMNS, EVENT_COLUMNS, IN_SPAN,
 };
 use super::rows::{ClientRow, DeviceRow, SyncRow};
 use super::sql_store::SqlStore;
-use super::{EntryChange, FeedFilter, StoreError, StoreOptions, StoreResult, StoredEntry};
+use super::{FeedChange, FeedFilter, FeedRecord, StoreError, StoreOptions, StoreResult, StoredEntry};
 use crate::domain::event::StoredEvent;
 
 /// The NOTIFY channel that wakes every instance's relay.
@@ -77,7 +78,7 @@ pub struct PgBackend {
     pool: PgPool,
     /// For the relay and stream catch-ups only.
     feed_pool: PgPool,
-    changes: broadcast::Sender<Arc<EntryChange>>,
+    changes: broadcast::Sender<Arc<FeedChange>>,
     /// Kept for its `Drop`: the relay lives as long as the backend.
     _relay: Relay,
 }
@@ -131,7 +132,7 @@ impl PostgresStore {
 
 /// Follows NOTIFY as a hint and republishes committed changes, read by position, to the
 /// local broadcast. Runs until aborted.
-async fn relay_changes(pool: PgPool, changes: broadcast::Sender<Arc<EntryChange>>, start: i64) {
+async fn relay_changes(pool: PgPool, changes: broadcast::Sender<Arc<FeedChange>>, start: i64) {
     let mut published = start;
     loop {
         let mut listener = match PgListener::connect_with(&pool).await {
@@ -163,13 +164,14 @@ async fn relay_changes(pool: PgPool, changes: broadcast::Sender<Arc<EntryChange>
     }
 }
 
-/// Publishes every entry changed after `published`, in position order.
+/// Publishes every entry and roster change after `published`, in position order.
 async fn relay_from(
     pool: &PgPool,
-    changes: &broadcast::Sender<Arc<EntryChange>>,
+    changes: &broadcast::Sender<Arc<FeedChange>>,
     published: &mut i64,
 ) -> StoreResult<()> {
-    let head = PgBackend::feed_head(&mut *pool.acquire().await.map_err(StoreError::from_sqlx)?).await?;
+    let mut conn = pool.acquire().await.map_err(StoreError::from_sqlx)?;
+    let head = PgBackend::feed_head(&mut conn).await?;
     if changes.receiver_count() == 0 {
         // Nobody here follows the live feed (a CLI rebuild, say), so there is nothing to
         // read. A later follower catches up from the database, and a change's `after`
@@ -186,26 +188,56 @@ async fn relay_from(
         .bind(*published)
         .bind(head)
         .bind(RELAY_PAGE)
-        .fetch_all(pool)
+        .fetch_all(&mut *conn)
         .await
         .map_err(StoreError::from_sqlx)?;
-        let complete = (rows.len() as i64) < RELAY_PAGE;
-        for RelayRow { entry, coach_id } in rows {
-            let position = entry.position;
-            let Some(entry) = entry.into_readable_entry() else {
+        let touched = PgBackend::roster_rows(&mut conn, &FeedFilter::All, *published, head, RELAY_PAGE as u32).await?;
+        // Read to here: the end of whichever page was full (the rest comes in the next read).
+        let full = |len: usize, last: Option<i64>| last.filter(|_| len as i64 == RELAY_PAGE);
+        let read_to = [
+            full(rows.len(), rows.last().map(|row| row.entry.position)),
+            full(touched.len(), touched.last().map(|t| t.1)),
+        ]
+        .into_iter()
+        .flatten()
+        .fold(head, i64::min);
+        let users: Vec<String> =
+            touched.into_iter().filter(|(_, position)| *position <= read_to).map(|(user_id, _)| user_id).collect();
+        let clients = match users.is_empty() {
+            true => Vec::new(),
+            false => roster::read_clients::<PgBackend>(&mut conn, Clients::Named(&users)).await?,
+        };
+        // By position; `None` for an entry that cannot be read.
+        let mut records: Vec<(i64, String, Option<FeedRecord>)> = rows
+            .into_iter()
+            .filter(|row| row.entry.position <= read_to)
+            .map(|RelayRow { entry, coach_id }| {
+                (entry.position, coach_id, entry.into_readable_entry().map(|entry| FeedRecord::Entry(Arc::new(entry))))
+            })
+            .collect();
+        // A client changed again after `read_to` is published with that change.
+        records.extend(
+            clients
+                .into_iter()
+                .filter(|client| client.position <= read_to)
+                .map(|client| (client.position, client.coach_id.clone(), Some(FeedRecord::Client(Arc::new(client))))),
+        );
+        records.sort_by_key(|(position, _, _)| *position);
+        for (position, coach_id, record) in records {
+            let Some(record) = record else {
                 // Skipped: the next change's `after` covers it, so no follower waits for it.
                 *published = position;
                 continue;
             };
-            let change = EntryChange { after: *published, coach_id, entry: Arc::new(entry) };
-            *published = change.entry.position;
-            let _ = changes.send(Arc::new(change));
+            let _ = changes.send(Arc::new(FeedChange { after: *published, coach_id, record }));
+            *published = position;
         }
-        if complete {
-            // Positions up to head with no row now belong to entries changed again later;
+        if read_to == head {
+            // Positions up to head with no row now belong to records changed again later;
             // those come in a later read. The next change still follows `published`.
             break;
         }
+        *published = read_to;
     }
     Ok(())
 }
@@ -227,6 +259,33 @@ where
     T: 'a + sqlx::postgres::PgHasArrayType + sqlx::Encode<'a, Postgres> + sqlx::Type<Postgres> + Send,
 {
     query.push(" = ANY(").push_bind(items.into_iter().collect::<Vec<T>>()).push(")");
+}
+
+/// Appends the condition that selects `clients` from `users` as `u`.
+fn push_clients<'a>(query: &mut sqlx::QueryBuilder<'a, Postgres>, clients: Clients<'a>) {
+    match clients {
+        Clients::OfCoach(coach_id) => {
+            query.push("u.coach_id = ").push_bind(coach_id);
+        }
+        Clients::Named(users) => {
+            query.push("u.user_id");
+            push_in_list(query, users.iter().map(String::as_str));
+        }
+    }
+}
+
+/// Appends the condition that selects the users of `filter` from `users` (columns unqualified).
+fn push_feed_filter<'a>(query: &mut sqlx::QueryBuilder<'a, Postgres>, filter: &'a FeedFilter) {
+    match filter {
+        FeedFilter::All => {}
+        FeedFilter::Users(users) => {
+            query.push(" AND user_id");
+            push_in_list(query, users.iter().map(String::as_str));
+        }
+        FeedFilter::Coach(coach_id) => {
+            query.push(" AND user_id IN (SELECT user_id FROM users WHERE coach_id = ").push_bind(coach_id).push(")");
+        }
+    }
 }
 
 /// Appends `(k1, k2, <column>) IN (SELECT * FROM UNNEST($a, $b, $c))`, each column's
@@ -395,12 +454,12 @@ impl Backend for PgBackend {
         write.commit().await.map_err(StoreError::from_sqlx)
     }
 
-    /// Commits with a NOTIFY, delivered to every instance's relay when (and if) it commits.
-    async fn commit_and_publish(&self, mut write: PgWrite, changed: Vec<StoredEntry>) -> StoreResult<()> {
-        if let Some(last) = changed.last() {
-            sqlx::query("SELECT pg_notify($1, $2)")
+    /// Commits with a NOTIFY, delivered to every instance's relay when (and if) it commits;
+    /// the relays read what changed by position.
+    async fn commit_and_publish(&self, mut write: PgWrite, changed: Published) -> StoreResult<()> {
+        if !changed.entries.is_empty() || !changed.clients.is_empty() {
+            sqlx::query("SELECT pg_notify($1, '')")
                 .bind(CHANNEL)
-                .bind(last.position.to_string())
                 .execute(&mut *write)
                 .await
                 .map_err(StoreError::from_sqlx)?;
@@ -408,7 +467,7 @@ impl Backend for PgBackend {
         Self::commit(write).await
     }
 
-    fn subscribe(&self) -> broadcast::Receiver<Arc<EntryChange>> {
+    fn subscribe(&self) -> broadcast::Receiver<Arc<FeedChange>> {
         self.changes.subscribe()
     }
 
@@ -809,39 +868,85 @@ impl Backend for PgBackend {
         Ok(done.rows_affected() > 0)
     }
 
-    async fn clients_of(conn: &mut PgConnection, coach_id: &str) -> StoreResult<Vec<ClientRow>> {
-        sqlx::query_as("SELECT user_id, display_name, created_at_us FROM users WHERE coach_id = $1 ORDER BY user_id")
-            .bind(coach_id)
+    async fn clients(conn: &mut PgConnection, clients: Clients<'_>) -> StoreResult<Vec<ClientRow>> {
+        let mut query = sqlx::QueryBuilder::<Postgres>::new(
+            "SELECT u.user_id, u.coach_id, u.display_name, u.created_at_us, u.roster_position FROM users u WHERE ",
+        );
+        push_clients(&mut query, clients);
+        query.push(" ORDER BY u.user_id");
+        query.build_query_as().fetch_all(conn).await.map_err(StoreError::from_sqlx)
+    }
+
+    async fn devices(conn: &mut PgConnection, clients: Clients<'_>) -> StoreResult<Vec<DeviceRow>> {
+        let mut query = sqlx::QueryBuilder::<Postgres>::new(
+            "SELECT t.subject_id AS user_id, COALESCE(t.device_id, '') AS device_id,
+                    COALESCE(t.device_name, '') AS device_name, t.created_at_us, t.revoked_at_us
+             FROM tokens t JOIN users u ON u.user_id = t.subject_id
+             WHERE t.role = 'device' AND ",
+        );
+        push_clients(&mut query, clients);
+        query.push(" ORDER BY t.subject_id, t.created_at_us");
+        query.build_query_as().fetch_all(conn).await.map_err(StoreError::from_sqlx)
+    }
+
+    async fn syncs(conn: &mut PgConnection, clients: Clients<'_>) -> StoreResult<Vec<SyncRow>> {
+        let mut query = sqlx::QueryBuilder::<Postgres>::new(
+            "SELECT s.user_id, s.actor, s.kind, s.events, s.newest_observed_at_us, s.last_stored_at_us, s.last_day
+             FROM sync_status s JOIN users u ON u.user_id = s.user_id
+             WHERE ",
+        );
+        push_clients(&mut query, clients);
+        query.push(" ORDER BY s.user_id, s.actor, s.kind");
+        query.build_query_as().fetch_all(conn).await.map_err(StoreError::from_sqlx)
+    }
+
+    async fn set_roster_positions(
+        conn: &mut PgConnection,
+        positions: &[(&str, i64)],
+        synced_at: Option<DateTime<Utc>>,
+    ) -> StoreResult<()> {
+        let users: Vec<&str> = positions.iter().map(|(user_id, _)| *user_id).collect();
+        let numbers: Vec<i64> = positions.iter().map(|(_, position)| *position).collect();
+        sqlx::query(
+            "UPDATE users SET roster_position = v.position, roster_synced_at_us = COALESCE($3, roster_synced_at_us)
+             FROM UNNEST($1::text[], $2::int8[]) AS v (user_id, position)
+             WHERE users.user_id = v.user_id",
+        )
+        .bind(users)
+        .bind(numbers)
+        .bind(synced_at.map(micros))
+        .execute(conn)
+        .await
+        .map_err(StoreError::from_sqlx)?;
+        Ok(())
+    }
+
+    async fn clients_due_sync_notice(
+        conn: &mut PgConnection,
+        users: &[&str],
+        before: DateTime<Utc>,
+    ) -> StoreResult<Vec<String>> {
+        sqlx::query_scalar("SELECT user_id FROM users WHERE user_id = ANY($1) AND roster_synced_at_us < $2")
+            .bind(users)
+            .bind(micros(before))
             .fetch_all(conn)
             .await
             .map_err(StoreError::from_sqlx)
     }
 
-    async fn devices_of_clients(conn: &mut PgConnection, coach_id: &str) -> StoreResult<Vec<DeviceRow>> {
-        sqlx::query_as(
-            "SELECT t.subject_id AS user_id, COALESCE(t.device_id, '') AS device_id,
-                    COALESCE(t.device_name, '') AS device_name, t.created_at_us, t.revoked_at_us
-             FROM tokens t JOIN users u ON u.user_id = t.subject_id
-             WHERE t.role = 'device' AND u.coach_id = $1
-             ORDER BY t.subject_id, t.created_at_us",
-        )
-        .bind(coach_id)
-        .fetch_all(conn)
-        .await
-        .map_err(StoreError::from_sqlx)
-    }
-
-    async fn sync_of_clients(conn: &mut PgConnection, coach_id: &str) -> StoreResult<Vec<SyncRow>> {
-        sqlx::query_as(
-            "SELECT s.user_id, s.actor, s.kind, s.events, s.newest_observed_at_us, s.last_stored_at_us, s.last_day
-             FROM sync_status s JOIN users u ON u.user_id = s.user_id
-             WHERE u.coach_id = $1
-             ORDER BY s.user_id, s.actor, s.kind",
-        )
-        .bind(coach_id)
-        .fetch_all(conn)
-        .await
-        .map_err(StoreError::from_sqlx)
+    async fn roster_rows(
+        conn: &mut PgConnection,
+        filter: &FeedFilter,
+        after: i64,
+        up_to: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<(String, i64)>> {
+        let mut query =
+            sqlx::QueryBuilder::<Postgres>::new("SELECT user_id, roster_position FROM users WHERE roster_position > ");
+        query.push_bind(after).push(" AND roster_position <= ").push_bind(up_to);
+        push_feed_filter(&mut query, filter);
+        query.push(" ORDER BY roster_position LIMIT ").push_bind(i64::from(limit));
+        query.build_query_as().fetch_all(conn).await.map_err(StoreError::from_sqlx)
     }
 
     async fn sync_of_actor(conn: &mut PgConnection, user_id: &str, actor: &str) -> StoreResult<Vec<SyncRow>> {
@@ -1008,19 +1113,7 @@ impl Backend for PgBackend {
         let mut query =
             sqlx::QueryBuilder::<Postgres>::new(format!("SELECT {ENTRY_COLUMNS} FROM entries WHERE position > "));
         query.push_bind(after).push(" AND position <= ").push_bind(up_to);
-        match filter {
-            FeedFilter::All => {}
-            FeedFilter::Users(users) => {
-                query.push(" AND user_id");
-                push_in_list(&mut query, users.iter().map(String::as_str));
-            }
-            FeedFilter::Coach(coach_id) => {
-                query
-                    .push(" AND user_id IN (SELECT user_id FROM users WHERE coach_id = ")
-                    .push_bind(coach_id)
-                    .push(")");
-            }
-        }
+        push_feed_filter(&mut query, filter);
         query.push(" ORDER BY position LIMIT ").push_bind(i64::from(limit));
         query.build_query_as().fetch_all(conn).await.map_err(StoreError::from_sqlx)
     }

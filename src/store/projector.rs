@@ -11,6 +11,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use uuid::Uuid;
 
 use super::backend::Backend;
+use super::roster::{self, Published};
 use super::rows::{micros, BodyRow, SyncRow};
 use super::rules::VersionedRule;
 use super::{StoreError, StoreResult, StoredEntry};
@@ -135,8 +136,9 @@ pub(crate) struct ChangedDay {
     stored: bool,
 }
 
-/// What an append returns: per request, one outcome per event; and the entries that changed.
-type Appended = (Vec<Vec<AppendOutcome>>, Vec<StoredEntry>);
+/// What an append returns: per request, one outcome per event; and what changed (entries,
+/// and clients whose syncs took a roster position).
+type Appended = (Vec<Vec<AppendOutcome>>, Published);
 
 /// Appends each request's events and re-folds the days they touch. Requests are applied in
 /// order, so a later request sees an earlier one's events (a repeated key is a duplicate).
@@ -222,7 +224,7 @@ async fn append_unless_full<B: Backend>(
     }
 
     if accepted.is_empty() {
-        return Ok(Ok((outcomes, Vec::new())));
+        return Ok(Ok((outcomes, Published::default())));
     }
     let workouts: BTreeSet<(&str, &str)> =
         accepted.iter().filter_map(|(append, e, _)| Some((append.user_id, e.payload.workout_id()?))).collect();
@@ -244,13 +246,15 @@ async fn append_unless_full<B: Backend>(
     };
     let seqs: HashMap<Uuid, i64> = B::insert_events(tx, now, &rows).await?.into_iter().collect();
     B::record_sync(tx, &sync_deltas(&rows, now)).await?;
+    let synced = distinct_users(rows.iter().map(|row| row.user_id));
+    let clients = roster::notice_syncs::<B>(tx, &synced, now).await?;
     for row in &rows {
         let seq = *seqs.get(&row.event_id).ok_or_else(|| StoreError::Corrupt("an insert returned no seq".into()))?;
         events.push((row.user_id.to_string(), row.stored(seq, now)));
     }
-    let changed = refold_from::<B>(tx, &touched, &with_entries, events, rule, now).await?;
+    let entries = refold_from::<B>(tx, &touched, &with_entries, events, rule, now).await?;
 
-    Ok(Ok((outcomes, changed)))
+    Ok(Ok((outcomes, Published { entries, clients })))
 }
 
 /// What `rows` add to `sync_status`: per user, author and kind, how many events, the newest

@@ -12,6 +12,7 @@ use tokio::task::JoinHandle;
 
 use super::backend::Backend;
 use super::projector::{self, DaySpan, UserDay};
+use super::roster::Published;
 use super::rows::parse_day;
 use super::rules::RuleCache;
 use super::{now, Mismatch, RebuildStats, StoreResult};
@@ -106,7 +107,7 @@ pub(crate) async fn rebuild_chunk<B: Backend>(backend: &B, rules: &RuleCache, ch
     let changed = projector::refold_prefetched::<B>(&mut write, &days, chunk.inputs, &rule, now()).await?;
     B::stamp_rule_version(&mut write, &span, rule.version).await?;
     let count = changed.len() as u64;
-    backend.commit_and_publish(write, changed).await?;
+    backend.commit_and_publish(write, Published { entries: changed, ..Published::default() }).await?;
     Ok(count)
 }
 

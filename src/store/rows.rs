@@ -280,8 +280,10 @@ impl DeviceRow {
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct ClientRow {
     pub user_id: String,
+    pub coach_id: String,
     pub display_name: Option<String>,
     pub created_at_us: i64,
+    pub roster_position: i64,
 }
 
 /// A device token of a client (live or revoked).

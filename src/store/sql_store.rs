@@ -9,11 +9,12 @@ use tokio::sync::broadcast;
 use super::backend::{Backend, Upgrade};
 use super::group::{GroupCommit, GroupWriter};
 use super::projector::{self, Append, AppendOutcome};
-use super::rows::{from_micros, EntryRow, SyncRow, TokenRow};
+use super::roster::{self, Clients, Published};
+use super::rows::{EntryRow, SyncRow, TokenRow};
 use super::rules::{RuleCache, StoredRule};
 use super::{
-    new_id, now, rebuild, rehash, EntryChange, FeedFilter, FeedPage, Mismatch, Paired, RebuildStats, RosterClient,
-    Store, StoreError, StoreOptions, StoreResult, StoredEntry, Synced, TokenOwner,
+    new_id, now, rebuild, rehash, FeedChange, FeedFilter, FeedPage, FeedRecord, Mismatch, Paired, RebuildStats,
+    RosterClient, Store, StoreError, StoreOptions, StoreResult, StoredEntry, Synced, TokenOwner,
 };
 use crate::domain::event::{NewEvent, StoredEvent};
 use crate::domain::priority::PriorityRule;
@@ -176,44 +177,23 @@ impl<B: Backend> Store for SqlStore<B> {
         }
         B::ensure_user(&mut write, &user_id, coach_id, display_name, now).await?;
         B::insert_device_token(&mut write, token_hash, &user_id, &new_id(), device_name, now).await?;
-        B::commit(write).await?;
+        let clients = roster::touch::<B>(&mut write, &[&user_id], None).await?;
+        self.backend.commit_and_publish(write, Published { clients, ..Published::default() }).await?;
         Ok(Some(user_id))
     }
 
     async fn rename_client(&self, user_id: &str, display_name: &str) -> StoreResult<bool> {
         let mut write = self.backend.write(&[]).await?;
-        let renamed = B::rename_user(&mut write, user_id, display_name).await?;
-        B::commit(write).await?;
-        Ok(renamed)
+        if !B::rename_user(&mut write, user_id, display_name).await? {
+            return Ok(false);
+        }
+        let clients = roster::touch::<B>(&mut write, &[user_id], None).await?;
+        self.backend.commit_and_publish(write, Published { clients, ..Published::default() }).await?;
+        Ok(true)
     }
 
     async fn roster(&self, coach_id: &str) -> StoreResult<Vec<RosterClient>> {
-        let mut conn = self.backend.reader().await?;
-        let mut clients = Vec::new();
-        for row in B::clients_of(&mut conn, coach_id).await? {
-            let added_at = from_micros(row.created_at_us)?;
-            let client = RosterClient {
-                user_id: row.user_id,
-                display_name: row.display_name,
-                added_at,
-                devices: vec![],
-                synced: vec![],
-            };
-            clients.push(client);
-        }
-        let index: std::collections::HashMap<String, usize> =
-            clients.iter().enumerate().map(|(i, client)| (client.user_id.clone(), i)).collect();
-        for device in B::devices_of_clients(&mut conn, coach_id).await? {
-            if let Some(&i) = index.get(&device.user_id) {
-                clients[i].devices.push(device.into_device()?);
-            }
-        }
-        for synced in B::sync_of_clients(&mut conn, coach_id).await? {
-            if let Some(&i) = index.get(&synced.user_id) {
-                clients[i].synced.push(synced.into_synced()?);
-            }
-        }
-        Ok(clients)
+        roster::read_clients::<B>(&mut *self.backend.reader().await?, Clients::OfCoach(coach_id)).await
     }
 
     async fn synced_by(&self, user_id: &str, actor: &str) -> StoreResult<Vec<Synced>> {
@@ -264,14 +244,17 @@ impl<B: Backend> Store for SqlStore<B> {
         B::ensure_user(&mut write, &user_id, &coach_id, display_name.as_deref(), now).await?;
         let device_id = new_id();
         B::insert_device_token(&mut write, token_hash, &user_id, &device_id, device_name, now).await?;
-        B::commit(write).await?;
+        let clients = roster::touch::<B>(&mut write, &[&user_id], None).await?;
+        self.backend.commit_and_publish(write, Published { clients, ..Published::default() }).await?;
         Ok(Some(Paired { user_id, coach_id, device_id }))
     }
 
     async fn revoke_devices(&self, user_id: &str, device_id: Option<&str>) -> StoreResult<u32> {
         let mut write = self.backend.write(&[]).await?;
         let revoked = B::revoke_devices(&mut write, user_id, device_id, now()).await?;
-        B::commit(write).await?;
+        let touched = if revoked > 0 { vec![user_id] } else { vec![] };
+        let clients = roster::touch::<B>(&mut write, &touched, None).await?;
+        self.backend.commit_and_publish(write, Published { clients, ..Published::default() }).await?;
         Ok(revoked as u32)
     }
 
@@ -300,7 +283,7 @@ impl<B: Backend> Store for SqlStore<B> {
         projector::fold_input::<B>(&mut *self.backend.reader().await?, user_id, day).await
     }
 
-    fn changes(&self) -> broadcast::Receiver<Arc<EntryChange>> {
+    fn changes(&self) -> broadcast::Receiver<Arc<FeedChange>> {
         self.backend.subscribe()
     }
 
@@ -308,19 +291,49 @@ impl<B: Backend> Store for SqlStore<B> {
         B::feed_head(&mut *self.backend.feed_reader().await?).await
     }
 
-    async fn feed_page(&self, filter: &FeedFilter, after: i64, up_to: i64, limit: u32) -> StoreResult<FeedPage> {
-        let rows = B::feed_rows(&mut *self.backend.feed_reader().await?, filter, after, up_to, limit).await?;
-        let (count, last_position) = (rows.len(), rows.last().map(|row| row.position));
-        let entries = rows.into_iter().filter_map(EntryRow::into_readable_entry).collect();
-        Ok(FeedPage { entries, rows: count, last_position })
+    async fn feed_page(
+        &self,
+        filter: &FeedFilter,
+        after: i64,
+        up_to: i64,
+        limit: u32,
+        clients: bool,
+    ) -> StoreResult<FeedPage> {
+        let mut conn = self.backend.feed_reader().await?;
+        let rows = B::feed_rows(&mut conn, filter, after, up_to, limit).await?;
+        let touched = match clients {
+            true => B::roster_rows(&mut conn, filter, after, up_to, limit).await?,
+            false => Vec::new(),
+        };
+        // Read to the end of whichever page was full; the rest comes in the next page.
+        let full = |len: usize, last: Option<i64>| last.filter(|_| len == limit as usize);
+        let read_to =
+            [full(rows.len(), rows.last().map(|row| row.position)), full(touched.len(), touched.last().map(|t| t.1))]
+                .into_iter()
+                .flatten()
+                .fold(up_to, i64::min);
+        let users: Vec<String> =
+            touched.into_iter().filter(|(_, position)| *position <= read_to).map(|(user_id, _)| user_id).collect();
+        let clients = match users.is_empty() {
+            true => Vec::new(),
+            false => roster::read_clients::<B>(&mut conn, Clients::Named(&users)).await?,
+        };
+        let entries = rows.into_iter().filter(|row| row.position <= read_to).filter_map(EntryRow::into_readable_entry);
+        let mut records: Vec<FeedRecord> = entries
+            .map(|entry| FeedRecord::Entry(Arc::new(entry)))
+            // A client changed again after `read_to` comes with that change.
+            .chain(clients.into_iter().filter(|c| c.position <= read_to).map(|c| FeedRecord::Client(Arc::new(c))))
+            .collect();
+        records.sort_by_key(FeedRecord::position);
+        Ok(FeedPage { records, read_to })
     }
 
     async fn recompute_day(&self, user_id: &str, day: NaiveDate) -> StoreResult<Option<StoredEntry>> {
         let mut write = self.backend.write(&[user_id]).await?;
         let rule = self.rules.current::<B>(&mut write).await?;
-        let changed = projector::refold_days::<B>(&mut write, &[(user_id, day)], &rule, now()).await?;
+        let entries = projector::refold_days::<B>(&mut write, &[(user_id, day)], &rule, now()).await?;
         let entry = B::entry(&mut write, user_id, day).await?.map(EntryRow::into_entry).transpose()?;
-        self.backend.commit_and_publish(write, changed).await?;
+        self.backend.commit_and_publish(write, Published { entries, ..Published::default() }).await?;
         Ok(entry)
     }
 

@@ -17,13 +17,14 @@ use uuid::Uuid;
 use super::backend::{Backend, Upgrade};
 use super::projector::{DaySpan, EventRow, KeyLookup, KeyedEvent, Revision, UserDay};
 use super::rehash::{HashUpgrade, StoredHash};
+use super::roster::{self, Clients, Published};
 use super::rows::{
     event_days_after, from_micros, micros, parse_day, parse_uuid, stored_hash_from_row, user_events_from_rows, BodyRow,
     EntryRow, EventColumns, RuleRow, TokenRow, ENTRY_COLUMNS, EVENT_COLUMNS, IN_SPAN,
 };
 use super::rows::{ClientRow, DeviceRow, SyncRow};
 use super::sql_store::SqlStore;
-use super::{EntryChange, FeedFilter, StoreError, StoreOptions, StoreResult, StoredEntry};
+use super::{FeedChange, FeedFilter, FeedRecord, StoreError, StoreOptions, StoreResult, StoredEntry};
 use crate::domain::event::StoredEvent;
 
 /// WAL pages written before a commit copies them back into the database file (SQLite's
@@ -43,7 +44,7 @@ pub struct SqliteBackend {
     writer: Arc<Mutex<WriterConnection>>,
     /// Readers never wait for the writer in WAL mode, so the feed shares them.
     readers: SqlitePool,
-    changes: broadcast::Sender<Arc<EntryChange>>,
+    changes: broadcast::Sender<Arc<FeedChange>>,
 }
 
 struct WriterConnection {
@@ -137,6 +138,33 @@ async fn coaches_of(conn: &mut SqliteConnection, changed: &[StoredEntry]) -> Sto
     push_in_list(&mut query, users);
     let rows = query.build().fetch_all(conn).await.map_err(StoreError::from_sqlx)?;
     rows.iter().map(|row| Ok((row.try_get("user_id")?, row.try_get("coach_id")?))).collect()
+}
+
+/// Appends the condition that selects `clients` from `users` as `u`.
+fn push_clients<'a>(query: &mut sqlx::QueryBuilder<'a, Sqlite>, clients: Clients<'a>) {
+    match clients {
+        Clients::OfCoach(coach_id) => {
+            query.push("u.coach_id = ").push_bind(coach_id);
+        }
+        Clients::Named(users) => {
+            query.push("u.user_id");
+            push_in_list(query, users.iter().map(String::as_str));
+        }
+    }
+}
+
+/// Appends the condition that selects the users of `filter` from `users` (columns unqualified).
+fn push_feed_filter<'a>(query: &mut sqlx::QueryBuilder<'a, Sqlite>, filter: &'a FeedFilter) {
+    match filter {
+        FeedFilter::All => {}
+        FeedFilter::Users(users) => {
+            query.push(" AND user_id");
+            push_in_list(query, users.iter().map(String::as_str));
+        }
+        FeedFilter::Coach(coach_id) => {
+            query.push(" AND user_id IN (SELECT user_id FROM users WHERE coach_id = ").push_bind(coach_id).push(")");
+        }
+    }
 }
 
 /// Appends ` IN ($a, $b, …)`, each item bound as a parameter. (SQLite prepares statements
@@ -258,20 +286,31 @@ impl Backend for SqliteBackend {
         Ok(())
     }
 
-    /// Commits, then publishes the changed entries while still holding the write lock.
-    async fn commit_and_publish(&self, mut write: SqliteWrite, changed: Vec<StoredEntry>) -> StoreResult<()> {
-        let coaches = coaches_of(&mut write, &changed).await?;
+    /// Commits, then publishes what changed while still holding the write lock. A write's
+    /// positions are consecutive, so each change follows the position before it.
+    async fn commit_and_publish(&self, mut write: SqliteWrite, changed: Published) -> StoreResult<()> {
+        let coaches = coaches_of(&mut write, &changed.entries).await?;
+        let clients = match changed.clients.is_empty() {
+            true => Vec::new(),
+            false => roster::read_clients::<Self>(&mut write, Clients::Named(&changed.clients)).await?,
+        };
         Self::commit(write).await?;
-        for entry in changed {
+        let entries = changed.entries.into_iter().map(|entry| {
             let coach_id = coaches.get(&entry.user_id).cloned().unwrap_or_default();
-            let change = EntryChange { after: entry.position - 1, coach_id, entry: Arc::new(entry) };
+            (coach_id, FeedRecord::Entry(Arc::new(entry)))
+        });
+        let clients = clients.into_iter().map(|client| (client.coach_id.clone(), FeedRecord::Client(Arc::new(client))));
+        let mut records: Vec<(String, FeedRecord)> = entries.chain(clients).collect();
+        records.sort_by_key(|(_, record)| record.position());
+        for (coach_id, record) in records {
+            let change = FeedChange { after: record.position() - 1, coach_id, record };
             // No receiver is fine: nobody is streaming.
             let _ = self.changes.send(Arc::new(change));
         }
         Ok(())
     }
 
-    fn subscribe(&self) -> broadcast::Receiver<Arc<EntryChange>> {
+    fn subscribe(&self) -> broadcast::Receiver<Arc<FeedChange>> {
         self.changes.subscribe()
     }
 
@@ -700,39 +739,78 @@ impl Backend for SqliteBackend {
         Ok(done.rows_affected() > 0)
     }
 
-    async fn clients_of(conn: &mut SqliteConnection, coach_id: &str) -> StoreResult<Vec<ClientRow>> {
-        sqlx::query_as("SELECT user_id, display_name, created_at_us FROM users WHERE coach_id = $1 ORDER BY user_id")
-            .bind(coach_id)
-            .fetch_all(conn)
-            .await
-            .map_err(StoreError::from_sqlx)
+    async fn clients(conn: &mut SqliteConnection, clients: Clients<'_>) -> StoreResult<Vec<ClientRow>> {
+        let mut query = sqlx::QueryBuilder::<Sqlite>::new(
+            "SELECT u.user_id, u.coach_id, u.display_name, u.created_at_us, u.roster_position FROM users u WHERE ",
+        );
+        push_clients(&mut query, clients);
+        query.push(" ORDER BY u.user_id");
+        query.build_query_as().fetch_all(conn).await.map_err(StoreError::from_sqlx)
     }
 
-    async fn devices_of_clients(conn: &mut SqliteConnection, coach_id: &str) -> StoreResult<Vec<DeviceRow>> {
-        sqlx::query_as(
+    async fn devices(conn: &mut SqliteConnection, clients: Clients<'_>) -> StoreResult<Vec<DeviceRow>> {
+        let mut query = sqlx::QueryBuilder::<Sqlite>::new(
             "SELECT t.subject_id AS user_id, COALESCE(t.device_id, '') AS device_id,
                     COALESCE(t.device_name, '') AS device_name, t.created_at_us, t.revoked_at_us
              FROM tokens t JOIN users u ON u.user_id = t.subject_id
-             WHERE t.role = 'device' AND u.coach_id = $1
-             ORDER BY t.subject_id, t.created_at_us",
-        )
-        .bind(coach_id)
-        .fetch_all(conn)
-        .await
-        .map_err(StoreError::from_sqlx)
+             WHERE t.role = 'device' AND ",
+        );
+        push_clients(&mut query, clients);
+        query.push(" ORDER BY t.subject_id, t.created_at_us");
+        query.build_query_as().fetch_all(conn).await.map_err(StoreError::from_sqlx)
     }
 
-    async fn sync_of_clients(conn: &mut SqliteConnection, coach_id: &str) -> StoreResult<Vec<SyncRow>> {
-        sqlx::query_as(
+    async fn syncs(conn: &mut SqliteConnection, clients: Clients<'_>) -> StoreResult<Vec<SyncRow>> {
+        let mut query = sqlx::QueryBuilder::<Sqlite>::new(
             "SELECT s.user_id, s.actor, s.kind, s.events, s.newest_observed_at_us, s.last_stored_at_us, s.last_day
              FROM sync_status s JOIN users u ON u.user_id = s.user_id
-             WHERE u.coach_id = $1
-             ORDER BY s.user_id, s.actor, s.kind",
-        )
-        .bind(coach_id)
-        .fetch_all(conn)
-        .await
-        .map_err(StoreError::from_sqlx)
+             WHERE ",
+        );
+        push_clients(&mut query, clients);
+        query.push(" ORDER BY s.user_id, s.actor, s.kind");
+        query.build_query_as().fetch_all(conn).await.map_err(StoreError::from_sqlx)
+    }
+
+    async fn set_roster_positions(
+        conn: &mut SqliteConnection,
+        positions: &[(&str, i64)],
+        synced_at: Option<DateTime<Utc>>,
+    ) -> StoreResult<()> {
+        let mut query = sqlx::QueryBuilder::<Sqlite>::new("UPDATE users SET roster_position = v.column2, ");
+        query.push("roster_synced_at_us = COALESCE(").push_bind(synced_at.map(micros)).push(", roster_synced_at_us)");
+        query.push(" FROM (");
+        query.push_values(positions, |mut row, (user_id, position)| {
+            row.push_bind(*user_id).push_bind(*position);
+        });
+        query.push(") AS v WHERE users.user_id = v.column1");
+        query.build().execute(conn).await.map_err(StoreError::from_sqlx)?;
+        Ok(())
+    }
+
+    async fn clients_due_sync_notice(
+        conn: &mut SqliteConnection,
+        users: &[&str],
+        before: DateTime<Utc>,
+    ) -> StoreResult<Vec<String>> {
+        let mut query = sqlx::QueryBuilder::<Sqlite>::new("SELECT user_id FROM users WHERE user_id");
+        push_in_list(&mut query, users.iter().copied());
+        query.push(" AND roster_synced_at_us < ").push_bind(micros(before));
+        query.build_query_scalar().fetch_all(conn).await.map_err(StoreError::from_sqlx)
+    }
+
+    async fn roster_rows(
+        conn: &mut SqliteConnection,
+        filter: &FeedFilter,
+        after: i64,
+        up_to: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<(String, i64)>> {
+        let mut query =
+            sqlx::QueryBuilder::<Sqlite>::new("SELECT user_id, roster_position FROM users WHERE roster_position > ");
+        query.push_bind(after).push(" AND roster_position <= ").push_bind(up_to);
+        push_feed_filter(&mut query, filter);
+        query.push(" ORDER BY roster_position LIMIT ").push_bind(i64::from(limit));
+        query.build_query_as().fetch_all(conn).await.map_err(StoreError::from_sqlx)
     }
 
     async fn sync_of_actor(conn: &mut SqliteConnection, user_id: &str, actor: &str) -> StoreResult<Vec<SyncRow>> {
@@ -903,19 +981,7 @@ impl Backend for SqliteBackend {
         let mut query =
             sqlx::QueryBuilder::<Sqlite>::new(format!("SELECT {ENTRY_COLUMNS} FROM entries WHERE position > "));
         query.push_bind(after).push(" AND position <= ").push_bind(up_to);
-        match filter {
-            FeedFilter::All => {}
-            FeedFilter::Users(users) => {
-                query.push(" AND user_id");
-                push_in_list(&mut query, users.iter().map(String::as_str));
-            }
-            FeedFilter::Coach(coach_id) => {
-                query
-                    .push(" AND user_id IN (SELECT user_id FROM users WHERE coach_id = ")
-                    .push_bind(coach_id)
-                    .push(")");
-            }
-        }
+        push_feed_filter(&mut query, filter);
         query.push(" ORDER BY position LIMIT ").push_bind(i64::from(limit));
         query.build_query_as().fetch_all(conn).await.map_err(StoreError::from_sqlx)
     }

@@ -312,7 +312,8 @@ pub async fn follow_with_random_disconnects(
     let mut connections = 0;
     loop {
         let writers_done = writers.iter().all(|w| w.is_finished());
-        let request = pb::StreamEntriesRequest { user_ids: vec![], after_position: Some(last) };
+        // With the roster's changes too: one sequence of positions orders both.
+        let request = pb::StreamEntriesRequest { user_ids: vec![], after_position: Some(last), include_clients: true };
         let mut stream = server.entries(token).stream_entries(request).await.expect("StreamEntries").into_inner();
         connections += 1;
         let mut idle = false;
@@ -327,6 +328,11 @@ pub async fn follow_with_random_disconnects(
                     let entry = update.entry.expect("an entry");
                     assert_eq!(entry.position, update.position);
                     latest.insert((entry.user_id.clone(), entry.date.clone()), entry);
+                }
+                Kind::Client(update) => {
+                    assert!(update.position > last, "positions never go backwards");
+                    last = update.position;
+                    assert!(update.client.is_some_and(|client| !client.user_id.is_empty()));
                 }
                 Kind::Heartbeat(beat) => {
                     assert!(beat.position >= last, "positions never go backwards");

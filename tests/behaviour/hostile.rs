@@ -83,7 +83,7 @@ async fn an_unreadable_stored_entry_is_skipped_by_catch_up_and_live_streams(back
     let server = TestServer::start(backend).await;
     let other = server.new_client(&server.coach.id).await;
     let admin = server.entries(&server.admin_token);
-    let live_request = pb::StreamEntriesRequest { user_ids: vec![], after_position: None };
+    let live_request = pb::StreamEntriesRequest { user_ids: vec![], after_position: None, include_clients: false };
     let mut live = admin.clone().stream_entries(live_request).await.unwrap().into_inner();
     assert!(matches!(live.message().await.unwrap().unwrap().kind, Some(Kind::Heartbeat(_))));
 
@@ -109,17 +109,21 @@ async fn an_unreadable_stored_entry_is_skipped_by_catch_up_and_live_streams(back
     let update = tokio::time::timeout(std::time::Duration::from_secs(30), next_update)
         .await
         .expect("the update after the unreadable entry arrives");
-    assert_eq!((update.position, update.entry.unwrap().user_id), (2, other.id.clone()));
+    let request = pb::GetEntryRequest { user_id: String::new(), date: "2026-03-02".into() };
+    let stored = server.entries(&other.token).get_entry(request).await.unwrap().into_inner().entry.unwrap();
+    assert_eq!((update.position, update.entry.unwrap().user_id), (stored.position, other.id.clone()));
 
     // Catch-up from the start: every readable entry, then heartbeats, no error.
     let mut catch_up = admin
         .clone()
-        .stream_entries(pb::StreamEntriesRequest { user_ids: vec![], after_position: Some(0) })
+        .stream_entries(pb::StreamEntriesRequest { user_ids: vec![], after_position: Some(0), include_clients: false })
         .await
         .unwrap()
         .into_inner();
     match catch_up.message().await.unwrap().unwrap().kind {
-        Some(Kind::Update(update)) => assert_eq!((update.position, update.entry.unwrap().steps), (2, Some(4_321))),
+        Some(Kind::Update(update)) => {
+            assert_eq!((update.position, update.entry.unwrap().steps), (stored.position, Some(4_321)))
+        }
         other => panic!("expected the readable update, got {other:?}"),
     }
     assert!(matches!(catch_up.message().await.unwrap().unwrap().kind, Some(Kind::Heartbeat(_))));
@@ -220,8 +224,11 @@ async fn control_characters_in_identifiers_are_refused_alike_by_both_backends(ba
     let nul = "client\0".to_string();
     let coach_entries = server.entries(&server.coach.token);
     let get = pb::GetEntryRequest { user_id: nul.clone(), date: "2026-03-02".into() };
-    let stream =
-        pb::StreamEntriesRequest { user_ids: vec![server.client.id.clone(), nul.clone()], after_position: None };
+    let stream = pb::StreamEntriesRequest {
+        user_ids: vec![server.client.id.clone(), nul.clone()],
+        after_position: None,
+        include_clients: false,
+    };
     let admin = server.admin(&server.admin_token);
     let recompute = pb::RecomputeDayRequest { user_id: nul.clone(), date: "2026-03-02".into() };
     let rebuild = pb::RebuildProjectionsRequest { user_id: Some(nul.clone()) };

@@ -27,7 +27,7 @@ async fn open_stream(
     server: &TestServer,
     token: &str,
 ) -> Result<tonic::Streaming<pb::StreamEntriesResponse>, tonic::Status> {
-    let request = pb::StreamEntriesRequest { user_ids: vec![], after_position: None };
+    let request = pb::StreamEntriesRequest { user_ids: vec![], after_position: None, include_clients: false };
     let mut stream = server.entries(token).stream_entries(request).await?.into_inner();
     assert!(matches!(stream.message().await?.and_then(|m| m.kind), Some(Kind::Heartbeat(_))));
     Ok(stream)
@@ -140,7 +140,7 @@ async fn a_stream_names_at_most_its_users(backend: Backend) {
     let server = TestServer::start_with_limits(backend, Limits { max_stream_users: 2, ..Limits::default() }).await;
     let other = server.new_client(&server.coach.id).await;
     let users = |n: usize| [server.client.id.clone(), other.id.clone(), "third".into()][..n].to_vec();
-    let request = |n| pb::StreamEntriesRequest { user_ids: users(n), after_position: None };
+    let request = |n| pb::StreamEntriesRequest { user_ids: users(n), after_position: None, include_clients: false };
     let mut coach = server.entries(&server.coach.token);
     let refused = coach.stream_entries(request(3)).await.map(drop).unwrap_err();
     assert_eq!(refused.code(), Code::InvalidArgument);

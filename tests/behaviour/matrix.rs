@@ -129,7 +129,8 @@ async fn call(server: &TestServer, world: &World, rpc: &str, token: &str) -> Cod
         }
         "ExplainEntry" => code(entries.explain_entry(pb::ExplainEntryRequest { user_id, date: DAY.into() }).await),
         "StreamEntries" => {
-            let request = pb::StreamEntriesRequest { user_ids: vec![user_id], after_position: Some(0) };
+            let request =
+                pb::StreamEntriesRequest { user_ids: vec![user_id], after_position: Some(0), include_clients: false };
             code(entries.stream_entries(request).await)
         }
         "CreatePairingCode" => code(

@@ -43,7 +43,7 @@ pub async fn redeem(server: &TestServer, code: &str) -> Result<pb::RedeemPairing
 
 async fn a_paired_device_ingests_and_its_coach_sees_it_live(backend: Backend) {
     let server = TestServer::start(backend).await;
-    let request = pb::StreamEntriesRequest { user_ids: vec![], after_position: None };
+    let request = pb::StreamEntriesRequest { user_ids: vec![], after_position: None, include_clients: false };
     let mut stream = server.entries(&server.coach.token).stream_entries(request).await.unwrap().into_inner();
     assert!(matches!(stream.message().await.unwrap().unwrap().kind, Some(Kind::Heartbeat(_))));
 

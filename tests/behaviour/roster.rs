@@ -9,10 +9,12 @@ use tonic::Code;
 use crate::common::*;
 use crate::each_backend;
 use crate::pairing::redeem;
+use pb::stream_entries_response::Kind;
 
 each_backend!(
     a_coach_sees_each_client_their_devices_and_whether_they_sync,
     a_device_learns_what_the_server_stored_from_it,
+    a_coach_stream_learns_when_a_client_pairs_syncs_and_changes_and_resumes_by_position,
 );
 
 /// Steps observed at `at`, on the day of `at`.
@@ -158,4 +160,136 @@ async fn a_device_learns_what_the_server_stored_from_it(backend: Backend) {
 
     let coach = server.roster(&server.coach.token).get_sync_status(pb::GetSyncStatusRequest {}).await.unwrap_err();
     assert_eq!(coach.code(), Code::PermissionDenied);
+}
+
+/// The next update or client change of a stream (heartbeats skipped).
+async fn next_change(stream: &mut tonic::Streaming<pb::StreamEntriesResponse>) -> Kind {
+    let next = async {
+        loop {
+            match stream.message().await.unwrap().expect("stream open").kind.expect("a kind") {
+                Kind::Heartbeat(_) => continue,
+                change => return change,
+            }
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(30), next).await.expect("a change in time (guards a hang)")
+}
+
+fn client_update(kind: Kind) -> (u64, pb::ClientStatus) {
+    match kind {
+        Kind::Client(update) => (update.position, update.client.expect("a client")),
+        other => panic!("expected a client update, got {other:?}"),
+    }
+}
+
+fn entry_update(kind: Kind) -> (u64, pb::Entry) {
+    match kind {
+        Kind::Update(update) => (update.position, update.entry.expect("an entry")),
+        other => panic!("expected an entry update, got {other:?}"),
+    }
+}
+
+/// Everything a stream from `after` sends until its first heartbeat (the catch-up).
+async fn catch_up(server: &TestServer, token: &str, after: u64, include_clients: bool) -> Vec<Kind> {
+    let request = pb::StreamEntriesRequest { user_ids: vec![], after_position: Some(after), include_clients };
+    let mut stream = server.entries(token).stream_entries(request).await.unwrap().into_inner();
+    let mut sent = Vec::new();
+    loop {
+        match stream.message().await.unwrap().expect("stream open").kind.expect("a kind") {
+            Kind::Heartbeat(_) => return sent,
+            change => sent.push(change),
+        }
+    }
+}
+
+/// A dashboard lists the roster, then follows the stream from the roster's position with
+/// `include_clients`: a client pairing, syncing, being renamed and losing a device each
+/// reach it, in position order with the entries; a resume from the same position sends
+/// each client once, as it is now; a stream without `include_clients` sends entries only;
+/// another coach sees none of it.
+async fn a_coach_stream_learns_when_a_client_pairs_syncs_and_changes_and_resumes_by_position(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let listed = server.roster(&server.coach.token).list_clients(pb::ListClientsRequest::default()).await.unwrap();
+    let from = listed.into_inner().position;
+    let request = pb::StreamEntriesRequest { user_ids: vec![], after_position: Some(from), include_clients: true };
+    let mut stream = server.entries(&server.coach.token).stream_entries(request).await.unwrap().into_inner();
+
+    let mut pairing = server.pairing(&server.coach.token);
+    let request = pb::CreatePairingCodeRequest { user_id: None, display_name: "Cleo".into() };
+    let code = pairing.create_pairing_code(request).await.unwrap().into_inner();
+    let cleo = redeem(&server, &code.code).await.unwrap();
+    let (paired_at, paired) = client_update(next_change(&mut stream).await);
+    assert!(paired_at > from);
+    assert_eq!((paired.user_id.as_str(), paired.display_name.as_str()), (cleo.user_id.as_str(), "Cleo"));
+    assert_eq!(
+        paired.devices.iter().map(|d| (d.device_id.as_str(), d.revoked)).collect::<Vec<_>>(),
+        [(cleo.device_id.as_str(), false)]
+    );
+    assert!(paired.kinds.is_empty() && !paired.stale);
+
+    // A sync: the client's roster change, then the day it changed.
+    let observed = Utc::now().trunc_subsecs(0) - Duration::hours(2);
+    let mut phone = server.ingest(&cleo.device_token);
+    phone.ingest_steps(steps_request(vec![steps_at(observed, 6_000)])).await.unwrap();
+    let (synced_at, synced) = client_update(next_change(&mut stream).await);
+    assert!(synced_at > paired_at);
+    assert_eq!(kinds(&synced.devices[0].kinds), [("steps", 1)]);
+    assert!(synced.devices[0].last_synced_at.is_some());
+    assert_eq!(synced.stale_at, ts(observed + Duration::days(3)), "three days after the newest observation");
+    let (day_at, day) = entry_update(next_change(&mut stream).await);
+    assert!(day_at > synced_at);
+    assert_eq!((day.user_id.as_str(), day.steps), (cleo.user_id.as_str(), Some(6_000)));
+
+    // Another sync within the minute moves the day, not the roster.
+    phone.ingest_steps(steps_request(vec![steps_at(observed + Duration::minutes(5), 6_500)])).await.unwrap();
+    let (again_at, again) = entry_update(next_change(&mut stream).await);
+    assert!(again_at > day_at);
+    assert_eq!(again.steps, Some(6_500));
+
+    let rename = pb::RenameClientRequest { user_id: cleo.user_id.clone(), display_name: "Cleo R.".into() };
+    server.roster(&server.coach.token).rename_client(rename).await.unwrap();
+    let (renamed_at, renamed) = client_update(next_change(&mut stream).await);
+    assert!(renamed_at > again_at);
+    assert_eq!(renamed.display_name, "Cleo R.");
+    let revoke = pb::RevokeDeviceRequest { user_id: cleo.user_id.clone(), device_id: Some(cleo.device_id.clone()) };
+    pairing.revoke_device(revoke).await.unwrap();
+    let (revoked_at, revoked) = client_update(next_change(&mut stream).await);
+    assert!(revoked_at > renamed_at);
+    assert!(revoked.devices[0].revoked);
+
+    // A resume from the roster's position: Cleo once, as she is now, and her day, by position.
+    let resumed = catch_up(&server, &server.coach.token, from, true).await;
+    let positions: Vec<u64> = resumed
+        .iter()
+        .map(|kind| match kind {
+            Kind::Update(update) => update.position,
+            Kind::Client(update) => update.position,
+            Kind::Heartbeat(_) => unreachable!(),
+        })
+        .collect();
+    assert_eq!(positions, [again_at, revoked_at]);
+    let (_, now) = client_update(resumed[1].clone());
+    assert_eq!((now.display_name.as_str(), now.devices[0].revoked), ("Cleo R.", true));
+    assert_eq!(kinds(&now.kinds), [("steps", 2)], "the second sync is in the client as read now");
+
+    // Without `include_clients`, the same resume sends the day only.
+    let entries_only = catch_up(&server, &server.coach.token, from, false).await;
+    assert_eq!(entries_only.len(), 1);
+    assert_eq!(entry_update(entries_only[0].clone()).0, again_at);
+
+    // From the start, every client of the coach is listed; another coach sees none of them.
+    let everything = catch_up(&server, &server.coach.token, 0, true).await;
+    let mut clients: Vec<String> = everything
+        .into_iter()
+        .filter_map(|kind| match kind {
+            Kind::Client(update) => update.client.map(|c| c.user_id),
+            _ => None,
+        })
+        .collect();
+    clients.sort();
+    let mut expected = vec![server.client.id.clone(), cleo.user_id.clone()];
+    expected.sort();
+    assert_eq!(clients, expected);
+    let rival = server.new_coach("Rival").await;
+    assert!(catch_up(&server, &rival.token, 0, true).await.is_empty());
 }

@@ -76,7 +76,8 @@ async fn two_instances_with_concurrent_writers_lose_nothing_and_a_resuming_subsc
 async fn an_entry_written_on_one_instance_reaches_a_live_subscriber_on_another() {
     let a = TestServer::start(Backend::Postgres).await;
     let b = a.another_instance().await;
-    let request = pb::StreamEntriesRequest { user_ids: vec![a.client.id.clone()], after_position: None };
+    let request =
+        pb::StreamEntriesRequest { user_ids: vec![a.client.id.clone()], after_position: None, include_clients: false };
     let mut stream = b.entries(&b.coach.token).stream_entries(request).await.unwrap().into_inner();
     assert!(matches!(stream.message().await.unwrap().unwrap().kind, Some(Kind::Heartbeat(_))));
 

@@ -32,7 +32,7 @@ async fn open(
     user_ids: Vec<String>,
     after: Option<u64>,
 ) -> Streaming<pb::StreamEntriesResponse> {
-    let request = pb::StreamEntriesRequest { user_ids, after_position: after };
+    let request = pb::StreamEntriesRequest { user_ids, after_position: after, include_clients: false };
     server.entries(token).stream_entries(request).await.expect("StreamEntries").into_inner()
 }
 
@@ -94,7 +94,11 @@ async fn a_stream_catches_up_in_position_order_then_goes_live(backend: Backend) 
 
     let ahead = server
         .entries(&server.client.token)
-        .stream_entries(pb::StreamEntriesRequest { user_ids: vec![], after_position: Some(1_000_000) })
+        .stream_entries(pb::StreamEntriesRequest {
+            user_ids: vec![],
+            after_position: Some(1_000_000),
+            include_clients: false,
+        })
         .await;
     let status = match ahead {
         Err(status) => status,
@@ -195,7 +199,11 @@ async fn a_thousand_subscribers_all_receive_an_update(backend: Backend) {
         let client = server.entries_on_new_connection(&server.coach.token).await;
         for _ in 0..100 {
             let mut client = client.clone();
-            let request = pb::StreamEntriesRequest { user_ids: vec![server.client.id.clone()], after_position: None };
+            let request = pb::StreamEntriesRequest {
+                user_ids: vec![server.client.id.clone()],
+                after_position: None,
+                include_clients: false,
+            };
             streams.push(tokio::spawn(async move {
                 let mut stream = client.stream_entries(request).await.expect("StreamEntries").into_inner();
                 assert!(matches!(next(&mut stream).await, Kind::Heartbeat(_)));
@@ -255,7 +263,7 @@ async fn streams_are_scoped_to_what_the_caller_may_see(backend: Backend) {
         (server.coach.token.as_str(), vec![String::new()], Code::InvalidArgument),
     ];
     for (token, user_ids, code) in cases {
-        let request = pb::StreamEntriesRequest { user_ids, after_position: Some(0) };
+        let request = pb::StreamEntriesRequest { user_ids, after_position: Some(0), include_clients: false };
         let status = server.entries(token).stream_entries(request).await.unwrap_err();
         assert_eq!(status.code(), code);
     }

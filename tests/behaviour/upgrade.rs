@@ -147,6 +147,17 @@ async fn reports_stored_before_the_upgrade_are_still_duplicates_and_days_keep_th
         [("body_metric", 1), ("manual", 1), ("sleep", 1), ("steps", 2), ("workout", 1), ("workout_deleted", 1)];
     assert_eq!(counts, expected.map(|(kind, n)| (kind.to_string(), n)));
 
+    // The client took a roster position after the feed's head of then (migration 0007), so
+    // a dashboard streaming from that head lists them.
+    let request = pb::StreamEntriesRequest { user_ids: vec![], after_position: Some(6), include_clients: true };
+    let mut stream = server.entries(&server.admin_token).stream_entries(request).await.unwrap().into_inner();
+    match stream.message().await.unwrap().unwrap().kind {
+        Some(pb::stream_entries_response::Kind::Client(update)) => {
+            assert_eq!((update.position, update.client.unwrap().user_id), (7, server.client.id.clone()))
+        }
+        other => panic!("expected the client, got {other:?}"),
+    }
+
     // New reports are still new.
     let new = ingest.ingest_steps(steps_request(vec![steps("2026-03-04", 7_000, 20)])).await.unwrap().into_inner();
     assert_eq!(statuses(&new), [pb::ItemStatus::Accepted]);

@@ -254,7 +254,7 @@ async fn subscriber(
     ready: Arc<AtomicU64>,
 ) -> anyhow::Result<(u64, Histogram<u64>)> {
     use pb::stream_entries_response::Kind;
-    let request = pb::StreamEntriesRequest { user_ids: vec![], after_position: None };
+    let request = pb::StreamEntriesRequest { user_ids: vec![], after_position: None, include_clients: false };
     let mut stream = client.stream_entries(request).await?.into_inner();
     stream.message().await?; // the first heartbeat: subscribed
     ready.fetch_add(1, Ordering::Relaxed);

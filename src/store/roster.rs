@@ -1,0 +1,97 @@
+//! Clients as a roster shows them, and the roster changes that take feed positions: a
+//! client added or paired, renamed, a device revoked, a sync. A change takes the next
+//! position from the counter entries take theirs from, so a stream resumes past both by one
+//! position, and reads the client as it is after the change.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Duration, Utc};
+
+use super::backend::Backend;
+use super::rows::from_micros;
+use super::{RosterClient, StoreResult};
+
+/// How often a client's syncs take a new feed position, at most: a phone reporting every
+/// few minutes moves its roster entry once a minute, not with every report (its entries
+/// show each report). Adding, pairing, renaming and revoking always take one.
+pub const SYNC_NOTICE_EVERY: Duration = Duration::minutes(1);
+
+/// Which clients a roster read covers.
+#[derive(Debug, Clone, Copy)]
+pub enum Clients<'a> {
+    OfCoach(&'a str),
+    Named(&'a [String]),
+}
+
+/// What a write changed that the live feed publishes once it commits.
+#[derive(Debug, Default)]
+pub struct Published {
+    /// Entries stored under new positions.
+    pub entries: Vec<super::StoredEntry>,
+    /// Clients whose roster changes took new positions.
+    pub clients: Vec<String>,
+}
+
+/// The clients, by user id, with their devices and what each author stored of each kind.
+pub(crate) async fn read_clients<B: Backend>(
+    conn: &mut B::Conn,
+    clients: Clients<'_>,
+) -> StoreResult<Vec<RosterClient>> {
+    let mut read = Vec::new();
+    for row in B::clients(conn, clients).await? {
+        read.push(RosterClient {
+            added_at: from_micros(row.created_at_us)?,
+            user_id: row.user_id,
+            coach_id: row.coach_id,
+            position: row.roster_position,
+            display_name: row.display_name,
+            devices: vec![],
+            synced: vec![],
+        });
+    }
+    if read.is_empty() {
+        return Ok(read);
+    }
+    let index: HashMap<String, usize> =
+        read.iter().enumerate().map(|(i, client)| (client.user_id.clone(), i)).collect();
+    for device in B::devices(conn, clients).await? {
+        if let Some(&i) = index.get(&device.user_id) {
+            read[i].devices.push(device.into_device()?);
+        }
+    }
+    for synced in B::syncs(conn, clients).await? {
+        if let Some(&i) = index.get(&synced.user_id) {
+            read[i].synced.push(synced.into_synced()?);
+        }
+    }
+    Ok(read)
+}
+
+/// Gives each of `users` (distinct) the next feed position, in order; `synced_at` records a
+/// sync notice. Returns the users.
+pub(crate) async fn touch<B: Backend>(
+    conn: &mut B::Conn,
+    users: &[&str],
+    synced_at: Option<DateTime<Utc>>,
+) -> StoreResult<Vec<String>> {
+    if users.is_empty() {
+        return Ok(Vec::new());
+    }
+    let last = B::take_positions(conn, users.len() as i64).await?;
+    let first = last - users.len() as i64 + 1;
+    let positions: Vec<(&str, i64)> = users.iter().enumerate().map(|(i, user)| (*user, first + i as i64)).collect();
+    B::set_roster_positions(conn, &positions, synced_at).await?;
+    Ok(users.iter().map(|user| user.to_string()).collect())
+}
+
+/// After an append stored events of `users` (distinct): those whose last sync notice is
+/// older than `SYNC_NOTICE_EVERY` take new positions. Returns them.
+pub(crate) async fn notice_syncs<B: Backend>(
+    conn: &mut B::Conn,
+    users: &[&str],
+    now: DateTime<Utc>,
+) -> StoreResult<Vec<String>> {
+    let due = B::clients_due_sync_notice(conn, users, now - SYNC_NOTICE_EVERY).await?;
+    let due: Vec<&str> = due.iter().map(String::as_str).collect();
+    touch::<B>(conn, &due, Some(now)).await
+}
