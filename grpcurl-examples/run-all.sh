@@ -33,7 +33,7 @@ expect get-entry.sh '"steps": 10000' '"overridden": true' '"sleepMinutes": 420' 
 expect list-entries.sh "\"date\": \"$DAY\""
 expect explain-entry.sh '"winningEventIds"' '"kind": "manual"'
 # Heartbeats come only while a stream is idle; under the demo's trickle it never is.
-expect stream-entries.sh '"update"' "\"date\": \"$DAY\""
+expect stream-entries.sh '"update"' "\"date\": \"$DAY\"" '"client"' '"staleAt"'
 expect errors.sh '"code": 3' '"fieldViolations"' '"field": ?"date"'
 expect rename-client.sh '^\{\}$|^\{$'
 expect list-clients.sh '"displayName": "Ana \(marathon block\)"' '"kind": "steps"' '"lastSyncedAt"'

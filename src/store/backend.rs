@@ -12,9 +12,8 @@ use std::sync::Arc;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use tokio::sync::broadcast;
-use uuid::Uuid;
 
-use super::projector::{DaySpan, EventRow, KeyLookup, KeyedEvent, Revision, UserDay};
+use super::projector::{DaySpan, EventRow, Inserted, KeyLookup, KeyedEvent, Revision, UserDay};
 use super::rehash::{HashUpgrade, StoredHash};
 use super::roster::{Clients, Published};
 use super::rows::{BodyRow, ClientRow, DeviceRow, EntryRow, RuleRow, SyncRow, TokenRow};
@@ -81,12 +80,11 @@ pub trait Backend: Send + Sync + Sized + 'static {
 
     /// The stored events under these dedupe keys.
     fn keyed_events(conn: &mut Self::Conn, keys: &[KeyLookup<'_>]) -> impl Answer<Vec<KeyedEvent>>;
-    /// Inserts events in order; returns each one's id and `seq`.
-    fn insert_events(
-        conn: &mut Self::Conn,
-        recorded_at: DateTime<Utc>,
-        rows: &[EventRow<'_>],
-    ) -> impl Answer<Vec<(Uuid, i64)>>;
+    /// Inserts events in order; returns each one's id and `seq`, and the newest priority
+    /// rule version, read by the same statement (so after the write's locks, at no extra
+    /// round trip: see `rules`).
+    fn insert_events(conn: &mut Self::Conn, recorded_at: DateTime<Utc>, rows: &[EventRow<'_>])
+        -> impl Answer<Inserted>;
     /// Every stored revision of these `(user_id, workout_id)` workouts.
     fn workout_revisions(conn: &mut Self::Conn, workouts: &[(&str, &str)]) -> impl Answer<Vec<Revision>>;
     /// The events of these days, with their users, in any order.
@@ -195,17 +193,15 @@ pub trait Backend: Send + Sync + Sized + 'static {
     fn devices(conn: &mut Self::Conn, clients: Clients<'_>) -> impl Answer<Vec<DeviceRow>>;
     /// The `sync_status` rows of the clients.
     fn syncs(conn: &mut Self::Conn, clients: Clients<'_>) -> impl Answer<Vec<SyncRow>>;
-    /// Sets the clients' roster positions (and, if given, when a sync last took one).
-    fn set_roster_positions(
-        conn: &mut Self::Conn,
-        positions: &[(&str, i64)],
-        synced_at: Option<DateTime<Utc>>,
-    ) -> impl Answer<()>;
-    /// Those of `users` whose last sync notice is before `before`.
-    fn clients_due_sync_notice(
+    /// Sets the clients' roster positions.
+    fn set_roster_positions(conn: &mut Self::Conn, positions: &[(&str, i64)]) -> impl Answer<()>;
+    /// Records a sync notice at `at` for those of `users` whose last one is before
+    /// `before`; returns them.
+    fn claim_sync_notices(
         conn: &mut Self::Conn,
         users: &[&str],
         before: DateTime<Utc>,
+        at: DateTime<Utc>,
     ) -> impl Answer<Vec<String>>;
     /// The clients matching `filter` whose roster position is in `(after, up_to]`, by
     /// position, at most `limit`.

@@ -19,10 +19,9 @@ use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
 use sqlx::{PgConnection, PgPool, Postgres, Row};
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
-use uuid::Uuid;
 
 use super::backend::{Backend, Upgrade};
-use super::projector::{DaySpan, EventRow, KeyLookup, KeyedEvent, Revision, UserDay};
+use super::projector::{DaySpan, EventRow, Inserted, KeyLookup, KeyedEvent, Revision, UserDay};
 use super::rehash::{HashUpgrade, StoredHash};
 use super::roster::{self, Clients, Published};
 use super::rows::{
@@ -495,15 +494,17 @@ impl Backend for PgBackend {
         conn: &mut PgConnection,
         recorded_at: DateTime<Utc>,
         rows: &[EventRow<'_>],
-    ) -> StoreResult<Vec<(Uuid, i64)>> {
+    ) -> StoreResult<Inserted> {
         let mut query = sqlx::QueryBuilder::<Postgres>::new(
             "INSERT INTO events (event_id, user_id, day, kind, source, dedupe_key, content_hash, payload,
                                  observed_at_us, recorded_at_us, actor) ",
         );
         push_event_rows(&mut query, recorded_at, rows);
-        query.push(" RETURNING event_id, seq");
+        query.push(" RETURNING event_id, seq, (SELECT COALESCE(MAX(version), 0) FROM priority_rules) AS rule_version");
         let rows = query.build().fetch_all(conn).await.map_err(StoreError::from_sqlx)?;
-        rows.iter().map(|r| Ok((parse_uuid(r.try_get("event_id")?)?, r.try_get("seq")?))).collect()
+        let ids = rows.iter().map(|r| Ok((parse_uuid(r.try_get("event_id")?)?, r.try_get("seq")?)));
+        let rule_version = rows.first().map(|r| r.try_get("rule_version")).transpose()?.unwrap_or_default();
+        Ok(Inserted { ids: ids.collect::<StoreResult<_>>()?, rule_version })
     }
 
     async fn workout_revisions(conn: &mut PgConnection, workouts: &[(&str, &str)]) -> StoreResult<Vec<Revision>> {
@@ -900,38 +901,38 @@ impl Backend for PgBackend {
         query.build_query_as().fetch_all(conn).await.map_err(StoreError::from_sqlx)
     }
 
-    async fn set_roster_positions(
-        conn: &mut PgConnection,
-        positions: &[(&str, i64)],
-        synced_at: Option<DateTime<Utc>>,
-    ) -> StoreResult<()> {
+    async fn set_roster_positions(conn: &mut PgConnection, positions: &[(&str, i64)]) -> StoreResult<()> {
         let users: Vec<&str> = positions.iter().map(|(user_id, _)| *user_id).collect();
         let numbers: Vec<i64> = positions.iter().map(|(_, position)| *position).collect();
         sqlx::query(
-            "UPDATE users SET roster_position = v.position, roster_synced_at_us = COALESCE($3, roster_synced_at_us)
+            "UPDATE users SET roster_position = v.position
              FROM UNNEST($1::text[], $2::int8[]) AS v (user_id, position)
              WHERE users.user_id = v.user_id",
         )
         .bind(users)
         .bind(numbers)
-        .bind(synced_at.map(micros))
         .execute(conn)
         .await
         .map_err(StoreError::from_sqlx)?;
         Ok(())
     }
 
-    async fn clients_due_sync_notice(
+    async fn claim_sync_notices(
         conn: &mut PgConnection,
         users: &[&str],
         before: DateTime<Utc>,
+        at: DateTime<Utc>,
     ) -> StoreResult<Vec<String>> {
-        sqlx::query_scalar("SELECT user_id FROM users WHERE user_id = ANY($1) AND roster_synced_at_us < $2")
-            .bind(users)
-            .bind(micros(before))
-            .fetch_all(conn)
-            .await
-            .map_err(StoreError::from_sqlx)
+        sqlx::query_scalar(
+            "UPDATE users SET roster_synced_at_us = $3 WHERE user_id = ANY($1) AND roster_synced_at_us < $2
+             RETURNING user_id",
+        )
+        .bind(users)
+        .bind(micros(before))
+        .bind(micros(at))
+        .fetch_all(conn)
+        .await
+        .map_err(StoreError::from_sqlx)
     }
 
     async fn roster_rows(

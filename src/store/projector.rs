@@ -11,9 +11,9 @@ use chrono::{DateTime, NaiveDate, Utc};
 use uuid::Uuid;
 
 use super::backend::Backend;
-use super::roster::{self, Published};
+use super::roster::{Published, SyncNotices};
 use super::rows::{micros, BodyRow, SyncRow};
-use super::rules::VersionedRule;
+use super::rules::{RuleCache, VersionedRule};
 use super::{StoreError, StoreResult, StoredEntry};
 use crate::domain::event::{KeyReuse, NewEvent, Payload, StoredEvent};
 use crate::domain::fold::{fold, Day};
@@ -39,6 +39,14 @@ pub enum AppendOutcome {
 /// An event of an append, by its request's index in the group and its own in the request.
 type EventIndex = (usize, usize);
 
+/// What the write path keeps between appends: the rule and sync notices last seen, and the
+/// day limit.
+pub(crate) struct Writing<'a> {
+    pub rules: &'a RuleCache,
+    pub notices: &'a SyncNotices,
+    pub max_events_per_day: usize,
+}
+
 /// One request's events, appended for its user.
 pub(crate) struct Append<'a> {
     pub user_id: &'a str,
@@ -62,6 +70,13 @@ pub struct KeyedEvent {
     pub key: String,
     pub event_id: Uuid,
     pub content_hash: String,
+}
+
+/// What `Backend::insert_events` returns: each event's id and `seq`, and the newest
+/// priority rule version as the insert saw it.
+pub struct Inserted {
+    pub ids: Vec<(Uuid, i64)>,
+    pub rule_version: i64,
 }
 
 /// A new event and what the store adds to it.
@@ -148,13 +163,12 @@ type Appended = (Vec<Vec<AppendOutcome>>, Published);
 pub(crate) async fn append<B: Backend>(
     tx: &mut B::Conn,
     appends: &[Append<'_>],
-    rule: &VersionedRule,
-    max_events_per_day: usize,
+    writing: &Writing<'_>,
     now: DateTime<Utc>,
 ) -> StoreResult<Appended> {
     let mut refused = HashSet::new();
     loop {
-        match append_unless_full::<B>(tx, appends, &refused, rule, max_events_per_day, now).await? {
+        match append_unless_full::<B>(tx, appends, &refused, writing, now).await? {
             Ok(appended) => return Ok(appended),
             Err(over) => refused.extend(over),
         }
@@ -167,10 +181,10 @@ async fn append_unless_full<B: Backend>(
     tx: &mut B::Conn,
     appends: &[Append<'_>],
     refused: &HashSet<EventIndex>,
-    rule: &VersionedRule,
-    max_events_per_day: usize,
+    writing: &Writing<'_>,
     now: DateTime<Utc>,
 ) -> StoreResult<Result<Appended, Vec<EventIndex>>> {
+    let max_events_per_day = writing.max_events_per_day;
     let lookups: BTreeSet<KeyLookup> = appends
         .iter()
         .flat_map(|append| {
@@ -244,15 +258,18 @@ async fn append_unless_full<B: Backend>(
             events.iter().filter_map(|(u, e)| Some((u.as_str(), e.day?))).collect();
         touched.iter().copied().filter(|day| days_with_events.contains(day)).collect()
     };
-    let seqs: HashMap<Uuid, i64> = B::insert_events(tx, now, &rows).await?.into_iter().collect();
+    let inserted = B::insert_events(tx, now, &rows).await?;
+    // The rule in force as the insert saw it: read after this write's locks were taken.
+    let rule = writing.rules.at::<B>(tx, inserted.rule_version).await?;
+    let seqs: HashMap<Uuid, i64> = inserted.ids.into_iter().collect();
     B::record_sync(tx, &sync_deltas(&rows, now)).await?;
     let synced = distinct_users(rows.iter().map(|row| row.user_id));
-    let clients = roster::notice_syncs::<B>(tx, &synced, now).await?;
+    let clients = writing.notices.notice::<B>(tx, &synced, now).await?;
     for row in &rows {
         let seq = *seqs.get(&row.event_id).ok_or_else(|| StoreError::Corrupt("an insert returned no seq".into()))?;
         events.push((row.user_id.to_string(), row.stored(seq, now)));
     }
-    let entries = refold_from::<B>(tx, &touched, &with_entries, events, rule, now).await?;
+    let entries = refold_from::<B>(tx, &touched, &with_entries, events, &rule, now).await?;
 
     Ok(Ok((outcomes, Published { entries, clients })))
 }

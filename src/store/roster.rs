@@ -4,6 +4,7 @@
 //! position, and reads the client as it is after the change.
 
 use std::collections::HashMap;
+use std::sync::Mutex;
 
 use chrono::{DateTime, Duration, Utc};
 
@@ -67,31 +68,56 @@ pub(crate) async fn read_clients<B: Backend>(
     Ok(read)
 }
 
-/// Gives each of `users` (distinct) the next feed position, in order; `synced_at` records a
-/// sync notice. Returns the users.
-pub(crate) async fn touch<B: Backend>(
-    conn: &mut B::Conn,
-    users: &[&str],
-    synced_at: Option<DateTime<Utc>>,
-) -> StoreResult<Vec<String>> {
+/// Gives each of `users` (distinct) the next feed position, in order. Returns the users.
+pub(crate) async fn touch<B: Backend>(conn: &mut B::Conn, users: &[&str]) -> StoreResult<Vec<String>> {
     if users.is_empty() {
         return Ok(Vec::new());
     }
     let last = B::take_positions(conn, users.len() as i64).await?;
     let first = last - users.len() as i64 + 1;
     let positions: Vec<(&str, i64)> = users.iter().enumerate().map(|(i, user)| (*user, first + i as i64)).collect();
-    B::set_roster_positions(conn, &positions, synced_at).await?;
+    B::set_roster_positions(conn, &positions).await?;
     Ok(users.iter().map(|user| user.to_string()).collect())
 }
 
-/// After an append stored events of `users` (distinct): those whose last sync notice is
-/// older than `SYNC_NOTICE_EVERY` take new positions. Returns them.
-pub(crate) async fn notice_syncs<B: Backend>(
-    conn: &mut B::Conn,
-    users: &[&str],
-    now: DateTime<Utc>,
-) -> StoreResult<Vec<String>> {
-    let due = B::clients_due_sync_notice(conn, users, now - SYNC_NOTICE_EVERY).await?;
-    let due: Vec<&str> = due.iter().map(String::as_str).collect();
-    touch::<B>(conn, &due, Some(now)).await
+/// When this instance last gave each client a sync notice, so that the write path asks the
+/// database only when one may be due (a group commit pays nothing the rest of the minute).
+/// The database has the last word: another instance may have noticed the sync already.
+#[derive(Default)]
+pub(crate) struct SyncNotices {
+    last: Mutex<HashMap<String, DateTime<Utc>>>,
+}
+
+/// Clients remembered before the memory of old notices is swept.
+const NOTICES_KEPT: usize = 10_000;
+
+impl SyncNotices {
+    /// After an append stored events of `users` (distinct): those whose last sync notice
+    /// is older than `SYNC_NOTICE_EVERY` take new positions. Returns them.
+    pub(crate) async fn notice<B: Backend>(
+        &self,
+        conn: &mut B::Conn,
+        users: &[&str],
+        now: DateTime<Utc>,
+    ) -> StoreResult<Vec<String>> {
+        let before = now - SYNC_NOTICE_EVERY;
+        let due: Vec<&str> = {
+            let mut last = self.last.lock().expect("sync notices");
+            let due: Vec<&str> =
+                users.iter().copied().filter(|user| last.get(*user).is_none_or(|at| *at < before)).collect();
+            if !due.is_empty() && last.len() >= NOTICES_KEPT {
+                last.retain(|_, at| *at >= before);
+            }
+            // Noted now, whatever the transaction's end: one that rolls back delays the
+            // next notice by a minute at most.
+            last.extend(due.iter().map(|user| (user.to_string(), now)));
+            due
+        };
+        if due.is_empty() {
+            return Ok(Vec::new());
+        }
+        let claimed = B::claim_sync_notices(conn, &due, before, now).await?;
+        let claimed: Vec<&str> = claimed.iter().map(String::as_str).collect();
+        touch::<B>(conn, &claimed).await
+    }
 }

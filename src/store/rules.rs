@@ -1,7 +1,7 @@
-//! The priority rule in force: stored with a version, read by every write transaction, so
-//! that every instance (and a CLI on the same SQLite file) folds with the newest rule from
-//! its next write after the rule's commit. Each write pays one primary-key read for this;
-//! the rule itself is parsed once per version per instance.
+//! The priority rule in force: stored with a version, read by every write transaction (an
+//! append reads the version in its insert statement), so that every instance (and a CLI on
+//! the same SQLite file) folds with the newest rule from its next write after the rule's
+//! commit. The rule itself is read and parsed once per version per instance.
 
 use std::sync::{Arc, Mutex};
 
@@ -40,6 +40,11 @@ impl RuleCache {
     /// The rule in force as `conn` sees it now.
     pub(crate) async fn current<B: Backend>(&self, conn: &mut B::Conn) -> StoreResult<Arc<VersionedRule>> {
         let version = B::rule_version(conn).await?;
+        self.at::<B>(conn, version).await
+    }
+
+    /// The rule stored as `version` (read through `conn` unless it is the last one read).
+    pub(crate) async fn at<B: Backend>(&self, conn: &mut B::Conn, version: i64) -> StoreResult<Arc<VersionedRule>> {
         if let Some(last) = self.last.lock().expect("rule cache").as_ref().filter(|last| last.version == version) {
             return Ok(last.clone());
         }

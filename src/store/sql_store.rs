@@ -8,8 +8,8 @@ use tokio::sync::broadcast;
 
 use super::backend::{Backend, Upgrade};
 use super::group::{GroupCommit, GroupWriter};
-use super::projector::{self, Append, AppendOutcome};
-use super::roster::{self, Clients, Published};
+use super::projector::{self, Append, AppendOutcome, Writing};
+use super::roster::{self, Clients, Published, SyncNotices};
 use super::rows::{EntryRow, SyncRow, TokenRow};
 use super::rules::{RuleCache, StoredRule};
 use super::{
@@ -36,8 +36,12 @@ impl<B: Backend> SqlStore<B> {
     /// in flight at once), and brings stored content hashes to the current form.
     pub(crate) async fn start(backend: B, lanes: usize, options: &StoreOptions) -> StoreResult<SqlStore<B>> {
         let (backend, rules) = (Arc::new(backend), Arc::new(RuleCache::default()));
-        let appender =
-            Appender { backend: backend.clone(), rules: rules.clone(), max_events_per_day: options.max_events_per_day };
+        let appender = Appender {
+            backend: backend.clone(),
+            rules: rules.clone(),
+            notices: SyncNotices::default(),
+            max_events_per_day: options.max_events_per_day,
+        };
         let appends = GroupCommit::start(Arc::new(appender), lanes, options.write_queue);
         rehash::upgrade_content_hashes(backend.as_ref()).await?;
         Ok(SqlStore { backend, appends, rules })
@@ -88,6 +92,7 @@ const RULE_LOCK: &str = "rules:priority";
 struct Appender<B> {
     backend: Arc<B>,
     rules: Arc<RuleCache>,
+    notices: SyncNotices,
     max_events_per_day: usize,
 }
 
@@ -95,11 +100,9 @@ impl<B: Backend> GroupWriter for Appender<B> {
     async fn append_group(&self, group: &[Append<'_>]) -> StoreResult<Vec<Vec<AppendOutcome>>> {
         let users = projector::distinct_users(group.iter().map(|append| append.user_id));
         let mut write = self.backend.write(&users).await?;
-        // Read after the users' locks are held: a rule pass that re-folds these users
-        // after the rule's commit then waits for this write (see `rules`).
-        let rule = self.rules.current::<B>(&mut write).await?;
-        let (outcomes, changed) =
-            projector::append::<B>(&mut write, group, &rule, self.max_events_per_day, now()).await?;
+        let writing =
+            Writing { rules: &self.rules, notices: &self.notices, max_events_per_day: self.max_events_per_day };
+        let (outcomes, changed) = projector::append::<B>(&mut write, group, &writing, now()).await?;
         self.backend.commit_and_publish(write, changed).await?;
         Ok(outcomes)
     }
@@ -177,7 +180,7 @@ impl<B: Backend> Store for SqlStore<B> {
         }
         B::ensure_user(&mut write, &user_id, coach_id, display_name, now).await?;
         B::insert_device_token(&mut write, token_hash, &user_id, &new_id(), device_name, now).await?;
-        let clients = roster::touch::<B>(&mut write, &[&user_id], None).await?;
+        let clients = roster::touch::<B>(&mut write, &[&user_id]).await?;
         self.backend.commit_and_publish(write, Published { clients, ..Published::default() }).await?;
         Ok(Some(user_id))
     }
@@ -187,7 +190,7 @@ impl<B: Backend> Store for SqlStore<B> {
         if !B::rename_user(&mut write, user_id, display_name).await? {
             return Ok(false);
         }
-        let clients = roster::touch::<B>(&mut write, &[user_id], None).await?;
+        let clients = roster::touch::<B>(&mut write, &[user_id]).await?;
         self.backend.commit_and_publish(write, Published { clients, ..Published::default() }).await?;
         Ok(true)
     }
@@ -244,7 +247,7 @@ impl<B: Backend> Store for SqlStore<B> {
         B::ensure_user(&mut write, &user_id, &coach_id, display_name.as_deref(), now).await?;
         let device_id = new_id();
         B::insert_device_token(&mut write, token_hash, &user_id, &device_id, device_name, now).await?;
-        let clients = roster::touch::<B>(&mut write, &[&user_id], None).await?;
+        let clients = roster::touch::<B>(&mut write, &[&user_id]).await?;
         self.backend.commit_and_publish(write, Published { clients, ..Published::default() }).await?;
         Ok(Some(Paired { user_id, coach_id, device_id }))
     }
@@ -253,7 +256,7 @@ impl<B: Backend> Store for SqlStore<B> {
         let mut write = self.backend.write(&[]).await?;
         let revoked = B::revoke_devices(&mut write, user_id, device_id, now()).await?;
         let touched = if revoked > 0 { vec![user_id] } else { vec![] };
-        let clients = roster::touch::<B>(&mut write, &touched, None).await?;
+        let clients = roster::touch::<B>(&mut write, &touched).await?;
         self.backend.commit_and_publish(write, Published { clients, ..Published::default() }).await?;
         Ok(revoked as u32)
     }

@@ -12,10 +12,9 @@ use sqlx::pool::PoolConnection;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{ConnectOptions, Row, Sqlite, SqliteConnection, SqlitePool};
 use tokio::sync::{broadcast, Mutex, OwnedMutexGuard};
-use uuid::Uuid;
 
 use super::backend::{Backend, Upgrade};
-use super::projector::{DaySpan, EventRow, KeyLookup, KeyedEvent, Revision, UserDay};
+use super::projector::{DaySpan, EventRow, Inserted, KeyLookup, KeyedEvent, Revision, UserDay};
 use super::rehash::{HashUpgrade, StoredHash};
 use super::roster::{self, Clients, Published};
 use super::rows::{
@@ -338,7 +337,7 @@ impl Backend for SqliteBackend {
         conn: &mut SqliteConnection,
         recorded_at: DateTime<Utc>,
         rows: &[EventRow<'_>],
-    ) -> StoreResult<Vec<(Uuid, i64)>> {
+    ) -> StoreResult<Inserted> {
         let mut query = sqlx::QueryBuilder::<Sqlite>::new(
             "INSERT INTO events (event_id, user_id, day, kind, source, dedupe_key, content_hash, payload,
                                  observed_at_us, recorded_at_us, actor) ",
@@ -357,9 +356,11 @@ impl Backend for SqliteBackend {
                 .push_bind(micros(recorded_at))
                 .push_bind(row.actor);
         });
-        query.push(" RETURNING event_id, seq");
+        query.push(" RETURNING event_id, seq, (SELECT COALESCE(MAX(version), 0) FROM priority_rules) AS rule_version");
         let rows = query.build().fetch_all(conn).await.map_err(StoreError::from_sqlx)?;
-        rows.iter().map(|r| Ok((parse_uuid(r.try_get("event_id")?)?, r.try_get("seq")?))).collect()
+        let ids = rows.iter().map(|r| Ok((parse_uuid(r.try_get("event_id")?)?, r.try_get("seq")?)));
+        let rule_version = rows.first().map(|r| r.try_get("rule_version")).transpose()?.unwrap_or_default();
+        Ok(Inserted { ids: ids.collect::<StoreResult<_>>()?, rule_version })
     }
 
     async fn workout_revisions(conn: &mut SqliteConnection, workouts: &[(&str, &str)]) -> StoreResult<Vec<Revision>> {
@@ -771,14 +772,8 @@ impl Backend for SqliteBackend {
         query.build_query_as().fetch_all(conn).await.map_err(StoreError::from_sqlx)
     }
 
-    async fn set_roster_positions(
-        conn: &mut SqliteConnection,
-        positions: &[(&str, i64)],
-        synced_at: Option<DateTime<Utc>>,
-    ) -> StoreResult<()> {
-        let mut query = sqlx::QueryBuilder::<Sqlite>::new("UPDATE users SET roster_position = v.column2, ");
-        query.push("roster_synced_at_us = COALESCE(").push_bind(synced_at.map(micros)).push(", roster_synced_at_us)");
-        query.push(" FROM (");
+    async fn set_roster_positions(conn: &mut SqliteConnection, positions: &[(&str, i64)]) -> StoreResult<()> {
+        let mut query = sqlx::QueryBuilder::<Sqlite>::new("UPDATE users SET roster_position = v.column2 FROM (");
         query.push_values(positions, |mut row, (user_id, position)| {
             row.push_bind(*user_id).push_bind(*position);
         });
@@ -787,14 +782,16 @@ impl Backend for SqliteBackend {
         Ok(())
     }
 
-    async fn clients_due_sync_notice(
+    async fn claim_sync_notices(
         conn: &mut SqliteConnection,
         users: &[&str],
         before: DateTime<Utc>,
+        at: DateTime<Utc>,
     ) -> StoreResult<Vec<String>> {
-        let mut query = sqlx::QueryBuilder::<Sqlite>::new("SELECT user_id FROM users WHERE user_id");
+        let mut query = sqlx::QueryBuilder::<Sqlite>::new("UPDATE users SET roster_synced_at_us = ");
+        query.push_bind(micros(at)).push(" WHERE user_id");
         push_in_list(&mut query, users.iter().copied());
-        query.push(" AND roster_synced_at_us < ").push_bind(micros(before));
+        query.push(" AND roster_synced_at_us < ").push_bind(micros(before)).push(" RETURNING user_id");
         query.build_query_scalar().fetch_all(conn).await.map_err(StoreError::from_sqlx)
     }
 
