@@ -2,6 +2,7 @@
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
@@ -17,7 +18,7 @@ use crate::config::{AdminCommand, Cli, Command, LogFormat, PriorityCommand};
 use crate::demo;
 use crate::domain::priority::PriorityRule;
 use crate::domain::validate::{check_text, TextKind, MAX_NAME_CHARS};
-use crate::server::{self, Limits, ServerOptions};
+use crate::server::{self, Limits, ServerOptions, Tls, TlsFiles};
 use crate::store::postgres::{PgSettings, PostgresStore};
 use crate::store::sqlite::SqliteStore;
 use crate::store::{RebuildStats, Store, StoreOptions};
@@ -135,11 +136,27 @@ async fn run_command<S: Store>(store: S, command: Command, database: &str) -> an
         Command::Demo { listen, .. } => demo::run(store, listen, database).await?,
         Command::Serve(args) => {
             server::raise_open_file_limit();
+            let tls = match (args.tls_cert, args.tls_key) {
+                (Some(cert), Some(key)) => {
+                    let files = TlsFiles { cert, key, client_ca: args.tls_client_ca };
+                    Some(Arc::new(Tls::load(files).context("loading the TLS certificate")?))
+                }
+                _ => None,
+            };
             let (listener, addr) =
                 server::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
             let shutdown = server::shutdown_signal();
-            tracing::info!(%addr, database, "coachfit listening");
+            let scheme = if tls.is_some() { "TLS" } else { "plaintext" };
+            tracing::info!(%addr, database, scheme, "coachfit listening");
+            if tls.is_none() && !addr.ip().is_loopback() {
+                tracing::warn!(
+                    %addr,
+                    "listening in plaintext on a non-loopback address: bearer tokens and health data cross the \
+                     network in the clear; serve TLS with --tls-cert and --tls-key, or keep a TLS proxy in front"
+                );
+            }
             let options = ServerOptions {
+                tls,
                 admin_token: args.admin_token,
                 heartbeat: Duration::from_secs(args.heartbeat_secs),
                 stale_after_days: args.stale_after_days,

@@ -93,7 +93,7 @@ pub enum LogFormat {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run migrations, then serve gRPC until SIGINT/SIGTERM.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Serve a demo: a coach, two clients and three weeks of their data, with new steps
     /// arriving every few seconds. Prints the tokens as `export` lines (also written to
     /// ./coachfit-demo.env).
@@ -148,9 +148,18 @@ pub struct ServeArgs {
     pub rule: RetiredRuleArgs,
     #[command(flatten)]
     pub writes: WriteArgs,
-    /// Address to listen on (plaintext gRPC; keep it on loopback behind a TLS proxy).
+    /// Address to listen on.
     #[arg(long, env = "COACHFIT_LISTEN", default_value = "127.0.0.1:50051")]
     pub listen: SocketAddr,
+    /// PEM certificate chain to serve TLS with (with --tls-key); SIGHUP reloads both.
+    #[arg(long, env = "COACHFIT_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "COACHFIT_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// PEM CA whose certificates clients must present (service-to-service); needs --tls-cert.
+    #[arg(long, env = "COACHFIT_TLS_CLIENT_CA", requires = "tls_cert")]
+    pub tls_client_ca: Option<PathBuf>,
     /// A bearer token that acts as an admin principal.
     #[arg(long, env = "COACHFIT_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,

@@ -3,8 +3,10 @@
 
 mod connections;
 mod deadline;
+mod tls;
 
 pub use connections::raise_open_file_limit;
+pub use tls::{Tls, TlsFiles};
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -47,11 +49,14 @@ pub struct ServerOptions {
     pub stale_after_days: u32,
     pub pairing: PairingOptions,
     pub limits: Limits,
+    /// TLS for the listener (reloaded on SIGHUP); plaintext without it.
+    pub tls: Option<Arc<Tls>>,
 }
 
 impl Default for ServerOptions {
     fn default() -> Self {
         ServerOptions {
+            tls: None,
             admin_token: None,
             heartbeat: Duration::from_secs(5),
             stale_after_days: 3,
@@ -141,6 +146,7 @@ pub async fn serve<S: Store>(
     };
     let (reporter, health) = tonic_health::server::health_reporter();
     let probe = tokio::spawn(watch_database(store, reporter));
+    let reloads = options.tls.clone().map(|tls| tokio::spawn(reload_on_hangup(tls)));
     // The error details (BadRequest, RetryInfo) are described too, so that grpcurl
     // `-format-error` shows them as JSON rather than bytes.
     let descriptors =
@@ -167,7 +173,7 @@ pub async fn serve<S: Store>(
         .add_service(PairingServiceServer::new(PairingApi::new(state.clone(), &options.pairing)))
         .add_service(RosterServiceServer::new(RosterApi::new(state.clone())))
         .add_service(AdminServiceServer::new(AdminApi::new(state)))
-        .serve_with_incoming_shutdown(connections::accept(listener, close.clone()), shutdown);
+        .serve_with_incoming_shutdown(connections::accept(listener, close.clone(), options.tls), shutdown);
     tokio::pin!(server);
     let result = tokio::select! {
         result = &mut server => result,
@@ -178,8 +184,33 @@ pub async fn serve<S: Store>(
         }
     };
     probe.abort();
+    if let Some(reloads) = reloads {
+        reloads.abort();
+    }
     Ok(result?)
 }
+
+/// Reloads the TLS certificate and key on each SIGHUP; open connections keep theirs.
+#[cfg(unix)]
+async fn reload_on_hangup(tls: Arc<Tls>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+        tracing::warn!("cannot watch SIGHUP: the TLS certificate will not be reloaded");
+        return;
+    };
+    while hangups.recv().await.is_some() {
+        let cert = tls.files().cert.display().to_string();
+        match tls.reload() {
+            Ok(()) => tracing::info!(%cert, "TLS certificate reloaded"),
+            Err(error) => {
+                tracing::error!(%cert, error = format!("{error:#}"), "TLS certificate not reloaded; the previous one stays")
+            }
+        }
+    }
+}
+
+#[cfg(not(unix))]
+async fn reload_on_hangup(_tls: Arc<Tls>) {}
 
 /// Keeps health in step with the database: NOT_SERVING while it cannot be reached.
 async fn watch_database<S: Store>(store: S, reporter: HealthReporter) {
@@ -188,6 +219,7 @@ async fn watch_database<S: Store>(store: S, reporter: HealthReporter) {
         "coachfit.v1.IngestService",
         "coachfit.v1.EntryService",
         "coachfit.v1.PairingService",
+        "coachfit.v1.RosterService",
         "coachfit.v1.AdminService",
     ];
     let mut last = None;

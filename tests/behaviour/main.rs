@@ -22,5 +22,6 @@ mod reflection;
 mod roster;
 mod scale_out;
 mod stream;
+mod tls;
 mod upgrade;
 mod workouts;
