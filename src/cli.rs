@@ -148,6 +148,10 @@ async fn run_command<S: Store>(store: S, command: Command, database: &str) -> an
             let shutdown = server::shutdown_signal();
             let scheme = if tls.is_some() { "TLS" } else { "plaintext" };
             tracing::info!(%addr, database, scheme, "coachfit listening");
+            if let Some(listen) = args.metrics_listen {
+                let at = crate::metrics::serve(listen).await.context("starting the metrics endpoint")?;
+                tracing::info!(metrics_at = %at, "serving Prometheus metrics at /metrics");
+            }
             if tls.is_none() && !addr.ip().is_loopback() {
                 tracing::warn!(
                     %addr,

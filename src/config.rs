@@ -157,6 +157,9 @@ pub struct ServeArgs {
     /// PEM private key of --tls-cert.
     #[arg(long, env = "COACHFIT_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// Address to serve Prometheus metrics on (`GET /metrics`, plaintext); off when unset.
+    #[arg(long, env = "COACHFIT_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
     /// PEM CA whose certificates clients must present (service-to-service); needs --tls-cert.
     #[arg(long, env = "COACHFIT_TLS_CLIENT_CA", requires = "tls_cert")]
     pub tls_client_ca: Option<PathBuf>,

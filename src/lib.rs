@@ -9,6 +9,7 @@ pub mod config;
 pub mod demo;
 pub mod domain;
 pub mod feed;
+pub mod metrics;
 pub mod proto;
 pub mod server;
 pub mod store;

@@ -11,6 +11,7 @@ use super::AppState;
 use crate::domain::event::NewEvent;
 use crate::domain::validate::{self, Context};
 use crate::domain::{reason, Violation};
+use crate::metrics::INGEST_ITEMS;
 use crate::proto::v1 as pb;
 use crate::proto::v1::ingest_service_server::IngestService;
 use crate::store::{AppendOutcome, Store};
@@ -43,17 +44,20 @@ impl<S: Store> IngestApi<S> {
         Ok((principal, user_id, Context { now: Utc::now(), zone }))
     }
 
-    /// Stores the valid items and reports on every item, in input order.
+    /// Stores the valid items and reports on every item, in input order; `kind` labels the
+    /// items in the metrics.
     async fn store(
         &self,
         principal: &Principal,
         user_id: &str,
+        kind: &'static str,
         checked: Vec<CheckedItem>,
     ) -> ApiResult<pb::IngestResponse> {
         let valid: Vec<NewEvent> = checked.iter().filter_map(|c| c.result.as_ref().ok().cloned()).collect();
         // Only what reaches the writer counts against the device's rate.
         if let Principal::Device { device_id, .. } = principal {
             if let Err(wait) = self.state.device_rate.take(device_id, valid.len()) {
+                crate::metrics::refused("device_rate");
                 let message =
                     format!("this device is sending faster than it may; retry in {} ms", wait.as_millis().max(1));
                 return Err(ApiError::ResourceExhausted { message, retry: Some(wait) });
@@ -95,11 +99,22 @@ impl<S: Store> IngestApi<S> {
                     }
                 },
             }
-            match pb::ItemStatus::try_from(result.status) {
-                Ok(pb::ItemStatus::Accepted) => response.accepted += 1,
-                Ok(pb::ItemStatus::Duplicate) => response.duplicates += 1,
-                _ => response.rejected += 1,
-            }
+            let status = match pb::ItemStatus::try_from(result.status) {
+                Ok(pb::ItemStatus::Accepted) => {
+                    response.accepted += 1;
+                    "accepted"
+                }
+                Ok(pb::ItemStatus::Duplicate) => {
+                    response.duplicates += 1;
+                    "duplicate"
+                }
+                _ => {
+                    response.rejected += 1;
+                    "rejected"
+                }
+            };
+            let reason = result.violations.first().map(|v| v.reason.clone()).unwrap_or_default();
+            metrics::counter!(INGEST_ITEMS, "kind" => kind, "status" => status, "reason" => reason).increment(1);
             response.results.push(result);
         }
         Ok(response)
@@ -130,7 +145,7 @@ impl<S: Store> IngestService for IngestApi<S> {
         let r = request.get_ref();
         check_size("samples", r.samples.len(), 1, 400)?;
         let checked = items::check_all("samples", &r.samples, ctx, items::steps_sample);
-        Ok(Response::new(self.store(&principal, &user_id, checked).await?))
+        Ok(Response::new(self.store(&principal, &user_id, "steps", checked).await?))
     }
 
     async fn ingest_sleep(
@@ -142,7 +157,7 @@ impl<S: Store> IngestService for IngestApi<S> {
         let (principal, user_id, ctx) = self.begin(&request, "IngestSleep", &r.time_zone, zone_needed).await?;
         check_size("sessions", r.sessions.len(), 1, 400)?;
         let checked = items::check_all("sessions", &r.sessions, ctx, items::sleep_session);
-        Ok(Response::new(self.store(&principal, &user_id, checked).await?))
+        Ok(Response::new(self.store(&principal, &user_id, "sleep", checked).await?))
     }
 
     async fn ingest_workouts(
@@ -166,7 +181,7 @@ impl<S: Store> IngestService for IngestApi<S> {
         checked.extend(items::check_all("deleted_workout_ids", &r.deleted_workout_ids, ctx, |ctx, path, id| {
             items::workout_deletion(ctx, path, id)
         }));
-        Ok(Response::new(self.store(&principal, &user_id, checked).await?))
+        Ok(Response::new(self.store(&principal, &user_id, "workouts", checked).await?))
     }
 
     async fn ingest_body_metrics(
@@ -177,6 +192,6 @@ impl<S: Store> IngestService for IngestApi<S> {
         let (principal, user_id, ctx) = self.begin(&request, "IngestBodyMetrics", &r.time_zone, true).await?;
         check_size("metrics", r.metrics.len(), 1, 50)?;
         let checked = items::check_all("metrics", &r.metrics, ctx, items::body_metric);
-        Ok(Response::new(self.store(&principal, &user_id, checked).await?))
+        Ok(Response::new(self.store(&principal, &user_id, "body_metrics", checked).await?))
     }
 }

@@ -142,6 +142,7 @@ impl<S: Store> PairingService for PairingApi<S> {
         let attempt = match self.throttle.begin(peer) {
             Ok(attempt) => attempt,
             Err(wait) => {
+                crate::metrics::refused("pairing_lockout");
                 tracing::warn!(%peer, "pairing refused: too many failed attempts");
                 let message = format!("too many failed attempts; retry in {} s", wait.as_secs().max(1));
                 return Err(ApiError::ResourceExhausted { message, retry: Some(wait) }.into());

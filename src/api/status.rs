@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
-use uuid::Uuid;
 
 use crate::domain::Violation;
 use crate::feed::FeedError;
@@ -104,7 +103,8 @@ impl From<ApiError> for Status {
 }
 
 fn store_status(err: &StoreError) -> Status {
-    let request_id = Uuid::new_v4();
+    // The call's id, which the rest of its log lines (the `rpc` span) carry too.
+    let request_id = super::request_id::current();
     match err {
         StoreError::Unavailable(_) | StoreError::Closed => {
             tracing::warn!(%request_id, error = %err, "database unavailable");
@@ -112,6 +112,7 @@ fn store_status(err: &StoreError) -> Status {
             retryable(Code::Unavailable, message, RETRY_UNAVAILABLE)
         }
         StoreError::Overloaded => {
+            crate::metrics::refused("write_queue_full");
             tracing::warn!(%request_id, "write shed: the write queue is full");
             let message = format!("the server is busy; retry shortly (request id {request_id})");
             retryable(Code::Unavailable, message, RETRY_OVERLOADED)

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use super::auth::Principal;
 use super::status::ApiError;
+use crate::metrics::OPEN_STREAMS;
 
 /// How long a refused caller waits before trying again (a stream of its own may close).
 const RETRY: Duration = Duration::from_secs(5);
@@ -34,16 +35,19 @@ impl StreamSlots {
         let mut open = self.open.lock().expect("stream slots lock");
         let held = open.entry(holder.clone()).or_default();
         if *held >= self.per_principal {
+            crate::metrics::refused("streams_per_token");
             let message = format!("{} streams are already open for this token; close one first", self.per_principal);
             return Err(ApiError::ResourceExhausted { message, retry: Some(RETRY) });
         }
         *held += 1;
+        metrics::gauge!(OPEN_STREAMS).increment(1);
         Ok(StreamSlot { slots: self.clone(), holder })
     }
 }
 
 impl Drop for StreamSlot {
     fn drop(&mut self) {
+        metrics::gauge!(OPEN_STREAMS).decrement(1);
         let mut open = self.slots.open.lock().expect("stream slots lock");
         if let Some(held) = open.get_mut(&self.holder) {
             *held -= 1;

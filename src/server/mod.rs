@@ -3,6 +3,7 @@
 
 mod connections;
 mod deadline;
+mod observe;
 mod tls;
 
 pub use connections::raise_open_file_limit;
@@ -27,6 +28,7 @@ use crate::api::ingest::IngestApi;
 use crate::api::pairing::{PairingApi, PairingOptions};
 use crate::api::roster::RosterApi;
 use crate::api::{AppState, DeviceRate, StreamSlots};
+use crate::metrics::POOL_CONNECTIONS;
 use crate::proto::v1::admin_service_server::AdminServiceServer;
 use crate::proto::v1::entry_service_server::EntryServiceServer;
 use crate::proto::v1::ingest_service_server::IngestServiceServer;
@@ -163,7 +165,7 @@ pub async fn serve<S: Store>(
         .max_concurrent_streams(limits.max_concurrent_streams)
         .http2_keepalive_interval(Some(limits.keepalive_interval))
         .http2_keepalive_timeout(Some(limits.keepalive_timeout))
-        .trace_fn(|request| tracing::info_span!("rpc", path = %request.uri().path()))
+        .layer(observe::ObserveLayer)
         .layer(deadline::DeadlineLayer(limits.request_timeout))
         .add_service(health)
         .add_service(reflection_v1)
@@ -212,7 +214,8 @@ async fn reload_on_hangup(tls: Arc<Tls>) {
 #[cfg(not(unix))]
 async fn reload_on_hangup(_tls: Arc<Tls>) {}
 
-/// Keeps health in step with the database: NOT_SERVING while it cannot be reached.
+/// Keeps health in step with the database: NOT_SERVING while it cannot be reached; and
+/// samples the pools' use for the metrics.
 async fn watch_database<S: Store>(store: S, reporter: HealthReporter) {
     let services = [
         "",
@@ -224,6 +227,11 @@ async fn watch_database<S: Store>(store: S, reporter: HealthReporter) {
     ];
     let mut last = None;
     loop {
+        for usage in store.pool_use() {
+            let busy = (usage.open as usize).saturating_sub(usage.idle);
+            metrics::gauge!(POOL_CONNECTIONS, "pool" => usage.pool, "state" => "busy").set(busy as f64);
+            metrics::gauge!(POOL_CONNECTIONS, "pool" => usage.pool, "state" => "idle").set(usage.idle as f64);
+        }
         let status = match store.ping().await {
             Ok(()) => ServingStatus::Serving,
             Err(e) => {

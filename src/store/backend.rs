@@ -17,7 +17,7 @@ use super::projector::{DaySpan, EventRow, Inserted, KeyLookup, KeyedEvent, Revis
 use super::rehash::{HashUpgrade, StoredHash};
 use super::roster::{Clients, Published};
 use super::rows::{BodyRow, ClientRow, DeviceRow, EntryRow, RuleRow, SyncRow, TokenRow};
-use super::{FeedChange, FeedFilter, StoreResult, StoredEntry};
+use super::{FeedChange, FeedFilter, PoolUse, StoreResult, StoredEntry};
 use crate::domain::event::StoredEvent;
 
 /// A result of a statement, as a future that may move between threads.
@@ -75,6 +75,8 @@ pub trait Backend: Send + Sync + Sized + 'static {
     fn commit_and_publish(&self, write: Self::Write, changed: Published) -> impl Answer<()>;
     /// Committed changes, in position order, as they happen.
     fn subscribe(&self) -> broadcast::Receiver<Arc<FeedChange>>;
+    /// How the backend's connection pools are used now.
+    fn pools(&self) -> Vec<PoolUse>;
 
     // The write path (`projector`). Each statement takes a whole batch, of any users.
 

@@ -14,6 +14,7 @@ use tokio::sync::{mpsc, oneshot, Mutex, MutexGuard};
 use super::projector::{Append, AppendOutcome};
 use super::{StoreError, StoreResult};
 use crate::domain::event::NewEvent;
+use crate::metrics::{GROUP_COMMIT_REQUESTS, WRITE_QUEUE_DEPTH};
 
 /// Requests written together at most; more wait for the next transaction.
 const MAX_GROUP_REQUESTS: usize = 64;
@@ -74,6 +75,7 @@ impl GroupCommit {
             mpsc::error::TrySendError::Full(_) => StoreError::Overloaded,
             mpsc::error::TrySendError::Closed(_) => StoreError::Closed,
         })?;
+        metrics::gauge!(WRITE_QUEUE_DEPTH).set((self.jobs.max_capacity() - self.jobs.capacity()) as f64);
         committed.await.map_err(|_| StoreError::Closed)?
     }
 }
@@ -117,10 +119,12 @@ fn gather(first: Job, queue: Option<MutexGuard<'_, mpsc::Receiver<Job>>>, carrie
         events += job.events.len();
         group.push(job);
     }
+    metrics::gauge!(WRITE_QUEUE_DEPTH).set(queue.len() as f64);
     group
 }
 
 async fn write<W: GroupWriter>(writer: &W, mut group: Vec<Job>) {
+    metrics::histogram!(GROUP_COMMIT_REQUESTS).record(group.len() as f64);
     let appends: Vec<Append> = group.iter().map(Job::append).collect();
     let written = writer.append_group(&appends).await;
     drop(appends);

@@ -217,6 +217,15 @@ impl FeedFilter {
     }
 }
 
+/// How one connection pool is used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolUse {
+    pub pool: &'static str,
+    /// Connections open.
+    pub open: u32,
+    pub idle: usize,
+}
+
 /// What `rebuild` did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RebuildStats {
@@ -326,6 +335,8 @@ pub trait Store: Clone + Send + Sync + 'static {
     /// Committed changes, in position order, as they happen. A receiver that falls behind
     /// gets `Lagged` and reads the missed changes back with `feed_page`.
     fn changes(&self) -> tokio::sync::broadcast::Receiver<Arc<FeedChange>>;
+    /// How the database connection pools are used now.
+    fn pool_use(&self) -> Vec<PoolUse>;
     /// The position of the latest committed change (0 when there is none).
     fn head_position(&self) -> impl Future<Output = StoreResult<i64>> + Send;
     /// Entries (and, with `clients`, roster changes) matching `filter` whose position is in

@@ -30,8 +30,9 @@ use super::rows::{
 };
 use super::rows::{ClientRow, DeviceRow, SyncRow};
 use super::sql_store::SqlStore;
-use super::{FeedChange, FeedFilter, FeedRecord, StoreError, StoreOptions, StoreResult, StoredEntry};
+use super::{FeedChange, FeedFilter, FeedRecord, PoolUse, StoreError, StoreOptions, StoreResult, StoredEntry};
 use crate::domain::event::StoredEvent;
+use crate::metrics::{FEED_POSITION, RELAY_LAG};
 
 /// The NOTIFY channel that wakes every instance's relay.
 const CHANNEL: &str = "coachfit_entries";
@@ -132,7 +133,7 @@ impl PostgresStore {
 /// Follows NOTIFY as a hint and republishes committed changes, read by position, to the
 /// local broadcast. Runs until aborted.
 async fn relay_changes(pool: PgPool, changes: broadcast::Sender<Arc<FeedChange>>, start: i64) {
-    let mut published = start;
+    let mut cursor = RelayCursor { published: start, read_to: start };
     loop {
         let mut listener = match PgListener::connect_with(&pool).await {
             Ok(listener) => listener,
@@ -149,7 +150,7 @@ async fn relay_changes(pool: PgPool, changes: broadcast::Sender<Arc<FeedChange>>
         }
         loop {
             // Read first: whatever committed while we were not listening is caught here.
-            if let Err(e) = relay_from(&pool, &changes, &mut published).await {
+            if let Err(e) = relay_from(&pool, &changes, &mut cursor).await {
                 tracing::warn!(error = %e, "feed relay read failed");
             }
             match tokio::time::timeout(RELAY_POLL, listener.try_recv()).await {
@@ -163,19 +164,31 @@ async fn relay_changes(pool: PgPool, changes: broadcast::Sender<Arc<FeedChange>>
     }
 }
 
-/// Publishes every entry and roster change after `published`, in position order.
+/// How far a relay has got.
+struct RelayCursor {
+    /// The position of the last change published (what the next one follows).
+    published: i64,
+    /// Every change up to here has been read (positions without a row belong to records
+    /// changed again later).
+    read_to: i64,
+}
+
+/// Publishes every entry and roster change after the cursor, in position order.
 async fn relay_from(
     pool: &PgPool,
     changes: &broadcast::Sender<Arc<FeedChange>>,
-    published: &mut i64,
+    cursor: &mut RelayCursor,
 ) -> StoreResult<()> {
     let mut conn = pool.acquire().await.map_err(StoreError::from_sqlx)?;
     let head = PgBackend::feed_head(&mut conn).await?;
+    metrics::gauge!(RELAY_LAG).set((head - cursor.read_to) as f64);
+    let published = &mut cursor.published;
     if changes.receiver_count() == 0 {
         // Nobody here follows the live feed (a CLI rebuild, say), so there is nothing to
         // read. A later follower catches up from the database, and a change's `after`
         // tells it of any gap.
         *published = head;
+        cursor.read_to = head;
         return Ok(());
     }
     while *published < head {
@@ -238,6 +251,9 @@ async fn relay_from(
         }
         *published = read_to;
     }
+    cursor.read_to = head;
+    metrics::gauge!(FEED_POSITION).set(head as f64);
+    metrics::gauge!(RELAY_LAG).set(0.0);
     Ok(())
 }
 
@@ -468,6 +484,15 @@ impl Backend for PgBackend {
 
     fn subscribe(&self) -> broadcast::Receiver<Arc<FeedChange>> {
         self.changes.subscribe()
+    }
+
+    fn pools(&self) -> Vec<PoolUse> {
+        let usage = |pool: &'static str, connections: &PgPool| PoolUse {
+            pool,
+            open: connections.size(),
+            idle: connections.num_idle(),
+        };
+        vec![usage("requests", &self.pool), usage("feed", &self.feed_pool)]
     }
 
     async fn keyed_events(conn: &mut PgConnection, keys: &[KeyLookup<'_>]) -> StoreResult<Vec<KeyedEvent>> {

@@ -13,8 +13,8 @@ use super::roster::{self, Clients, Published, SyncNotices};
 use super::rows::{EntryRow, SyncRow, TokenRow};
 use super::rules::{RuleCache, StoredRule};
 use super::{
-    new_id, now, rebuild, rehash, FeedChange, FeedFilter, FeedPage, FeedRecord, Mismatch, Paired, RebuildStats,
-    RosterClient, Store, StoreError, StoreOptions, StoreResult, StoredEntry, Synced, TokenOwner,
+    new_id, now, rebuild, rehash, FeedChange, FeedFilter, FeedPage, FeedRecord, Mismatch, Paired, PoolUse,
+    RebuildStats, RosterClient, Store, StoreError, StoreOptions, StoreResult, StoredEntry, Synced, TokenOwner,
 };
 use crate::domain::event::{NewEvent, StoredEvent};
 use crate::domain::priority::PriorityRule;
@@ -97,6 +97,7 @@ struct Appender<B> {
 }
 
 impl<B: Backend> GroupWriter for Appender<B> {
+    #[tracing::instrument(level = "debug", name = "store.group_commit", skip_all, fields(requests = group.len()))]
     async fn append_group(&self, group: &[Append<'_>]) -> StoreResult<Vec<Vec<AppendOutcome>>> {
         let users = projector::distinct_users(group.iter().map(|append| append.user_id));
         let mut write = self.backend.write(&users).await?;
@@ -119,6 +120,7 @@ impl<B: Backend> Store for SqlStore<B> {
         B::ping(&mut *self.backend.reader().await?).await
     }
 
+    #[tracing::instrument(level = "debug", name = "store.token_owners", skip_all)]
     async fn token_owners(&self, token_hashes: &[&str]) -> StoreResult<Vec<(String, TokenOwner)>> {
         let rows = B::live_tokens(&mut *self.backend.reader().await?, token_hashes).await?;
         rows.into_iter().map(TokenRow::into_owner).collect()
@@ -195,6 +197,7 @@ impl<B: Backend> Store for SqlStore<B> {
         Ok(true)
     }
 
+    #[tracing::instrument(level = "debug", name = "store.roster", skip(self))]
     async fn roster(&self, coach_id: &str) -> StoreResult<Vec<RosterClient>> {
         roster::read_clients::<B>(&mut *self.backend.reader().await?, Clients::OfCoach(coach_id)).await
     }
@@ -233,6 +236,7 @@ impl<B: Backend> Store for SqlStore<B> {
         Ok(Some(user_id))
     }
 
+    #[tracing::instrument(level = "debug", name = "store.redeem_pairing_code", skip_all)]
     async fn redeem_pairing_code(
         &self,
         code_hash: &str,
@@ -261,15 +265,18 @@ impl<B: Backend> Store for SqlStore<B> {
         Ok(revoked as u32)
     }
 
+    #[tracing::instrument(level = "debug", name = "store.append", skip(self, events), fields(events = events.len()))]
     async fn append(&self, user_id: &str, actor: &str, events: Vec<NewEvent>) -> StoreResult<Vec<AppendOutcome>> {
         self.appends.append(user_id, actor, events).await
     }
 
+    #[tracing::instrument(level = "debug", name = "store.get_entry", skip(self))]
     async fn get_entry(&self, user_id: &str, day: NaiveDate) -> StoreResult<Option<StoredEntry>> {
         let row = B::entry(&mut *self.backend.reader().await?, user_id, day).await?;
         row.map(EntryRow::into_entry).transpose()
     }
 
+    #[tracing::instrument(level = "debug", name = "store.list_entries", skip(self))]
     async fn list_entries(
         &self,
         user_id: &str,
@@ -282,6 +289,7 @@ impl<B: Backend> Store for SqlStore<B> {
         rows.into_iter().map(EntryRow::into_entry).collect()
     }
 
+    #[tracing::instrument(level = "debug", name = "store.fold_input", skip(self))]
     async fn fold_input(&self, user_id: &str, day: NaiveDate) -> StoreResult<Vec<StoredEvent>> {
         projector::fold_input::<B>(&mut *self.backend.reader().await?, user_id, day).await
     }
@@ -290,10 +298,15 @@ impl<B: Backend> Store for SqlStore<B> {
         self.backend.subscribe()
     }
 
+    fn pool_use(&self) -> Vec<PoolUse> {
+        self.backend.pools()
+    }
+
     async fn head_position(&self) -> StoreResult<i64> {
         B::feed_head(&mut *self.backend.feed_reader().await?).await
     }
 
+    #[tracing::instrument(level = "debug", name = "store.feed_page", skip(self, filter))]
     async fn feed_page(
         &self,
         filter: &FeedFilter,
@@ -331,6 +344,7 @@ impl<B: Backend> Store for SqlStore<B> {
         Ok(FeedPage { records, read_to })
     }
 
+    #[tracing::instrument(level = "debug", name = "store.recompute_day", skip(self))]
     async fn recompute_day(&self, user_id: &str, day: NaiveDate) -> StoreResult<Option<StoredEntry>> {
         let mut write = self.backend.write(&[user_id]).await?;
         let rule = self.rules.current::<B>(&mut write).await?;
@@ -340,10 +354,12 @@ impl<B: Backend> Store for SqlStore<B> {
         Ok(entry)
     }
 
+    #[tracing::instrument(level = "info", name = "store.rebuild", skip(self))]
     async fn rebuild(&self, user_id: Option<&str>) -> StoreResult<RebuildStats> {
         rebuild::rebuild(&self.backend, &self.rules, user_id).await
     }
 
+    #[tracing::instrument(level = "info", name = "store.verify", skip(self))]
     async fn verify(&self) -> StoreResult<Vec<Mismatch>> {
         rebuild::verify(self.backend.as_ref(), &self.rules).await
     }
@@ -368,6 +384,7 @@ impl<B: Backend> Store for SqlStore<B> {
         self.rules.describe::<B>(&mut *self.backend.reader().await?).await
     }
 
+    #[tracing::instrument(level = "info", name = "store.set_priority_rule", skip(self, rule))]
     async fn set_priority_rule(&self, rule: &PriorityRule, set_by: &str) -> StoreResult<(i64, RebuildStats)> {
         let version = self.store_priority_rule(rule, set_by).await?;
         // In a task of its own, so that a caller that stops waiting does not stop it halfway.

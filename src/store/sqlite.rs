@@ -23,8 +23,9 @@ use super::rows::{
 };
 use super::rows::{ClientRow, DeviceRow, SyncRow};
 use super::sql_store::SqlStore;
-use super::{FeedChange, FeedFilter, FeedRecord, StoreError, StoreOptions, StoreResult, StoredEntry};
+use super::{FeedChange, FeedFilter, FeedRecord, PoolUse, StoreError, StoreOptions, StoreResult, StoredEntry};
 use crate::domain::event::StoredEvent;
+use crate::metrics::FEED_POSITION;
 
 /// WAL pages written before a commit copies them back into the database file (SQLite's
 /// default is 1,000). Ingest rewrites the same index pages commit after commit, so a longer
@@ -301,6 +302,9 @@ impl Backend for SqliteBackend {
         let clients = clients.into_iter().map(|client| (client.coach_id.clone(), FeedRecord::Client(Arc::new(client))));
         let mut records: Vec<(String, FeedRecord)> = entries.chain(clients).collect();
         records.sort_by_key(|(_, record)| record.position());
+        if let Some((_, last)) = records.last() {
+            metrics::gauge!(FEED_POSITION).set(last.position() as f64);
+        }
         for (coach_id, record) in records {
             let change = FeedChange { after: record.position() - 1, coach_id, record };
             // No receiver is fine: nobody is streaming.
@@ -311,6 +315,11 @@ impl Backend for SqliteBackend {
 
     fn subscribe(&self) -> broadcast::Receiver<Arc<FeedChange>> {
         self.changes.subscribe()
+    }
+
+    /// The readers (the writer keeps its own connection).
+    fn pools(&self) -> Vec<PoolUse> {
+        vec![PoolUse { pool: "readers", open: self.readers.size(), idle: self.readers.num_idle() }]
     }
 
     async fn keyed_events(conn: &mut SqliteConnection, keys: &[KeyLookup<'_>]) -> StoreResult<Vec<KeyedEvent>> {

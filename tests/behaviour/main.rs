@@ -16,6 +16,7 @@ mod hostile_bytes;
 mod ingest;
 mod limits;
 mod matrix;
+mod metrics;
 mod pairing;
 mod priority;
 mod reflection;
