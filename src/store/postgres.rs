@@ -204,21 +204,10 @@ async fn relay_from(
         .await
         .map_err(StoreError::from_sqlx)?;
         let touched = PgBackend::roster_rows(&mut conn, &FeedFilter::All, *published, head, RELAY_PAGE as u32).await?;
-        // Read to here: the end of whichever page was full (the rest comes in the next read).
-        let full = |len: usize, last: Option<i64>| last.filter(|_| len as i64 == RELAY_PAGE);
-        let read_to = [
-            full(rows.len(), rows.last().map(|row| row.entry.position)),
-            full(touched.len(), touched.last().map(|t| t.1)),
-        ]
-        .into_iter()
-        .flatten()
-        .fold(head, i64::min);
-        let users: Vec<String> =
-            touched.into_iter().filter(|(_, position)| *position <= read_to).map(|(user_id, _)| user_id).collect();
-        let clients = match users.is_empty() {
-            true => Vec::new(),
-            false => roster::read_clients::<PgBackend>(&mut conn, Clients::Named(&users)).await?,
-        };
+        let pages =
+            [(rows.len(), rows.last().map(|row| row.entry.position)), (touched.len(), touched.last().map(|t| t.1))];
+        let read_to = roster::read_to(head, RELAY_PAGE as usize, pages);
+        let clients = roster::clients_read_to::<PgBackend>(&mut conn, touched, read_to).await?;
         // By position; `None` for an entry that cannot be read.
         let mut records: Vec<(i64, String, Option<FeedRecord>)> = rows
             .into_iter()
@@ -227,11 +216,9 @@ async fn relay_from(
                 (entry.position, coach_id, entry.into_readable_entry().map(|entry| FeedRecord::Entry(Arc::new(entry))))
             })
             .collect();
-        // A client changed again after `read_to` is published with that change.
         records.extend(
             clients
                 .into_iter()
-                .filter(|client| client.position <= read_to)
                 .map(|client| (client.position, client.coach_id.clone(), Some(FeedRecord::Client(Arc::new(client))))),
         );
         records.sort_by_key(|(position, _, _)| *position);

@@ -68,6 +68,30 @@ pub(crate) async fn read_clients<B: Backend>(
     Ok(read)
 }
 
+/// Where a read of the feed by position ends: at `up_to`, or at the last position of a page
+/// that came back full (each page as its rows and last position; the rest comes in the next
+/// read).
+pub(crate) fn read_to(up_to: i64, limit: usize, pages: [(usize, Option<i64>); 2]) -> i64 {
+    pages.into_iter().filter(|(rows, _)| *rows == limit).filter_map(|(_, last)| last).fold(up_to, i64::min)
+}
+
+/// The clients among `touched` (user, roster position) whose change is at or before
+/// `read_to`, as they are now (one changed again since comes with that later change).
+pub(crate) async fn clients_read_to<B: Backend>(
+    conn: &mut B::Conn,
+    touched: Vec<(String, i64)>,
+    read_to: i64,
+) -> StoreResult<Vec<RosterClient>> {
+    let users: Vec<String> =
+        touched.into_iter().filter(|(_, position)| *position <= read_to).map(|(user_id, _)| user_id).collect();
+    if users.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut clients = read_clients::<B>(conn, Clients::Named(&users)).await?;
+    clients.retain(|client| client.position <= read_to);
+    Ok(clients)
+}
+
 /// Gives each of `users` (distinct) the next feed position, in order. Returns the users.
 pub(crate) async fn touch<B: Backend>(conn: &mut B::Conn, users: &[&str]) -> StoreResult<Vec<String>> {
     if users.is_empty() {
@@ -119,5 +143,18 @@ impl SyncNotices {
         let claimed = B::claim_sync_notices(conn, &due, before, now).await?;
         let claimed: Vec<&str> = claimed.iter().map(String::as_str).collect();
         touch::<B>(conn, &claimed).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::read_to;
+
+    #[test]
+    fn a_read_ends_at_its_limit_or_where_the_first_full_page_ends() {
+        assert_eq!(read_to(100, 3, [(2, Some(50)), (1, Some(70))]), 100, "no page full: everything read");
+        assert_eq!(read_to(100, 3, [(3, Some(50)), (1, Some(70))]), 50);
+        assert_eq!(read_to(100, 3, [(3, Some(80)), (3, Some(60))]), 60, "both full: the earlier end");
+        assert_eq!(read_to(100, 3, [(0, None), (0, None)]), 100);
     }
 }

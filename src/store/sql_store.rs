@@ -321,24 +321,13 @@ impl<B: Backend> Store for SqlStore<B> {
             true => B::roster_rows(&mut conn, filter, after, up_to, limit).await?,
             false => Vec::new(),
         };
-        // Read to the end of whichever page was full; the rest comes in the next page.
-        let full = |len: usize, last: Option<i64>| last.filter(|_| len == limit as usize);
-        let read_to =
-            [full(rows.len(), rows.last().map(|row| row.position)), full(touched.len(), touched.last().map(|t| t.1))]
-                .into_iter()
-                .flatten()
-                .fold(up_to, i64::min);
-        let users: Vec<String> =
-            touched.into_iter().filter(|(_, position)| *position <= read_to).map(|(user_id, _)| user_id).collect();
-        let clients = match users.is_empty() {
-            true => Vec::new(),
-            false => roster::read_clients::<B>(&mut conn, Clients::Named(&users)).await?,
-        };
+        let pages = [(rows.len(), rows.last().map(|row| row.position)), (touched.len(), touched.last().map(|t| t.1))];
+        let read_to = roster::read_to(up_to, limit as usize, pages);
+        let clients = roster::clients_read_to::<B>(&mut conn, touched, read_to).await?;
         let entries = rows.into_iter().filter(|row| row.position <= read_to).filter_map(EntryRow::into_readable_entry);
         let mut records: Vec<FeedRecord> = entries
             .map(|entry| FeedRecord::Entry(Arc::new(entry)))
-            // A client changed again after `read_to` comes with that change.
-            .chain(clients.into_iter().filter(|c| c.position <= read_to).map(|c| FeedRecord::Client(Arc::new(c))))
+            .chain(clients.into_iter().map(|client| FeedRecord::Client(Arc::new(client))))
             .collect();
         records.sort_by_key(FeedRecord::position);
         Ok(FeedPage { records, read_to })
