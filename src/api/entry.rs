@@ -188,11 +188,16 @@ impl<S: Store> EntryService for EntryApi<S> {
     ) -> Result<Response<Self::StreamEntriesStream>, Status> {
         let principal = self.state.auth.principal(&request, "StreamEntries").await?;
         let r = request.into_inner();
+        if r.include_clients && matches!(principal, Principal::Device { .. }) {
+            let message = "roster changes are for a client's coach; a device's stream carries entries";
+            return Err(ApiError::PermissionDenied(message.into()).into());
+        }
         let filter = self.feed_filter(&principal, &r.user_ids).await?;
         let slot = self.state.stream_slots.take(&principal)?;
         let after = r.after_position.map(|p| i64::try_from(p).unwrap_or(i64::MAX));
         let subscription = Subscription { filter, after, heartbeat: self.state.heartbeat, clients: r.include_clients };
         let stale_after_days = self.state.stale_after_days;
+        let request_id = super::request_id::current();
         let items = feed::follow(self.state.store.clone(), subscription, self.state.shutdown.clone());
         let encoded = self.encoded.clone();
         let stream = items.map(move |item| {
@@ -220,7 +225,8 @@ impl<S: Store> EntryService for EntryApi<S> {
                         position: position as u64,
                     })),
                 }),
-                Err(e) => Err(ApiError::from(e).into()),
+                // The error names the call's request id, as its other log lines do.
+                Err(e) => Err(super::request_id::within(request_id.clone(), || ApiError::from(e).into())),
             }
         });
         Ok(Response::new(Box::pin(stream)))

@@ -14,6 +14,12 @@ pub fn scope<F: Future>(id: String, handler: F) -> impl Future<Output = F::Outpu
     REQUEST_ID.scope(id, handler)
 }
 
+/// Runs `f` as part of the call with request id `id` (a stream's body, which runs after
+/// its handler has returned).
+pub fn within<R>(id: String, f: impl FnOnce() -> R) -> R {
+    REQUEST_ID.sync_scope(id, f)
+}
+
 /// The request id of the call this task is handling; a new one outside a call.
 pub fn current() -> String {
     REQUEST_ID.try_with(Clone::clone).unwrap_or_else(|_| Uuid::new_v4().to_string())

@@ -69,6 +69,10 @@ pub trait Backend: Send + Sync + Sized + 'static {
     /// Starts a write that holds the write lock of each of `users` (taken in one order
     /// everywhere) until it ends.
     fn write(&self, users: &[&str]) -> impl Answer<Self::Write>;
+    /// Starts the write that changes the priority rule: it waits for every write of users'
+    /// data in progress, and holds new ones off until it ends, so that no write folds under
+    /// a rule older than one committed before it (see `rules`).
+    fn write_rule(&self) -> impl Answer<Self::Write>;
     fn commit(write: Self::Write) -> impl Answer<()>;
     /// Commits, and makes what the write changed known to the live feed of every
     /// instance, in position order, in commit order.
@@ -195,6 +199,9 @@ pub trait Backend: Send + Sync + Sized + 'static {
     fn devices(conn: &mut Self::Conn, clients: Clients<'_>) -> impl Answer<Vec<DeviceRow>>;
     /// The `sync_status` rows of the clients.
     fn syncs(conn: &mut Self::Conn, clients: Clients<'_>) -> impl Answer<Vec<SyncRow>>;
+    /// Locks the clients' rows: `roster::touch` takes them before the feed's counter, the
+    /// order a sync notice takes them in, so that the two never wait on each other.
+    fn lock_clients(conn: &mut Self::Conn, users: &[&str]) -> impl Answer<()>;
     /// Sets the clients' roster positions.
     fn set_roster_positions(conn: &mut Self::Conn, positions: &[(&str, i64)]) -> impl Answer<()>;
     /// Records a sync notice at `at` for those of `users` whose last one is before

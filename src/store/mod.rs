@@ -373,7 +373,8 @@ pub trait Store: Clone + Send + Sync + 'static {
     fn priority_rule(&self) -> impl Future<Output = StoreResult<StoredRule>> + Send;
     /// Stores `rule` as the next version, in force for every write from its commit on,
     /// then re-folds every day under it (to the end, even if the caller stops waiting).
-    /// Returns the version and what the re-fold did.
+    /// Returns the version and what the re-fold did. The rule already in force is not
+    /// stored again.
     fn set_priority_rule(
         &self,
         rule: &PriorityRule,
@@ -401,11 +402,18 @@ pub struct StoreOptions {
     /// ones (`StoreError::Overloaded`) instead of queueing without end. At ~64 requests per
     /// group, 1,024 is about 16 commits of backlog.
     pub write_queue: usize,
+    /// How often a client's syncs take a roster position, at most (`roster::SYNC_NOTICE_EVERY`).
+    pub sync_notice_every: std::time::Duration,
 }
 
 impl Default for StoreOptions {
     fn default() -> Self {
-        StoreOptions { feed_buffer: FEED_BUFFER, max_events_per_day: DEFAULT_MAX_EVENTS_PER_DAY, write_queue: 1024 }
+        StoreOptions {
+            feed_buffer: FEED_BUFFER,
+            max_events_per_day: DEFAULT_MAX_EVENTS_PER_DAY,
+            write_queue: 1024,
+            sync_notice_every: std::time::Duration::from_secs(60),
+        }
     }
 }
 

@@ -435,12 +435,16 @@ impl Backend for PgBackend {
 
     /// Holds the advisory lock of each of `users`, taken in one order everywhere so that two
     /// writers never wait for each other's locks.
+    /// A write of users' data also holds the priority rule's lock shared, taken first (in the
+    /// same statement: the one-time subquery runs before any user's lock), so that a change
+    /// of the rule (`write_rule`) waits for the writes in progress.
     async fn write(&self, users: &[&str]) -> StoreResult<PgWrite> {
         let mut tx = self.pool.begin().await.map_err(StoreError::from_sqlx)?;
         if !users.is_empty() {
             sqlx::query(
                 "SELECT pg_advisory_xact_lock(lock_key) FROM (
                      SELECT DISTINCT hashtextextended(user_id, 0) AS lock_key FROM UNNEST($1::text[]) AS user_id
+                     WHERE (SELECT count(*) FROM (SELECT pg_advisory_xact_lock_shared(hashtextextended('rules:priority', 0))) AS rule) = 1
                      ORDER BY lock_key
                  ) AS keys",
             )
@@ -449,6 +453,15 @@ impl Backend for PgBackend {
             .await
             .map_err(StoreError::from_sqlx)?;
         }
+        Ok(tx)
+    }
+
+    async fn write_rule(&self) -> StoreResult<PgWrite> {
+        let mut tx = self.pool.begin().await.map_err(StoreError::from_sqlx)?;
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('rules:priority', 0))")
+            .execute(&mut *tx)
+            .await
+            .map_err(StoreError::from_sqlx)?;
         Ok(tx)
     }
 
@@ -911,6 +924,16 @@ impl Backend for PgBackend {
         push_clients(&mut query, clients);
         query.push(" ORDER BY s.user_id, s.actor, s.kind");
         query.build_query_as().fetch_all(conn).await.map_err(StoreError::from_sqlx)
+    }
+
+    /// In user order, so that two writes lock the same clients in one order.
+    async fn lock_clients(conn: &mut PgConnection, users: &[&str]) -> StoreResult<()> {
+        sqlx::query("SELECT 1 FROM users WHERE user_id = ANY($1) ORDER BY user_id FOR UPDATE")
+            .bind(users)
+            .execute(conn)
+            .await
+            .map_err(StoreError::from_sqlx)?;
+        Ok(())
     }
 
     async fn set_roster_positions(conn: &mut PgConnection, positions: &[(&str, i64)]) -> StoreResult<()> {

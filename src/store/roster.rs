@@ -3,18 +3,21 @@
 //! position from the counter entries take theirs from, so a stream resumes past both by one
 //! position, and reads the client as it is after the change.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, Weak};
 
 use chrono::{DateTime, Duration, Utc};
 
 use super::backend::Backend;
 use super::rows::from_micros;
-use super::{RosterClient, StoreResult};
+use super::{now, RosterClient, StoreResult};
 
-/// How often a client's syncs take a new feed position, at most: a phone reporting every
-/// few minutes moves its roster entry once a minute, not with every report (its entries
-/// show each report). Adding, pairing, renaming and revoking always take one.
+/// How often a client's syncs take a new feed position, at most, unless configured
+/// otherwise (`StoreOptions::sync_notice_every`): a phone reporting every few minutes moves
+/// its roster entry once a minute, not with every report (its entries show each report). A
+/// sync that came too soon for a notice of its own gets a trailing one once the interval
+/// has passed, so the last sync of a burst always reaches the feed. Adding, pairing,
+/// renaming and revoking always take a position.
 pub const SYNC_NOTICE_EVERY: Duration = Duration::minutes(1);
 
 /// Which clients a roster read covers.
@@ -97,6 +100,7 @@ pub(crate) async fn touch<B: Backend>(conn: &mut B::Conn, users: &[&str]) -> Sto
     if users.is_empty() {
         return Ok(Vec::new());
     }
+    B::lock_clients(conn, users).await?;
     let last = B::take_positions(conn, users.len() as i64).await?;
     let first = last - users.len() as i64 + 1;
     let positions: Vec<(&str, i64)> = users.iter().enumerate().map(|(i, user)| (*user, first + i as i64)).collect();
@@ -105,26 +109,34 @@ pub(crate) async fn touch<B: Backend>(conn: &mut B::Conn, users: &[&str]) -> Sto
 }
 
 /// When this instance last gave each client a sync notice, so that the write path asks the
-/// database only when one may be due (a group commit pays nothing the rest of the minute).
-/// The database has the last word: another instance may have noticed the sync already.
-#[derive(Default)]
+/// database only when one may be due (a group commit pays nothing the rest of the minute),
+/// and the clients whose latest sync no notice has covered yet. The database has the last
+/// word: another instance may have noticed a sync already.
 pub(crate) struct SyncNotices {
+    every: Duration,
     last: Mutex<HashMap<String, DateTime<Utc>>>,
+    pending: Mutex<BTreeSet<String>>,
 }
 
 /// Clients remembered before the memory of old notices is swept.
 const NOTICES_KEPT: usize = 10_000;
 
 impl SyncNotices {
+    pub(crate) fn new(every: std::time::Duration) -> SyncNotices {
+        let every = Duration::from_std(every).unwrap_or(SYNC_NOTICE_EVERY);
+        SyncNotices { every, last: Mutex::default(), pending: Mutex::default() }
+    }
+
     /// After an append stored events of `users` (distinct): those whose last sync notice
-    /// is older than `SYNC_NOTICE_EVERY` take new positions. Returns them.
+    /// is older than the interval take new positions; the others wait for a trailing
+    /// notice. Returns the ones noticed.
     pub(crate) async fn notice<B: Backend>(
         &self,
         conn: &mut B::Conn,
         users: &[&str],
         now: DateTime<Utc>,
     ) -> StoreResult<Vec<String>> {
-        let before = now - SYNC_NOTICE_EVERY;
+        let before = now - self.every;
         let due: Vec<&str> = {
             let mut last = self.last.lock().expect("sync notices");
             let due: Vec<&str> =
@@ -137,12 +149,59 @@ impl SyncNotices {
             last.extend(due.iter().map(|user| (user.to_string(), now)));
             due
         };
-        if due.is_empty() {
-            return Ok(Vec::new());
-        }
-        let claimed = B::claim_sync_notices(conn, &due, before, now).await?;
+        let claimed = match due.is_empty() {
+            true => Vec::new(),
+            false => B::claim_sync_notices(conn, &due, before, now).await?,
+        };
+        let unnoticed = users.iter().filter(|user| !claimed.iter().any(|c| c == *user)).map(|user| user.to_string());
+        self.pending.lock().expect("sync notices").extend(unnoticed);
         let claimed: Vec<&str> = claimed.iter().map(String::as_str).collect();
         touch::<B>(conn, &claimed).await
+    }
+
+    /// Gives the clients whose last sync no notice covered the notice they are due, in a
+    /// write of their own (under their locks, as an append is).
+    async fn notice_pending<B: Backend>(&self, backend: &B) -> StoreResult<()> {
+        let pending: Vec<String> =
+            std::mem::take(&mut *self.pending.lock().expect("sync notices")).into_iter().collect();
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let users: Vec<&str> = pending.iter().map(String::as_str).collect();
+        let now = now();
+        let noticed = async {
+            let mut write = backend.write(&users).await?;
+            let claimed = B::claim_sync_notices(&mut write, &users, now - self.every, now).await?;
+            let claimed_refs: Vec<&str> = claimed.iter().map(String::as_str).collect();
+            let clients = touch::<B>(&mut write, &claimed_refs).await?;
+            backend.commit_and_publish(write, Published { clients, ..Published::default() }).await?;
+            StoreResult::Ok(claimed)
+        };
+        let noticed = noticed.await;
+        let mut still = self.pending.lock().expect("sync notices");
+        match noticed {
+            Ok(claimed) => {
+                let mut last = self.last.lock().expect("sync notices");
+                last.extend(claimed.iter().map(|user| (user.clone(), now)));
+                // Those another notice covered within the interval wait for the next round.
+                still.extend(pending.into_iter().filter(|user| !claimed.contains(user)));
+            }
+            Err(error) => {
+                tracing::warn!(%error, "trailing sync notices failed; retrying");
+                still.extend(pending);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Gives trailing sync notices every quarter interval until the store is dropped.
+pub(crate) async fn trailing_notices<B: Backend>(backend: Weak<B>, notices: Arc<SyncNotices>) {
+    let tick = (notices.every / 4).to_std().unwrap_or(std::time::Duration::from_secs(15));
+    loop {
+        tokio::time::sleep(tick).await;
+        let Some(backend) = backend.upgrade() else { return };
+        let _ = notices.notice_pending(backend.as_ref()).await;
     }
 }
 

@@ -36,10 +36,12 @@ impl<B: Backend> SqlStore<B> {
     /// in flight at once), and brings stored content hashes to the current form.
     pub(crate) async fn start(backend: B, lanes: usize, options: &StoreOptions) -> StoreResult<SqlStore<B>> {
         let (backend, rules) = (Arc::new(backend), Arc::new(RuleCache::default()));
+        let notices = Arc::new(SyncNotices::new(options.sync_notice_every));
+        tokio::spawn(roster::trailing_notices(Arc::downgrade(&backend), notices.clone()));
         let appender = Appender {
             backend: backend.clone(),
             rules: rules.clone(),
-            notices: SyncNotices::default(),
+            notices,
             max_events_per_day: options.max_events_per_day,
         };
         let appends = GroupCommit::start(Arc::new(appender), lanes, options.write_queue);
@@ -59,7 +61,7 @@ impl<B: Backend> SqlStore<B> {
 
     /// Stores `rule` as the next version; returns the version.
     pub(crate) async fn store_priority_rule(&self, rule: &PriorityRule, set_by: &str) -> StoreResult<i64> {
-        let mut write = self.backend.write(&[RULE_LOCK]).await?;
+        let mut write = self.backend.write_rule().await?;
         let version = B::rule_version(&mut write).await? + 1;
         B::insert_priority_rule(&mut write, version, &rule.to_json(), set_by, now()).await?;
         B::commit(write).await?;
@@ -73,7 +75,7 @@ impl<B: Backend> SqlStore<B> {
         use crate::domain::fold::VERSION;
         let started_under = self.rules.current::<B>(&mut *self.backend.reader().await?).await?.version;
         let stats = rebuild::rebuild(&self.backend, &self.rules, None).await?;
-        let mut write = self.backend.write(&[RULE_LOCK]).await?;
+        let mut write = self.backend.write_rule().await?;
         B::mark_upgraded(&mut write, Upgrade::Fold, VERSION, now()).await?;
         // A rule set meanwhile is applied by its own pass.
         if B::rule_version(&mut write).await? == started_under {
@@ -84,15 +86,11 @@ impl<B: Backend> SqlStore<B> {
     }
 }
 
-/// The write lock that serializes changes to the priority rule (in the lock space of
-/// users' ids, which never start with `rules:`).
-const RULE_LOCK: &str = "rules:priority";
-
 /// Writes a group of appends in one transaction of the backend.
 struct Appender<B> {
     backend: Arc<B>,
     rules: Arc<RuleCache>,
-    notices: SyncNotices,
+    notices: Arc<SyncNotices>,
     max_events_per_day: usize,
 }
 
@@ -375,7 +373,14 @@ impl<B: Backend> Store for SqlStore<B> {
 
     #[tracing::instrument(level = "info", name = "store.set_priority_rule", skip(self, rule))]
     async fn set_priority_rule(&self, rule: &PriorityRule, set_by: &str) -> StoreResult<(i64, RebuildStats)> {
-        let version = self.store_priority_rule(rule, set_by).await?;
+        // Setting the rule in force again (a retried call) stores no new version, and
+        // re-folds only if that rule's re-fold has not finished.
+        let stored = self.priority_rule().await?;
+        let version = match stored.current.rule.to_json() == rule.to_json() {
+            true if stored.applied => return Ok((stored.current.version, RebuildStats::default())),
+            true => stored.current.version,
+            false => self.store_priority_rule(rule, set_by).await?,
+        };
         // In a task of its own, so that a caller that stops waiting does not stop it halfway.
         let store = self.clone();
         let pass = tokio::spawn(async move { store.refold_everything().await });

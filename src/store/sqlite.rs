@@ -279,6 +279,11 @@ impl Backend for SqliteBackend {
         Ok(SqliteWrite(Some(writer)))
     }
 
+    /// The single writer already waits for every write in progress.
+    async fn write_rule(&self) -> StoreResult<SqliteWrite> {
+        self.write(&[]).await
+    }
+
     async fn commit(mut write: SqliteWrite) -> StoreResult<()> {
         run(&mut write, "COMMIT").await?;
         // A failed COMMIT leaves the transaction open, and the flag set for a rollback.
@@ -779,6 +784,11 @@ impl Backend for SqliteBackend {
         push_clients(&mut query, clients);
         query.push(" ORDER BY s.user_id, s.actor, s.kind");
         query.build_query_as().fetch_all(conn).await.map_err(StoreError::from_sqlx)
+    }
+
+    /// The single writer already excludes every other.
+    async fn lock_clients(_conn: &mut SqliteConnection, _users: &[&str]) -> StoreResult<()> {
+        Ok(())
     }
 
     async fn set_roster_positions(conn: &mut SqliteConnection, positions: &[(&str, i64)]) -> StoreResult<()> {

@@ -50,6 +50,11 @@ async fn a_rule_set_through_one_instance_folds_the_next_event_through_another(ba
     assert_eq!(shown.rule, Some(healthkit_first_for_steps()));
     assert!(shown.set_at.is_some());
     assert!(a.verify().await, "every entry is the fold of its events under the stored rule");
+
+    // The same rule again (a retried call) is no new version and re-folds nothing.
+    let request = pb::SetPriorityRuleRequest { rule: Some(healthkit_first_for_steps()) };
+    let again = b.admin(&b.admin_token).set_priority_rule(request).await.unwrap().into_inner();
+    assert_eq!((again.version, again.days_rebuilt), (1, 0));
 }
 
 async fn a_rule_that_names_unknowns_is_refused(backend: Backend) {

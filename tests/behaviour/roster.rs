@@ -15,6 +15,7 @@ each_backend!(
     a_coach_sees_each_client_their_devices_and_whether_they_sync,
     a_device_learns_what_the_server_stored_from_it,
     a_coach_stream_learns_when_a_client_pairs_syncs_and_changes_and_resumes_by_position,
+    the_last_sync_of_a_burst_reaches_the_stream_after_the_interval,
 );
 
 /// Steps observed at `at`, on the day of `at`.
@@ -292,4 +293,33 @@ async fn a_coach_stream_learns_when_a_client_pairs_syncs_and_changes_and_resumes
     assert_eq!(clients, expected);
     let rival = server.new_coach("Rival").await;
     assert!(catch_up(&server, &rival.token, 0, true).await.is_empty());
+
+    // A device's stream carries entries, not its coach's view of the client.
+    let request = pb::StreamEntriesRequest { user_ids: vec![], after_position: Some(0), include_clients: true };
+    let refused = server.entries(&server.client.token).stream_entries(request).await.unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied);
+}
+
+/// A sync too soon after the last notice takes no position at once; once the interval has
+/// passed it gets a trailing one, so a dashboard never keeps the first sync of a burst as
+/// the client's latest.
+async fn the_last_sync_of_a_burst_reaches_the_stream_after_the_interval(backend: Backend) {
+    let server = TestServer::start_with_sync_notices_every(backend, std::time::Duration::from_secs(2)).await;
+    let request = pb::StreamEntriesRequest { user_ids: vec![], after_position: None, include_clients: true };
+    let mut stream = server.entries(&server.coach.token).stream_entries(request).await.unwrap().into_inner();
+    let observed = Utc::now().trunc_subsecs(0) - Duration::hours(3);
+    let mut phone = server.ingest(&server.client.token);
+    phone.ingest_steps(steps_request(vec![steps_at(observed, 1_000)])).await.unwrap();
+    let (_, first) = client_update(next_change(&mut stream).await);
+    assert_eq!(kinds(&first.kinds), [("steps", 1)]);
+    entry_update(next_change(&mut stream).await);
+
+    // A later observation, at once: the day moves now, the roster after the interval.
+    let later = observed + Duration::hours(2);
+    phone.ingest_steps(steps_request(vec![steps_at(later, 2_000)])).await.unwrap();
+    let (_, day) = entry_update(next_change(&mut stream).await);
+    assert_eq!(day.steps, Some(2_000));
+    let (_, trailing) = client_update(next_change(&mut stream).await);
+    assert_eq!(kinds(&trailing.kinds), [("steps", 2)]);
+    assert_eq!(trailing.stale_at, ts(later + Duration::days(3)), "the newest observation is the later one");
 }
