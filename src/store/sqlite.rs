@@ -140,6 +140,14 @@ async fn coaches_of(conn: &mut SqliteConnection, changed: &[StoredEntry]) -> Sto
     rows.iter().map(|row| Ok((row.try_get("user_id")?, row.try_get("coach_id")?))).collect()
 }
 
+/// Commits `write`'s transaction; the writer's lock stays held until `write` is dropped.
+async fn commit_holding_lock(write: &mut SqliteWrite) -> StoreResult<()> {
+    run(write, "COMMIT").await?;
+    // A failed COMMIT leaves the transaction open, and the flag set for a rollback.
+    write.writer().open = false;
+    Ok(())
+}
+
 /// Appends the condition that selects `clients` from `users` as `u`.
 fn push_clients<'a>(query: &mut sqlx::QueryBuilder<'a, Sqlite>, clients: Clients<'a>) {
     match clients {
@@ -285,10 +293,7 @@ impl Backend for SqliteBackend {
     }
 
     async fn commit(mut write: SqliteWrite) -> StoreResult<()> {
-        run(&mut write, "COMMIT").await?;
-        // A failed COMMIT leaves the transaction open, and the flag set for a rollback.
-        write.writer().open = false;
-        Ok(())
+        commit_holding_lock(&mut write).await
     }
 
     /// Commits, then publishes what changed while still holding the write lock. A write's
@@ -299,7 +304,8 @@ impl Backend for SqliteBackend {
             true => Vec::new(),
             false => roster::read_clients::<Self>(&mut write, Clients::Named(&changed.clients)).await?,
         };
-        Self::commit(write).await?;
+        // Committed, and published before `write` (the writer's lock) is dropped.
+        commit_holding_lock(&mut write).await?;
         let entries = changed.entries.into_iter().map(|entry| {
             let coach_id = coaches.get(&entry.user_id).cloned().unwrap_or_default();
             (coach_id, FeedRecord::Entry(Arc::new(entry)))
