@@ -11,6 +11,7 @@ use serde_json::json;
 use std::str::FromStr;
 
 use sqlx::sqlite::SqliteConnectOptions;
+use sqlx::Connection;
 
 use crate::accounts;
 use crate::api::pairing::PairingOptions;
@@ -72,6 +73,9 @@ async fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
         None => StoreOptions::default(),
     };
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        if matches!(cli.command, Command::Backup { .. }) {
+            bail!("`coachfit backup` copies SQLite databases; back PostgreSQL up with pg_dump (README: Backup and restore)");
+        }
         tracing::info!(database = %shown, "using PostgreSQL");
         let settings = PgSettings { max_connections: cli.db_max_connections, ..PgSettings::default() };
         let store = PostgresStore::open_with(&url, &settings, &store_options)
@@ -91,6 +95,10 @@ async fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
                 path.display()
             );
         }
+        if let Command::Backup { path: to } = &cli.command {
+            backup_sqlite(&url, to).await?;
+            return Ok(ExitCode::SUCCESS);
+        }
         let store = SqliteStore::open_with(&url, &store_options)
             .await
             .with_context(|| format!("opening {}", path.display()))?;
@@ -104,6 +112,20 @@ async fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
 /// (an empty new file would make `verify` pass, and `admin` say the coach does not exist).
 fn creates_database(command: &Command) -> bool {
     matches!(command, Command::Serve(_) | Command::Demo { .. } | Command::Migrate)
+}
+
+/// Copies the SQLite database at `url` to the new file `to`: `VACUUM INTO` reads one
+/// snapshot, on a read-only connection, so a server using the database goes on writing.
+async fn backup_sqlite(url: &str, to: &std::path::Path) -> anyhow::Result<()> {
+    if to.exists() {
+        bail!("{} exists: name a new file", to.display());
+    }
+    let target = to.to_str().with_context(|| format!("{} is not a UTF-8 path", to.display()))?;
+    let options = SqliteConnectOptions::from_str(url)?.read_only(true);
+    let mut connection = sqlx::SqliteConnection::connect_with(&options).await.context("opening the database")?;
+    sqlx::query("VACUUM INTO $1").bind(target).execute(&mut connection).await.context("copying the database")?;
+    eprintln!("backed up to {} (restore: README, Backup and restore)", to.display());
+    Ok(())
 }
 
 /// The file a `sqlite:` URL names.
@@ -185,6 +207,8 @@ async fn run_command<S: Store>(store: S, command: Command, database: &str) -> an
             server::serve(store, listener, options, shutdown).await?;
         }
         Command::Migrate => eprintln!("migrations applied"),
+        // `execute` copies the database before any store is opened.
+        Command::Backup { .. } => unreachable!("backups are taken without a store"),
         Command::Rebuild { user_id, .. } => {
             let stats = match refolded {
                 Some(stats) => stats,

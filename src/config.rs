@@ -69,7 +69,7 @@ impl Command {
         let rule = match self {
             Command::Serve(args) => &args.rule,
             Command::Demo { rule, .. } | Command::Rebuild { rule, .. } | Command::Verify { rule } => rule,
-            Command::Migrate | Command::Admin(_) | Command::Priority(_) => return None,
+            Command::Migrate | Command::Admin(_) | Command::Priority(_) | Command::Backup { .. } => return None,
         };
         rule.priority_file.as_deref()
     }
@@ -121,6 +121,12 @@ pub enum Command {
     Verify {
         #[command(flatten)]
         rule: RetiredRuleArgs,
+    },
+    /// Copy a SQLite database to PATH while it serves: one consistent snapshot, taken
+    /// without stopping writers. (PostgreSQL: use pg_dump; see the README.)
+    Backup {
+        /// A file that does not exist yet.
+        path: PathBuf,
     },
     /// Mint coaches and clients; each prints one JSON object on stdout.
     #[command(subcommand)]

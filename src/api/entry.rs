@@ -171,7 +171,9 @@ impl<S: Store> EntryService for EntryApi<S> {
         let entry = store.get_entry(&user_id, day).await?;
         let entry = entry.ok_or_else(|| ApiError::NotFound(format!("no entry on {day}")))?;
         let events = store.fold_input(&user_id, day).await?;
-        let rule = store.priority_rule().await?.current;
+        // The rule the day was folded under, so the explanation matches the stored values
+        // (while a new rule's re-fold is under way, the two differ).
+        let rule = store.priority_rule_at(entry.rule_version).await?;
         let decisions = fold(day, &events, &rule.rule).provenance;
         Ok(Response::new(pb::ExplainEntryResponse {
             entry: Some(convert::entry(&entry)),

@@ -145,6 +145,11 @@ async fn a_stored_rule_folds_the_next_write_and_its_pass_folds_the_rest<B: Backe
     assert!(!store.fold_is_current().await.unwrap());
     let stale: Vec<NaiveDate> = store.verify().await.unwrap().into_iter().map(|m| m.day).collect();
     assert_eq!(stale, vec![day(1), day(3)], "days the pass has not reached yet");
+    // Each stored day can still be explained under the rule it was folded with.
+    assert_eq!(store.priority_rule_at(0).await.unwrap().rule, PriorityRule::default());
+    let stored = store.priority_rule_at(version).await.unwrap();
+    assert_eq!(stored.rule.to_json(), PriorityRule::from_json(HEALTHKIT_FIRST).unwrap().to_json());
+    assert_eq!(store.priority_rule().await.unwrap().current.version, version, "reading an old one kept the new");
 
     let stats = store.refold_if_stale().await.unwrap().expect("the interrupted pass is finished");
     assert_eq!((stats.days_rebuilt, stats.days_changed), (3, 1));

@@ -371,6 +371,8 @@ pub trait Store: Clone + Send + Sync + 'static {
 
     /// The priority rule in force (the built-in default, version 0, until one is set).
     fn priority_rule(&self) -> impl Future<Output = StoreResult<StoredRule>> + Send;
+    /// The priority rule stored as `version` (an entry's `rule_version`, say).
+    fn priority_rule_at(&self, version: i64) -> impl Future<Output = StoreResult<Arc<VersionedRule>>> + Send;
     /// Stores `rule` as the next version, in force for every write from its commit on,
     /// then re-folds every day under it (to the end, even if the caller stops waiting).
     /// Returns the version and what the re-fold did. The rule already in force is not

@@ -43,7 +43,8 @@ impl RuleCache {
         self.at::<B>(conn, version).await
     }
 
-    /// The rule stored as `version` (read through `conn` unless it is the last one read).
+    /// The rule stored as `version` (read through `conn` unless it is the newest one read,
+    /// which is what the write path asks for; an older one is not kept).
     pub(crate) async fn at<B: Backend>(&self, conn: &mut B::Conn, version: i64) -> StoreResult<Arc<VersionedRule>> {
         if let Some(last) = self.last.lock().expect("rule cache").as_ref().filter(|last| last.version == version) {
             return Ok(last.clone());
@@ -52,9 +53,12 @@ impl RuleCache {
             0 => PriorityRule::default(),
             _ => parse(&stored::<B>(conn, version).await?)?,
         };
-        let current = Arc::new(VersionedRule { version, rule });
-        *self.last.lock().expect("rule cache") = Some(current.clone());
-        Ok(current)
+        let read = Arc::new(VersionedRule { version, rule });
+        let mut last = self.last.lock().expect("rule cache");
+        if last.as_ref().is_none_or(|last| last.version < version) {
+            *last = Some(read.clone());
+        }
+        Ok(read)
     }
 
     /// The rule in force with who set it and whether it has been applied.

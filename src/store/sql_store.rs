@@ -11,7 +11,7 @@ use super::group::{GroupCommit, GroupWriter};
 use super::projector::{self, Append, AppendOutcome, Writing};
 use super::roster::{self, Clients, Published, SyncNotices};
 use super::rows::{EntryRow, SyncRow, TokenRow};
-use super::rules::{RuleCache, StoredRule};
+use super::rules::{RuleCache, StoredRule, VersionedRule};
 use super::{
     new_id, now, rebuild, rehash, FeedChange, FeedFilter, FeedPage, FeedRecord, Mismatch, Paired, PoolUse,
     RebuildStats, RosterClient, Store, StoreError, StoreOptions, StoreResult, StoredEntry, Synced, TokenOwner,
@@ -369,6 +369,10 @@ impl<B: Backend> Store for SqlStore<B> {
 
     async fn priority_rule(&self) -> StoreResult<StoredRule> {
         self.rules.describe::<B>(&mut *self.backend.reader().await?).await
+    }
+
+    async fn priority_rule_at(&self, version: i64) -> StoreResult<Arc<VersionedRule>> {
+        self.rules.at::<B>(&mut *self.backend.reader().await?, version).await
     }
 
     #[tracing::instrument(level = "info", name = "store.set_priority_rule", skip(self, rule))]

@@ -339,3 +339,59 @@ async fn postgres_commands_log_no_notices() {
         assert!(!stderr.contains("already exists"), "{stderr}");
     }
 }
+
+/// `coachfit backup` while `serve` runs and a phone keeps reporting: the copy verifies (one
+/// consistent snapshot) and holds every day acknowledged before it began; an existing file
+/// is not overwritten; PostgreSQL is pointed to pg_dump.
+#[tokio::test]
+async fn a_backup_taken_while_serving_verifies_and_holds_what_was_acknowledged() {
+    use coachfit::store::sqlite::SqliteStore;
+    use coachfit::store::Store;
+
+    let dir = tempfile::tempdir().unwrap();
+    let db_url = format!("sqlite://{}", dir.path().join("live.db").display());
+    let server = serve_child(&db_url, "127.0.0.1:0");
+    let coach: serde_json::Value =
+        serde_json::from_slice(&coachfit(&db_url, &["admin", "create-coach", "--name", "C"]).stdout).unwrap();
+    let client = coachfit(&db_url, &["admin", "create-client", "--coach-id", coach["coach_id"].as_str().unwrap()]);
+    let client: serde_json::Value = serde_json::from_slice(&client.stdout).unwrap();
+    let (user_id, token) = (client["user_id"].as_str().unwrap().to_string(), client["device_token"].as_str().unwrap());
+    let channel = tonic::transport::Channel::from_shared(server.uri()).unwrap().connect().await.unwrap();
+    let bearer: tonic::metadata::MetadataValue<_> = format!("Bearer {token}").parse().unwrap();
+    let ingest =
+        pb::ingest_service_client::IngestServiceClient::with_interceptor(channel, move |mut r: tonic::Request<()>| {
+            r.metadata_mut().insert("authorization", bearer.clone());
+            Ok(r)
+        });
+    let day = |d: u32| format!("2026-01-{:02}", d);
+    for d in 1..=10 {
+        ingest.clone().ingest_steps(steps_request(vec![steps(&day(d), 1_000 * d, 20)])).await.unwrap();
+    }
+    // The phone goes on reporting while the copy is taken.
+    let mut phone = ingest.clone();
+    let reporting = tokio::spawn(async move {
+        for d in 11..=28 {
+            phone.ingest_steps(steps_request(vec![steps(&day(d), 1_000 * d, 20)])).await.unwrap();
+        }
+    });
+    let copy = dir.path().join("copy.db");
+    let (url, to) = (db_url.clone(), copy.to_str().unwrap().to_string());
+    let backup = tokio::task::spawn_blocking(move || coachfit(&url, &["backup", &to])).await.unwrap();
+    assert!(backup.status.success(), "{}", String::from_utf8_lossy(&backup.stderr));
+    reporting.await.unwrap();
+
+    let copy_url = format!("sqlite://{}", copy.display());
+    assert!(coachfit(&copy_url, &["verify"]).status.success(), "the copy is one consistent snapshot");
+    let store = SqliteStore::open(&copy_url).await.unwrap();
+    let first = chrono::NaiveDate::from_ymd_opt(2026, 1, 1).unwrap();
+    let days = store.list_entries(&user_id, first, first + chrono::Duration::days(30), None, 100).await.unwrap();
+    let steps_by_day: Vec<(String, Option<u32>)> =
+        days.iter().take(10).map(|entry| (entry.day.to_string(), entry.body.steps)).collect();
+    let expected: Vec<(String, Option<u32>)> = (1..=10).map(|d| (day(d), Some(1_000 * d))).collect();
+    assert_eq!(steps_by_day, expected, "every day acknowledged before the backup is in it");
+
+    let again = coachfit(&db_url, &["backup", copy.to_str().unwrap()]);
+    assert!(!again.status.success() && String::from_utf8_lossy(&again.stderr).contains("exists"));
+    let postgres = coachfit("postgres://postgres@127.0.0.1:5432/postgres", &["backup", "/tmp/never.db"]);
+    assert!(String::from_utf8_lossy(&postgres.stderr).contains("pg_dump"));
+}
