@@ -91,9 +91,7 @@ impl Tls {
 
 fn certified_key(files: &TlsFiles, provider: &CryptoProvider) -> anyhow::Result<Arc<CertifiedKey>> {
     let shown = files.cert.display();
-    let chain = CertificateDer::pem_file_iter(&files.cert)
-        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-        .with_context(|| format!("reading the certificate chain {shown}"))?;
+    let chain = certificates(&files.cert).with_context(|| format!("reading the certificate chain {shown}"))?;
     if chain.is_empty() {
         bail!("{shown} holds no PEM certificate");
     }
@@ -105,11 +103,16 @@ fn certified_key(files: &TlsFiles, provider: &CryptoProvider) -> anyhow::Result<
     Ok(Arc::new(certified))
 }
 
+/// Every PEM certificate in `path`.
+fn certificates(
+    path: &std::path::Path,
+) -> Result<Vec<CertificateDer<'static>>, tokio_rustls::rustls::pki_types::pem::Error> {
+    CertificateDer::pem_file_iter(path)?.collect()
+}
+
 fn roots(ca: &std::path::Path) -> anyhow::Result<RootCertStore> {
     let mut roots = RootCertStore::empty();
-    let certs = CertificateDer::pem_file_iter(ca)
-        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-        .with_context(|| format!("reading the client CA {}", ca.display()))?;
+    let certs = certificates(ca).with_context(|| format!("reading the client CA {}", ca.display()))?;
     let (added, _ignored) = roots.add_parsable_certificates(certs);
     if added == 0 {
         bail!("{} holds no usable CA certificate", ca.display());

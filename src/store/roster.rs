@@ -160,15 +160,23 @@ impl SyncNotices {
     }
 
     /// Gives the clients whose last sync no notice covered the notice they are due, in a
-    /// write of their own (under their locks, as an append is).
+    /// write of their own (under their locks, as an append is). Only those this instance
+    /// gave no notice within the interval are asked about; the rest wait, without a write.
     async fn notice_pending<B: Backend>(&self, backend: &B) -> StoreResult<()> {
-        let pending: Vec<String> =
-            std::mem::take(&mut *self.pending.lock().expect("sync notices")).into_iter().collect();
+        let now = now();
+        let pending: Vec<String> = {
+            let last = self.last.lock().expect("sync notices");
+            let mut waiting = self.pending.lock().expect("sync notices");
+            let (due, not_yet): (Vec<String>, Vec<String>) = std::mem::take(&mut *waiting)
+                .into_iter()
+                .partition(|user| last.get(user).is_none_or(|at| *at < now - self.every));
+            *waiting = not_yet.into_iter().collect();
+            due
+        };
         if pending.is_empty() {
             return Ok(());
         }
         let users: Vec<&str> = pending.iter().map(String::as_str).collect();
-        let now = now();
         let noticed = async {
             let mut write = backend.write(&users).await?;
             let claimed = B::claim_sync_notices(&mut write, &users, now - self.every, now).await?;
@@ -177,20 +185,18 @@ impl SyncNotices {
             backend.commit_and_publish(write, Published { clients, ..Published::default() }).await?;
             StoreResult::Ok(claimed)
         };
-        let noticed = noticed.await;
-        let mut still = self.pending.lock().expect("sync notices");
-        match noticed {
+        // Those another notice covered within the interval wait for the next round.
+        let unnoticed: Vec<String> = match noticed.await {
             Ok(claimed) => {
-                let mut last = self.last.lock().expect("sync notices");
-                last.extend(claimed.iter().map(|user| (user.clone(), now)));
-                // Those another notice covered within the interval wait for the next round.
-                still.extend(pending.into_iter().filter(|user| !claimed.contains(user)));
+                self.last.lock().expect("sync notices").extend(claimed.iter().map(|user| (user.clone(), now)));
+                pending.into_iter().filter(|user| !claimed.contains(user)).collect()
             }
             Err(error) => {
                 tracing::warn!(%error, "trailing sync notices failed; retrying");
-                still.extend(pending);
+                pending
             }
-        }
+        };
+        self.pending.lock().expect("sync notices").extend(unnoticed);
         Ok(())
     }
 }

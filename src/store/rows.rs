@@ -230,6 +230,50 @@ where
 pub(crate) const IN_SPAN: &str =
     "user_id >= $1 AND user_id <= $3 AND (user_id, day) > ($1, $2) AND (user_id, day) <= ($3, $4)";
 
+/// Appends the condition that selects `clients` from `users` as `u`; `users_in` appends
+/// the backend's list test (` IN (…)`, ` = ANY(…)`).
+pub(crate) fn push_clients<'a, DB: sqlx::Database>(
+    query: &mut sqlx::QueryBuilder<'a, DB>,
+    clients: super::roster::Clients<'a>,
+    users_in: impl FnOnce(&mut sqlx::QueryBuilder<'a, DB>, &'a [String]),
+) where
+    &'a str: sqlx::Encode<'a, DB> + Type<DB>,
+{
+    match clients {
+        super::roster::Clients::OfCoach(coach_id) => {
+            query.push("u.coach_id = ").push_bind(coach_id);
+        }
+        super::roster::Clients::Named(users) => {
+            query.push("u.user_id");
+            users_in(query, users);
+        }
+    }
+}
+
+/// Appends the condition that selects the users of `filter` (columns unqualified), as
+/// `push_clients` does.
+pub(crate) fn push_feed_filter<'a, DB: sqlx::Database>(
+    query: &mut sqlx::QueryBuilder<'a, DB>,
+    filter: &'a super::FeedFilter,
+    users_in: impl FnOnce(&mut sqlx::QueryBuilder<'a, DB>, &'a [String]),
+) where
+    &'a str: sqlx::Encode<'a, DB> + Type<DB>,
+{
+    match filter {
+        super::FeedFilter::All => {}
+        super::FeedFilter::Users(users) => {
+            query.push(" AND user_id");
+            users_in(query, users);
+        }
+        super::FeedFilter::Coach(coach_id) => {
+            query
+                .push(" AND user_id IN (SELECT user_id FROM users WHERE coach_id = ")
+                .push_bind(coach_id.as_str())
+                .push(")");
+        }
+    }
+}
+
 /// `SELECT user_id, day FROM events` after the user-day `after` (of `user_id` only, if
 /// given), then `order`: a walk along `events_by_day` that reads only the index, for a
 /// rebuild's chunk ends (counting each day's events on the way took twice as long).

@@ -17,11 +17,11 @@ use super::backend::{Backend, Upgrade};
 use super::projector::{DaySpan, EventRow, Inserted, KeyLookup, KeyedEvent, Revision, UserDay};
 use super::rehash::{HashUpgrade, StoredHash};
 use super::roster::{self, Clients, Published};
+use super::rows::{self, ClientRow, DeviceRow, SyncRow};
 use super::rows::{
     event_days_after, from_micros, micros, parse_day, parse_uuid, stored_hash_from_row, user_events_from_rows, BodyRow,
     EntryRow, EventColumns, RuleRow, TokenRow, ENTRY_COLUMNS, EVENT_COLUMNS, IN_SPAN,
 };
-use super::rows::{ClientRow, DeviceRow, SyncRow};
 use super::sql_store::SqlStore;
 use super::{FeedChange, FeedFilter, FeedRecord, PoolUse, StoreError, StoreOptions, StoreResult, StoredEntry};
 use crate::domain::event::StoredEvent;
@@ -148,31 +148,14 @@ async fn commit_holding_lock(write: &mut SqliteWrite) -> StoreResult<()> {
     Ok(())
 }
 
-/// Appends the condition that selects `clients` from `users` as `u`.
+/// `rows::push_clients` with this backend's list test.
 fn push_clients<'a>(query: &mut sqlx::QueryBuilder<'a, Sqlite>, clients: Clients<'a>) {
-    match clients {
-        Clients::OfCoach(coach_id) => {
-            query.push("u.coach_id = ").push_bind(coach_id);
-        }
-        Clients::Named(users) => {
-            query.push("u.user_id");
-            push_in_list(query, users.iter().map(String::as_str));
-        }
-    }
+    rows::push_clients(query, clients, |query, users| push_in_list(query, users.iter().map(String::as_str)));
 }
 
-/// Appends the condition that selects the users of `filter` from `users` (columns unqualified).
+/// `rows::push_feed_filter` with this backend's list test.
 fn push_feed_filter<'a>(query: &mut sqlx::QueryBuilder<'a, Sqlite>, filter: &'a FeedFilter) {
-    match filter {
-        FeedFilter::All => {}
-        FeedFilter::Users(users) => {
-            query.push(" AND user_id");
-            push_in_list(query, users.iter().map(String::as_str));
-        }
-        FeedFilter::Coach(coach_id) => {
-            query.push(" AND user_id IN (SELECT user_id FROM users WHERE coach_id = ").push_bind(coach_id).push(")");
-        }
-    }
+    rows::push_feed_filter(query, filter, |query, users| push_in_list(query, users.iter().map(String::as_str)));
 }
 
 /// Appends ` IN ($a, $b, …)`, each item bound as a parameter. (SQLite prepares statements
