@@ -357,12 +357,7 @@ async fn a_backup_taken_while_serving_verifies_and_holds_what_was_acknowledged()
     let client: serde_json::Value = serde_json::from_slice(&client.stdout).unwrap();
     let (user_id, token) = (client["user_id"].as_str().unwrap().to_string(), client["device_token"].as_str().unwrap());
     let channel = tonic::transport::Channel::from_shared(server.uri()).unwrap().connect().await.unwrap();
-    let bearer: tonic::metadata::MetadataValue<_> = format!("Bearer {token}").parse().unwrap();
-    let ingest =
-        pb::ingest_service_client::IngestServiceClient::with_interceptor(channel, move |mut r: tonic::Request<()>| {
-            r.metadata_mut().insert("authorization", bearer.clone());
-            Ok(r)
-        });
+    let ingest = pb::ingest_service_client::IngestServiceClient::with_interceptor(channel, Bearer::new(token));
     let day = |d: u32| format!("2026-01-{:02}", d);
     for d in 1..=10 {
         ingest.clone().ingest_steps(steps_request(vec![steps(&day(d), 1_000 * d, 20)])).await.unwrap();

@@ -412,8 +412,18 @@ pub use coachfit_testkit::ChildServer;
 
 /// `coachfit serve --listen <listen>` on `db_url` as a child process, once it listens.
 pub fn serve_child(db_url: &str, listen: &str) -> ChildServer {
+    serve_child_with(db_url, &["--listen", listen], &[])
+}
+
+/// `coachfit serve ARGS` on `db_url`, with the environment's `envs` added, once it listens.
+pub fn serve_child_with(db_url: &str, args: &[&str], envs: &[(&str, &str)]) -> ChildServer {
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_coachfit"));
-    command.args(["serve", "--listen", listen]).env("COACHFIT_DATABASE_URL", db_url).env("RUST_LOG", "info");
+    command
+        .arg("serve")
+        .args(args)
+        .env("COACHFIT_DATABASE_URL", db_url)
+        .env("RUST_LOG", "info")
+        .envs(envs.iter().copied());
     ChildServer::start(command).expect("coachfit serve listening")
 }
 

@@ -5,7 +5,6 @@
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use coachfit::proto::v1 as pb;
@@ -20,13 +19,8 @@ const INGEST_STEPS: &str = r#"method="/coachfit.v1.IngestService/IngestSteps""#;
 /// `coachfit serve` with metrics on, and the address they are served at.
 fn serve_with_metrics(dir: &Path) -> (ChildServer, String, String) {
     let db_url = format!("sqlite://{}", dir.join("metrics.db").display());
-    let mut command = Command::new(env!("CARGO_BIN_EXE_coachfit"));
-    command
-        .args(["serve", "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
-        .env("COACHFIT_DATABASE_URL", &db_url)
-        .env("COACHFIT_ADMIN_TOKEN", ADMIN_TOKEN)
-        .env("RUST_LOG", "info");
-    let server = ChildServer::start(command).expect("coachfit serve listening");
+    let args = ["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"];
+    let server = serve_child_with(&db_url, &args, &[("COACHFIT_ADMIN_TOKEN", ADMIN_TOKEN)]);
     let at = (0..100)
         .find_map(|_| {
             let line = server.log.recv_timeout(Duration::from_millis(100)).ok()?;
@@ -64,10 +58,6 @@ fn json(output: std::process::Output) -> serde_json::Value {
     serde_json::from_slice(&output.stdout).unwrap()
 }
 
-fn bearer(token: &str) -> tonic::metadata::MetadataValue<tonic::metadata::Ascii> {
-    format!("Bearer {token}").parse().unwrap()
-}
-
 #[tokio::test]
 async fn the_metrics_move_with_the_calls_made() {
     let dir = tempfile::tempdir().unwrap();
@@ -82,13 +72,13 @@ async fn the_metrics_move_with_the_calls_made() {
     assert!(before.contains(r#"coachfit_db_pool_connections{pool="readers""#), "{before}");
 
     // Two good days and a bad one, sent twice: 2 accepted, then 2 duplicates; 1 rejected each time.
-    let mut ingest = pb::ingest_service_client::IngestServiceClient::new(channel.clone());
+    let mut ingest =
+        pb::ingest_service_client::IngestServiceClient::with_interceptor(channel.clone(), Bearer::new(device_token));
     let mut bad = steps("2026-03-03", 3_000, 20);
     bad.date = "2026-13-01".into();
     let batch = steps_request(vec![steps("2026-03-01", 1_000, 20), steps("2026-03-02", 2_000, 20), bad]);
     for _ in 0..2 {
         let mut request = tonic::Request::new(batch.clone());
-        request.metadata_mut().insert("authorization", bearer(device_token));
         request.metadata_mut().insert("x-request-id", "trace-1234".parse().unwrap());
         let answered = ingest.ingest_steps(request).await.unwrap();
         assert_eq!(answered.metadata().get("x-request-id").unwrap(), "trace-1234", "a sent request id comes back");
@@ -100,13 +90,13 @@ async fn the_metrics_move_with_the_calls_made() {
     assert_eq!(refused.code(), tonic::Code::Unauthenticated);
     assert!(refused.metadata().get("x-request-id").is_some(), "every answer carries a request id");
     // A coach's dashboard stays open.
-    let mut request = tonic::Request::new(pb::StreamEntriesRequest::default());
-    request.metadata_mut().insert("authorization", bearer(coach_token));
-    let mut stream = entries.stream_entries(request).await.unwrap().into_inner();
+    let mut coach =
+        pb::entry_service_client::EntryServiceClient::with_interceptor(channel.clone(), Bearer::new(coach_token));
+    let mut stream = coach.stream_entries(pb::StreamEntriesRequest::default()).await.unwrap().into_inner();
     assert!(matches!(stream.message().await.unwrap().unwrap().kind, Some(Kind::Heartbeat(_))));
-    let mut request = tonic::Request::new(pb::ListClientsRequest::default());
-    request.metadata_mut().insert("authorization", bearer(coach_token));
-    let head = pb::roster_service_client::RosterServiceClient::new(channel).list_clients(request).await.unwrap();
+    let mut roster =
+        pb::roster_service_client::RosterServiceClient::with_interceptor(channel, Bearer::new(coach_token));
+    let head = roster.list_clients(pb::ListClientsRequest::default()).await.unwrap();
     let head = head.into_inner().position as f64;
 
     let after = scrape(&at);

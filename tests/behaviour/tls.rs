@@ -14,7 +14,7 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::HealthCheckRequest;
 
-use crate::common::ChildServer;
+use crate::common::{serve_child_with, Bearer, ChildServer};
 
 const ADMIN_TOKEN: &str = "tls-test-admin-token-0123456789";
 
@@ -54,14 +54,9 @@ fn write_server_certificate(dir: &Path, authority: &Authority) -> (PathBuf, Path
 
 /// `coachfit serve` on a new SQLite file in `dir`, with `args`.
 fn serve(dir: &Path, listen: &str, args: &[&str]) -> ChildServer {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_coachfit"));
-    command
-        .args(["serve", "--listen", listen, "--heartbeat-secs", "1"])
-        .args(args)
-        .env("COACHFIT_DATABASE_URL", format!("sqlite://{}", dir.join("tls.db").display()))
-        .env("COACHFIT_ADMIN_TOKEN", ADMIN_TOKEN)
-        .env("RUST_LOG", "info");
-    ChildServer::start(command).expect("coachfit serve listening")
+    let db_url = format!("sqlite://{}", dir.join("tls.db").display());
+    let args = [&["--listen", listen, "--heartbeat-secs", "1"][..], args].concat();
+    serve_child_with(&db_url, &args, &[("COACHFIT_ADMIN_TOKEN", ADMIN_TOKEN)])
 }
 
 fn serve_tls(dir: &Path, authority: &Authority, args: &[&str]) -> ChildServer {
@@ -115,14 +110,7 @@ async fn a_sighup_replaces_the_certificate_while_an_open_stream_goes_on() {
     let (first, second) = (Authority::new("First CA"), Authority::new("Second CA"));
     let server = serve_tls(dir.path(), &first, &[]);
     let channel = tls_channel(&server, &first.cert_pem, None).await.unwrap();
-    let bearer = tonic::metadata::MetadataValue::try_from(format!("Bearer {ADMIN_TOKEN}")).unwrap();
-    let mut entries = pb::entry_service_client::EntryServiceClient::with_interceptor(
-        channel,
-        move |mut request: tonic::Request<()>| {
-            request.metadata_mut().insert("authorization", bearer.clone());
-            Ok(request)
-        },
-    );
+    let mut entries = pb::entry_service_client::EntryServiceClient::with_interceptor(channel, Bearer::new(ADMIN_TOKEN));
     let request = pb::StreamEntriesRequest { user_ids: vec![], after_position: None, include_clients: false };
     let mut stream = entries.stream_entries(request).await.unwrap().into_inner();
     assert!(matches!(stream.message().await.unwrap().unwrap().kind, Some(Kind::Heartbeat(_))));
