@@ -183,6 +183,7 @@ async fn run_command<S: Store>(store: S, command: Command, database: &str) -> an
             }
             let options = ServerOptions {
                 tls,
+                cors_origins: args.cors_origins,
                 admin_token: args.admin_token,
                 heartbeat: Duration::from_secs(args.heartbeat_secs),
                 stale_after_days: args.stale_after_days,

@@ -169,6 +169,11 @@ pub struct ServeArgs {
     /// PEM CA whose certificates clients must present (service-to-service); needs --tls-cert.
     #[arg(long, env = "COACHFIT_TLS_CLIENT_CA", requires = "tls_cert")]
     pub tls_client_ca: Option<PathBuf>,
+    /// An origin (`https://coach.example.com`) whose pages may call the API from a browser,
+    /// for a dashboard hosted elsewhere; repeatable (env: comma-separated). Without one,
+    /// only the dashboard this server serves at `/` can.
+    #[arg(long = "cors-origin", env = "COACHFIT_CORS_ORIGINS", value_delimiter = ',', value_parser = parse_origin)]
+    pub cors_origins: Vec<http::HeaderValue>,
     /// A bearer token that acts as an admin principal.
     #[arg(long, env = "COACHFIT_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
@@ -247,4 +252,39 @@ pub enum AdminCommand {
         #[arg(long)]
         coach_id: String,
     },
+}
+
+/// A browser origin: `http` or `https`, a host, an optional port, and nothing after.
+fn parse_origin(text: &str) -> Result<http::HeaderValue, String> {
+    let problem = || format!("'{text}' is not an origin like https://coach.example.com (scheme, host, optional port)");
+    let uri: http::Uri = text.parse().map_err(|_| problem())?;
+    let scheme_ok = matches!(uri.scheme_str(), Some("http" | "https"));
+    let bare = uri.path_and_query().is_none_or(|p| p.as_str().is_empty() || p.as_str() == "/") && !text.ends_with('/');
+    if !scheme_ok || uri.host().is_none() || !bare || text.contains('@') {
+        return Err(problem());
+    }
+    http::HeaderValue::from_str(text).map_err(|_| problem())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_origin;
+
+    #[test]
+    fn an_origin_is_a_scheme_a_host_and_a_port() {
+        for origin in ["https://coach.example.com", "http://127.0.0.1:8080", "https://[::1]:443"] {
+            assert_eq!(parse_origin(origin).unwrap(), origin, "{origin}");
+        }
+        for not_origin in [
+            "*",
+            "coach.example.com",
+            "ftp://coach.example.com",
+            "https://coach.example.com/",
+            "https://a.com/page",
+            "https://u@a.com",
+            "https://a.com?x=1",
+        ] {
+            assert!(parse_origin(not_origin).is_err(), "{not_origin} accepted");
+        }
+    }
 }

@@ -3,7 +3,8 @@
 use chrono::{DateTime, Utc};
 
 use crate::domain::event::StoredEvent;
-use crate::domain::fold::{Day, Provenance, Reason, SleepRecord, WorkoutSummary};
+use crate::domain::field::Scalar;
+use crate::domain::fold::{Day, Outranked, Provenance, Reason, SleepRecord, WorkoutSummary};
 use crate::domain::priority::PriorityFile;
 use crate::domain::Source;
 use crate::proto::v1 as pb;
@@ -162,14 +163,26 @@ pub fn event_record(e: &StoredEvent) -> pb::EventRecord {
     }
 }
 
-pub fn decision(p: &Provenance) -> pb::FieldDecision {
+/// A field's decision, with the values of `outranked` (the day's, any field) it beat.
+pub fn decision(p: &Provenance, outranked: &[Outranked]) -> pb::FieldDecision {
     pb::FieldDecision {
         field: p.field.as_str().to_string(),
         source: source(p.source),
         winning_event_ids: p.event_ids.iter().map(|id| id.to_string()).collect(),
         reason: reason_text(&p.reason),
         overridden: p.overridden,
+        outranked: outranked.iter().filter(|o| o.field == p.field).map(outranked_value).collect(),
     }
+}
+
+fn outranked_value(o: &Outranked) -> pb::OutrankedValue {
+    use pb::outranked_value::Value;
+    let value = match o.value.scalar() {
+        Scalar::Count(n) => Value::Number(n.into()),
+        Scalar::Amount(x) => Value::Number(x),
+        Scalar::Text(text) => Value::Text(text),
+    };
+    pb::OutrankedValue { source: source(o.source), value: Some(value), event_id: o.event_id.to_string() }
 }
 
 /// A reason in words, for people reading `ExplainEntry`.

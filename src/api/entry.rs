@@ -15,7 +15,7 @@ use super::items;
 use super::status::{ApiError, ApiResult};
 use super::AppState;
 use crate::domain::dates;
-use crate::domain::fold::fold;
+use crate::domain::fold::{fold, outranked};
 use crate::domain::validate::identifier;
 use crate::domain::{reason, Source, Violation};
 use crate::feed::{self, FeedItem, Subscription};
@@ -175,10 +175,11 @@ impl<S: Store> EntryService for EntryApi<S> {
         // (while a new rule's re-fold is under way, the two differ).
         let rule = store.priority_rule_at(entry.rule_version).await?;
         let decisions = fold(day, &events, &rule.rule).provenance;
+        let outranked = outranked(&events, &rule.rule);
         Ok(Response::new(pb::ExplainEntryResponse {
             entry: Some(convert::entry(&entry)),
             events: events.iter().map(convert::event_record).collect(),
-            decisions: decisions.iter().map(convert::decision).collect(),
+            decisions: decisions.iter().map(|decision| convert::decision(decision, &outranked)).collect(),
         }))
     }
 

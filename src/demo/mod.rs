@@ -206,6 +206,7 @@ fn banner(addr: SocketAddr, database: &str, exports: &str) -> String {
         "\nCoachFit demo on {addr} (database {database})\n\
          Coach Carla with clients Ana and Ben: {HISTORY_DAYS} days of HealthKit, Strava and manual data,\n\
          a coach's correction, and today's steps growing every {} s.\n\n\
+         The coach's dashboard: open http://{addr}/ and sign in with COACH_TOKEN below.\n\n\
          In another terminal, `source {file}` (written just now), or paste:\n\n{exports}\n\
          Then try grpcurl-examples/ (bash grpcurl-examples/run-all.sh runs them all). Ctrl-C stops the demo.",
         TRICKLE.as_secs()

@@ -112,14 +112,74 @@ struct Candidate {
     reason: Reason,
 }
 
+/// A value a lower-ranked source offered for a field, which the shown value outranked
+/// (what `ExplainEntry` shows beside a correction: "coach overrode HealthKit 8,432").
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outranked {
+    pub field: Field,
+    pub source: Source,
+    pub value: FieldValue,
+    pub event_id: Uuid,
+}
+
 /// Folds the events of `day` (plus the other revisions and deletions of workouts that have
 /// an event on `day`) into the day's read model.
 pub fn fold(day: NaiveDate, events: &[StoredEvent], rule: &PriorityRule) -> Day {
+    // Each source's sleep, once: it offers `sleep_minutes` and competes for the SleepRecord.
+    let sleeps = sleeps_by_source(events);
+    let candidates = candidates(events, &sleeps);
+
+    let mut out = Day::default();
+    // The sources with data on the day: a value offered for a field (shown or overridden),
+    // or a workout. A source whose every value was withdrawn has none.
+    let mut with_data: BTreeSet<Source> = candidates.values().flatten().map(|c| c.source).collect();
+    for (field, offers) in candidates {
+        let (winner, overridden) = pick(rule, field, &offers, |a, b| a.value == b.value);
+        winner.value.apply(&mut out);
+        out.provenance.push(Provenance {
+            field,
+            source: winner.source,
+            overridden,
+            event_ids: vec![winner.event_id],
+            reason: winner.reason.clone(),
+        });
+    }
+    fold_sleep_record(&mut out, sleeps, rule);
+    with_data.extend(fold_workouts(&mut out, day, events, rule));
+    out.data_sources = with_data.into_iter().collect();
+    // By name: the order stored bodies have always had.
+    out.provenance.sort_by_key(|p| p.field.as_str());
+    out
+}
+
+/// The values lower-ranked sources offered for the day's fields that differ from the value
+/// shown, per field in rank order.
+pub fn outranked(events: &[StoredEvent], rule: &PriorityRule) -> Vec<Outranked> {
+    let mut out = Vec::new();
+    for (field, mut offers) in candidates(events, &sleeps_by_source(events)) {
+        let (winner, _) = pick(rule, field, &offers, |a, b| a.value == b.value);
+        let (rank, shown) = (rule.rank(field, winner.source), winner.value.clone());
+        offers.sort_by_key(|o| rule.rank(field, o.source));
+        out.extend(
+            offers.into_iter().filter(|o| rule.rank(field, o.source) > rank && o.value != shown).map(|o| Outranked {
+                field,
+                source: o.source,
+                value: o.value,
+                event_id: o.event_id,
+            }),
+        );
+    }
+    out
+}
+
+fn sleeps_by_source(events: &[StoredEvent]) -> Vec<SleepRecord> {
+    Source::ALL.into_iter().filter_map(|source| sleep_of(events, source)).collect()
+}
+
+/// Every source's offer (its latest value) for each scalar field of the day.
+fn candidates(events: &[StoredEvent], sleeps: &[SleepRecord]) -> BTreeMap<Field, Vec<Candidate>> {
     let mut candidates: BTreeMap<Field, Vec<Candidate>> = BTreeMap::new();
     let mut offer = |candidate: Candidate| candidates.entry(candidate.value.field()).or_default().push(candidate);
-    // Each source's sleep, once: it offers `sleep_minutes` and competes for the SleepRecord.
-    let sleeps: Vec<SleepRecord> = Source::ALL.into_iter().filter_map(|source| sleep_of(events, source)).collect();
-
     for source in [Source::Coach, Source::Manual] {
         for candidate in manual_candidates(events, source) {
             offer(candidate);
@@ -148,28 +208,7 @@ pub fn fold(day: NaiveDate, events: &[StoredEvent], rule: &PriorityRule) -> Day 
             }
         }
     }
-
-    let mut out = Day::default();
-    // The sources with data on the day: a value offered for a field (shown or overridden),
-    // or a workout. A source whose every value was withdrawn has none.
-    let mut with_data: BTreeSet<Source> = candidates.values().flatten().map(|c| c.source).collect();
-    for (field, offers) in candidates {
-        let (winner, overridden) = pick(rule, field, &offers, |a, b| a.value == b.value);
-        winner.value.apply(&mut out);
-        out.provenance.push(Provenance {
-            field,
-            source: winner.source,
-            overridden,
-            event_ids: vec![winner.event_id],
-            reason: winner.reason.clone(),
-        });
-    }
-    fold_sleep_record(&mut out, sleeps, rule);
-    with_data.extend(fold_workouts(&mut out, day, events, rule));
-    out.data_sources = with_data.into_iter().collect();
-    // By name: the order stored bodies have always had.
-    out.provenance.sort_by_key(|p| p.field.as_str());
-    out
+    candidates
 }
 
 fn candidate(event: &StoredEvent, value: FieldValue, reason: Reason) -> Candidate {

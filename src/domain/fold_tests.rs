@@ -139,6 +139,30 @@ fn manual_at(seq: i64, source: Source, recorded_hour: i64, set: Vec<FieldValue>,
 }
 
 #[test]
+fn a_correction_names_the_values_it_outranked_highest_ranked_first() {
+    // HealthKit said 8,432 then 9,120 (the latest counts); the client wrote 9,500; the coach 11,000.
+    let events = [
+        healthkit_steps(1, 9, 8_432),
+        healthkit_steps(2, 20, 9_120),
+        manual_at(3, Source::Manual, 21, vec![FieldValue::Steps(9_500), FieldValue::WeightKg(70.0)], vec![]),
+        manual_at(4, Source::Coach, 22, vec![FieldValue::Steps(11_000), FieldValue::WeightKg(70.0)], vec![]),
+        weight(5, 7, 70.0),
+    ];
+    let beaten = outranked(&events, &rule());
+    let as_seen: Vec<_> = beaten.iter().map(|o| (o.field, o.source, o.value.clone(), o.event_id)).collect();
+    assert_eq!(
+        as_seen,
+        vec![
+            (Field::Steps, Source::Manual, FieldValue::Steps(9_500), Uuid::from_u128(3)),
+            (Field::Steps, Source::Healthkit, FieldValue::Steps(9_120), Uuid::from_u128(2)),
+        ],
+        "weight: every source said 70 kg, so nothing was outranked"
+    );
+    let no_correction = outranked(&events[..2], &rule());
+    assert_eq!(no_correction, vec![], "one source outranks nothing");
+}
+
+#[test]
 fn a_coach_correction_stands_over_the_clients_entries_until_a_coach_clears_it() {
     // The client's 08:00 check-in, queued offline, arrives after the coach's 10:00 correction.
     let correction = manual_at(1, Source::Coach, 10, vec![FieldValue::Steps(7_000)], vec![]);

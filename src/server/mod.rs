@@ -1,10 +1,12 @@
-//! The tonic server: CoachFit's services, health, reflection, the limits on what a client
-//! may hold, and a graceful shutdown with a deadline.
+//! The tonic server: CoachFit's services (gRPC, and gRPC-Web for browsers), health,
+//! reflection, the coach's dashboard, the limits on what a client may hold, and a graceful
+//! shutdown with a deadline.
 
 mod connections;
 mod deadline;
 mod observe;
 mod tls;
+mod web;
 
 pub use connections::raise_open_file_limit;
 pub use tls::{Tls, TlsFiles};
@@ -14,12 +16,15 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use http::HeaderValue;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
+use tonic::service::Routes;
 use tonic::transport::Server;
 use tonic_health::server::HealthReporter;
 use tonic_health::ServingStatus;
+use tonic_web::GrpcWebLayer;
 
 use crate::api::admin::AdminApi;
 use crate::api::auth::Authenticator;
@@ -53,12 +58,15 @@ pub struct ServerOptions {
     pub limits: Limits,
     /// TLS for the listener (reloaded on SIGHUP); plaintext without it.
     pub tls: Option<Arc<Tls>>,
+    /// Origins (besides the served dashboard's own) whose pages may call the API.
+    pub cors_origins: Vec<HeaderValue>,
 }
 
 impl Default for ServerOptions {
     fn default() -> Self {
         ServerOptions {
             tls: None,
+            cors_origins: Vec::new(),
             admin_token: None,
             heartbeat: Duration::from_secs(5),
             stale_after_days: 3,
@@ -161,20 +169,25 @@ pub async fn serve<S: Store>(
     let reflection_v1 = reflection().build_v1()?;
     let reflection_v1alpha = reflection().build_v1alpha()?;
 
-    let server = Server::builder()
-        .max_concurrent_streams(limits.max_concurrent_streams)
-        .http2_keepalive_interval(Some(limits.keepalive_interval))
-        .http2_keepalive_timeout(Some(limits.keepalive_timeout))
-        .layer(observe::ObserveLayer)
-        .layer(deadline::DeadlineLayer(limits.request_timeout))
-        .add_service(health)
+    let services = Routes::new(health)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(IngestServiceServer::new(IngestApi::new(state.clone())))
         .add_service(EntryServiceServer::new(EntryApi::new(state.clone())))
         .add_service(PairingServiceServer::new(PairingApi::new(state.clone(), &options.pairing)))
         .add_service(RosterServiceServer::new(RosterApi::new(state.clone())))
-        .add_service(AdminServiceServer::new(AdminApi::new(state)))
+        .add_service(AdminServiceServer::new(AdminApi::new(state)));
+    let server = Server::builder()
+        // HTTP/1.1 too: browsers speak gRPC-Web over it, and fetch the dashboard with it.
+        .accept_http1(true)
+        .max_concurrent_streams(limits.max_concurrent_streams)
+        .http2_keepalive_interval(Some(limits.keepalive_interval))
+        .http2_keepalive_timeout(Some(limits.keepalive_timeout))
+        .layer(web::cors(&options.cors_origins))
+        .layer(observe::ObserveLayer)
+        .layer(deadline::DeadlineLayer(limits.request_timeout))
+        // gRPC-Web for the services only: it answers any other HTTP/1.1 request with 400.
+        .add_routes(Routes::from(web::routes(services.into_axum_router().layer(GrpcWebLayer::new()))))
         .serve_with_incoming_shutdown(connections::accept(listener, close.clone(), options.tls), shutdown);
     tokio::pin!(server);
     let result = tokio::select! {

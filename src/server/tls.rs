@@ -67,8 +67,8 @@ impl Tls {
             None => versions.with_no_client_auth(),
         };
         let mut config = builder.with_cert_resolver(certificate.clone());
-        // gRPC is HTTP/2 only.
-        config.alpn_protocols = vec![b"h2".to_vec()];
+        // gRPC needs HTTP/2; a browser's gRPC-Web calls and the dashboard may use HTTP/1.1.
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         Ok(Tls { acceptor: TlsAcceptor::from(Arc::new(config)), certificate, files, provider })
     }
 

@@ -117,13 +117,18 @@ impl TestServer {
         Self::start_configured(backend, ServerOptions::default(), store).await
     }
 
+    /// A server run with `options` (the admin token and heartbeat are the test server's).
+    pub async fn start_with_options(backend: Backend, options: ServerOptions) -> TestServer {
+        Self::start_configured(backend, options, test_store()).await
+    }
+
     /// A store whose clients' syncs take a roster position at most every `every`.
     pub async fn start_with_sync_notices_every(backend: Backend, every: std::time::Duration) -> TestServer {
         let store = StoreOptions { sync_notice_every: every, ..test_store() };
         Self::start_configured(backend, ServerOptions::default(), store).await
     }
 
-    /// `options`' pairing and limits (the admin token and heartbeat are the test server's),
+    /// `options` (the admin token and heartbeat are the test server's),
     /// on a store run with `store`.
     async fn start_configured(backend: Backend, options: ServerOptions, store: StoreOptions) -> TestServer {
         init_test_logging();

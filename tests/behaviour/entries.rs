@@ -209,6 +209,12 @@ async fn explain_entry_names_the_winning_event_per_field(backend: Backend) {
         steps.reason,
         format!("latest manual entry by coach:{} (event #{})", server.coach.id, explained.events[1].seq)
     );
+    let beaten = pb::OutrankedValue {
+        source: pb::Source::Healthkit as i32,
+        value: Some(pb::outranked_value::Value::Number(8_432.0)),
+        event_id: hk.results[0].event_id.clone(),
+    };
+    assert_eq!(steps.outranked, vec![beaten], "the HealthKit total the correction overrode");
 }
 
 async fn restarting_the_server_keeps_everything(backend: Backend) {

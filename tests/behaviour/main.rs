@@ -25,4 +25,5 @@ mod scale_out;
 mod stream;
 mod tls;
 mod upgrade;
+mod web;
 mod workouts;
