@@ -254,16 +254,21 @@ pub enum AdminCommand {
     },
 }
 
-/// A browser origin: `http` or `https`, a host, an optional port, and nothing after.
+/// A browser origin: `http` or `https`, a host, an optional port, and nothing after;
+/// written as browsers send it (lowercase, no default port), so that it matches.
 fn parse_origin(text: &str) -> Result<http::HeaderValue, String> {
     let problem = || format!("'{text}' is not an origin like https://coach.example.com (scheme, host, optional port)");
     let uri: http::Uri = text.parse().map_err(|_| problem())?;
-    let scheme_ok = matches!(uri.scheme_str(), Some("http" | "https"));
     let bare = uri.path_and_query().is_none_or(|p| p.as_str().is_empty() || p.as_str() == "/") && !text.ends_with('/');
-    if !scheme_ok || uri.host().is_none() || !bare || text.contains('@') {
+    let (Some(scheme @ ("http" | "https")), Some(host)) = (uri.scheme_str(), uri.host()) else {
+        return Err(problem());
+    };
+    if !bare || text.contains('@') {
         return Err(problem());
     }
-    http::HeaderValue::from_str(text).map_err(|_| problem())
+    let default_port = if scheme == "https" { 443 } else { 80 };
+    let port = uri.port_u16().filter(|&port| port != default_port).map(|port| format!(":{port}")).unwrap_or_default();
+    http::HeaderValue::from_str(&format!("{scheme}://{}{port}", host.to_ascii_lowercase())).map_err(|_| problem())
 }
 
 #[cfg(test)]
@@ -272,9 +277,12 @@ mod tests {
 
     #[test]
     fn an_origin_is_a_scheme_a_host_and_a_port() {
-        for origin in ["https://coach.example.com", "http://127.0.0.1:8080", "https://[::1]:443"] {
+        for origin in ["https://coach.example.com", "http://127.0.0.1:8080", "https://[::1]:8443"] {
             assert_eq!(parse_origin(origin).unwrap(), origin, "{origin}");
         }
+        // As a browser sends it: lowercase, without the scheme's default port.
+        assert_eq!(parse_origin("https://Coach.Example.com:443").unwrap(), "https://coach.example.com");
+        assert_eq!(parse_origin("http://coach.example.com:80").unwrap(), "http://coach.example.com");
         for not_origin in [
             "*",
             "coach.example.com",

@@ -1,13 +1,12 @@
 //! What every call leaves behind: a request id on each log line of its handler (and in any
 //! error message that names one: `api::request_id`), sent back as `x-request-id`; and its
-//! count and latency by method and gRPC code (`crate::metrics`). gRPC-Web calls arrive
-//! here already translated to gRPC.
+//! count and latency by method and gRPC code (`crate::metrics`). A gRPC-Web call is counted
+//! by the method it calls, as a gRPC call is.
 
 use std::task::{Context, Poll};
 use std::time::Instant;
 
 use futures::future::BoxFuture;
-use http::header::CONTENT_TYPE;
 use http::{HeaderValue, Request, Response};
 use tonic::body::Body;
 use tower::{Layer, Service};
@@ -59,9 +58,7 @@ where
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
         // The dashboard's page and assets are not calls: no span or metrics of their own.
-        let is_call =
-            request.headers().get(CONTENT_TYPE).is_some_and(|value| value.as_bytes().starts_with(b"application/grpc"));
-        if !is_call {
+        if super::web::is_page(request.uri().path()) {
             return Box::pin(self.inner.call(request));
         }
         let (id, path, started) = (request_id(&request), request.uri().path().to_string(), Instant::now());

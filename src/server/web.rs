@@ -42,9 +42,14 @@ pub fn routes(router: axum::Router) -> axum::Router {
     })
 }
 
-/// The page loads only its own script and style and talks only to its own origin.
-const CONTENT_SECURITY_POLICY: &str =
-    "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'";
+/// The page loads only its own script and style and talks only to its own origin (Preact
+/// and uPlot set styles through the DOM, which needs no `'unsafe-inline'`).
+const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'";
+
+/// Whether `path` is one of the page's files (not a call).
+pub fn is_page(path: &str) -> bool {
+    ASSETS.iter().any(|asset| asset.path == path)
+}
 
 /// Browsers on `origins` may call the API (a dashboard hosted elsewhere); with none, only
 /// the page this server serves can.

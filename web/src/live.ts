@@ -1,5 +1,6 @@
 // One StreamEntries for the coach: follows from the board's position, and on a dropped
 // connection resumes from the last position it saw, so no change is missed.
+import { Code, ConnectError } from "@connectrpc/connect";
 import type { Api } from "./api";
 import { describeError, isSignInProblem } from "./api";
 import type { Board } from "./model";
@@ -7,10 +8,14 @@ import type { Board } from "./model";
 export type Link = "connecting" | "live" | "reconnecting";
 
 export type FollowHandlers = {
-  onChange: () => void;
+  /** The board changed: `data` when an entry or client did, not only the position. */
+  onChange: (data: boolean) => void;
   onLink: (link: Link) => void;
   /** The token stopped working (revoked): following ends. */
   onSignedOut: (reason: string) => void;
+  /** The server's feed is behind the page's position (a restored database): following
+   *  ends, and the page must read everything again. */
+  onBehind: () => void;
 };
 
 const FIRST_RETRY_MS = 500;
@@ -28,21 +33,26 @@ export async function follow(api: Api, board: Board, handlers: FollowHandlers, s
       for await (const message of stream) {
         retryMs = FIRST_RETRY_MS;
         const kind = message.kind;
+        let data = false;
         if (kind.case === "update") {
-          if (kind.value.entry) board.applyEntry(kind.value.entry);
+          data = kind.value.entry ? board.applyEntry(kind.value.entry) : false;
           board.advance(kind.value.position);
         } else if (kind.case === "client") {
-          board.applyClientUpdate(kind.value);
+          data = board.applyClientUpdate(kind.value);
           board.advance(kind.value.position);
         } else if (kind.case === "heartbeat") {
           board.advance(kind.value.position);
         }
-        handlers.onChange();
+        handlers.onChange(data);
       }
     } catch (error) {
       if (signal.aborted) return;
       if (isSignInProblem(error)) {
         handlers.onSignedOut(describeError(error));
+        return;
+      }
+      if (ConnectError.from(error).code === Code.OutOfRange) {
+        handlers.onBehind();
         return;
       }
     }
@@ -55,10 +65,14 @@ export async function follow(api: Api, board: Board, handlers: FollowHandlers, s
 
 function pause(ms: number, signal: AbortSignal): Promise<void> {
   return new Promise((resolve) => {
-    const timer = setTimeout(resolve, ms);
-    signal.addEventListener("abort", () => {
+    const stop = () => {
       clearTimeout(timer);
       resolve();
-    });
+    };
+    const timer = setTimeout(() => {
+      signal.removeEventListener("abort", stop);
+      resolve();
+    }, ms);
+    signal.addEventListener("abort", stop, { once: true });
   });
 }

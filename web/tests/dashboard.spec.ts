@@ -6,6 +6,7 @@ import { Source } from "../src/gen/coachfit/v1/common_pb";
 import { BodyMetricType, Unit } from "../src/gen/coachfit/v1/ingest_pb";
 import { ADMIN_TOKEN, Server, type Clients } from "./server";
 
+// One server and its data for the file, in order: each test builds on the last one's data.
 test.describe.configure({ mode: "serial" });
 
 let server: Server;
@@ -162,7 +163,8 @@ test("a correction made in the page shows the coach badge, and GetEntry agrees",
   expect(stored.entry?.steps).toBe(11_000);
   expect(stored.entry?.provenance.find((p) => p.field === "steps")?.source).toBe(Source.COACH);
 
-  await page.screenshot({ path: "../docs/dashboard.png" });
+  // The README's picture: DASHBOARD_SCREENSHOT=../docs/dashboard.png npm test refreshes it.
+  await page.screenshot({ path: process.env.DASHBOARD_SCREENSHOT ?? "test-results/dashboard.png" });
 
   await page.getByRole("button", { name: `Why ${today}` }).click();
   const explanation = page.getByRole("dialog");
@@ -200,4 +202,17 @@ test("signing out forgets the token", async ({ page }) => {
   expect(await page.evaluate(() => sessionStorage.length)).toBe(0);
   await page.reload();
   await expect(page.getByLabel("Coach token")).toBeVisible();
+});
+
+test("a revoked coach token signs the page out with the reason", async ({ page }) => {
+  const other = await as(ADMIN_TOKEN).admin.createCoach({ name: "Coach Dana" });
+  await signIn(page, other.coachToken);
+  await expect(page.getByText("No clients yet")).toBeVisible();
+  await as(ADMIN_TOKEN).admin.revokeCoach({ coachId: other.coachId });
+  // The open stream was authorized when it opened; the next one (after a restart) is refused.
+  await server.stop();
+  await server.restart();
+  await expect(page.getByRole("alert")).toContainText("not valid, or it has been revoked");
+  await expect(page.getByLabel("Coach token")).toBeVisible();
+  expect(await page.evaluate(() => sessionStorage.length)).toBe(0);
 });

@@ -1,7 +1,8 @@
 //! Load from real gRPC clients over loopback: batch ingest, single-item ingest against
-//! health checks, and the StreamEntries fan-out.
+//! health checks, and the StreamEntries fan-out (native gRPC, or gRPC-Web as browsers).
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -160,27 +161,62 @@ pub struct Fanout {
     pub latency_ms: Histogram<u64>,
 }
 
+/// How the fan-out's subscribers reach the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wire {
+    /// Native gRPC: 100 subscribers share each HTTP/2 connection.
+    Grpc,
+    /// gRPC-Web over HTTP/1.1, as a browser's dashboard: a connection per subscriber.
+    GrpcWeb,
+}
+
+/// What one fan-out runs.
+pub struct FanoutPlan<'a> {
+    pub writers: &'a [(String, String)],
+    pub subscribers: usize,
+    pub wire: Wire,
+    /// Entry changes a second the writers offer, for `duration`.
+    pub rate: u64,
+    pub duration: Duration,
+    /// The bench day the writers start at (each fan-out of a run writes days of its own).
+    pub first_day: usize,
+}
+
 /// `subscribers` coach dashboards stream while the writers change `rate` entries a second
 /// for `duration`. Latency runs from a write's acknowledgement to each delivery (zero when
 /// the update arrives before the writer's ack).
-pub async fn fanout(
-    uri: &str,
-    coach_token: &str,
-    writers: &[(String, String)],
-    subscribers: usize,
-    rate: u64,
-    duration: Duration,
-) -> anyhow::Result<Fanout> {
+pub async fn fanout(uri: &str, coach_token: &str, plan: FanoutPlan<'_>) -> anyhow::Result<Fanout> {
+    let FanoutPlan { writers, subscribers, wire, rate, duration, first_day } = plan;
     let acks: Arc<RwLock<HashMap<String, Instant>>> = Arc::default();
     let expected = Arc::new(AtomicU64::new(u64::MAX));
     let ready = Arc::new(AtomicU64::new(0));
 
     let mut readers = Vec::new();
-    for chunk in 0..subscribers.div_ceil(100) {
-        let channel = connect(uri).await?;
-        for _ in 0..100.min(subscribers - chunk * 100) {
-            let client = EntryServiceClient::new(InterceptedService::new(channel.clone(), Bearer::new(coach_token)));
-            readers.push(tokio::spawn(subscriber(client, acks.clone(), expected.clone(), ready.clone())));
+    let request = pb::StreamEntriesRequest { user_ids: vec![], after_position: None, include_clients: false };
+    match wire {
+        Wire::Grpc => {
+            for chunk in 0..subscribers.div_ceil(100) {
+                let channel = connect(uri).await?;
+                for _ in 0..100.min(subscribers - chunk * 100) {
+                    let mut client =
+                        EntryServiceClient::new(InterceptedService::new(channel.clone(), Bearer::new(coach_token)));
+                    let request = request.clone();
+                    let stream = async move { client.stream_entries(request).await.map(|r| r.into_inner()) };
+                    readers.push(tokio::spawn(subscriber(stream, acks.clone(), expected.clone(), ready.clone())));
+                }
+            }
+        }
+        Wire::GrpcWeb => {
+            let http1 = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
+            let grpc_web = tower::ServiceBuilder::new().layer(tonic_web::GrpcWebClientLayer::new()).service(http1);
+            let origin: tonic::transport::Uri = uri.parse()?;
+            for _ in 0..subscribers {
+                let service = InterceptedService::new(grpc_web.clone(), Bearer::new(coach_token));
+                let mut client = EntryServiceClient::with_origin(service, origin.clone());
+                let request = request.clone();
+                let stream = async move { client.stream_entries(request).await.map(|r| r.into_inner()) };
+                readers.push(tokio::spawn(subscriber(stream, acks.clone(), expected.clone(), ready.clone())));
+            }
         }
     }
     while ready.load(Ordering::Relaxed) < subscribers as u64 {
@@ -201,7 +237,7 @@ pub async fn fanout(
             let mut in_flight = Vec::new();
             while Instant::now() < deadline {
                 ticker.tick().await;
-                let day = bench_day(5_000 + in_flight.len());
+                let day = bench_day(first_day + in_flight.len());
                 let request = pb::IngestStepsRequest {
                     samples: vec![sample(day, in_flight.len() as u32, observed_at_us(day, w as u64))],
                     time_zone: String::new(),
@@ -247,15 +283,15 @@ pub async fn fanout(
 /// How long a subscriber waits for the last changes before counting them missing.
 const DRAIN_PATIENCE: Duration = Duration::from_secs(60);
 
+/// Follows the stream `open` opens (over either wire) until every expected change came.
 async fn subscriber(
-    mut client: EntryServiceClient<InterceptedService<Channel, Bearer>>,
+    open: impl Future<Output = Result<tonic::Streaming<pb::StreamEntriesResponse>, tonic::Status>>,
     acks: Arc<RwLock<HashMap<String, Instant>>>,
     expected: Arc<AtomicU64>,
     ready: Arc<AtomicU64>,
 ) -> anyhow::Result<(u64, Histogram<u64>)> {
     use pb::stream_entries_response::Kind;
-    let request = pb::StreamEntriesRequest { user_ids: vec![], after_position: None, include_clients: false };
-    let mut stream = client.stream_entries(request).await?.into_inner();
+    let mut stream = open.await?;
     stream.message().await?; // the first heartbeat: subscribed
     ready.fetch_add(1, Ordering::Relaxed);
     let mut histogram = Histogram::<u64>::new(3)?;

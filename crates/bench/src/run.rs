@@ -37,6 +37,8 @@ struct Sizes {
     single_clients: usize,
     rpc_seconds: u64,
     subscribers: usize,
+    /// Dashboards following over gRPC-Web (HTTP/1.1), in a fan-out of their own.
+    web_subscribers: usize,
     change_rate: u64,
     fanout_seconds: u64,
     rebuild_events: usize,
@@ -51,6 +53,7 @@ impl Mode {
                 single_clients: 64,
                 rpc_seconds: 10,
                 subscribers: 1_000,
+                web_subscribers: 200,
                 change_rate: 500,
                 fanout_seconds: 10,
                 rebuild_events: 1_000_000,
@@ -61,6 +64,7 @@ impl Mode {
                 single_clients: 64,
                 rpc_seconds: 4,
                 subscribers: 1_000,
+                web_subscribers: 200,
                 change_rate: 500,
                 fanout_seconds: 5,
                 rebuild_events: 100_000,
@@ -71,6 +75,7 @@ impl Mode {
                 single_clients: 64,
                 rpc_seconds: 1,
                 subscribers: 50,
+                web_subscribers: 20,
                 change_rate: 50,
                 fanout_seconds: 1,
                 rebuild_events: 4_000,
@@ -100,6 +105,12 @@ pub struct Report {
     pub fanout_missing: u64,
     pub fanout_p50_ms: u64,
     pub fanout_p99_ms: u64,
+    pub web_fanout_subscribers: usize,
+    pub web_fanout_changes: u64,
+    pub web_fanout_write_errors: u64,
+    pub web_fanout_missing: u64,
+    pub web_fanout_p50_ms: u64,
+    pub web_fanout_p99_ms: u64,
     pub rebuild_events: u64,
     pub rebuild_events_per_s: f64,
     pub read_events_per_s: f64,
@@ -216,17 +227,19 @@ async fn run_on<S: Store>(
             }
         }
     });
-    let fanout = load::fanout(
-        &uri,
-        &coach_token,
-        &writers,
-        sizes.subscribers,
-        sizes.change_rate,
-        Duration::from_secs(sizes.fanout_seconds),
-    )
-    .await?;
+    let plan = |subscribers, wire, first_day| load::FanoutPlan {
+        writers: &writers,
+        subscribers,
+        wire,
+        rate: sizes.change_rate,
+        duration: Duration::from_secs(sizes.fanout_seconds),
+        first_day,
+    };
+    let fanout = load::fanout(&uri, &coach_token, plan(sizes.subscribers, load::Wire::Grpc, 5_000)).await?;
     sampler.abort();
     let peak_rss_mib = peak_kib.load(Ordering::Relaxed) as f64 / 1024.0;
+    progress(&format!("fan-out over gRPC-Web (HTTP/1.1): {} subscribers", sizes.web_subscribers));
+    let web_fanout = load::fanout(&uri, &coach_token, plan(sizes.web_subscribers, load::Wire::GrpcWeb, 6_000)).await?;
     server.stop()?;
 
     progress(&format!("rebuild: writing a history of {} events", sizes.rebuild_events));
@@ -268,6 +281,12 @@ async fn run_on<S: Store>(
         fanout_missing: fanout.missing,
         fanout_p50_ms: fanout.latency_ms.value_at_quantile(0.5),
         fanout_p99_ms: fanout.latency_ms.value_at_quantile(0.99),
+        web_fanout_subscribers: web_fanout.subscribers,
+        web_fanout_changes: web_fanout.changes,
+        web_fanout_write_errors: web_fanout.write_errors,
+        web_fanout_missing: web_fanout.missing,
+        web_fanout_p50_ms: web_fanout.latency_ms.value_at_quantile(0.5),
+        web_fanout_p99_ms: web_fanout.latency_ms.value_at_quantile(0.99),
         rebuild_events: stats.events_replayed,
         rebuild_events_per_s,
         read_events_per_s,
@@ -306,6 +325,19 @@ impl Report {
                 self.fanout_write_errors == 0 && self.fanout_missing == 0 && self.fanout_p99_ms <= 100,
             ),
             (
+                format!("StreamEntries fan-out over gRPC-Web (HTTP/1.1), {} subscribers", self.web_fanout_subscribers),
+                format!(
+                    "{} changes ({} writes refused), {} deliveries missing, p50 {} ms, p99 {} ms",
+                    self.web_fanout_changes,
+                    self.web_fanout_write_errors,
+                    self.web_fanout_missing,
+                    self.web_fanout_p50_ms,
+                    self.web_fanout_p99_ms
+                ),
+                format!("{} changes/s sustained, all delivered, p99 ≤ 100 ms", self.fanout_rate),
+                self.web_fanout_write_errors == 0 && self.web_fanout_missing == 0 && self.web_fanout_p99_ms <= 100,
+            ),
+            (
                 format!("rebuild over {} events vs a sequential read", self.rebuild_events),
                 format!("{:.0} vs {:.0} events/s", self.rebuild_events_per_s, self.read_events_per_s),
                 format!("{:.2} (goal ≥ 0.3)", self.rebuild_ratio),
@@ -339,7 +371,10 @@ impl Report {
 
     /// Whether every subscriber got every change (the one thing a smoke run checks).
     pub fn delivered_everything(&self) -> bool {
-        self.fanout_missing == 0 && self.fanout_changes > 0
+        self.fanout_missing == 0
+            && self.fanout_changes > 0
+            && self.web_fanout_missing == 0
+            && self.web_fanout_changes > 0
     }
 }
 

@@ -1,5 +1,5 @@
 // One client's last 30 days: plots and a table, live; the coach corrects a value inline.
-import { useMemo, useState } from "preact/hooks";
+import { useEffect, useMemo, useRef, useState } from "preact/hooks";
 import type { Api } from "../api";
 import { describeError } from "../api";
 import type { MessageInitShape } from "@bufbuild/protobuf";
@@ -17,7 +17,14 @@ import { ExplainDialog } from "./ExplainDialog";
 
 export const DAYS_SHOWN = 30;
 
-type Props = { api: Api; board: Board; explanations: Explanations; userId: string; version: number };
+type Props = {
+  api: Api;
+  board: Board;
+  explanations: Explanations;
+  userId: string;
+  /** The board changed here (a correction saved): show it without waiting for the stream. */
+  onChange: () => void;
+};
 
 export function ClientPage(props: Props) {
   const { board, userId } = props;
@@ -37,7 +44,7 @@ export function ClientPage(props: Props) {
     <section class="client" aria-label={clientName(client)}>
       <a href="#/">← All clients</a>
       <h2>{clientName(client)}</h2>
-      <Plots dates={dates} entries={entries} version={props.version} />
+      <Plots dates={dates} entries={entries} />
       <div class="table-scroll">
         <table class="days" aria-label="Last 30 days">
           <thead>
@@ -84,7 +91,9 @@ export function ClientPage(props: Props) {
   );
 }
 
-function Plots(props: { dates: string[]; entries: (Entry | undefined)[]; version: number }) {
+function Plots(props: { dates: string[]; entries: (Entry | undefined)[] }) {
+  // Rebuilt only when one of this client's days changes version (not on heartbeats).
+  const versions = props.entries.map((e) => `${e?.date}@${e?.position ?? 0n}`).join();
   const { days, steps, sleep, weight } = useMemo(() => {
     const values = (pick: (e: Entry) => number | undefined) => props.entries.map((e) => (e ? (pick(e) ?? null) : null));
     const stage = (pick: (e: Entry) => number | undefined) => values((e) => (e.sleep ? pick(e) : undefined));
@@ -100,7 +109,7 @@ function Plots(props: { dates: string[]; entries: (Entry | undefined)[]; version
       ] as Series[],
       weight: [{ label: "Weight", color: "#059669", values: values((e) => e.weightKg) }] as Series[],
     };
-  }, [props.dates.join(), props.version]);
+  }, [props.dates.join(), versions]);
   return (
     <div class="plots">
       <Plot title="Steps" days={days} series={steps} unit="steps" />
@@ -116,6 +125,13 @@ function Correctable(props: Props & { date: string; entry: Entry | undefined; fi
   const [editing, setEditing] = useState(false);
   const [error, setError] = useState<string | null>(null);
   const [busy, setBusy] = useState(false);
+  // Back to the Correct button when an edit ends, so a keyboard user keeps their place.
+  const correctButton = useRef<HTMLButtonElement>(null);
+  const wasEditing = useRef(false);
+  useEffect(() => {
+    if (wasEditing.current && !editing) correctButton.current?.focus();
+    wasEditing.current = editing;
+  }, [editing]);
   const shownSource = entry?.provenance.find((p) => p.field === field)?.source;
   const label = SHOWN_FIELDS.find((f) => f.field === field)?.label ?? field;
 
@@ -130,7 +146,7 @@ function Correctable(props: Props & { date: string; entry: Entry | undefined; fi
         clearFields: values ? [] : [field],
         idempotencyKey: crypto.randomUUID(),
       });
-      if (answer.entry) props.board.applyEntry(answer.entry);
+      if (answer.entry && props.board.applyEntry(answer.entry)) props.onChange();
       setEditing(false);
     } catch (e) {
       setError(describeError(e));
@@ -144,6 +160,9 @@ function Correctable(props: Props & { date: string; entry: Entry | undefined; fi
     return (
       <form
         class="correct"
+        onKeyDown={(event) => {
+          if (event.key === "Escape") setEditing(false);
+        }}
         onSubmit={(event) => {
           event.preventDefault();
           const input = (event.currentTarget as HTMLFormElement).elements.namedItem("value") as HTMLInputElement;
@@ -168,14 +187,23 @@ function Correctable(props: Props & { date: string; entry: Entry | undefined; fi
         <button type="button" class="link" onClick={() => setEditing(false)}>
           Cancel
         </button>
-        {error && <span class="error">{error}</span>}
+        {error && (
+          <span class="error" role="alert">
+            {error}
+          </span>
+        )}
       </form>
     );
   }
   return (
     <span class="correctable">
       <Value entry={entry} field={field} explanations={props.explanations} />
-      <button class="link" onClick={() => setEditing(true)} aria-label={`Correct ${label.toLowerCase()} on ${date}`}>
+      <button
+        class="link"
+        ref={correctButton}
+        onClick={() => setEditing(true)}
+        aria-label={`Correct ${label.toLowerCase()} on ${date}`}
+      >
         Correct
       </button>
       {shownSource === Source.COACH && (
@@ -183,7 +211,11 @@ function Correctable(props: Props & { date: string; entry: Entry | undefined; fi
           Clear
         </button>
       )}
-      {error && <span class="error">{error}</span>}
+      {error && (
+        <span class="error" role="alert">
+          {error}
+        </span>
+      )}
     </span>
   );
 }

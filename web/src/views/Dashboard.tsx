@@ -12,11 +12,16 @@ import { Roster } from "./Roster";
 export function Dashboard(props: { token: string; onSignOut: (reason: string | null) => void }) {
   const api = useMemo(() => connectApi(props.token), [props.token]);
   const explanations = useMemo(() => new Explanations(api), [api]);
-  const board = useMemo(() => new Board(), [api]);
-  const [version, setVersion] = useState(0);
+  // A new attempt (Try again, or a server behind the page) reads everything afresh.
+  const [attempt, setAttempt] = useState(0);
+  const board = useMemo(() => new Board(), [api, attempt]);
+  // Bumped when an entry or a client changes (the board is mutable: this re-renders it);
+  // the position shown moves on heartbeats too.
+  const [, setVersion] = useState(0);
+  const [position, setPosition] = useState("0");
+  const [loaded, setLoaded] = useState(false);
   const [link, setLink] = useState<Link>("connecting");
   const [loadError, setLoadError] = useState<string | null>(null);
-  const [attempt, setAttempt] = useState(0);
   const [route, setRoute] = useState(window.location.hash);
   const [now, setNow] = useState(new Date());
 
@@ -33,7 +38,11 @@ export function Dashboard(props: { token: string; onSignOut: (reason: string | n
 
   useEffect(() => {
     const stop = new AbortController();
-    const changed = () => setVersion((v) => v + 1);
+    const changed = (data: boolean) => {
+      if (data) setVersion((v) => v + 1);
+      setPosition(board.position.toString());
+    };
+    setLoaded(false);
     (async () => {
       try {
         const roster = await api.roster.listClients({}, { signal: stop.signal });
@@ -50,17 +59,20 @@ export function Dashboard(props: { token: string; onSignOut: (reason: string | n
           }),
         );
         setLoadError(null);
-        changed();
+        setLoaded(true);
+        changed(true);
       } catch (e) {
         if (stop.signal.aborted) return;
         if (isSignInProblem(e)) props.onSignOut(describeError(e));
         else setLoadError(describeError(e));
         return;
       }
-      await follow(api, board, { onChange: changed, onLink: setLink, onSignedOut: props.onSignOut }, stop.signal);
+      const onBehind = () => setAttempt((a) => a + 1);
+      const handlers = { onChange: changed, onLink: setLink, onSignedOut: props.onSignOut, onBehind };
+      await follow(api, board, handlers, stop.signal);
     })();
     return () => stop.abort();
-  }, [api, attempt]);
+  }, [board]);
 
   const clientId = route.startsWith("#/client/") ? decodeURIComponent(route.slice("#/client/".length)) : null;
   return (
@@ -73,7 +85,7 @@ export function Dashboard(props: { token: string; onSignOut: (reason: string | n
           {link === "live" ? "Live" : link === "reconnecting" ? "Reconnecting…" : "Connecting…"}
         </span>
         <span class="position" title="The newest change this page has seen">
-          position <span data-testid="position">{board.position.toString()}</span>
+          position <span data-testid="position">{position}</span>
         </span>
         <button class="sign-out" onClick={() => props.onSignOut(null)}>
           Sign out
@@ -84,8 +96,16 @@ export function Dashboard(props: { token: string; onSignOut: (reason: string | n
           <div class="error" role="alert">
             {loadError} <button onClick={() => setAttempt((a) => a + 1)}>Try again</button>
           </div>
+        ) : !loaded ? (
+          <p>Loading your clients…</p>
         ) : clientId ? (
-          <ClientPage api={api} board={board} explanations={explanations} userId={clientId} version={version} />
+          <ClientPage
+            api={api}
+            board={board}
+            explanations={explanations}
+            userId={clientId}
+            onChange={() => setVersion((v) => v + 1)}
+          />
         ) : (
           <Roster board={board} explanations={explanations} now={now} />
         )}

@@ -29,6 +29,7 @@ function Overrode(props: { entry: Entry; field: ShownField; explanations: Explan
   const { entry, field } = props;
   useEffect(() => {
     let current = true;
+    setText(null);
     props.explanations.of(entry).then(
       (explained) => {
         const decision = explained.decisions.find((d) => d.field === field);
