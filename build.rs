@@ -16,6 +16,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/coachfit/v1/pairing.proto",
         "proto/coachfit/v1/admin.proto",
         "proto/coachfit/v1/roster.proto",
+        "proto/coachfit/v1/privacy.proto",
     ];
     tonic_prost_build::configure()
         .file_descriptor_set_path(out_dir.join("coachfit_descriptor.bin"))

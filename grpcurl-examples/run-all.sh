@@ -39,6 +39,7 @@ expect rename-client.sh '^\{\}$|^\{$'
 expect list-clients.sh '"displayName": "Ana \(marathon block\)"' '"kind": "steps"' '"lastSyncedAt"'
 expect get-sync-status.sh '"kind": "steps"' '"lastSyncedAt"'
 expect pairing-flow.sh '"deviceToken"' '"coachId"' '"accepted": 1' '"revoked": 1'
+expect delete-account.sh '"erasedAt"' 'the retry is refused: Code: Unauthenticated'
 if [ -n "$ADMIN_TOKEN" ]; then
   expect recompute-day.sh '"steps": 10000'
   expect rebuild-projections.sh '"daysRebuilt"'
@@ -46,6 +47,7 @@ if [ -n "$ADMIN_TOKEN" ]; then
   expect rotate-coach-token.sh '"coachToken"'
   expect revoke-coach.sh '"tokensRevoked": 1'
   expect set-priority-rule.sh '"version": "[0-9]+"'
+  expect erase-user.sh '"erased": true' '"position": "[0-9]+"' '^\{\}$|^\{$'
   expect get-priority-rule.sh '"version": "[0-9]+"' '"SOURCE_HEALTHKIT"' '"applied": true' '"setBy": "admin"'
 else
   echo "skip the admin examples: no ADMIN_TOKEN (or COACHFIT_ADMIN_TOKEN) is set"

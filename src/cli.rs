@@ -18,7 +18,7 @@ use crate::api::pairing::PairingOptions;
 use crate::config::{AdminCommand, Cli, Command, LogFormat, PriorityCommand};
 use crate::demo;
 use crate::domain::priority::PriorityRule;
-use crate::domain::validate::{check_text, TextKind, MAX_NAME_CHARS};
+use crate::domain::validate::{check_text, identifier, TextKind, MAX_NAME_CHARS};
 use crate::server::{self, Limits, ServerOptions, Tls, TlsFiles};
 use crate::store::postgres::{PgSettings, PostgresStore};
 use crate::store::sqlite::SqliteStore;
@@ -260,6 +260,12 @@ async fn run_command<S: Store>(store: S, command: Command, database: &str) -> an
         Command::Admin(AdminCommand::RevokeCoach { coach_id }) => {
             let Some(tokens_revoked) = store.revoke_coach(&coach_id).await? else { bail!("no coach {coach_id}") };
             println!("{}", json!({"tokens_revoked": tokens_revoked}));
+        }
+        Command::Admin(AdminCommand::EraseUser { user_id }) => {
+            identifier("--user-id", &user_id).map_err(|v| anyhow::anyhow!(v.description))?;
+            let removal = store.erase_user(&user_id, "cli").await?;
+            let position = removal.as_ref().map_or(0, |removal| removal.position);
+            println!("{}", json!({"erased": removal.is_some(), "position": position}));
         }
         Command::Priority(PriorityCommand::Show) => {
             let stored = store.priority_rule().await?;

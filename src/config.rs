@@ -252,6 +252,12 @@ pub enum AdminCommand {
         #[arg(long)]
         coach_id: String,
     },
+    /// Erases a user and everything stored of them, for good (docs/PRIVACY.md); prints
+    /// {"erased", "position"}. Erasing a user that is not there is not an error.
+    EraseUser {
+        #[arg(long)]
+        user_id: String,
+    },
 }
 
 /// A browser origin: `http` or `https`, a host, an optional port, and nothing after;

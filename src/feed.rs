@@ -1,5 +1,5 @@
-//! The live feed behind `StreamEntries`: entries and (for a subscriber that asks) clients'
-//! roster changes; catch up from the store by position, then follow the store's change
+//! The live feed behind `StreamEntries`: entries, users' removals and (for a subscriber that
+//! asks) clients' roster changes; catch up from the store by position, then follow the store's change
 //! broadcast.
 //!
 //! Positions are committed in order, and each published change says after which position it
@@ -18,7 +18,7 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{broadcast, watch};
 use tokio::time::{interval_at, Instant, Interval, MissedTickBehavior};
 
-use crate::store::{FeedChange, FeedFilter, FeedRecord, RosterClient, Store, StoreError, StoredEntry};
+use crate::store::{FeedChange, FeedFilter, FeedRecord, Removal, RosterClient, Store, StoreError, StoredEntry};
 
 /// Entries read from the store per catch-up query (and held per subscriber, at most).
 const CATCH_UP_PAGE: u32 = 256;
@@ -28,6 +28,8 @@ pub enum FeedItem {
     Update(Arc<StoredEntry>),
     /// A client as it is after a roster change.
     Client(Arc<RosterClient>),
+    /// A user erased: drop them (their entries are gone).
+    Removed(Arc<Removal>),
     /// The latest position accounted for; resuming from it misses nothing.
     Heartbeat(i64),
 }
@@ -170,6 +172,7 @@ impl<S: Store> Follower<S> {
         match record {
             FeedRecord::Entry(entry) => Some(FeedItem::Update(entry.clone())),
             FeedRecord::Client(client) => self.clients.then(|| FeedItem::Client(client.clone())),
+            FeedRecord::Removal(removal) => Some(FeedItem::Removed(removal.clone())),
         }
     }
 

@@ -223,6 +223,13 @@ impl<S: Store> EntryService for EntryApi<S> {
                         })),
                     })
                 }
+                Ok(FeedItem::Removed(removal)) => Ok(pb::StreamEntriesResponse {
+                    kind: Some(pb::stream_entries_response::Kind::Removed(pb::ClientRemoved {
+                        position: removal.position as u64,
+                        user_id: removal.user_id.clone(),
+                        removed_at: Some(convert::timestamp(removal.removed_at)),
+                    })),
+                }),
                 Ok(FeedItem::Heartbeat(position)) => Ok(pb::StreamEntriesResponse {
                     kind: Some(pb::stream_entries_response::Kind::Heartbeat(pb::Heartbeat {
                         position: position as u64,

@@ -10,6 +10,7 @@ pub mod entry;
 pub mod ingest;
 pub(crate) mod items;
 pub mod pairing;
+pub mod privacy;
 pub mod request_id;
 pub mod roster;
 pub mod status;

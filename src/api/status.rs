@@ -122,6 +122,8 @@ fn store_status(err: &StoreError) -> Status {
             Status::internal(format!("internal error (request id {request_id})"))
         }
         StoreError::Shared(shared) => store_status(shared),
+        // The same answer the next call with the erased user's token gets.
+        StoreError::UserErased => Status::unauthenticated("this account has been deleted"),
     }
 }
 

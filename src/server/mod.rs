@@ -31,6 +31,7 @@ use crate::api::auth::Authenticator;
 use crate::api::entry::EntryApi;
 use crate::api::ingest::IngestApi;
 use crate::api::pairing::{PairingApi, PairingOptions};
+use crate::api::privacy::PrivacyApi;
 use crate::api::roster::RosterApi;
 use crate::api::{AppState, DeviceRate, StreamSlots};
 use crate::metrics::POOL_CONNECTIONS;
@@ -38,6 +39,7 @@ use crate::proto::v1::admin_service_server::AdminServiceServer;
 use crate::proto::v1::entry_service_server::EntryServiceServer;
 use crate::proto::v1::ingest_service_server::IngestServiceServer;
 use crate::proto::v1::pairing_service_server::PairingServiceServer;
+use crate::proto::v1::privacy_service_server::PrivacyServiceServer;
 use crate::proto::v1::roster_service_server::RosterServiceServer;
 use crate::proto::FILE_DESCRIPTOR_SET;
 use crate::store::Store;
@@ -176,6 +178,7 @@ pub async fn serve<S: Store>(
         .add_service(EntryServiceServer::new(EntryApi::new(state.clone())))
         .add_service(PairingServiceServer::new(PairingApi::new(state.clone(), &options.pairing)))
         .add_service(RosterServiceServer::new(RosterApi::new(state.clone())))
+        .add_service(PrivacyServiceServer::new(PrivacyApi::new(state.clone())))
         .add_service(AdminServiceServer::new(AdminApi::new(state)));
     let server = Server::builder()
         // HTTP/1.1 too: browsers speak gRPC-Web over it, and fetch the dashboard with it.
@@ -237,6 +240,7 @@ async fn watch_database<S: Store>(store: S, reporter: HealthReporter) {
         "coachfit.v1.PairingService",
         "coachfit.v1.RosterService",
         "coachfit.v1.AdminService",
+        "coachfit.v1.PrivacyService",
     ];
     let mut last = None;
     loop {

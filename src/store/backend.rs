@@ -16,8 +16,8 @@ use tokio::sync::broadcast;
 use super::projector::{DaySpan, EventRow, Inserted, KeyLookup, KeyedEvent, Revision, UserDay};
 use super::rehash::{HashUpgrade, StoredHash};
 use super::roster::{Clients, Published};
-use super::rows::{BodyRow, ClientRow, DeviceRow, EntryRow, RuleRow, SyncRow, TokenRow};
-use super::{FeedChange, FeedFilter, PoolUse, StoreResult, StoredEntry};
+use super::rows::{BodyRow, ClientRow, DeviceRow, EntryRow, RemovalRow, RuleRow, SyncRow, TokenRow};
+use super::{FeedChange, FeedFilter, PoolUse, Removal, StoreResult, StoredEntry};
 use crate::domain::event::StoredEvent;
 
 /// A result of a statement, as a future that may move between threads.
@@ -259,6 +259,21 @@ pub trait Backend: Send + Sync + Sized + 'static {
         device_id: Option<&str>,
         at: DateTime<Utc>,
     ) -> impl Answer<u64>;
+
+    // Erasure (`erasure`).
+
+    /// Deletes the rows of `table` whose `column` is `value`.
+    fn delete_rows(conn: &mut Self::Conn, table: &'static str, column: &'static str, value: &str) -> impl Answer<()>;
+    fn insert_removal(conn: &mut Self::Conn, removal: &Removal, removed_by: &str) -> impl Answer<()>;
+    /// Removals matching `filter` with positions in `(after, up_to]`, by position, at most
+    /// `limit`.
+    fn removal_rows(
+        conn: &mut Self::Conn,
+        filter: &FeedFilter,
+        after: i64,
+        up_to: i64,
+        limit: u32,
+    ) -> impl Answer<Vec<RemovalRow>>;
 
     // Read models.
 

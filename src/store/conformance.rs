@@ -1,7 +1,7 @@
 //! Store-level tests every backend runs on its own store (`run`), for what the behavioural
 //! suite cannot reach from outside: the rebuild pipeline's read-ahead against writes that
-//! land between a chunk's read and its write, and a priority rule stored but not yet
-//! applied to every day.
+//! land between a chunk's read and its write, a priority rule stored but not yet applied to
+//! every day, and an append that reaches the writer after its user was erased.
 
 use std::future::Future;
 
@@ -10,7 +10,7 @@ use coachfit_testkit::ScratchDatabase;
 
 use super::backend::Backend;
 use super::sql_store::SqlStore;
-use super::{rebuild, Store};
+use super::{rebuild, Store, StoreError};
 use crate::domain::event::{KeyReuse, NewEvent, Payload, StepsReport};
 use crate::domain::priority::PriorityRule;
 use crate::domain::Source;
@@ -35,14 +35,48 @@ where
     O: Fn() -> F,
     F: Future<Output = (SqlStore<B>, ScratchDatabase)>,
 {
-    let (store, _db) = open().await;
+    let with_users = || async {
+        let (store, db) = open().await;
+        users(&store, &["u1", "u2"]).await;
+        (store, db)
+    };
+    let (store, _db) = with_users().await;
     a_rebuild_chunk_read_before_a_new_event_is_read_again(store).await;
-    let (store, _db) = open().await;
+    let (store, _db) = with_users().await;
     a_rebuild_chunk_read_before_an_entry_changed_is_read_again(store).await;
-    let (store, _db) = open().await;
+    let (store, _db) = with_users().await;
     a_rebuild_of_more_events_than_a_chunk_replays_every_event_once(store).await;
-    let (store, _db) = open().await;
+    let (store, _db) = with_users().await;
     a_stored_rule_folds_the_next_write_and_its_pass_folds_the_rest(store).await;
+    let (store, _db) = with_users().await;
+    an_append_authorized_before_its_user_was_erased_stores_nothing(store).await;
+}
+
+/// Adds client users (of one coach): events are stored only for users who exist.
+pub(crate) async fn users<B: Backend>(store: &SqlStore<B>, ids: &[&str]) {
+    let mut write = store.backend().write(&[]).await.unwrap();
+    let at = Utc::now();
+    B::insert_coach(&mut write, "coach", "Coach", at).await.unwrap();
+    for id in ids {
+        B::ensure_user(&mut write, id, "coach", None, at).await.unwrap();
+    }
+    B::commit(write).await.unwrap();
+}
+
+/// A call authorized just before its user was erased reaches the writer after: the
+/// database refuses its events, so nothing of the user comes back; others' writes go on.
+async fn an_append_authorized_before_its_user_was_erased_stores_nothing<B: Backend>(store: SqlStore<B>) {
+    let day = NaiveDate::from_ymd_opt(2026, 3, 1).unwrap();
+    store.append("u1", "device:1", vec![steps(day, 1_000, 8)]).await.unwrap();
+    let removal = store.erase_user("u1", "admin").await.unwrap().expect("u1 existed");
+    assert_eq!((removal.user_id.as_str(), removal.coach_id.as_str()), ("u1", "coach"));
+
+    let late = store.append("u1", "device:1", vec![steps(day, 2_000, 9)]).await;
+    assert!(matches!(late, Err(StoreError::UserErased)), "{late:?}");
+    assert!(store.fold_input("u1", day).await.unwrap().is_empty(), "no event of u1 was stored");
+    assert!(store.get_entry("u1", day).await.unwrap().is_none());
+    assert!(store.erase_user("u1", "admin").await.unwrap().is_none(), "erasing again finds nobody");
+    store.append("u2", "device:2", vec![steps(day, 3_000, 9)]).await.expect("others write on");
 }
 
 const HEALTHKIT_FIRST: &str = r#"{"default": ["healthkit", "manual", "strava"]}"#;

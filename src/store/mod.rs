@@ -6,6 +6,7 @@
 mod backend;
 #[cfg(test)]
 mod conformance;
+mod erasure;
 mod group;
 pub mod postgres;
 mod projector;
@@ -53,6 +54,9 @@ pub enum StoreError {
     /// One failure of a read several callers shared (`api::token_lookups`).
     #[error(transparent)]
     Shared(std::sync::Arc<StoreError>),
+    /// The write's user was erased after the call was authorized.
+    #[error("the user was erased")]
+    UserErased,
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -69,6 +73,7 @@ impl StoreError {
                 StoreError::Unavailable(err)
             }
             sqlx::Error::Database(ref db) if is_unavailable(db.as_ref()) => StoreError::Unavailable(err),
+            sqlx::Error::Database(ref db) if is_user_erased(db.as_ref()) => StoreError::UserErased,
             other => StoreError::Database(other),
         }
     }
@@ -85,6 +90,14 @@ fn is_unavailable(db: &dyn sqlx::error::DatabaseError) -> bool {
         }
         // SQLite: a busy or locked database.
         None => db.message().contains("database is locked"),
+    }
+}
+
+/// The refusal of events whose user does not exist (migration 0008's trigger).
+fn is_user_erased(db: &dyn sqlx::error::DatabaseError) -> bool {
+    match db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>() {
+        Some(pg) => pg.code() == "CF001",
+        None => db.message().contains("user erased"),
     }
 }
 
@@ -152,12 +165,23 @@ pub struct StoredEntry {
     pub rule_version: i64,
 }
 
-/// What took a feed position: an entry's new version, or a client's roster change (the
-/// client as it is after it). Shared by every subscriber that receives it.
+/// A user erased, as the feed tells subscribers who followed them (their entries are gone).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Removal {
+    pub user_id: String,
+    pub coach_id: String,
+    pub position: i64,
+    pub removed_at: DateTime<Utc>,
+}
+
+/// What took a feed position: an entry's new version, a client's roster change (the
+/// client as it is after it), or a user's erasure. Shared by every subscriber that
+/// receives it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum FeedRecord {
     Entry(Arc<StoredEntry>),
     Client(Arc<RosterClient>),
+    Removal(Arc<Removal>),
 }
 
 impl FeedRecord {
@@ -165,6 +189,7 @@ impl FeedRecord {
         match self {
             FeedRecord::Entry(entry) => entry.position,
             FeedRecord::Client(client) => client.position,
+            FeedRecord::Removal(removal) => removal.position,
         }
     }
 
@@ -172,6 +197,7 @@ impl FeedRecord {
         match self {
             FeedRecord::Entry(entry) => &entry.user_id,
             FeedRecord::Client(client) => &client.user_id,
+            FeedRecord::Removal(removal) => &removal.user_id,
         }
     }
 }
@@ -308,6 +334,11 @@ pub trait Store: Clone + Send + Sync + 'static {
     ) -> impl Future<Output = StoreResult<Option<Paired>>> + Send;
     /// Revokes one device of the user, or all of them; returns how many were revoked.
     fn revoke_devices(&self, user_id: &str, device_id: Option<&str>) -> impl Future<Output = StoreResult<u32>> + Send;
+    /// Deletes every row of the user's (events, entries, sync status, device tokens,
+    /// pairing codes, the user) in one transaction, and puts their removal on the feed;
+    /// `by` is who erased them. `None` when there was no user (erased before, say): any
+    /// pairing code reserved for the id is deleted all the same.
+    fn erase_user(&self, user_id: &str, by: &str) -> impl Future<Output = StoreResult<Option<Removal>>> + Send;
 
     /// Appends the events of one request and re-folds every day they touch, in one
     /// transaction. Returns one outcome per event, in order.
@@ -339,8 +370,8 @@ pub trait Store: Clone + Send + Sync + 'static {
     fn pool_use(&self) -> Vec<PoolUse>;
     /// The position of the latest committed change (0 when there is none).
     fn head_position(&self) -> impl Future<Output = StoreResult<i64>> + Send;
-    /// Entries (and, with `clients`, roster changes) matching `filter` whose position is in
-    /// `(after, up_to]`, by position, at most `limit` rows of each read.
+    /// Entries, removals (and, with `clients`, roster changes) matching `filter` whose
+    /// position is in `(after, up_to]`, by position, at most `limit` rows of each read.
     fn feed_page(
         &self,
         filter: &FeedFilter,

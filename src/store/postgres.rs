@@ -24,13 +24,13 @@ use super::backend::{Backend, Upgrade};
 use super::projector::{DaySpan, EventRow, Inserted, KeyLookup, KeyedEvent, Revision, UserDay};
 use super::rehash::{HashUpgrade, StoredHash};
 use super::roster::{self, Clients, Published};
-use super::rows::{self, ClientRow, DeviceRow, SyncRow};
+use super::rows::{self, ClientRow, CoachOf, DeviceRow, RemovalRow, SyncRow};
 use super::rows::{
     event_days_after, from_micros, micros, parse_day, parse_uuid, stored_hash_from_row, user_events_from_rows, BodyRow,
     EntryRow, RuleRow, TokenRow, ENTRY_COLUMNS, EVENT_COLUMNS, IN_SPAN,
 };
 use super::sql_store::SqlStore;
-use super::{FeedChange, FeedFilter, FeedRecord, PoolUse, StoreError, StoreOptions, StoreResult, StoredEntry};
+use super::{FeedChange, FeedFilter, FeedRecord, PoolUse, Removal, StoreError, StoreOptions, StoreResult, StoredEntry};
 use crate::domain::event::StoredEvent;
 use crate::metrics::{FEED_POSITION, RELAY_LAG};
 
@@ -173,7 +173,7 @@ struct RelayCursor {
     read_to: i64,
 }
 
-/// Publishes every entry and roster change after the cursor, in position order.
+/// Publishes every entry, roster change and removal after the cursor, in position order.
 async fn relay_from(
     pool: &PgPool,
     changes: &broadcast::Sender<Arc<FeedChange>>,
@@ -204,8 +204,12 @@ async fn relay_from(
         .await
         .map_err(StoreError::from_sqlx)?;
         let touched = PgBackend::roster_rows(&mut conn, &FeedFilter::All, *published, head, RELAY_PAGE as u32).await?;
-        let pages =
-            [(rows.len(), rows.last().map(|row| row.entry.position)), (touched.len(), touched.last().map(|t| t.1))];
+        let removed = PgBackend::removal_rows(&mut conn, &FeedFilter::All, *published, head, RELAY_PAGE as u32).await?;
+        let pages = [
+            (rows.len(), rows.last().map(|row| row.entry.position)),
+            (touched.len(), touched.last().map(|t| t.1)),
+            (removed.len(), removed.last().map(|row| row.position)),
+        ];
         let read_to = roster::read_to(head, RELAY_PAGE as usize, pages);
         let clients = roster::clients_read_to::<PgBackend>(&mut conn, touched, read_to).await?;
         // By position; `None` for an entry that cannot be read.
@@ -221,6 +225,10 @@ async fn relay_from(
                 .into_iter()
                 .map(|client| (client.position, client.coach_id.clone(), Some(FeedRecord::Client(Arc::new(client))))),
         );
+        for row in removed.into_iter().filter(|row| row.position <= read_to) {
+            let removal = row.into_removal()?;
+            records.push((removal.position, removal.coach_id.clone(), Some(FeedRecord::Removal(Arc::new(removal)))));
+        }
         records.sort_by_key(|(position, _, _)| *position);
         for (position, coach_id, record) in records {
             let Some(record) = record else {
@@ -269,8 +277,10 @@ fn push_clients<'a>(query: &mut sqlx::QueryBuilder<'a, Postgres>, clients: Clien
 }
 
 /// `rows::push_feed_filter` with this backend's list test.
-fn push_feed_filter<'a>(query: &mut sqlx::QueryBuilder<'a, Postgres>, filter: &'a FeedFilter) {
-    rows::push_feed_filter(query, filter, |query, users| push_in_list(query, users.iter().map(String::as_str)));
+fn push_feed_filter<'a>(query: &mut sqlx::QueryBuilder<'a, Postgres>, filter: &'a FeedFilter, coach_of: CoachOf) {
+    rows::push_feed_filter(query, filter, coach_of, |query, users| {
+        push_in_list(query, users.iter().map(String::as_str))
+    });
 }
 
 /// Appends `(k1, k2, <column>) IN (SELECT * FROM UNNEST($a, $b, $c))`, each column's
@@ -455,7 +465,7 @@ impl Backend for PgBackend {
     /// Commits with a NOTIFY, delivered to every instance's relay when (and if) it commits;
     /// the relays read what changed by position.
     async fn commit_and_publish(&self, mut write: PgWrite, changed: Published) -> StoreResult<()> {
-        if !changed.entries.is_empty() || !changed.clients.is_empty() {
+        if !changed.is_empty() {
             sqlx::query("SELECT pg_notify($1, '')")
                 .bind(CHANNEL)
                 .execute(&mut *write)
@@ -963,7 +973,7 @@ impl Backend for PgBackend {
         let mut query =
             sqlx::QueryBuilder::<Postgres>::new("SELECT user_id, roster_position FROM users WHERE roster_position > ");
         query.push_bind(after).push(" AND roster_position <= ").push_bind(up_to);
-        push_feed_filter(&mut query, filter);
+        push_feed_filter(&mut query, filter, CoachOf::User);
         query.push(" ORDER BY roster_position LIMIT ").push_bind(i64::from(limit));
         query.build_query_as().fetch_all(conn).await.map_err(StoreError::from_sqlx)
     }
@@ -1122,6 +1132,51 @@ impl Backend for PgBackend {
         .map_err(StoreError::from_sqlx)
     }
 
+    async fn delete_rows(
+        conn: &mut PgConnection,
+        table: &'static str,
+        column: &'static str,
+        value: &str,
+    ) -> StoreResult<()> {
+        sqlx::query(&format!("DELETE FROM {table} WHERE {column} = $1"))
+            .bind(value)
+            .execute(conn)
+            .await
+            .map_err(StoreError::from_sqlx)?;
+        Ok(())
+    }
+
+    async fn insert_removal(conn: &mut PgConnection, removal: &Removal, removed_by: &str) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO removals (position, user_id, coach_id, removed_at_us, removed_by) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(removal.position)
+        .bind(&removal.user_id)
+        .bind(&removal.coach_id)
+        .bind(micros(removal.removed_at))
+        .bind(removed_by)
+        .execute(conn)
+        .await
+        .map_err(StoreError::from_sqlx)?;
+        Ok(())
+    }
+
+    async fn removal_rows(
+        conn: &mut PgConnection,
+        filter: &FeedFilter,
+        after: i64,
+        up_to: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<RemovalRow>> {
+        let mut query = sqlx::QueryBuilder::<Postgres>::new(
+            "SELECT position, user_id, coach_id, removed_at_us FROM removals WHERE position > ",
+        );
+        query.push_bind(after).push(" AND position <= ").push_bind(up_to);
+        push_feed_filter(&mut query, filter, CoachOf::Column);
+        query.push(" ORDER BY position LIMIT ").push_bind(i64::from(limit));
+        query.build_query_as().fetch_all(conn).await.map_err(StoreError::from_sqlx)
+    }
+
     async fn feed_rows(
         conn: &mut PgConnection,
         filter: &FeedFilter,
@@ -1132,7 +1187,7 @@ impl Backend for PgBackend {
         let mut query =
             sqlx::QueryBuilder::<Postgres>::new(format!("SELECT {ENTRY_COLUMNS} FROM entries WHERE position > "));
         query.push_bind(after).push(" AND position <= ").push_bind(up_to);
-        push_feed_filter(&mut query, filter);
+        push_feed_filter(&mut query, filter, CoachOf::User);
         query.push(" ORDER BY position LIMIT ").push_bind(i64::from(limit));
         query.build_query_as().fetch_all(conn).await.map_err(StoreError::from_sqlx)
     }

@@ -271,7 +271,7 @@ async fn append_unless_full<B: Backend>(
     }
     let entries = refold_from::<B>(tx, &touched, &with_entries, events, &rule, now).await?;
 
-    Ok(Ok((outcomes, Published { entries, clients })))
+    Ok(Ok((outcomes, Published { entries, clients, ..Published::default() })))
 }
 
 /// What `rows` add to `sync_status`: per user, author and kind, how many events, the newest

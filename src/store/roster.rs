@@ -34,6 +34,14 @@ pub struct Published {
     pub entries: Vec<super::StoredEntry>,
     /// Clients whose roster changes took new positions.
     pub clients: Vec<String>,
+    /// Users erased.
+    pub removals: Vec<super::Removal>,
+}
+
+impl Published {
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty() && self.clients.is_empty() && self.removals.is_empty()
+    }
 }
 
 /// The clients, by user id, with their devices and what each author stored of each kind.
@@ -74,7 +82,7 @@ pub(crate) async fn read_clients<B: Backend>(
 /// Where a read of the feed by position ends: at `up_to`, or at the last position of a page
 /// that came back full (each page as its rows and last position; the rest comes in the next
 /// read).
-pub(crate) fn read_to(up_to: i64, limit: usize, pages: [(usize, Option<i64>); 2]) -> i64 {
+pub(crate) fn read_to<const N: usize>(up_to: i64, limit: usize, pages: [(usize, Option<i64>); N]) -> i64 {
     pages.into_iter().filter(|(rows, _)| *rows == limit).filter_map(|(_, last)| last).fold(up_to, i64::min)
 }
 

@@ -250,26 +250,39 @@ pub(crate) fn push_clients<'a, DB: sqlx::Database>(
     }
 }
 
+/// How a feed table tells whose coach a row's user has, for `FeedFilter::Coach`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum CoachOf {
+    /// Through `users` (entries, clients: the user exists).
+    User,
+    /// Its own `coach_id` column (removals: the user is gone).
+    Column,
+}
+
 /// Appends the condition that selects the users of `filter` (columns unqualified), as
 /// `push_clients` does.
 pub(crate) fn push_feed_filter<'a, DB: sqlx::Database>(
     query: &mut sqlx::QueryBuilder<'a, DB>,
     filter: &'a super::FeedFilter,
+    coach_of: CoachOf,
     users_in: impl FnOnce(&mut sqlx::QueryBuilder<'a, DB>, &'a [String]),
 ) where
     &'a str: sqlx::Encode<'a, DB> + Type<DB>,
 {
-    match filter {
-        super::FeedFilter::All => {}
-        super::FeedFilter::Users(users) => {
+    match (filter, coach_of) {
+        (super::FeedFilter::All, _) => {}
+        (super::FeedFilter::Users(users), _) => {
             query.push(" AND user_id");
             users_in(query, users);
         }
-        super::FeedFilter::Coach(coach_id) => {
+        (super::FeedFilter::Coach(coach_id), CoachOf::User) => {
             query
                 .push(" AND user_id IN (SELECT user_id FROM users WHERE coach_id = ")
                 .push_bind(coach_id.as_str())
                 .push(")");
+        }
+        (super::FeedFilter::Coach(coach_id), CoachOf::Column) => {
+            query.push(" AND coach_id = ").push_bind(coach_id.as_str());
         }
     }
 }
@@ -351,4 +364,24 @@ pub struct SyncRow {
     pub newest_observed_at_us: i64,
     pub last_stored_at_us: i64,
     pub last_day: Option<String>,
+}
+
+/// A user's removal from the feed (`removals`).
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct RemovalRow {
+    pub position: i64,
+    pub user_id: String,
+    pub coach_id: String,
+    pub removed_at_us: i64,
+}
+
+impl RemovalRow {
+    pub fn into_removal(self) -> StoreResult<super::Removal> {
+        Ok(super::Removal {
+            removed_at: from_micros(self.removed_at_us)?,
+            user_id: self.user_id,
+            coach_id: self.coach_id,
+            position: self.position,
+        })
+    }
 }

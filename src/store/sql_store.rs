@@ -10,11 +10,11 @@ use super::backend::{Backend, Upgrade};
 use super::group::{GroupCommit, GroupWriter};
 use super::projector::{self, Append, AppendOutcome, Writing};
 use super::roster::{self, Clients, Published, SyncNotices};
-use super::rows::{EntryRow, SyncRow, TokenRow};
+use super::rows::{EntryRow, RemovalRow, SyncRow, TokenRow};
 use super::rules::{RuleCache, StoredRule, VersionedRule};
 use super::{
-    new_id, now, rebuild, rehash, FeedChange, FeedFilter, FeedPage, FeedRecord, Mismatch, Paired, PoolUse,
-    RebuildStats, RosterClient, Store, StoreError, StoreOptions, StoreResult, StoredEntry, Synced, TokenOwner,
+    erasure, new_id, now, rebuild, rehash, FeedChange, FeedFilter, FeedPage, FeedRecord, Mismatch, Paired, PoolUse,
+    RebuildStats, Removal, RosterClient, Store, StoreError, StoreOptions, StoreResult, StoredEntry, Synced, TokenOwner,
 };
 use crate::domain::event::{NewEvent, StoredEvent};
 use crate::domain::priority::PriorityRule;
@@ -263,6 +263,10 @@ impl<B: Backend> Store for SqlStore<B> {
         Ok(revoked as u32)
     }
 
+    async fn erase_user(&self, user_id: &str, by: &str) -> StoreResult<Option<Removal>> {
+        erasure::erase(self.backend.as_ref(), user_id, by).await
+    }
+
     #[tracing::instrument(level = "debug", name = "store.append", skip(self, events), fields(events = events.len()))]
     async fn append(&self, user_id: &str, actor: &str, events: Vec<NewEvent>) -> StoreResult<Vec<AppendOutcome>> {
         self.appends.append(user_id, actor, events).await
@@ -315,18 +319,27 @@ impl<B: Backend> Store for SqlStore<B> {
     ) -> StoreResult<FeedPage> {
         let mut conn = self.backend.feed_reader().await?;
         let rows = B::feed_rows(&mut conn, filter, after, up_to, limit).await?;
+        let removed = B::removal_rows(&mut conn, filter, after, up_to, limit).await?;
         let touched = match clients {
             true => B::roster_rows(&mut conn, filter, after, up_to, limit).await?,
             false => Vec::new(),
         };
-        let pages = [(rows.len(), rows.last().map(|row| row.position)), (touched.len(), touched.last().map(|t| t.1))];
+        let pages = [
+            (rows.len(), rows.last().map(|row| row.position)),
+            (removed.len(), removed.last().map(|row| row.position)),
+            (touched.len(), touched.last().map(|t| t.1)),
+        ];
         let read_to = roster::read_to(up_to, limit as usize, pages);
         let clients = roster::clients_read_to::<B>(&mut conn, touched, read_to).await?;
         let entries = rows.into_iter().filter(|row| row.position <= read_to).filter_map(EntryRow::into_readable_entry);
+        let removals = removed.into_iter().filter(|row| row.position <= read_to).map(RemovalRow::into_removal);
         let mut records: Vec<FeedRecord> = entries
             .map(|entry| FeedRecord::Entry(Arc::new(entry)))
             .chain(clients.into_iter().map(|client| FeedRecord::Client(Arc::new(client))))
             .collect();
+        for removal in removals {
+            records.push(FeedRecord::Removal(Arc::new(removal?)));
+        }
         records.sort_by_key(FeedRecord::position);
         Ok(FeedPage { records, read_to })
     }

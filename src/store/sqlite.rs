@@ -17,13 +17,13 @@ use super::backend::{Backend, Upgrade};
 use super::projector::{DaySpan, EventRow, Inserted, KeyLookup, KeyedEvent, Revision, UserDay};
 use super::rehash::{HashUpgrade, StoredHash};
 use super::roster::{self, Clients, Published};
-use super::rows::{self, ClientRow, DeviceRow, SyncRow};
+use super::rows::{self, ClientRow, CoachOf, DeviceRow, RemovalRow, SyncRow};
 use super::rows::{
     event_days_after, from_micros, micros, parse_day, parse_uuid, stored_hash_from_row, user_events_from_rows, BodyRow,
     EntryRow, EventColumns, RuleRow, TokenRow, ENTRY_COLUMNS, EVENT_COLUMNS, IN_SPAN,
 };
 use super::sql_store::SqlStore;
-use super::{FeedChange, FeedFilter, FeedRecord, PoolUse, StoreError, StoreOptions, StoreResult, StoredEntry};
+use super::{FeedChange, FeedFilter, FeedRecord, PoolUse, Removal, StoreError, StoreOptions, StoreResult, StoredEntry};
 use crate::domain::event::StoredEvent;
 use crate::metrics::FEED_POSITION;
 
@@ -154,8 +154,10 @@ fn push_clients<'a>(query: &mut sqlx::QueryBuilder<'a, Sqlite>, clients: Clients
 }
 
 /// `rows::push_feed_filter` with this backend's list test.
-fn push_feed_filter<'a>(query: &mut sqlx::QueryBuilder<'a, Sqlite>, filter: &'a FeedFilter) {
-    rows::push_feed_filter(query, filter, |query, users| push_in_list(query, users.iter().map(String::as_str)));
+fn push_feed_filter<'a>(query: &mut sqlx::QueryBuilder<'a, Sqlite>, filter: &'a FeedFilter, coach_of: CoachOf) {
+    rows::push_feed_filter(query, filter, coach_of, |query, users| {
+        push_in_list(query, users.iter().map(String::as_str))
+    });
 }
 
 /// Appends ` IN ($a, $b, …)`, each item bound as a parameter. (SQLite prepares statements
@@ -294,7 +296,11 @@ impl Backend for SqliteBackend {
             (coach_id, FeedRecord::Entry(Arc::new(entry)))
         });
         let clients = clients.into_iter().map(|client| (client.coach_id.clone(), FeedRecord::Client(Arc::new(client))));
-        let mut records: Vec<(String, FeedRecord)> = entries.chain(clients).collect();
+        let removals = changed
+            .removals
+            .into_iter()
+            .map(|removal| (removal.coach_id.clone(), FeedRecord::Removal(Arc::new(removal))));
+        let mut records: Vec<(String, FeedRecord)> = entries.chain(clients).chain(removals).collect();
         records.sort_by_key(|(_, record)| record.position());
         if let Some((_, last)) = records.last() {
             metrics::gauge!(FEED_POSITION).set(last.position() as f64);
@@ -813,7 +819,7 @@ impl Backend for SqliteBackend {
         let mut query =
             sqlx::QueryBuilder::<Sqlite>::new("SELECT user_id, roster_position FROM users WHERE roster_position > ");
         query.push_bind(after).push(" AND roster_position <= ").push_bind(up_to);
-        push_feed_filter(&mut query, filter);
+        push_feed_filter(&mut query, filter, CoachOf::User);
         query.push(" ORDER BY roster_position LIMIT ").push_bind(i64::from(limit));
         query.build_query_as().fetch_all(conn).await.map_err(StoreError::from_sqlx)
     }
@@ -976,6 +982,51 @@ impl Backend for SqliteBackend {
         .map_err(StoreError::from_sqlx)
     }
 
+    async fn delete_rows(
+        conn: &mut SqliteConnection,
+        table: &'static str,
+        column: &'static str,
+        value: &str,
+    ) -> StoreResult<()> {
+        sqlx::query(&format!("DELETE FROM {table} WHERE {column} = $1"))
+            .bind(value)
+            .execute(conn)
+            .await
+            .map_err(StoreError::from_sqlx)?;
+        Ok(())
+    }
+
+    async fn insert_removal(conn: &mut SqliteConnection, removal: &Removal, removed_by: &str) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO removals (position, user_id, coach_id, removed_at_us, removed_by) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(removal.position)
+        .bind(&removal.user_id)
+        .bind(&removal.coach_id)
+        .bind(micros(removal.removed_at))
+        .bind(removed_by)
+        .execute(conn)
+        .await
+        .map_err(StoreError::from_sqlx)?;
+        Ok(())
+    }
+
+    async fn removal_rows(
+        conn: &mut SqliteConnection,
+        filter: &FeedFilter,
+        after: i64,
+        up_to: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<RemovalRow>> {
+        let mut query = sqlx::QueryBuilder::<Sqlite>::new(
+            "SELECT position, user_id, coach_id, removed_at_us FROM removals WHERE position > ",
+        );
+        query.push_bind(after).push(" AND position <= ").push_bind(up_to);
+        push_feed_filter(&mut query, filter, CoachOf::Column);
+        query.push(" ORDER BY position LIMIT ").push_bind(i64::from(limit));
+        query.build_query_as().fetch_all(conn).await.map_err(StoreError::from_sqlx)
+    }
+
     async fn feed_rows(
         conn: &mut SqliteConnection,
         filter: &FeedFilter,
@@ -986,7 +1037,7 @@ impl Backend for SqliteBackend {
         let mut query =
             sqlx::QueryBuilder::<Sqlite>::new(format!("SELECT {ENTRY_COLUMNS} FROM entries WHERE position > "));
         query.push_bind(after).push(" AND position <= ").push_bind(up_to);
-        push_feed_filter(&mut query, filter);
+        push_feed_filter(&mut query, filter, CoachOf::User);
         query.push(" ORDER BY position LIMIT ").push_bind(i64::from(limit));
         query.build_query_as().fetch_all(conn).await.map_err(StoreError::from_sqlx)
     }
@@ -1026,11 +1077,12 @@ mod tests {
             .unwrap();
         drop(dropped);
 
+        conformance::users(&store, &["u1"]).await;
         store.append("u1", "u1", vec![steps(day, 1_000, 8)]).await.unwrap();
 
         let coaches: i64 =
             sqlx::query_scalar("SELECT COUNT(*) FROM coaches").fetch_one(&store.backend().readers).await.unwrap();
-        assert_eq!(coaches, 0, "the dropped write's row was not committed");
+        assert_eq!(coaches, 1, "the dropped write's coach was not committed (only the test's own)");
         let entry = store.get_entry("u1", day).await.unwrap().unwrap();
         assert_eq!(entry.body.steps, Some(1_000));
     }

@@ -13,6 +13,7 @@ use coachfit::proto::v1::admin_service_client::AdminServiceClient;
 use coachfit::proto::v1::entry_service_client::EntryServiceClient;
 use coachfit::proto::v1::ingest_service_client::IngestServiceClient;
 use coachfit::proto::v1::pairing_service_client::PairingServiceClient;
+use coachfit::proto::v1::privacy_service_client::PrivacyServiceClient;
 use coachfit::proto::v1::roster_service_client::RosterServiceClient;
 pub use coachfit::server::Limits;
 use coachfit::server::{self, ServerOptions};
@@ -237,6 +238,15 @@ impl TestServer {
         self.database.execute(sql).await;
     }
 
+    /// Every `table.column` with a row containing `value` (tables `except` aside).
+    pub async fn columns_containing(&self, value: &str, except: &[&str]) -> Vec<String> {
+        self.database.columns_containing(value, except).await
+    }
+
+    pub fn privacy(&self, token: &str) -> PrivacyServiceClient<InterceptedService<Channel, Bearer>> {
+        PrivacyServiceClient::new(self.authed(token))
+    }
+
     /// `coachfit verify` on this database: whether every read model matches its events.
     pub async fn verify(&self) -> bool {
         self.store.verify().await
@@ -345,6 +355,7 @@ pub async fn follow_with_random_disconnects(
                     last = update.position;
                     assert!(update.client.is_some_and(|client| !client.user_id.is_empty()));
                 }
+                Kind::Removed(removed) => panic!("nobody is erased here: {removed:?}"),
                 Kind::Heartbeat(beat) => {
                     assert!(beat.position >= last, "positions never go backwards");
                     last = beat.position;

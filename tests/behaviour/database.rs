@@ -70,6 +70,48 @@ impl TestDatabase {
         }
     }
 
+    /// Every `table.column` of the schema holding a row that contains `value`, except the
+    /// tables `except` (what an erasure must leave no trace in).
+    pub async fn columns_containing(&self, value: &str, except: &[&str]) -> Vec<String> {
+        let columns_sql = match self.backend {
+            Backend::Sqlite => {
+                "SELECT m.name, c.name FROM sqlite_master m, pragma_table_info(m.name) c
+                 WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%' AND m.name <> '_sqlx_migrations'"
+            }
+            Backend::Postgres => {
+                "SELECT table_name::text, column_name::text FROM information_schema.columns
+                 WHERE table_schema = 'public' AND table_name <> '_sqlx_migrations'"
+            }
+        };
+        // One statement: the name of each column with a row containing $1.
+        let search = |columns: Vec<(String, String)>| {
+            columns
+                .into_iter()
+                .filter(|(table, _)| !except.contains(&table.as_str()))
+                .map(|(table, column)| {
+                    format!(
+                        "SELECT '{table}.{column}' WHERE EXISTS \
+                         (SELECT 1 FROM \"{table}\" WHERE CAST(\"{column}\" AS TEXT) LIKE $1)"
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(" UNION ALL ")
+        };
+        let pattern = format!("%{value}%");
+        match self.backend {
+            Backend::Sqlite => {
+                let mut conn = sqlx::SqliteConnection::connect(&self.url).await.unwrap();
+                let sql = search(sqlx::query_as(columns_sql).fetch_all(&mut conn).await.unwrap());
+                sqlx::query_scalar(&sql).bind(pattern).fetch_all(&mut conn).await.unwrap()
+            }
+            Backend::Postgres => {
+                let mut conn = sqlx::PgConnection::connect(&self.url).await.unwrap();
+                let sql = search(sqlx::query_as(columns_sql).fetch_all(&mut conn).await.unwrap());
+                sqlx::query_scalar(&sql).bind(pattern).fetch_all(&mut conn).await.unwrap()
+            }
+        }
+    }
+
     pub async fn execute(&self, sql: &str) {
         match self.backend {
             Backend::Sqlite => {

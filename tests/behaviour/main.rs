@@ -19,6 +19,7 @@ mod matrix;
 mod metrics;
 mod pairing;
 mod priority;
+mod privacy;
 mod reflection;
 mod roster;
 mod scale_out;

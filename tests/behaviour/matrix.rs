@@ -171,6 +171,8 @@ async fn call(server: &TestServer, world: &World, rpc: &str, token: &str) -> Cod
             };
             code(admin.set_priority_rule(pb::SetPriorityRuleRequest { rule: Some(rule) }).await)
         }
+        "DeleteAccount" => code(server.privacy(token).delete_account(pb::DeleteAccountRequest {}).await),
+        "EraseUser" => code(server.privacy(token).erase_user(pb::EraseUserRequest { user_id }).await),
         other => panic!("no call for {other}"),
     }
 }
@@ -179,7 +181,7 @@ async fn every_rpc_answers_every_caller_as_the_matrix_says(backend: Backend) {
     use Code::{NotFound as NF, Ok as OK, PermissionDenied as PD, Unauthenticated as UA};
     // Columns: no token, bad token, revoked token, device of the user, device of another user,
     // the user's coach, another coach, admin. (README, "Who may call what".)
-    let matrix: [(&str, [Code; 8]); 22] = [
+    let matrix: [(&str, [Code; 8]); 24] = [
         ("IngestSteps", [UA, UA, UA, OK, OK, PD, PD, PD]),
         ("IngestSleep", [UA, UA, UA, OK, OK, PD, PD, PD]),
         ("IngestWorkouts", [UA, UA, UA, OK, OK, PD, PD, PD]),
@@ -205,6 +207,9 @@ async fn every_rpc_answers_every_caller_as_the_matrix_says(backend: Backend) {
         // Any coach may read the rule every instance folds with; only an admin sets it.
         ("GetPriorityRule", [UA, UA, UA, PD, PD, OK, OK, OK]),
         ("SetPriorityRule", [UA, UA, UA, PD, PD, PD, PD, OK]),
+        // A device deletes its own account (whichever user it is); an admin erases anyone.
+        ("DeleteAccount", [UA, UA, UA, OK, OK, PD, PD, PD]),
+        ("EraseUser", [UA, UA, UA, PD, PD, PD, PD, OK]),
     ];
     let server = TestServer::start(backend).await;
     let mut wrong = Vec::new();

@@ -265,7 +265,7 @@ async fn a_coach_stream_learns_when_a_client_pairs_syncs_and_changes_and_resumes
         .map(|kind| match kind {
             Kind::Update(update) => update.position,
             Kind::Client(update) => update.position,
-            Kind::Heartbeat(_) => unreachable!(),
+            Kind::Heartbeat(_) | Kind::Removed(_) => unreachable!(),
         })
         .collect();
     assert_eq!(positions, [again_at, revoked_at]);

@@ -40,6 +40,9 @@ export async function follow(api: Api, board: Board, handlers: FollowHandlers, s
         } else if (kind.case === "client") {
           data = board.applyClientUpdate(kind.value);
           board.advance(kind.value.position);
+        } else if (kind.case === "removed") {
+          data = board.removeClient(kind.value.userId);
+          board.advance(kind.value.position);
         } else if (kind.case === "heartbeat") {
           board.advance(kind.value.position);
         }

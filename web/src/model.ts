@@ -39,6 +39,13 @@ export class Board {
     return update.client ? this.applyClient(update.client, update.position) : false;
   }
 
+  /** Forgets an erased client and their days. */
+  removeClient(userId: string): boolean {
+    const known = this.clients.delete(userId);
+    this.clientPositions.delete(userId);
+    return this.days.delete(userId) || known;
+  }
+
   /** Records that the stream has delivered everything up to `position`. */
   advance(position: bigint): void {
     if (position > this.position) this.position = position;

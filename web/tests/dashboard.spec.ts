@@ -14,6 +14,7 @@ let as: Clients;
 let coachToken: string;
 const devices: Record<"ada" | "grace", string> = { ada: "", grace: "" };
 let adaId: string;
+let graceId: string;
 /** Today in the page's time zone (the config sets UTC). */
 const today = new Date().toISOString().slice(0, 10);
 
@@ -33,6 +34,7 @@ test.beforeAll(async () => {
     const paired = await as("").pairing.redeemPairingCode({ code: code.code, deviceName: `${name}'s iPhone` });
     devices[who] = paired.deviceToken;
     if (who === "ada") adaId = paired.userId;
+    else graceId = paired.userId;
   }
   await history("ada", 0);
   await history("grace", 1);
@@ -215,4 +217,14 @@ test("a revoked coach token signs the page out with the reason", async ({ page }
   await expect(page.getByRole("alert")).toContainText("not valid, or it has been revoked");
   await expect(page.getByLabel("Coach token")).toBeVisible();
   expect(await page.evaluate(() => sessionStorage.length)).toBe(0);
+});
+
+test("an erased client leaves the roster live", async ({ page }) => {
+  await signIn(page);
+  await expect(page.getByRole("status")).toHaveText("Live");
+  await expect(page.getByRole("link", { name: "Grace Hopper" })).toBeVisible();
+  await as(ADMIN_TOKEN).privacy.eraseUser({ userId: graceId });
+  await expect(page.getByRole("link", { name: "Grace Hopper" })).toHaveCount(0);
+  await expect(page.getByRole("link", { name: "Ada Lovelace" })).toBeVisible();
+  expect(consoleErrors).toEqual([]);
 });

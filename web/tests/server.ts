@@ -11,6 +11,7 @@ import { AdminService } from "../src/gen/coachfit/v1/admin_pb";
 import { EntryService } from "../src/gen/coachfit/v1/entry_pb";
 import { IngestService } from "../src/gen/coachfit/v1/ingest_pb";
 import { PairingService } from "../src/gen/coachfit/v1/pairing_pb";
+import { PrivacyService } from "../src/gen/coachfit/v1/privacy_pb";
 import { RosterService } from "../src/gen/coachfit/v1/roster_pb";
 
 const BINARY = process.env.COACHFIT_BIN ?? resolve(import.meta.dirname, "../../target/debug/coachfit");
@@ -96,6 +97,7 @@ export function clients(origin: string) {
       entries: createClient(EntryService, t) as Client<typeof EntryService>,
       ingest: createClient(IngestService, t) as Client<typeof IngestService>,
       pairing: createClient(PairingService, t) as Client<typeof PairingService>,
+      privacy: createClient(PrivacyService, t) as Client<typeof PrivacyService>,
       roster: createClient(RosterService, t) as Client<typeof RosterService>,
     };
   };

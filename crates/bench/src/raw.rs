@@ -31,6 +31,30 @@ impl RawEvent {
     }
 }
 
+/// Adds `users` as clients of `coach_id`, outside any timing: events are stored only for
+/// users who exist.
+pub async fn add_users<DB>(pool: &Pool<DB>, coach_id: &str, users: &[String]) -> anyhow::Result<()>
+where
+    DB: Database,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
+    for<'q> String: Encode<'q, DB> + Type<DB>,
+{
+    let mut conn = pool.acquire().await?;
+    for chunk in users.chunks(300) {
+        let mut sql = String::from("INSERT INTO users (user_id, coach_id, created_at_us) VALUES ");
+        let mut args = DB::Arguments::default();
+        for (i, user) in chunk.iter().enumerate() {
+            let sep = if i == 0 { "" } else { ", " };
+            sql.push_str(&format!("{sep}(${}, ${}, 0)", i * 2 + 1, i * 2 + 2));
+            args.add(user.clone()).map_err(|e| anyhow::anyhow!(e))?;
+            args.add(coach_id.to_string()).map_err(|e| anyhow::anyhow!(e))?;
+        }
+        sqlx::query_with(&sql, args).execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
 /// Inserts each batch with one multi-row statement (one commit each), `concurrency` batches
 /// in flight. Returns the elapsed time.
 pub async fn insert<DB>(pool: &Pool<DB>, batches: &[Vec<RawEvent>], concurrency: usize) -> anyhow::Result<Duration>

@@ -157,6 +157,13 @@ impl Raw {
         }
     }
 
+    async fn add_users(&self, coach_id: &str, users: &[String]) -> anyhow::Result<()> {
+        match self {
+            Raw::Sqlite(pool) => raw::add_users(pool, coach_id, users).await,
+            Raw::Postgres(pool) => raw::add_users(pool, coach_id, users).await,
+        }
+    }
+
     async fn sequential_read(&self) -> anyhow::Result<(u64, Duration)> {
         match self {
             Raw::Sqlite(pool) => raw::sequential_read(pool).await,
@@ -198,6 +205,8 @@ async fn run_on<S: Store>(
             (0..400).map(|d| RawEvent::steps(&user, load::bench_day(d), 1_000, 1_000_000 + d as i64)).collect()
         })
         .collect();
+    let raw_users: Vec<String> = (0..sizes.batch_requests).map(|r| format!("raw-{r}")).collect();
+    raw.add_users(&coach_id, &raw_users).await?;
     let raw_elapsed = raw.insert(&raw_batches, sizes.batch_clients).await?;
     let raw_insert_events_per_s = (sizes.batch_requests * 400) as f64 / raw_elapsed.as_secs_f64();
 
@@ -255,6 +264,9 @@ async fn run_on<S: Store>(
                 .collect()
         })
         .collect();
+    let history_users: Vec<String> =
+        (0..sizes.rebuild_events.div_ceil(1_000)).map(|u| format!("history-{u}")).collect();
+    raw.add_users(&coach_id, &history_users).await?;
     raw.insert(&history, 2).await?;
     progress("rebuild: sequential read, then rebuild");
     let (rows, read_elapsed) = raw.sequential_read().await?;

@@ -1,0 +1,19 @@
+-- Erasure (docs/PRIVACY.md). A user's removal takes a feed position, so dashboards that
+-- followed the user drop them, live or on resume; it names the user and their coach and
+-- holds none of their data.
+CREATE TABLE removals (
+    position      INTEGER PRIMARY KEY,
+    user_id       TEXT NOT NULL,
+    coach_id      TEXT NOT NULL,
+    removed_at_us INTEGER NOT NULL,
+    removed_by    TEXT NOT NULL
+);
+CREATE INDEX removals_by_user ON removals (user_id);
+
+-- Events only of users who exist: an append authorized before its user was erased and
+-- written after fails (nothing of it is stored) instead of leaving rows behind.
+CREATE TRIGGER events_of_existing_users BEFORE INSERT ON events
+WHEN NOT EXISTS (SELECT 1 FROM users WHERE user_id = NEW.user_id)
+BEGIN
+    SELECT RAISE(ABORT, 'user erased');
+END;

@@ -1,0 +1,41 @@
+//! Erasure: every row of a user's gone in one transaction, and their removal on the feed.
+//! The one deliberate exception to immutable events (docs/PRIVACY.md).
+
+use super::backend::Backend;
+use super::roster::Published;
+use super::{now, Removal, StoreResult};
+
+/// Where a user's rows are: each table with the column that names the user. Events (and
+/// with them their dedupe keys), the read models, what the roster knows, device tokens (a
+/// device token's subject is its user; coach tokens name coaches), pairing codes (also one
+/// reserved for a user not yet created), and the user last. A table added later that
+/// holds a user's rows belongs here: the erasure test looks for the user in every table.
+pub(crate) const USER_ROWS: [(&str, &str); 6] = [
+    ("events", "user_id"),
+    ("entries", "user_id"),
+    ("sync_status", "user_id"),
+    ("tokens", "subject_id"),
+    ("pairing_codes", "user_id"),
+    ("users", "user_id"),
+];
+
+/// Deletes the user's rows under the user's write lock (so no append of theirs is half
+/// done), and, if there was a user, takes a feed position for their removal.
+pub(crate) async fn erase<B: Backend>(backend: &B, user_id: &str, by: &str) -> StoreResult<Option<Removal>> {
+    let mut write = backend.write(&[user_id]).await?;
+    let coach_id = B::coach_of(&mut write, user_id).await?;
+    for (table, column) in USER_ROWS {
+        B::delete_rows(&mut write, table, column, user_id).await?;
+    }
+    let Some(coach_id) = coach_id else {
+        B::commit(write).await?;
+        return Ok(None);
+    };
+    // After the user's row is locked (deleted), as roster changes take them: then the counter.
+    let position = B::take_positions(&mut write, 1).await?;
+    let removal = Removal { user_id: user_id.to_string(), coach_id, position, removed_at: now() };
+    B::insert_removal(&mut write, &removal, by).await?;
+    backend.commit_and_publish(write, Published { removals: vec![removal.clone()], ..Published::default() }).await?;
+    tracing::info!(user_id, by, position, "user erased");
+    Ok(Some(removal))
+}
