@@ -39,6 +39,7 @@ expect rename-client.sh '^\{\}$|^\{$'
 expect list-clients.sh '"displayName": "Ana \(marathon block\)"' '"kind": "steps"' '"lastSyncedAt"'
 expect get-sync-status.sh '"kind": "steps"' '"lastSyncedAt"'
 expect pairing-flow.sh '"deviceToken"' '"coachId"' '"accepted": 1' '"revoked": 1'
+expect export-user-data.sh '"format": "coachfit-export"' '"event"' '"entry"' "\"date\": \"$DAY\""
 expect delete-account.sh '"erasedAt"' 'the retry is refused: Code: Unauthenticated'
 if [ -n "$ADMIN_TOKEN" ]; then
   expect recompute-day.sh '"steps": 10000'

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
+use futures::StreamExt;
 use serde_json::json;
 
 use std::str::FromStr;
@@ -15,10 +16,11 @@ use sqlx::Connection;
 
 use crate::accounts;
 use crate::api::pairing::PairingOptions;
-use crate::config::{AdminCommand, Cli, Command, LogFormat, PriorityCommand};
+use crate::config::{AdminCommand, Cli, Command, ExportFormat, LogFormat, PriorityCommand};
 use crate::demo;
 use crate::domain::priority::PriorityRule;
 use crate::domain::validate::{check_text, identifier, TextKind, MAX_NAME_CHARS};
+use crate::export::{self, ExportRecord};
 use crate::server::{self, Limits, ServerOptions, Tls, TlsFiles};
 use crate::store::postgres::{PgSettings, PostgresStore};
 use crate::store::sqlite::SqliteStore;
@@ -210,6 +212,13 @@ async fn run_command<S: Store>(store: S, command: Command, database: &str) -> an
         Command::Migrate => eprintln!("migrations applied"),
         // `execute` copies the database before any store is opened.
         Command::Backup { .. } => unreachable!("backups are taken without a store"),
+        Command::Export { user_id, format } => {
+            identifier("--user-id", &user_id).map_err(|v| anyhow::anyhow!(v.description))?;
+            if store.coach_of(&user_id).await?.is_none() {
+                bail!("no user {user_id}");
+            }
+            write_export(store, user_id, format).await?;
+        }
         Command::Rebuild { user_id, .. } => {
             let stats = match refolded {
                 Some(stats) => stats,
@@ -308,6 +317,34 @@ pub fn without_transparent_huge_pages() {
     unsafe {
         libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
     }
+}
+
+/// Writes a user's export to stdout as it is read, a page at a time.
+async fn write_export<S: Store>(store: S, user_id: String, format: ExportFormat) -> anyhow::Result<()> {
+    use std::io::Write;
+    let stdout = std::io::stdout().lock();
+    let mut records = std::pin::pin!(export::records(store, user_id.clone()));
+    match format {
+        ExportFormat::Jsonl => {
+            let mut out = std::io::BufWriter::new(stdout);
+            writeln!(out, "{}", export::header_json(&user_id, chrono::Utc::now()))?;
+            while let Some(record) = records.next().await {
+                writeln!(out, "{}", export::record_json(&record?))?;
+            }
+            out.flush()?;
+        }
+        ExportFormat::Csv => {
+            let mut out = csv::Writer::from_writer(stdout);
+            out.write_record(export::CSV_COLUMNS)?;
+            while let Some(record) = records.next().await {
+                if let ExportRecord::Entry(entry) = record? {
+                    out.write_record(export::csv_row(&entry))?;
+                }
+            }
+            out.flush()?;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

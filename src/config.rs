@@ -69,7 +69,11 @@ impl Command {
         let rule = match self {
             Command::Serve(args) => &args.rule,
             Command::Demo { rule, .. } | Command::Rebuild { rule, .. } | Command::Verify { rule } => rule,
-            Command::Migrate | Command::Admin(_) | Command::Priority(_) | Command::Backup { .. } => return None,
+            Command::Migrate
+            | Command::Admin(_)
+            | Command::Priority(_)
+            | Command::Backup { .. }
+            | Command::Export { .. } => return None,
         };
         rule.priority_file.as_deref()
     }
@@ -128,6 +132,14 @@ pub enum Command {
         /// A file that does not exist yet.
         path: PathBuf,
     },
+    /// Write everything stored of a user to stdout: JSON Lines (a header, every event, every
+    /// entry) or CSV (one row per day). See docs/PRIVACY.md.
+    Export {
+        #[arg(long)]
+        user_id: String,
+        #[arg(long, value_enum, default_value_t = ExportFormat::Jsonl)]
+        format: ExportFormat,
+    },
     /// Mint coaches and clients; each prints one JSON object on stdout.
     #[command(subcommand)]
     Admin(AdminCommand),
@@ -146,6 +158,15 @@ pub enum PriorityCommand {
         /// A priority file: {"default": [...], "fields": {"steps": ["healthkit", "manual"]}}.
         file: PathBuf,
     },
+}
+
+/// How `coachfit export` writes a user's data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExportFormat {
+    /// JSON Lines: a header naming the format and version, then every event and entry.
+    Jsonl,
+    /// One row per day of entries, for a spreadsheet.
+    Csv,
 }
 
 #[derive(Debug, Args)]

@@ -1,6 +1,9 @@
 //! PrivacyService: a person's data. A device deletes its own account; an admin erases any
-//! user (docs/PRIVACY.md).
+//! user; the user, their coach or an admin exports it (docs/PRIVACY.md).
 
+use std::pin::Pin;
+
+use futures::{stream, Stream, StreamExt};
 use tonic::{Request, Response, Status};
 
 use super::auth::Principal;
@@ -8,6 +11,7 @@ use super::convert;
 use super::status::{ApiError, ApiResult};
 use super::AppState;
 use crate::domain::validate::identifier;
+use crate::export::{self, ExportRecord};
 use crate::proto::v1 as pb;
 use crate::proto::v1::privacy_service_server::PrivacyService;
 use crate::store::{Removal, Store};
@@ -45,6 +49,32 @@ impl<S: Store> PrivacyService for PrivacyApi<S> {
             None => crate::store::now(),
         };
         Ok(Response::new(pb::DeleteAccountResponse { erased_at: Some(convert::timestamp(erased_at)) }))
+    }
+
+    type ExportUserDataStream = Pin<Box<dyn Stream<Item = Result<pb::ExportUserDataResponse, Status>> + Send>>;
+
+    async fn export_user_data(
+        &self,
+        request: Request<pb::ExportUserDataRequest>,
+    ) -> Result<Response<Self::ExportUserDataStream>, Status> {
+        let principal = self.state.auth.principal(&request, "ExportUserData").await?;
+        let user_id = self.state.auth.user_for(&principal, &request.get_ref().user_id).await?;
+        use pb::export_user_data_response::Record;
+        let header = pb::ExportHeader {
+            format: export::FORMAT.into(),
+            version: export::VERSION,
+            user_id: user_id.clone(),
+            exported_at: Some(convert::timestamp(crate::store::now())),
+        };
+        let records = export::records(self.state.store.clone(), user_id).map(|record| {
+            let record = match record.map_err(ApiError::from)? {
+                ExportRecord::Event(event) => Record::Event(convert::event_record(&event)),
+                ExportRecord::Entry(entry) => Record::Entry(convert::entry(&entry)),
+            };
+            Ok(pb::ExportUserDataResponse { record: Some(record) })
+        });
+        let header = stream::once(async { Ok(pb::ExportUserDataResponse { record: Some(Record::Header(header)) }) });
+        Ok(Response::new(Box::pin(header.chain(records))))
     }
 
     async fn erase_user(

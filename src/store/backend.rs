@@ -275,6 +275,16 @@ pub trait Backend: Send + Sync + Sized + 'static {
         limit: u32,
     ) -> impl Answer<Vec<RemovalRow>>;
 
+    // Export (`export`).
+
+    /// Up to `limit` of the user's events after `after_seq`, by `seq`.
+    fn user_events(
+        conn: &mut Self::Conn,
+        user_id: &str,
+        after_seq: i64,
+        limit: u32,
+    ) -> impl Answer<Vec<(String, StoredEvent)>>;
+
     // Read models.
 
     fn entry(conn: &mut Self::Conn, user_id: &str, day: NaiveDate) -> impl Answer<Option<EntryRow>>;

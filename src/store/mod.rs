@@ -360,6 +360,13 @@ pub trait Store: Clone + Send + Sync + 'static {
         after: Option<NaiveDate>,
         limit: u32,
     ) -> impl Future<Output = StoreResult<Vec<StoredEntry>>> + Send;
+    /// Up to `limit` of the user's events after `after_seq`, by `seq` (an export's pages).
+    fn user_events(
+        &self,
+        user_id: &str,
+        after_seq: i64,
+        limit: u32,
+    ) -> impl Future<Output = StoreResult<Vec<StoredEvent>>> + Send;
     /// The events the fold of a day reads, by `seq`.
     fn fold_input(&self, user_id: &str, day: NaiveDate) -> impl Future<Output = StoreResult<Vec<StoredEvent>>> + Send;
 

@@ -291,6 +291,11 @@ impl<B: Backend> Store for SqlStore<B> {
         rows.into_iter().map(EntryRow::into_entry).collect()
     }
 
+    async fn user_events(&self, user_id: &str, after_seq: i64, limit: u32) -> StoreResult<Vec<StoredEvent>> {
+        let rows = B::user_events(&mut *self.backend.reader().await?, user_id, after_seq, limit).await?;
+        Ok(rows.into_iter().map(|(_, event)| event).collect())
+    }
+
     #[tracing::instrument(level = "debug", name = "store.fold_input", skip(self))]
     async fn fold_input(&self, user_id: &str, day: NaiveDate) -> StoreResult<Vec<StoredEvent>> {
         projector::fold_input::<B>(&mut *self.backend.reader().await?, user_id, day).await

@@ -982,6 +982,24 @@ impl Backend for SqliteBackend {
         .map_err(StoreError::from_sqlx)
     }
 
+    async fn user_events(
+        conn: &mut SqliteConnection,
+        user_id: &str,
+        after_seq: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<(String, StoredEvent)>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE user_id = $1 AND seq > $2 ORDER BY seq LIMIT $3"
+        ))
+        .bind(user_id)
+        .bind(after_seq)
+        .bind(i64::from(limit))
+        .fetch_all(conn)
+        .await
+        .map_err(StoreError::from_sqlx)?;
+        user_events_from_rows(&rows)
+    }
+
     async fn delete_rows(
         conn: &mut SqliteConnection,
         table: &'static str,

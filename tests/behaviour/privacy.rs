@@ -17,13 +17,14 @@ each_backend!(
     a_device_deletes_its_own_account_and_only_its_own,
     a_dashboard_drops_an_erased_client_live_and_on_resume,
     an_erased_users_tokens_are_refused_at_once_on_another_instance,
+    an_export_of_five_years_holds_every_event_once_and_every_entry,
 );
 
 /// Where an erased user may still be named: their removal from the feed (docs/PRIVACY.md).
 const KEPT: &[&str] = &["removals"];
 
 fn day(n: usize) -> String {
-    (chrono::NaiveDate::from_ymd_opt(2026, 1, 1).unwrap() + chrono::Duration::days(n as i64)).to_string()
+    (chrono::NaiveDate::from_ymd_opt(2021, 1, 1).unwrap() + chrono::Duration::days(n as i64)).to_string()
 }
 
 async fn erasure_under_concurrent_ingest_leaves_nothing_of_the_user_and_takes_nothing_from_others(backend: Backend) {
@@ -168,4 +169,118 @@ async fn an_erased_users_tokens_are_refused_at_once_on_another_instance(backend:
     first.privacy(&first.admin_token).erase_user(request).await.unwrap();
     assert_eq!(ingest(&second).await.unwrap_err().code(), Code::Unauthenticated);
     assert_eq!(ingest(&first).await.unwrap_err().code(), Code::Unauthenticated);
+}
+
+async fn an_export_of_five_years_holds_every_event_once_and_every_entry(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let user = &server.client;
+    // Five years of daily step totals (more than one page of events and of entries), a
+    // night, a weigh-in, and a coach's correction; the ids the server acknowledged.
+    let days: Vec<String> = (0..5 * 365 + 1).map(day).collect();
+    let mut acknowledged = Vec::new();
+    for chunk in days.chunks(400) {
+        let samples = chunk.iter().enumerate().map(|(i, d)| steps(d, 5_000 + i as u32, 20)).collect();
+        let answer = server.ingest(&user.token).ingest_steps(steps_request(samples)).await.unwrap().into_inner();
+        assert_eq!(answer.accepted as usize, chunk.len(), "{:?}", answer.results.first());
+        acknowledged.extend(answer.results.into_iter().map(|r| r.event_id));
+    }
+    let metric = pb::BodyMetric {
+        r#type: pb::BodyMetricType::Weight as i32,
+        value: 70.5,
+        unit: pb::Unit::Kg as i32,
+        measured_at: ts(utc(&day(3), 7)),
+        idempotency_key: "weigh-in".into(),
+    };
+    let weighed = server
+        .ingest(&user.token)
+        .ingest_body_metrics(pb::IngestBodyMetricsRequest { metrics: vec![metric], time_zone: "UTC".into() })
+        .await
+        .unwrap()
+        .into_inner();
+    acknowledged.extend(weighed.results.into_iter().map(|r| r.event_id));
+    let correction = manual(&user.id, &day(3), pb::ManualValues { steps: Some(9_999), ..Default::default() });
+    let corrected = server.entries(&server.coach.token).record_manual_entry(correction).await.unwrap();
+    acknowledged.push(corrected.into_inner().event_id);
+
+    let request = pb::ExportUserDataRequest { user_id: user.id.clone() };
+    let mut export = server.privacy(&server.coach.token).export_user_data(request).await.unwrap().into_inner();
+    use pb::export_user_data_response::Record;
+    let mut records = Vec::new();
+    while let Some(message) = export.next().await {
+        records.push(message.expect("an export record").record.expect("a record"));
+    }
+    let Record::Header(header) = &records[0] else { panic!("a header first: {:?}", records[0]) };
+    assert_eq!(
+        (header.format.as_str(), header.version, header.user_id.as_str()),
+        ("coachfit-export", 1, user.id.as_str())
+    );
+    let exported: Vec<String> = records
+        .iter()
+        .filter_map(|r| match r {
+            Record::Event(event) => Some(event.event_id.clone()),
+            _ => None,
+        })
+        .collect();
+    let mut sorted = exported.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(sorted.len(), exported.len(), "every event once");
+    acknowledged.sort();
+    assert_eq!(sorted.len(), acknowledged.len());
+    assert!(sorted == acknowledged, "every acknowledged event, and nothing else");
+
+    let entries: Vec<pb::Entry> = records
+        .into_iter()
+        .filter_map(|r| match r {
+            Record::Entry(entry) => Some(entry),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(entries.len(), days.len());
+    let listed = list_all(&server, &user.id).await;
+    assert_eq!(entries, listed, "the export's entries are ListEntries'");
+
+    // The CLI's CSV: one row per day, as ListEntries has them.
+    let csv_out = coachfit(&server.db_url, &["export", "--user-id", &user.id, "--format", "csv"]);
+    assert!(csv_out.status.success(), "{}", String::from_utf8_lossy(&csv_out.stderr));
+    let mut reader = csv::Reader::from_reader(csv_out.stdout.as_slice());
+    let columns = reader.headers().unwrap().clone();
+    let column = |name: &str| columns.iter().position(|c| c == name).unwrap();
+    let rows: Vec<csv::StringRecord> = reader.records().map(|r| r.unwrap()).collect();
+    assert_eq!(rows.len(), listed.len());
+    for (row, entry) in rows.iter().zip(&listed) {
+        assert_eq!(row[column("date")], entry.date);
+        assert_eq!(row[column("steps")], entry.steps.map(|s| s.to_string()).unwrap_or_default());
+        assert_eq!(row[column("weight_kg")], entry.weight_kg.map(|w| w.to_string()).unwrap_or_default());
+    }
+    assert_eq!(rows[3][column("steps")], *"9999", "the coach's correction shows");
+
+    // The CLI's JSON Lines: a header naming the format, then each event and entry once.
+    let jsonl = coachfit(&server.db_url, &["export", "--user-id", &user.id]);
+    assert!(jsonl.status.success(), "{}", String::from_utf8_lossy(&jsonl.stderr));
+    let lines: Vec<serde_json::Value> =
+        String::from_utf8(jsonl.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!((lines[0]["format"].as_str(), lines[0]["version"].as_u64()), (Some("coachfit-export"), Some(1)));
+    let of_type = |t: &str| lines.iter().filter(|l| l["type"] == t).count();
+    assert_eq!((of_type("event"), of_type("entry")), (acknowledged.len(), days.len()));
+}
+
+/// Every entry of the user, by ListEntries, page by page.
+async fn list_all(server: &TestServer, user_id: &str) -> Vec<pb::Entry> {
+    let (mut all, mut page_token) = (Vec::new(), String::new());
+    loop {
+        let request = pb::ListEntriesRequest {
+            user_id: user_id.into(),
+            start_date: "2000-01-01".into(),
+            end_date: "2100-01-01".into(),
+            page_size: 366,
+            page_token,
+        };
+        let page = server.entries(&server.coach.token).list_entries(request).await.unwrap().into_inner();
+        all.extend(page.entries);
+        if page.next_page_token.is_empty() {
+            return all;
+        }
+        page_token = page.next_page_token;
+    }
 }

@@ -4,6 +4,10 @@
 
 import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
+import type { Entry } from "./common_pb";
+import { file_coachfit_v1_common } from "./common_pb";
+import type { EventRecord } from "./entry_pb";
+import { file_coachfit_v1_entry } from "./entry_pb";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { Message } from "@bufbuild/protobuf";
@@ -12,7 +16,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file coachfit/v1/privacy.proto.
  */
 export const file_coachfit_v1_privacy: GenFile = /*@__PURE__*/
-  fileDesc("Chljb2FjaGZpdC92MS9wcml2YWN5LnByb3RvEgtjb2FjaGZpdC52MSIWChREZWxldGVBY2NvdW50UmVxdWVzdCJGChVEZWxldGVBY2NvdW50UmVzcG9uc2USLQoJZXJhc2VkX2F0GAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCIjChBFcmFzZVVzZXJSZXF1ZXN0Eg8KB3VzZXJfaWQYASABKAkiNQoRRXJhc2VVc2VyUmVzcG9uc2USDgoGZXJhc2VkGAEgASgIEhAKCHBvc2l0aW9uGAIgASgEMrQBCg5Qcml2YWN5U2VydmljZRJWCg1EZWxldGVBY2NvdW50EiEuY29hY2hmaXQudjEuRGVsZXRlQWNjb3VudFJlcXVlc3QaIi5jb2FjaGZpdC52MS5EZWxldGVBY2NvdW50UmVzcG9uc2USSgoJRXJhc2VVc2VyEh0uY29hY2hmaXQudjEuRXJhc2VVc2VyUmVxdWVzdBoeLmNvYWNoZml0LnYxLkVyYXNlVXNlclJlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_timestamp]);
+  fileDesc("Chljb2FjaGZpdC92MS9wcml2YWN5LnByb3RvEgtjb2FjaGZpdC52MSIWChREZWxldGVBY2NvdW50UmVxdWVzdCJGChVEZWxldGVBY2NvdW50UmVzcG9uc2USLQoJZXJhc2VkX2F0GAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCIjChBFcmFzZVVzZXJSZXF1ZXN0Eg8KB3VzZXJfaWQYASABKAkiNQoRRXJhc2VVc2VyUmVzcG9uc2USDgoGZXJhc2VkGAEgASgIEhAKCHBvc2l0aW9uGAIgASgEIigKFUV4cG9ydFVzZXJEYXRhUmVxdWVzdBIPCgd1c2VyX2lkGAEgASgJInEKDEV4cG9ydEhlYWRlchIOCgZmb3JtYXQYASABKAkSDwoHdmVyc2lvbhgCIAEoDRIPCgd1c2VyX2lkGAMgASgJEi8KC2V4cG9ydGVkX2F0GAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCKfAQoWRXhwb3J0VXNlckRhdGFSZXNwb25zZRIrCgZoZWFkZXIYASABKAsyGS5jb2FjaGZpdC52MS5FeHBvcnRIZWFkZXJIABIpCgVldmVudBgCIAEoCzIYLmNvYWNoZml0LnYxLkV2ZW50UmVjb3JkSAASIwoFZW50cnkYAyABKAsyEi5jb2FjaGZpdC52MS5FbnRyeUgAQggKBnJlY29yZDKRAgoOUHJpdmFjeVNlcnZpY2USVgoNRGVsZXRlQWNjb3VudBIhLmNvYWNoZml0LnYxLkRlbGV0ZUFjY291bnRSZXF1ZXN0GiIuY29hY2hmaXQudjEuRGVsZXRlQWNjb3VudFJlc3BvbnNlEkoKCUVyYXNlVXNlchIdLmNvYWNoZml0LnYxLkVyYXNlVXNlclJlcXVlc3QaHi5jb2FjaGZpdC52MS5FcmFzZVVzZXJSZXNwb25zZRJbCg5FeHBvcnRVc2VyRGF0YRIiLmNvYWNoZml0LnYxLkV4cG9ydFVzZXJEYXRhUmVxdWVzdBojLmNvYWNoZml0LnYxLkV4cG9ydFVzZXJEYXRhUmVzcG9uc2UwAWIGcHJvdG8z", [file_coachfit_v1_common, file_coachfit_v1_entry, file_google_protobuf_timestamp]);
 
 /**
  * @generated from message coachfit.v1.DeleteAccountRequest
@@ -88,7 +92,97 @@ export const EraseUserResponseSchema: GenMessage<EraseUserResponse> = /*@__PURE_
   messageDesc(file_coachfit_v1_privacy, 3);
 
 /**
- * A person's data: deleting an account and erasing a user (docs/PRIVACY.md).
+ * @generated from message coachfit.v1.ExportUserDataRequest
+ */
+export type ExportUserDataRequest = Message<"coachfit.v1.ExportUserDataRequest"> & {
+  /**
+   * @generated from field: string user_id = 1;
+   */
+  userId: string;
+};
+
+/**
+ * Describes the message coachfit.v1.ExportUserDataRequest.
+ * Use `create(ExportUserDataRequestSchema)` to create a new message.
+ */
+export const ExportUserDataRequestSchema: GenMessage<ExportUserDataRequest> = /*@__PURE__*/
+  messageDesc(file_coachfit_v1_privacy, 4);
+
+/**
+ * @generated from message coachfit.v1.ExportHeader
+ */
+export type ExportHeader = Message<"coachfit.v1.ExportHeader"> & {
+  /**
+   * "coachfit-export".
+   *
+   * @generated from field: string format = 1;
+   */
+  format: string;
+
+  /**
+   * The version of the records' shape.
+   *
+   * @generated from field: uint32 version = 2;
+   */
+  version: number;
+
+  /**
+   * @generated from field: string user_id = 3;
+   */
+  userId: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp exported_at = 4;
+   */
+  exportedAt?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message coachfit.v1.ExportHeader.
+ * Use `create(ExportHeaderSchema)` to create a new message.
+ */
+export const ExportHeaderSchema: GenMessage<ExportHeader> = /*@__PURE__*/
+  messageDesc(file_coachfit_v1_privacy, 5);
+
+/**
+ * @generated from message coachfit.v1.ExportUserDataResponse
+ */
+export type ExportUserDataResponse = Message<"coachfit.v1.ExportUserDataResponse"> & {
+  /**
+   * @generated from oneof coachfit.v1.ExportUserDataResponse.record
+   */
+  record: {
+    /**
+     * The first message.
+     *
+     * @generated from field: coachfit.v1.ExportHeader header = 1;
+     */
+    value: ExportHeader;
+    case: "header";
+  } | {
+    /**
+     * @generated from field: coachfit.v1.EventRecord event = 2;
+     */
+    value: EventRecord;
+    case: "event";
+  } | {
+    /**
+     * @generated from field: coachfit.v1.Entry entry = 3;
+     */
+    value: Entry;
+    case: "entry";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message coachfit.v1.ExportUserDataResponse.
+ * Use `create(ExportUserDataResponseSchema)` to create a new message.
+ */
+export const ExportUserDataResponseSchema: GenMessage<ExportUserDataResponse> = /*@__PURE__*/
+  messageDesc(file_coachfit_v1_privacy, 6);
+
+/**
+ * A person's data: taking it away, deleting an account, erasing a user (docs/PRIVACY.md).
  *
  * @generated from service coachfit.v1.PrivacyService
  */
@@ -114,6 +208,18 @@ export const PrivacyService: GenService<{
     methodKind: "unary";
     input: typeof EraseUserRequestSchema;
     output: typeof EraseUserResponseSchema;
+  },
+  /**
+   * Everything stored of a user: a header, every event as stored (by seq), then every
+   * entry (by date); streamed page by page. The user by device token (user_id may be
+   * empty), a coach for their clients, an admin for anyone.
+   *
+   * @generated from rpc coachfit.v1.PrivacyService.ExportUserData
+   */
+  exportUserData: {
+    methodKind: "server_streaming";
+    input: typeof ExportUserDataRequestSchema;
+    output: typeof ExportUserDataResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_coachfit_v1_privacy, 0);
