@@ -8,6 +8,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use futures::{stream, Stream, StreamExt, TryStreamExt};
 use serde_json::{json, Value};
 
+use crate::api::convert::{hundredths, thousandths};
 use crate::domain::event::StoredEvent;
 use crate::store::{Store, StoreResult, StoredEntry};
 
@@ -131,10 +132,11 @@ pub fn csv_row(entry: &StoredEntry) -> [String; 19] {
         entry.day.to_string(),
         count(day.steps),
         count(day.sleep_minutes),
-        number(day.weight_kg),
-        number(day.height_m),
-        number(day.body_fat_percent),
-        number(day.lean_body_mass_kg),
+        // Rounded as the API shows them (a pound converted is not 78.19932458800001 kg).
+        number(day.weight_kg.map(thousandths)),
+        number(day.height_m.map(thousandths)),
+        number(day.body_fat_percent.map(hundredths)),
+        number(day.lean_body_mass_kg.map(thousandths)),
         count(day.calories),
         number(day.protein_grams),
         number(day.carbs_grams),
@@ -145,7 +147,28 @@ pub fn csv_row(entry: &StoredEntry) -> [String; 19] {
         count(workouts.map(|w| w.count)),
         number(workouts.map(|w| w.total_minutes)),
         number(workouts.map(|w| w.active_kcal)),
-        cell(day.notes.clone()),
+        cell(day.notes.as_deref().map(inert)),
         sources.join(" "),
     ]
+}
+
+/// Text a spreadsheet will not run as a formula: a cell starting with `=`, `+`, `-`, `@`
+/// or a tab or carriage return gets a leading `'` (the client writes the notes).
+fn inert(text: &str) -> String {
+    match text.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        true => format!("'{text}"),
+        false => text.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::inert;
+
+    #[test]
+    fn a_note_that_looks_like_a_formula_stays_text() {
+        assert_eq!(inert("=HYPERLINK(\"http://x\")"), "'=HYPERLINK(\"http://x\")");
+        assert_eq!(inert("-5 kg, great week"), "'-5 kg, great week");
+        assert_eq!(inert("slept badly"), "slept badly");
+    }
 }

@@ -39,12 +39,12 @@ pub fn priority_rule(file: &PriorityFile) -> pb::PriorityRule {
 
 /// Kilograms to the gram and metres to the millimetre: what a unit conversion leaves
 /// (172.4 lb is 78.19932458800001 kg) is noise. Events and the fold keep the exact value.
-fn thousandths(value: f64) -> f64 {
+pub(crate) fn thousandths(value: f64) -> f64 {
     (value * 1_000.0).round() / 1_000.0
 }
 
 /// A percent to a hundredth.
-fn hundredths(value: f64) -> f64 {
+pub(crate) fn hundredths(value: f64) -> f64 {
     (value * 100.0).round() / 100.0
 }
 

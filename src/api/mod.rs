@@ -3,7 +3,7 @@
 pub mod admin;
 pub mod auth;
 pub mod bearer;
-mod convert;
+pub(crate) mod convert;
 mod device_rate;
 mod encoded_entries;
 pub mod entry;

@@ -190,14 +190,17 @@ impl SyncNotices {
             let claimed = B::claim_sync_notices(&mut write, &users, now - self.every, now).await?;
             let claimed_refs: Vec<&str> = claimed.iter().map(String::as_str).collect();
             let clients = touch::<B>(&mut write, &claimed_refs).await?;
+            // A client erased meanwhile can never be noticed again.
+            let existing: BTreeSet<String> =
+                B::clients(&mut write, Clients::Named(&pending)).await?.into_iter().map(|row| row.user_id).collect();
             backend.commit_and_publish(write, Published { clients, ..Published::default() }).await?;
-            StoreResult::Ok(claimed)
+            StoreResult::Ok((claimed, existing))
         };
         // Those another notice covered within the interval wait for the next round.
         let unnoticed: Vec<String> = match noticed.await {
-            Ok(claimed) => {
+            Ok((claimed, existing)) => {
                 self.last.lock().expect("sync notices").extend(claimed.iter().map(|user| (user.clone(), now)));
-                pending.into_iter().filter(|user| !claimed.contains(user)).collect()
+                pending.into_iter().filter(|user| !claimed.contains(user) && existing.contains(user)).collect()
             }
             Err(error) => {
                 tracing::warn!(%error, "trailing sync notices failed; retrying");

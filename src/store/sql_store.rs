@@ -214,7 +214,9 @@ impl<B: Backend> Store for SqlStore<B> {
         expires_at: DateTime<Utc>,
     ) -> StoreResult<Option<String>> {
         let now = now();
-        let mut write = self.backend.write(&[]).await?;
+        // An existing client's lock: an erasure of theirs is either seen here or waits for
+        // this code, and deletes it.
+        let mut write = self.backend.write(user_id.as_slice()).await?;
         let user_id = match user_id {
             Some(user_id) => {
                 if B::coach_of(&mut write, user_id).await?.as_deref() != Some(coach_id) {

@@ -54,9 +54,10 @@ async fn erasure_under_concurrent_ingest_leaves_nothing_of_the_user_and_takes_no
         let request = pb::EraseUserRequest { user_id: erased.id.clone() };
         server.privacy(&server.admin_token).erase_user(request).await.expect("EraseUser").into_inner()
     };
-    let (_, others, answer) =
+    let (theirs, others, answer) =
         tokio::join!(keeps_sending(erased.token.clone()), keeps_sending(other.token.clone()), erase);
     assert!(answer.erased && answer.position > 0, "{answer:?}");
+    assert!(theirs.len() < 60, "the erasure came while the user was still sending");
 
     assert_eq!(server.columns_containing(&erased.id, KEPT).await, Vec::<String>::new(), "rows of the erased user");
     assert_eq!(others.len(), 60, "the other client was never refused");
@@ -80,6 +81,10 @@ async fn erasure_under_concurrent_ingest_leaves_nothing_of_the_user_and_takes_no
     let again = privacy.erase_user(pb::EraseUserRequest { user_id: erased.id.clone() }).await;
     let again = again.expect("erasing twice is not an error").into_inner();
     assert_eq!((again.erased, again.position), (false, 0));
+    let a_coach = privacy.erase_user(pb::EraseUserRequest { user_id: server.coach.id.clone() }).await.unwrap();
+    assert!(!a_coach.into_inner().erased, "a coach is not a user");
+    let still = server.roster(&server.coach.token).list_clients(pb::ListClientsRequest::default()).await;
+    assert!(still.is_ok(), "a coach's id erases nothing of the coach: {still:?}");
     // The same report again is new, not a "duplicate" of something erased: but the user is gone.
     let refused = server.ingest(&erased.token).ingest_steps(steps_request(vec![steps(&day(0), 1_000, 12)])).await;
     assert_eq!(refused.unwrap_err().code(), Code::Unauthenticated);
@@ -198,7 +203,9 @@ async fn an_export_of_five_years_holds_every_event_once_and_every_entry(backend:
         .unwrap()
         .into_inner();
     acknowledged.extend(weighed.results.into_iter().map(|r| r.event_id));
-    let correction = manual(&user.id, &day(3), pb::ManualValues { steps: Some(9_999), ..Default::default() });
+    let note = "=HYPERLINK(\"http://x\"), \"quoted\"\nsecond line";
+    let values = pb::ManualValues { steps: Some(9_999), notes: Some(note.into()), ..Default::default() };
+    let correction = manual(&user.id, &day(3), values);
     let corrected = server.entries(&server.coach.token).record_manual_entry(correction).await.unwrap();
     acknowledged.push(corrected.into_inner().event_id);
 
@@ -214,6 +221,14 @@ async fn an_export_of_five_years_holds_every_event_once_and_every_entry(backend:
         (header.format.as_str(), header.version, header.user_id.as_str()),
         ("coachfit-export", 1, user.id.as_str())
     );
+    let seqs: Vec<u64> = records
+        .iter()
+        .filter_map(|r| match r {
+            Record::Event(event) => Some(event.seq),
+            _ => None,
+        })
+        .collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "events in the order they were stored");
     let exported: Vec<String> = records
         .iter()
         .filter_map(|r| match r {
@@ -254,6 +269,7 @@ async fn an_export_of_five_years_holds_every_event_once_and_every_entry(backend:
         assert_eq!(row[column("weight_kg")], entry.weight_kg.map(|w| w.to_string()).unwrap_or_default());
     }
     assert_eq!(rows[3][column("steps")], *"9999", "the coach's correction shows");
+    assert_eq!(rows[3][column("notes")], format!("'{note}"), "a note that looks like a formula stays text");
 
     // The CLI's JSON Lines: a header naming the format, then each event and entry once.
     let jsonl = coachfit(&server.db_url, &["export", "--user-id", &user.id]);
