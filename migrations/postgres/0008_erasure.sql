@@ -9,6 +9,9 @@ CREATE TABLE removals (
     removed_by    TEXT NOT NULL
 );
 CREATE INDEX removals_by_user ON removals (user_id);
+-- The position of the latest removal: the PostgreSQL relay reads it with the feed's head
+-- and reads removals only when there is a new one.
+ALTER TABLE feed_position ADD COLUMN removed_through BIGINT NOT NULL DEFAULT 0;
 
 -- Events only of users who exist: an append authorized before its user was erased and
 -- written after fails (nothing of it is stored) instead of leaving rows behind. Checked

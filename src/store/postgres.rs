@@ -180,7 +180,12 @@ async fn relay_from(
     cursor: &mut RelayCursor,
 ) -> StoreResult<()> {
     let mut conn = pool.acquire().await.map_err(StoreError::from_sqlx)?;
-    let head = PgBackend::feed_head(&mut conn).await?;
+    // Removals are rare: read only when one is newer than what was published.
+    let (head, removed_through): (i64, i64) =
+        sqlx::query_as("SELECT position, removed_through FROM feed_position WHERE id = 1")
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(StoreError::from_sqlx)?;
     metrics::gauge!(RELAY_LAG).set((head - cursor.read_to) as f64);
     let published = &mut cursor.published;
     if changes.receiver_count() == 0 {
@@ -204,7 +209,10 @@ async fn relay_from(
         .await
         .map_err(StoreError::from_sqlx)?;
         let touched = PgBackend::roster_rows(&mut conn, &FeedFilter::All, *published, head, RELAY_PAGE as u32).await?;
-        let removed = PgBackend::removal_rows(&mut conn, &FeedFilter::All, *published, head, RELAY_PAGE as u32).await?;
+        let removed = match removed_through > *published {
+            true => PgBackend::removal_rows(&mut conn, &FeedFilter::All, *published, head, RELAY_PAGE as u32).await?,
+            false => Vec::new(),
+        };
         let pages = [
             (rows.len(), rows.last().map(|row| row.entry.position)),
             (touched.len(), touched.last().map(|t| t.1)),
@@ -1173,9 +1181,14 @@ impl Backend for PgBackend {
         .bind(&removal.coach_id)
         .bind(micros(removal.removed_at))
         .bind(removed_by)
-        .execute(conn)
+        .execute(&mut *conn)
         .await
         .map_err(StoreError::from_sqlx)?;
+        sqlx::query("UPDATE feed_position SET removed_through = $1 WHERE id = 1")
+            .bind(removal.position)
+            .execute(conn)
+            .await
+            .map_err(StoreError::from_sqlx)?;
         Ok(())
     }
 

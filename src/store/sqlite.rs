@@ -1023,9 +1023,14 @@ impl Backend for SqliteBackend {
         .bind(&removal.coach_id)
         .bind(micros(removal.removed_at))
         .bind(removed_by)
-        .execute(conn)
+        .execute(&mut *conn)
         .await
         .map_err(StoreError::from_sqlx)?;
+        sqlx::query("UPDATE feed_position SET removed_through = $1 WHERE id = 1")
+            .bind(removal.position)
+            .execute(conn)
+            .await
+            .map_err(StoreError::from_sqlx)?;
         Ok(())
     }
 
