@@ -6,9 +6,7 @@ set -euo pipefail
 . "$(dirname "$0")/env.sh"
 json() { python3 -c 'import json,sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1"; }
 
-code=$(call "$COACH_TOKEN" coachfit.v1.PairingService/CreatePairingCode <<<'{"display_name": "Leaving client"}' | json code)
-token=$("$GRPCURL" -plaintext -d "{\"code\": \"$code\", \"device_name\": \"iPhone\"}" \
-  "$COACHFIT_ADDR" coachfit.v1.PairingService/RedeemPairingCode | json deviceToken)
+token=$(pair_new_client "Leaving client" | json deviceToken)
 call "$token" coachfit.v1.IngestService/IngestSteps <<JSON
 {"samples": [{"date": "$DAY", "total_steps": 2500, "observed_at": "${DAY}T20:00:00Z"}]}
 JSON

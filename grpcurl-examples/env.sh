@@ -18,3 +18,13 @@ call() {
   shift 2
   "$GRPCURL" -plaintext -H "authorization: Bearer ${token}" -d @ "$@" "$COACHFIT_ADDR" "$method"
 }
+
+# pair_new_client NAME — a new client of COACH_TOKEN's coach, paired as the app does;
+# prints RedeemPairingCode's answer (userId, deviceToken, …).
+pair_new_client() {
+  local code
+  code=$(call "$COACH_TOKEN" coachfit.v1.PairingService/CreatePairingCode <<<"{\"display_name\": \"$1\"}" |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["code"])')
+  "$GRPCURL" -plaintext -d "{\"code\": \"$code\", \"device_name\": \"iPhone\"}" \
+    "$COACHFIT_ADDR" coachfit.v1.PairingService/RedeemPairingCode
+}

@@ -5,8 +5,6 @@ set -euo pipefail
 . "$(dirname "$0")/env.sh"
 json() { python3 -c 'import json,sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1"; }
 
-code=$(call "$COACH_TOKEN" coachfit.v1.PairingService/CreatePairingCode <<<'{"display_name": "Erased client"}' | json code)
-user=$("$GRPCURL" -plaintext -d "{\"code\": \"$code\", \"device_name\": \"iPhone\"}" \
-  "$COACHFIT_ADDR" coachfit.v1.PairingService/RedeemPairingCode | json userId)
+user=$(pair_new_client "Erased client" | json userId)
 call "$ADMIN_TOKEN" coachfit.v1.PrivacyService/EraseUser <<<"{\"user_id\": \"$user\"}"
 call "$ADMIN_TOKEN" coachfit.v1.PrivacyService/EraseUser <<<"{\"user_id\": \"$user\"}"
