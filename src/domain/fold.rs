@@ -156,18 +156,16 @@ pub fn fold(day: NaiveDate, events: &[StoredEvent], rule: &PriorityRule) -> Day 
 /// shown, per field in rank order.
 pub fn outranked(events: &[StoredEvent], rule: &PriorityRule) -> Vec<Outranked> {
     let mut out = Vec::new();
-    for (field, mut offers) in candidates(events, &sleeps_by_source(events)) {
-        let (winner, _) = pick(rule, field, &offers, |a, b| a.value == b.value);
-        let (rank, shown) = (rule.rank(field, winner.source), winner.value.clone());
-        offers.sort_by_key(|o| rule.rank(field, o.source));
-        out.extend(
-            offers.into_iter().filter(|o| rule.rank(field, o.source) > rank && o.value != shown).map(|o| Outranked {
-                field,
-                source: o.source,
-                value: o.value,
-                event_id: o.event_id,
-            }),
-        );
+    for (field, offers) in candidates(events, &sleeps_by_source(events)) {
+        let winner = winner(rule, field, &offers);
+        let mut beaten: Vec<&Candidate> = beaten(rule, field, &offers, winner, |a, b| a.value == b.value).collect();
+        beaten.sort_by_key(|o| rule.rank(field, o.source));
+        out.extend(beaten.into_iter().map(|o| Outranked {
+            field,
+            source: o.source,
+            value: o.value.clone(),
+            event_id: o.event_id,
+        }));
     }
     out
 }
@@ -220,13 +218,25 @@ fn pick<'a, T>(rule: &PriorityRule, field: Field, offers: &'a [T], same: impl Fn
 where
     T: HasSource,
 {
-    let winner = offers
-        .iter()
-        .min_by_key(|o| rule.rank(field, o.source()))
-        .expect("a field with a candidate has at least one offer");
-    let overridden =
-        offers.iter().any(|o| rule.rank(field, o.source()) > rule.rank(field, winner.source()) && !same(o, winner));
-    (winner, overridden)
+    let winner = winner(rule, field, offers);
+    (winner, beaten(rule, field, offers, winner, same).next().is_some())
+}
+
+/// The offer of the source the rule ranks highest for `field`.
+fn winner<'a, T: HasSource>(rule: &PriorityRule, field: Field, offers: &'a [T]) -> &'a T {
+    offers.iter().min_by_key(|o| rule.rank(field, o.source())).expect("a field with a candidate has at least one offer")
+}
+
+/// The offers of lower-ranked sources than `winner`'s that said something else.
+fn beaten<'a, T: HasSource>(
+    rule: &'a PriorityRule,
+    field: Field,
+    offers: &'a [T],
+    winner: &'a T,
+    same: impl Fn(&T, &T) -> bool + 'a,
+) -> impl Iterator<Item = &'a T> + 'a {
+    let rank = rule.rank(field, winner.source());
+    offers.iter().filter(move |o| rule.rank(field, o.source()) > rank && !same(o, winner))
 }
 
 trait HasSource {

@@ -1,5 +1,6 @@
 // How values, sources and times read on the page.
 import type { Entry } from "./gen/coachfit/v1/common_pb";
+import type { OutrankedValue } from "./gen/coachfit/v1/entry_pb";
 import { Source } from "./gen/coachfit/v1/common_pb";
 import { timestampDate, type Timestamp } from "@bufbuild/protobuf/wkt";
 
@@ -79,4 +80,11 @@ export function ago(at: Timestamp | undefined, now: Date): string {
 
 export function fullTime(at: Timestamp | undefined): string {
   return at ? timestampDate(at).toLocaleString() : "";
+}
+
+/** A value a lower-ranked source gave, as the field shows values (notes quoted). */
+export function outrankedText(field: string, outranked: OutrankedValue): string {
+  const value = outranked.value;
+  if (value.case === "number") return isShownField(field) ? formatValue(field, value.value) : String(value.value);
+  return value.case === "text" ? `“${value.value}”` : "";
 }

@@ -4,14 +4,7 @@ import type { Entry } from "../gen/coachfit/v1/common_pb";
 import type { ExplainEntryResponse } from "../gen/coachfit/v1/entry_pb";
 import type { Explanations } from "../explanations";
 import { describeError } from "../api";
-import { formatValue, isShownField, sourceName } from "../format";
-import type { OutrankedValue } from "../gen/coachfit/v1/entry_pb";
-
-function outrankedText(field: string, outranked: OutrankedValue): string {
-  const value = outranked.value;
-  if (value.case === "number") return isShownField(field) ? formatValue(field, value.value) : String(value.value);
-  return value.case === "text" ? `“${value.value}”` : "";
-}
+import { outrankedText, sourceName } from "../format";
 import { SourceBadge } from "./Value";
 
 export function ExplainDialog(props: { entry: Entry; explanations: Explanations; onClose: () => void }) {

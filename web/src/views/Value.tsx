@@ -2,7 +2,7 @@
 import { useEffect, useState } from "preact/hooks";
 import type { Entry } from "../gen/coachfit/v1/common_pb";
 import type { Explanations } from "../explanations";
-import { fieldValue, formatValue, sourceName, type ShownField } from "../format";
+import { fieldValue, formatValue, outrankedText, sourceName, type ShownField } from "../format";
 
 export function Value(props: { entry: Entry | undefined; field: ShownField; explanations: Explanations }) {
   const { entry, field } = props;
@@ -33,10 +33,10 @@ function Overrode(props: { entry: Entry; field: ShownField; explanations: Explan
     props.explanations.of(entry).then(
       (explained) => {
         const decision = explained.decisions.find((d) => d.field === field);
-        const beaten = decision?.outranked.find((o) => o.value.case === "number");
-        if (!current || !decision || !beaten || beaten.value.case !== "number") return;
+        const beaten = decision?.outranked[0];
+        if (!current || !decision || !beaten) return;
         const shown = sourceName(decision.source).toLowerCase();
-        setText(`${shown} overrode ${sourceName(beaten.source)} ${formatValue(field, beaten.value.value)}`);
+        setText(`${shown} overrode ${sourceName(beaten.source)} ${outrankedText(field, beaten)}`);
       },
       () => undefined,
     );
