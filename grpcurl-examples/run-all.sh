@@ -40,6 +40,7 @@ expect list-clients.sh '"displayName": "Ana \(marathon block\)"' '"kind": "steps
 expect get-sync-status.sh '"kind": "steps"' '"lastSyncedAt"'
 expect pairing-flow.sh '"deviceToken"' '"coachId"' '"accepted": 1' '"revoked": 1'
 expect export-user-data.sh '"format": "coachfit-export"' '"event"' '"entry"' "\"date\": \"$DAY\""
+expect list-access-log.sh '"accessor": "coach:' '"rpc": "GetEntry"' "\"detail\": \"$DAY\"" '"peer": "127.0.0.1"'
 expect delete-account.sh '"erasedAt"' 'the retry is refused: Code: Unauthenticated'
 if [ -n "$ADMIN_TOKEN" ]; then
   expect recompute-day.sh '"steps": 10000'

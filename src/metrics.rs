@@ -36,6 +36,9 @@ pub const POOL_CONNECTIONS: &str = "coachfit_db_pool_connections";
 /// fast), `pairing_lockout`, `streams_per_token`, `write_queue_full` (shed).
 pub const REFUSED: &str = "coachfit_refused_total";
 
+/// Access-log records not stored after every retry (docs/PRIVACY.md): should stay 0.
+pub const ACCESS_LOG_LOST: &str = "coachfit_access_log_lost_total";
+
 /// Latency buckets, in seconds: from a cached read to the request timeout.
 const SECONDS_BUCKETS: [f64; 14] =
     [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 30.0];
@@ -86,6 +89,7 @@ fn describe() {
     describe_gauge!(OPEN_STREAMS, Unit::Count, "StreamEntries open on this instance");
     describe_gauge!(POOL_CONNECTIONS, Unit::Count, "Database connections by pool and state");
     describe_counter!(REFUSED, "Requests refused to protect the service, by reason");
+    describe_counter!(ACCESS_LOG_LOST, "Access-log records not stored after every retry");
 }
 
 /// Counts a refusal.

@@ -3,6 +3,7 @@
 
 use tonic::Request;
 
+use super::access_log::Reader;
 use super::status::{ApiError, ApiResult};
 use super::token_lookups::TokenLookups;
 use crate::accounts::hash_token;
@@ -39,6 +40,11 @@ pub fn bearer_token<T>(request: &Request<T>) -> Option<&str> {
         .filter(|t| !t.is_empty())
 }
 
+/// The IP address a call came from; empty when the transport does not say.
+pub fn peer<T>(request: &Request<T>) -> String {
+    request.remote_addr().map(|a| a.ip().to_string()).unwrap_or_default()
+}
+
 /// Resolves bearer tokens against the store and the configured admin token.
 #[derive(Clone)]
 pub struct Authenticator<S> {
@@ -56,7 +62,7 @@ impl<S: Store> Authenticator<S> {
 
     /// The caller of `request`. Failures are logged with the peer and the RPC, never the token.
     pub async fn principal<T>(&self, request: &Request<T>, rpc: &str) -> ApiResult<Principal> {
-        let peer = request.remote_addr().map(|a| a.ip().to_string()).unwrap_or_default();
+        let peer = peer(request);
         let Some(token) = bearer_token(request) else {
             tracing::info!(rpc, %peer, "rejected call without a bearer token");
             return Err(ApiError::Unauthenticated);
@@ -99,6 +105,13 @@ impl<S: Store> Authenticator<S> {
                 _ => Err(ApiError::PermissionDenied("this user is not one of your clients".into())),
             },
         }
+    }
+
+    /// The caller and the user whose data they ask to read (`user_for`), and where from.
+    pub async fn reader<T>(&self, request: &Request<T>, rpc: &str, requested: &str) -> ApiResult<Reader> {
+        let principal = self.principal(request, rpc).await?;
+        let user_id = self.user_for(&principal, requested).await?;
+        Ok(Reader { principal, user_id, peer: peer(request) })
     }
 
     pub fn require_admin(&self, principal: &Principal) -> ApiResult<()> {

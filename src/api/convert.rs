@@ -8,7 +8,7 @@ use crate::domain::fold::{Day, Outranked, Provenance, Reason, SleepRecord, Worko
 use crate::domain::priority::PriorityFile;
 use crate::domain::Source;
 use crate::proto::v1 as pb;
-use crate::store::StoredEntry;
+use crate::store::{Access, StoredEntry};
 
 pub fn timestamp(at: DateTime<Utc>) -> prost_types::Timestamp {
     prost_types::Timestamp { seconds: at.timestamp(), nanos: at.timestamp_subsec_nanos() as i32 }
@@ -205,5 +205,15 @@ pub fn reason_text(reason: &Reason) -> String {
         Reason::LatestWorkoutRevisions => {
             "latest revision of each workout not deleted; sessions two sources reported count once".to_string()
         }
+    }
+}
+
+pub fn access(access: &Access) -> pb::AccessRecord {
+    pb::AccessRecord {
+        read_at: Some(timestamp(access.at)),
+        accessor: access.accessor.clone(),
+        rpc: access.rpc.clone(),
+        detail: access.detail.clone(),
+        peer: access.peer.clone(),
     }
 }

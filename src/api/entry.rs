@@ -1,14 +1,15 @@
 //! EntryService: manual entries, reading days, and explaining them.
 
+use std::collections::HashSet;
 use std::pin::Pin;
 use std::sync::Arc;
 
 use chrono::{NaiveDate, Utc};
-use futures::Stream;
-use tokio_stream::StreamExt;
+use futures::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
 
-use super::auth::Principal;
+use super::access_log::Reader;
+use super::auth::{self, Principal};
 use super::convert;
 use super::encoded_entries::EncodedEntries;
 use super::items;
@@ -71,9 +72,9 @@ impl<S: Store> EntryApi<S> {
         Ok(FeedFilter::Users(users))
     }
 
-    async fn user<T>(&self, request: &Request<T>, rpc: &str, user_id: &str) -> ApiResult<String> {
-        let principal = self.state.auth.principal(request, rpc).await?;
-        self.state.auth.user_for(&principal, user_id).await
+    /// Records `reader`'s read in the access log (unless it is the user's own).
+    async fn record(&self, reader: &Reader, rpc: &str, detail: String) {
+        self.state.access_log.record(reader, rpc, detail).await;
     }
 }
 
@@ -119,9 +120,10 @@ impl<S: Store> EntryService for EntryApi<S> {
     }
 
     async fn get_entry(&self, request: Request<pb::GetEntryRequest>) -> Result<Response<pb::GetEntryResponse>, Status> {
-        let user_id = self.user(&request, "GetEntry", &request.get_ref().user_id).await?;
+        let reader = self.state.auth.reader(&request, "GetEntry", &request.get_ref().user_id).await?;
         let day = read_day("date", &request.get_ref().date)?;
-        let entry = self.state.store.get_entry(&user_id, day).await?;
+        self.record(&reader, "GetEntry", day.to_string()).await;
+        let entry = self.state.store.get_entry(&reader.user_id, day).await?;
         let entry = entry.ok_or_else(|| ApiError::NotFound(format!("no entry on {day}")))?;
         Ok(Response::new(pb::GetEntryResponse { entry: Some(convert::entry(&entry)) }))
     }
@@ -130,7 +132,7 @@ impl<S: Store> EntryService for EntryApi<S> {
         &self,
         request: Request<pb::ListEntriesRequest>,
     ) -> Result<Response<pb::ListEntriesResponse>, Status> {
-        let user_id = self.user(&request, "ListEntries", &request.get_ref().user_id).await?;
+        let reader = self.state.auth.reader(&request, "ListEntries", &request.get_ref().user_id).await?;
         let r = request.get_ref();
         let start = read_day("start_date", &r.start_date)?;
         let end = read_day("end_date", &r.end_date)?;
@@ -150,7 +152,8 @@ impl<S: Store> EntryService for EntryApi<S> {
             "" => None,
             token => Some(read_day("page_token", token)?),
         };
-        let entries = self.state.store.list_entries(&user_id, start, end, after, page_size).await?;
+        self.record(&reader, "ListEntries", format!("{start}..{end}")).await;
+        let entries = self.state.store.list_entries(&reader.user_id, start, end, after, page_size).await?;
         let next_page_token = match entries.last() {
             Some(last) if entries.len() == page_size as usize && last.day < end => last.day.to_string(),
             _ => String::new(),
@@ -165,12 +168,13 @@ impl<S: Store> EntryService for EntryApi<S> {
         &self,
         request: Request<pb::ExplainEntryRequest>,
     ) -> Result<Response<pb::ExplainEntryResponse>, Status> {
-        let user_id = self.user(&request, "ExplainEntry", &request.get_ref().user_id).await?;
+        let reader = self.state.auth.reader(&request, "ExplainEntry", &request.get_ref().user_id).await?;
         let day = read_day("date", &request.get_ref().date)?;
-        let store = &self.state.store;
-        let entry = store.get_entry(&user_id, day).await?;
+        self.record(&reader, "ExplainEntry", day.to_string()).await;
+        let (store, user_id) = (&self.state.store, &reader.user_id);
+        let entry = store.get_entry(user_id, day).await?;
         let entry = entry.ok_or_else(|| ApiError::NotFound(format!("no entry on {day}")))?;
-        let events = store.fold_input(&user_id, day).await?;
+        let events = store.fold_input(user_id, day).await?;
         // The rule the day was folded under, so the explanation matches the stored values
         // (while a new rule's re-fold is under way, the two differ).
         let rule = store.priority_rule_at(entry.rule_version).await?;
@@ -190,6 +194,7 @@ impl<S: Store> EntryService for EntryApi<S> {
         request: Request<pb::StreamEntriesRequest>,
     ) -> Result<Response<Self::StreamEntriesStream>, Status> {
         let principal = self.state.auth.principal(&request, "StreamEntries").await?;
+        let peer = auth::peer(&request);
         let r = request.into_inner();
         if r.include_clients && matches!(principal, Principal::Device { .. }) {
             let message = "roster changes are for a client's coach; a device's stream carries entries";
@@ -203,10 +208,23 @@ impl<S: Store> EntryService for EntryApi<S> {
         let request_id = super::request_id::current();
         let items = feed::follow(self.state.store.clone(), subscription, self.state.shutdown.clone());
         let encoded = self.encoded.clone();
-        let stream = items.map(move |item| {
+        // A coach's or an admin's stream reads a user's data from the first entry of theirs
+        // it delivers: that is recorded, once per stream (users added later included).
+        let (access_log, logs_reads) = (self.state.access_log.clone(), !matches!(principal, Principal::Device { .. }));
+        let mut read_users = HashSet::new();
+        let stream = items.then(move |item| {
+            let read = match &item {
+                Ok(FeedItem::Update(entry)) if logs_reads && !read_users.contains(&entry.user_id) => {
+                    read_users.insert(entry.user_id.clone());
+                    let reader =
+                        Reader { principal: principal.clone(), user_id: entry.user_id.clone(), peer: peer.clone() };
+                    Some((access_log.clone(), reader))
+                }
+                _ => None,
+            };
             // Moved into the stream, the slot is freed when the stream is dropped.
             let _held = &slot;
-            match item {
+            let response = match item {
                 Ok(FeedItem::Update(entry)) => Ok(pb::StreamEntriesResponse {
                     kind: Some(pb::stream_entries_response::Kind::Update(pb::EntryUpdate::encoded(
                         entry.position as u64,
@@ -237,6 +255,12 @@ impl<S: Store> EntryService for EntryApi<S> {
                 }),
                 // The error names the call's request id, as its other log lines do.
                 Err(e) => Err(super::request_id::within(request_id.clone(), || ApiError::from(e).into())),
+            };
+            async move {
+                if let Some((access_log, reader)) = read {
+                    access_log.record(&reader, "StreamEntries", String::new()).await;
+                }
+                response
             }
         });
         Ok(Response::new(Box::pin(stream)))

@@ -1,5 +1,6 @@
 //! The gRPC transport: one file per service, sharing authentication and error mapping.
 
+pub mod access_log;
 pub mod admin;
 pub mod auth;
 pub mod bearer;
@@ -23,6 +24,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
+use access_log::AccessLog;
 use auth::Authenticator;
 pub use device_rate::DeviceRate;
 pub use stream_slots::StreamSlots;
@@ -32,6 +34,8 @@ pub use stream_slots::StreamSlots;
 pub struct AppState<S> {
     pub store: S,
     pub auth: Authenticator<S>,
+    /// Where reads of a client's data by someone else are recorded.
+    pub access_log: AccessLog,
     /// How long a stream may be idle before it gets a heartbeat.
     pub heartbeat: Duration,
     /// Turns true when the server shuts down, ending open streams.

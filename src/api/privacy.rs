@@ -11,10 +11,15 @@ use super::convert;
 use super::status::{ApiError, ApiResult};
 use super::AppState;
 use crate::domain::validate::identifier;
+use crate::domain::{reason, Violation};
 use crate::export::{self, ExportRecord};
 use crate::proto::v1 as pb;
 use crate::proto::v1::privacy_service_server::PrivacyService;
 use crate::store::{Removal, Store};
+
+/// Access-log records per page unless asked otherwise, and at most.
+const DEFAULT_ACCESS_PAGE: u32 = 100;
+const MAX_ACCESS_PAGE: u32 = 1000;
 
 pub struct PrivacyApi<S> {
     state: AppState<S>,
@@ -57,8 +62,9 @@ impl<S: Store> PrivacyService for PrivacyApi<S> {
         &self,
         request: Request<pb::ExportUserDataRequest>,
     ) -> Result<Response<Self::ExportUserDataStream>, Status> {
-        let principal = self.state.auth.principal(&request, "ExportUserData").await?;
-        let user_id = self.state.auth.user_for(&principal, &request.get_ref().user_id).await?;
+        let reader = self.state.auth.reader(&request, "ExportUserData", &request.get_ref().user_id).await?;
+        self.state.access_log.record(&reader, "ExportUserData", String::new()).await;
+        let user_id = reader.user_id;
         use pb::export_user_data_response::Record;
         let header = pb::ExportHeader {
             format: export::FORMAT.into(),
@@ -75,6 +81,44 @@ impl<S: Store> PrivacyService for PrivacyApi<S> {
         });
         let header = stream::once(async { Ok(pb::ExportUserDataResponse { record: Some(Record::Header(header)) }) });
         Ok(Response::new(Box::pin(header.chain(records))))
+    }
+
+    async fn list_access_log(
+        &self,
+        request: Request<pb::ListAccessLogRequest>,
+    ) -> Result<Response<pb::ListAccessLogResponse>, Status> {
+        let principal = self.state.auth.principal(&request, "ListAccessLog").await?;
+        if let Principal::Coach { .. } = principal {
+            let message = "a client's access log is for the client and for admins";
+            return Err(ApiError::PermissionDenied(message.into()).into());
+        }
+        let r = request.get_ref();
+        let user_id = self.state.auth.user_for(&principal, &r.user_id).await?;
+        let page_size = match r.page_size {
+            0 => DEFAULT_ACCESS_PAGE,
+            n => n.min(MAX_ACCESS_PAGE),
+        };
+        let before = match r.page_token.as_str() {
+            "" => None,
+            token => Some(token.parse::<i64>().ok().filter(|seq| *seq > 0).ok_or_else(|| {
+                ApiError::invalid_one(Violation::new(
+                    "page_token",
+                    reason::INVALID_FORMAT,
+                    "not a page token from this call",
+                ))
+            })?),
+        };
+        // What this instance recorded before the call is in the log.
+        self.state.access_log.flushed().await;
+        let logged = self.state.store.access_log(&user_id, before, page_size).await?;
+        let next_page_token = match logged.last() {
+            Some(last) if logged.len() == page_size as usize => last.seq.to_string(),
+            _ => String::new(),
+        };
+        Ok(Response::new(pb::ListAccessLogResponse {
+            records: logged.iter().map(|logged| convert::access(&logged.access)).collect(),
+            next_page_token,
+        }))
     }
 
     async fn erase_user(

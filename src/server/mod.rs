@@ -26,6 +26,7 @@ use tonic_health::server::HealthReporter;
 use tonic_health::ServingStatus;
 use tonic_web::GrpcWebLayer;
 
+use crate::api::access_log::AccessLog;
 use crate::api::admin::AdminApi;
 use crate::api::auth::Authenticator;
 use crate::api::entry::EntryApi;
@@ -137,6 +138,7 @@ pub async fn serve<S: Store>(
     let (stop_streams, shutdown_rx) = watch::channel(false);
     let state = AppState {
         auth: Authenticator::new(store.clone(), options.admin_token.as_deref()),
+        access_log: AccessLog::start(store.clone()),
         store: store.clone(),
         heartbeat: options.heartbeat,
         shutdown: shutdown_rx,
@@ -145,6 +147,7 @@ pub async fn serve<S: Store>(
         max_stream_users: limits.max_stream_users,
         stale_after_days: options.stale_after_days,
     };
+    let access_log = state.access_log.clone();
     let (draining, close) = (CancellationToken::new(), CancellationToken::new());
     // Open streams never finish on their own: end them when shutdown begins, so the
     // graceful shutdown can complete once unary calls are done.
@@ -205,6 +208,8 @@ pub async fn serve<S: Store>(
     if let Some(reloads) = reloads {
         reloads.abort();
     }
+    // The reads answered before the shutdown are in the log before the process exits.
+    access_log.flushed().await;
     Ok(result?)
 }
 

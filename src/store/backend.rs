@@ -16,8 +16,8 @@ use tokio::sync::broadcast;
 use super::projector::{DaySpan, EventRow, Inserted, KeyLookup, KeyedEvent, Revision, UserDay};
 use super::rehash::{HashUpgrade, StoredHash};
 use super::roster::{Clients, Published};
-use super::rows::{BodyRow, ClientRow, DeviceRow, EntryRow, RemovalRow, RuleRow, SyncRow, TokenRow};
-use super::{FeedChange, FeedFilter, PoolUse, Removal, StoreResult, StoredEntry};
+use super::rows::{AccessRow, BodyRow, ClientRow, DeviceRow, EntryRow, RemovalRow, RuleRow, SyncRow, TokenRow};
+use super::{Access, FeedChange, FeedFilter, PoolUse, Removal, StoreResult, StoredEntry};
 use crate::domain::event::StoredEvent;
 
 /// A result of a statement, as a future that may move between threads.
@@ -275,6 +275,12 @@ pub trait Backend: Send + Sync + Sized + 'static {
         up_to: i64,
         limit: u32,
     ) -> impl Answer<Vec<RemovalRow>>;
+
+    // The access log (`access`).
+
+    fn insert_accesses(conn: &mut Self::Conn, accesses: &[&Access]) -> impl Answer<()>;
+    /// The user's accesses with `seq` below `before`, newest first, at most `limit`.
+    fn access_rows(conn: &mut Self::Conn, user_id: &str, before: i64, limit: u32) -> impl Answer<Vec<AccessRow>>;
 
     // Export (`export`).
 

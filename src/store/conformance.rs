@@ -1,7 +1,8 @@
 //! Store-level tests every backend runs on its own store (`run`), for what the behavioural
 //! suite cannot reach from outside: the rebuild pipeline's read-ahead against writes that
 //! land between a chunk's read and its write, a priority rule stored but not yet applied to
-//! every day, and an append that reaches the writer after its user was erased.
+//! every day, and an append (of events, of access records) that reaches the writer after
+//! its user was erased.
 
 use std::future::Future;
 
@@ -10,7 +11,7 @@ use coachfit_testkit::ScratchDatabase;
 
 use super::backend::Backend;
 use super::sql_store::SqlStore;
-use super::{rebuild, Store, StoreError};
+use super::{rebuild, Access, Store, StoreError};
 use crate::domain::event::{KeyReuse, NewEvent, Payload, StepsReport};
 use crate::domain::priority::PriorityRule;
 use crate::domain::Source;
@@ -50,6 +51,8 @@ where
     a_stored_rule_folds_the_next_write_and_its_pass_folds_the_rest(store).await;
     let (store, _db) = with_users().await;
     an_append_authorized_before_its_user_was_erased_stores_nothing(store).await;
+    let (store, _db) = with_users().await;
+    access_records_of_an_erased_user_are_left_out_and_a_log_reads_newest_first(store).await;
 }
 
 /// Adds client users (of one coach): events are stored only for users who exist.
@@ -77,6 +80,32 @@ async fn an_append_authorized_before_its_user_was_erased_stores_nothing<B: Backe
     assert!(store.get_entry("u1", day).await.unwrap().is_none());
     assert!(store.erase_user("u1", "admin").await.unwrap().is_none(), "erasing again finds nobody");
     store.append("u2", "device:2", vec![steps(day, 3_000, 9)]).await.expect("others write on");
+}
+
+/// An access read before an erasure and stored after names nobody: it is left out, and
+/// the others of its batch are stored.
+async fn access_records_of_an_erased_user_are_left_out_and_a_log_reads_newest_first<B: Backend>(store: SqlStore<B>) {
+    let access = |user: &str, detail: &str| Access {
+        user_id: user.to_string(),
+        accessor: "coach:coach".to_string(),
+        rpc: "GetEntry".to_string(),
+        detail: detail.to_string(),
+        peer: "192.0.2.7".to_string(),
+        at: Utc.with_ymd_and_hms(2026, 3, 2, 9, 0, 0).unwrap(),
+    };
+    store.log_accesses(&[access("u1", "2026-03-01"), access("u2", "2026-03-01")]).await.unwrap();
+    store.erase_user("u1", "admin").await.unwrap().expect("u1 existed");
+    let batch = [access("u1", "2026-03-02"), access("u2", "2026-03-02"), access("u2", "2026-03-03")];
+    store.log_accesses(&batch).await.expect("a batch naming an erased user is stored all the same");
+
+    assert_eq!(store.access_log("u1", None, 10).await.unwrap(), vec![]);
+    let newest = store.access_log("u2", None, 2).await.unwrap();
+    let details: Vec<&str> = newest.iter().map(|logged| logged.access.detail.as_str()).collect();
+    assert_eq!(details, ["2026-03-03", "2026-03-02"]);
+    assert_eq!(newest[0].access, batch[2], "stored as given");
+    let older = store.access_log("u2", Some(newest[1].seq), 2).await.unwrap();
+    let details: Vec<&str> = older.iter().map(|logged| logged.access.detail.as_str()).collect();
+    assert_eq!(details, ["2026-03-01"], "the page before the second");
 }
 
 const HEALTHKIT_FIRST: &str = r#"{"default": ["healthkit", "manual", "strava"]}"#;

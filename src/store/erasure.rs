@@ -6,17 +6,18 @@ use super::roster::Published;
 use super::{now, Removal, StoreResult};
 
 /// Where a user's rows are: each table with the column that names the user. Events (and
-/// with them their dedupe keys), the read models, what the roster knows, device tokens (a
-/// device token's subject is its user; coach tokens name coaches), pairing codes (also one
-/// reserved for a user not yet created), and the user last. A table added later that
+/// with them their dedupe keys), the read models, what the roster knows, who read their
+/// data, device tokens (a device token's subject is its user; coach tokens name coaches),
+/// pairing codes (also one reserved for a user not yet created), and the user last. A table added later that
 /// holds a user's rows belongs here: the erasure test looks for the user in every table.
-pub(crate) const USER_ROWS: [(&str, &str); 6] = [
+pub(crate) const USER_ROWS: [(&str, &str); 7] = [
     // First: a redeem of the user's code that claimed it waits for this (its row lock), so
     // the token it adds is seen, and deleted, below; one that comes later finds no code.
     ("pairing_codes", "user_id"),
     ("events", "user_id"),
     ("entries", "user_id"),
     ("sync_status", "user_id"),
+    ("access_log", "user_id"),
     ("tokens", "subject_id"),
     ("users", "user_id"),
 ];

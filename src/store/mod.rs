@@ -3,6 +3,7 @@
 //! once over a `Backend` (connections, transactions, statements), which `sqlite` and
 //! `postgres` implement.
 
+mod access;
 mod backend;
 #[cfg(test)]
 mod conformance;
@@ -174,6 +175,28 @@ pub struct Removal {
     pub removed_at: DateTime<Utc>,
 }
 
+/// A read of a client's health data by someone other than the client (the access log).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Access {
+    /// Whose data was read.
+    pub user_id: String,
+    /// Who read it: `coach:<coach id>` or `admin`, as events name their authors.
+    pub accessor: String,
+    pub rpc: String,
+    /// What the call named of the data (its dates); empty when it read all it could see.
+    pub detail: String,
+    /// The IP address the call came from; empty when unknown.
+    pub peer: String,
+    pub at: DateTime<Utc>,
+}
+
+/// An access as stored, with its place in the user's log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoggedAccess {
+    pub seq: i64,
+    pub access: Access,
+}
+
 /// What took a feed position: an entry's new version, a client's roster change (the
 /// client as it is after it), or a user's erasure. Shared by every subscriber that
 /// receives it.
@@ -339,6 +362,18 @@ pub trait Store: Clone + Send + Sync + 'static {
     /// `by` is who erased them. `None` when there was no user (erased before, say): any
     /// pairing code reserved for the id is deleted all the same.
     fn erase_user(&self, user_id: &str, by: &str) -> impl Future<Output = StoreResult<Option<Removal>>> + Send;
+
+    /// Appends reads to the access log, in one transaction; those of users erased
+    /// meanwhile are left out.
+    fn log_accesses(&self, accesses: &[Access]) -> impl Future<Output = StoreResult<()>> + Send;
+    /// The user's access log, newest first: at most `limit` accesses before `before` (a
+    /// `seq`), or from the newest.
+    fn access_log(
+        &self,
+        user_id: &str,
+        before: Option<i64>,
+        limit: u32,
+    ) -> impl Future<Output = StoreResult<Vec<LoggedAccess>>> + Send;
 
     /// Appends the events of one request and re-folds every day they touch, in one
     /// transaction. Returns one outcome per event, in order.

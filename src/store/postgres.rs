@@ -24,13 +24,15 @@ use super::backend::{Backend, Upgrade};
 use super::projector::{DaySpan, EventRow, Inserted, KeyLookup, KeyedEvent, Revision, UserDay};
 use super::rehash::{HashUpgrade, StoredHash};
 use super::roster::{self, Clients, Published};
-use super::rows::{self, ClientRow, CoachOf, DeviceRow, RemovalRow, SyncRow};
+use super::rows::{self, AccessRow, ClientRow, CoachOf, DeviceRow, RemovalRow, SyncRow};
 use super::rows::{
     event_days_after, from_micros, micros, parse_day, parse_uuid, stored_hash_from_row, user_events_from_rows, BodyRow,
     EntryRow, RuleRow, TokenRow, ENTRY_COLUMNS, EVENT_COLUMNS, IN_SPAN,
 };
 use super::sql_store::SqlStore;
-use super::{FeedChange, FeedFilter, FeedRecord, PoolUse, Removal, StoreError, StoreOptions, StoreResult, StoredEntry};
+use super::{
+    Access, FeedChange, FeedFilter, FeedRecord, PoolUse, Removal, StoreError, StoreOptions, StoreResult, StoredEntry,
+};
 use crate::domain::event::StoredEvent;
 use crate::metrics::{FEED_POSITION, RELAY_LAG};
 
@@ -1134,6 +1136,40 @@ impl Backend for PgBackend {
         .bind(start.to_string())
         .bind(end.to_string())
         .bind(after.map(|d| d.to_string()))
+        .bind(i64::from(limit))
+        .fetch_all(conn)
+        .await
+        .map_err(StoreError::from_sqlx)
+    }
+
+    async fn insert_accesses(conn: &mut PgConnection, accesses: &[&Access]) -> StoreResult<()> {
+        let mut query = sqlx::QueryBuilder::<Postgres>::new(
+            "INSERT INTO access_log (user_id, accessor, rpc, detail, peer, at_us) ",
+        );
+        query.push_values(accesses, |mut row, access| {
+            row.push_bind(&access.user_id)
+                .push_bind(&access.accessor)
+                .push_bind(&access.rpc)
+                .push_bind(&access.detail)
+                .push_bind(&access.peer)
+                .push_bind(micros(access.at));
+        });
+        query.build().execute(conn).await.map_err(StoreError::from_sqlx)?;
+        Ok(())
+    }
+
+    async fn access_rows(
+        conn: &mut PgConnection,
+        user_id: &str,
+        before: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<AccessRow>> {
+        sqlx::query_as(
+            "SELECT seq, user_id, accessor, rpc, detail, peer, at_us FROM access_log
+             WHERE user_id = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3",
+        )
+        .bind(user_id)
+        .bind(before)
         .bind(i64::from(limit))
         .fetch_all(conn)
         .await

@@ -385,3 +385,31 @@ impl RemovalRow {
         })
     }
 }
+
+/// An `access_log` row.
+#[derive(Debug, sqlx::FromRow)]
+pub struct AccessRow {
+    pub seq: i64,
+    pub user_id: String,
+    pub accessor: String,
+    pub rpc: String,
+    pub detail: String,
+    pub peer: String,
+    pub at_us: i64,
+}
+
+impl AccessRow {
+    pub fn into_logged(self) -> StoreResult<super::LoggedAccess> {
+        Ok(super::LoggedAccess {
+            seq: self.seq,
+            access: super::Access {
+                at: from_micros(self.at_us)?,
+                user_id: self.user_id,
+                accessor: self.accessor,
+                rpc: self.rpc,
+                detail: self.detail,
+                peer: self.peer,
+            },
+        })
+    }
+}

@@ -13,8 +13,9 @@ use super::roster::{self, Clients, Published, SyncNotices};
 use super::rows::{EntryRow, RemovalRow, SyncRow, TokenRow};
 use super::rules::{RuleCache, StoredRule, VersionedRule};
 use super::{
-    erasure, new_id, now, rebuild, rehash, FeedChange, FeedFilter, FeedPage, FeedRecord, Mismatch, Paired, PoolUse,
-    RebuildStats, Removal, RosterClient, Store, StoreError, StoreOptions, StoreResult, StoredEntry, Synced, TokenOwner,
+    access, erasure, new_id, now, rebuild, rehash, Access, FeedChange, FeedFilter, FeedPage, FeedRecord, LoggedAccess,
+    Mismatch, Paired, PoolUse, RebuildStats, Removal, RosterClient, Store, StoreError, StoreOptions, StoreResult,
+    StoredEntry, Synced, TokenOwner,
 };
 use crate::domain::event::{NewEvent, StoredEvent};
 use crate::domain::priority::PriorityRule;
@@ -267,6 +268,14 @@ impl<B: Backend> Store for SqlStore<B> {
 
     async fn erase_user(&self, user_id: &str, by: &str) -> StoreResult<Option<Removal>> {
         erasure::erase(self.backend.as_ref(), user_id, by).await
+    }
+
+    async fn log_accesses(&self, accesses: &[Access]) -> StoreResult<()> {
+        access::append(self.backend.as_ref(), accesses).await
+    }
+
+    async fn access_log(&self, user_id: &str, before: Option<i64>, limit: u32) -> StoreResult<Vec<LoggedAccess>> {
+        access::read::<B>(&mut *self.backend.reader().await?, user_id, before, limit).await
     }
 
     #[tracing::instrument(level = "debug", name = "store.append", skip(self, events), fields(events = events.len()))]

@@ -259,7 +259,7 @@ fn every_rpc_answers_schema_shaped_garbage_without_an_internal_error(backend: Ba
     let schema = Schema::load();
     let cases = std::env::var("PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(40);
     let methods: Vec<_> = schema.methods.iter().filter(|(path, ..)| path.starts_with("/coachfit.v1.")).collect();
-    assert_eq!(methods.len(), 25, "every coachfit RPC");
+    assert_eq!(methods.len(), 26, "every coachfit RPC");
     for (path, input, streaming) in methods {
         let mut runner = TestRunner::new(Config { cases, failure_persistence: None, ..Config::default() });
         let outcome = runner.run(&any::<u64>(), |seed| {

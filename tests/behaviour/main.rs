@@ -4,6 +4,7 @@
 mod common;
 mod database;
 
+mod access_log;
 mod admin;
 mod auth;
 mod cli;

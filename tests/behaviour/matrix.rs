@@ -174,6 +174,9 @@ async fn call(server: &TestServer, world: &World, rpc: &str, token: &str) -> Cod
         "ExportUserData" => code(server.privacy(token).export_user_data(pb::ExportUserDataRequest { user_id }).await),
         "DeleteAccount" => code(server.privacy(token).delete_account(pb::DeleteAccountRequest {}).await),
         "EraseUser" => code(server.privacy(token).erase_user(pb::EraseUserRequest { user_id }).await),
+        "ListAccessLog" => code(
+            server.privacy(token).list_access_log(pb::ListAccessLogRequest { user_id, ..Default::default() }).await,
+        ),
         other => panic!("no call for {other}"),
     }
 }
@@ -182,7 +185,7 @@ async fn every_rpc_answers_every_caller_as_the_matrix_says(backend: Backend) {
     use Code::{NotFound as NF, Ok as OK, PermissionDenied as PD, Unauthenticated as UA};
     // Columns: no token, bad token, revoked token, device of the user, device of another user,
     // the user's coach, another coach, admin. (README, "Who may call what".)
-    let matrix: [(&str, [Code; 8]); 25] = [
+    let matrix: [(&str, [Code; 8]); 26] = [
         ("IngestSteps", [UA, UA, UA, OK, OK, PD, PD, PD]),
         ("IngestSleep", [UA, UA, UA, OK, OK, PD, PD, PD]),
         ("IngestWorkouts", [UA, UA, UA, OK, OK, PD, PD, PD]),
@@ -212,6 +215,8 @@ async fn every_rpc_answers_every_caller_as_the_matrix_says(backend: Backend) {
         ("DeleteAccount", [UA, UA, UA, OK, OK, PD, PD, PD]),
         ("EraseUser", [UA, UA, UA, PD, PD, PD, PD, OK]),
         ("ExportUserData", [UA, UA, UA, OK, PD, OK, PD, OK]),
+        // Who read the user's data: the user and an admin, not a coach.
+        ("ListAccessLog", [UA, UA, UA, OK, PD, PD, PD, OK]),
     ];
     let server = TestServer::start(backend).await;
     let mut wrong = Vec::new();

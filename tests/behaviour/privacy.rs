@@ -1,5 +1,6 @@
 //! A person's data: erasure (a device deleting its account, an admin erasing a user) leaves
-//! nothing of the user behind, takes nothing from anyone else, and reaches every dashboard.
+//! nothing of the user behind (their access log included), takes nothing from anyone
+//! else, and reaches every dashboard.
 
 use std::collections::BTreeMap;
 
@@ -54,10 +55,27 @@ async fn erasure_under_concurrent_ingest_leaves_nothing_of_the_user_and_takes_no
         let request = pb::EraseUserRequest { user_id: erased.id.clone() };
         server.privacy(&server.admin_token).erase_user(request).await.expect("EraseUser").into_inner()
     };
-    let (theirs, others, answer) =
-        tokio::join!(keeps_sending(erased.token.clone()), keeps_sending(other.token.clone()), erase);
+    // Their coach keeps reading them: each read is in their access log until it goes with them.
+    let coach_reads = async {
+        let mut entries = server.entries(&server.coach.token);
+        let mut reads = 0;
+        loop {
+            let read = pb::GetEntryRequest { user_id: erased.id.clone(), date: day(0) };
+            match entries.get_entry(read).await {
+                Ok(_) => reads += 1,
+                Err(status) if status.code() == Code::NotFound => reads += 1,
+                Err(status) => {
+                    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+                    return reads;
+                }
+            }
+        }
+    };
+    let (theirs, others, answer, reads) =
+        tokio::join!(keeps_sending(erased.token.clone()), keeps_sending(other.token.clone()), erase, coach_reads);
     assert!(answer.erased && answer.position > 0, "{answer:?}");
     assert!(theirs.len() < 60, "the erasure came while the user was still sending");
+    assert!(reads > 0, "the coach read them before the erasure");
 
     assert_eq!(server.columns_containing(&erased.id, KEPT).await, Vec::<String>::new(), "rows of the erased user");
     assert_eq!(others.len(), 60, "the other client was never refused");

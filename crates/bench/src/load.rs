@@ -1,5 +1,5 @@
-//! Load from real gRPC clients over loopback: batch ingest, single-item ingest against
-//! health checks, and the StreamEntries fan-out (native gRPC, or gRPC-Web as browsers).
+//! Load from real gRPC clients over loopback: batch ingest, single-item ingest and coach
+//! reads against health checks, and the StreamEntries fan-out (native gRPC, or gRPC-Web as browsers).
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -119,6 +119,30 @@ pub async fn single_ingest(uri: &str, tokens: &[String], duration: Duration) -> 
                 time_zone: String::new(),
             };
             client.ingest_steps(request).await?;
+            Ok(())
+        }
+    })
+    .await
+}
+
+/// A coach's `GetEntry` of a client's first bench day (each client's, in turn), the same
+/// number of clients in closed loops: a read the access log records. Returns calls/s.
+pub async fn coach_reads(uri: &str, coach_token: &str, users: &[String], duration: Duration) -> anyhow::Result<f64> {
+    let channels = connections(uri, users.len()).await?;
+    let clients: Vec<_> = (0..users.len())
+        .map(|i| {
+            EntryServiceClient::new(InterceptedService::new(
+                channels[i % channels.len()].clone(),
+                Bearer::new(coach_token),
+            ))
+        })
+        .collect();
+    let (clients, users) = (Arc::new(clients), Arc::new(users.to_vec()));
+    closed_loop(users.len(), duration, move |lane, _| {
+        let mut client = clients[lane].clone();
+        let request = pb::GetEntryRequest { user_id: users[lane].clone(), date: bench_day(0).to_string() };
+        async move {
+            client.get_entry(request).await?;
             Ok(())
         }
     })

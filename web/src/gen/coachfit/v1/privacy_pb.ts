@@ -16,7 +16,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file coachfit/v1/privacy.proto.
  */
 export const file_coachfit_v1_privacy: GenFile = /*@__PURE__*/
-  fileDesc("Chljb2FjaGZpdC92MS9wcml2YWN5LnByb3RvEgtjb2FjaGZpdC52MSIWChREZWxldGVBY2NvdW50UmVxdWVzdCJGChVEZWxldGVBY2NvdW50UmVzcG9uc2USLQoJZXJhc2VkX2F0GAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCIjChBFcmFzZVVzZXJSZXF1ZXN0Eg8KB3VzZXJfaWQYASABKAkiNQoRRXJhc2VVc2VyUmVzcG9uc2USDgoGZXJhc2VkGAEgASgIEhAKCHBvc2l0aW9uGAIgASgEIigKFUV4cG9ydFVzZXJEYXRhUmVxdWVzdBIPCgd1c2VyX2lkGAEgASgJInEKDEV4cG9ydEhlYWRlchIOCgZmb3JtYXQYASABKAkSDwoHdmVyc2lvbhgCIAEoDRIPCgd1c2VyX2lkGAMgASgJEi8KC2V4cG9ydGVkX2F0GAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCKfAQoWRXhwb3J0VXNlckRhdGFSZXNwb25zZRIrCgZoZWFkZXIYASABKAsyGS5jb2FjaGZpdC52MS5FeHBvcnRIZWFkZXJIABIpCgVldmVudBgCIAEoCzIYLmNvYWNoZml0LnYxLkV2ZW50UmVjb3JkSAASIwoFZW50cnkYAyABKAsyEi5jb2FjaGZpdC52MS5FbnRyeUgAQggKBnJlY29yZDKRAgoOUHJpdmFjeVNlcnZpY2USVgoNRGVsZXRlQWNjb3VudBIhLmNvYWNoZml0LnYxLkRlbGV0ZUFjY291bnRSZXF1ZXN0GiIuY29hY2hmaXQudjEuRGVsZXRlQWNjb3VudFJlc3BvbnNlEkoKCUVyYXNlVXNlchIdLmNvYWNoZml0LnYxLkVyYXNlVXNlclJlcXVlc3QaHi5jb2FjaGZpdC52MS5FcmFzZVVzZXJSZXNwb25zZRJbCg5FeHBvcnRVc2VyRGF0YRIiLmNvYWNoZml0LnYxLkV4cG9ydFVzZXJEYXRhUmVxdWVzdBojLmNvYWNoZml0LnYxLkV4cG9ydFVzZXJEYXRhUmVzcG9uc2UwAWIGcHJvdG8z", [file_coachfit_v1_common, file_coachfit_v1_entry, file_google_protobuf_timestamp]);
+  fileDesc("Chljb2FjaGZpdC92MS9wcml2YWN5LnByb3RvEgtjb2FjaGZpdC52MSIWChREZWxldGVBY2NvdW50UmVxdWVzdCJGChVEZWxldGVBY2NvdW50UmVzcG9uc2USLQoJZXJhc2VkX2F0GAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCIjChBFcmFzZVVzZXJSZXF1ZXN0Eg8KB3VzZXJfaWQYASABKAkiNQoRRXJhc2VVc2VyUmVzcG9uc2USDgoGZXJhc2VkGAEgASgIEhAKCHBvc2l0aW9uGAIgASgEIigKFUV4cG9ydFVzZXJEYXRhUmVxdWVzdBIPCgd1c2VyX2lkGAEgASgJInEKDEV4cG9ydEhlYWRlchIOCgZmb3JtYXQYASABKAkSDwoHdmVyc2lvbhgCIAEoDRIPCgd1c2VyX2lkGAMgASgJEi8KC2V4cG9ydGVkX2F0GAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCKfAQoWRXhwb3J0VXNlckRhdGFSZXNwb25zZRIrCgZoZWFkZXIYASABKAsyGS5jb2FjaGZpdC52MS5FeHBvcnRIZWFkZXJIABIpCgVldmVudBgCIAEoCzIYLmNvYWNoZml0LnYxLkV2ZW50UmVjb3JkSAASIwoFZW50cnkYAyABKAsyEi5jb2FjaGZpdC52MS5FbnRyeUgAQggKBnJlY29yZCJOChRMaXN0QWNjZXNzTG9nUmVxdWVzdBIPCgd1c2VyX2lkGAEgASgJEhEKCXBhZ2Vfc2l6ZRgCIAEoDRISCgpwYWdlX3Rva2VuGAMgASgJIngKDEFjY2Vzc1JlY29yZBIrCgdyZWFkX2F0GAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIQCghhY2Nlc3NvchgCIAEoCRILCgNycGMYAyABKAkSDgoGZGV0YWlsGAQgASgJEgwKBHBlZXIYBSABKAkiXAoVTGlzdEFjY2Vzc0xvZ1Jlc3BvbnNlEioKB3JlY29yZHMYASADKAsyGS5jb2FjaGZpdC52MS5BY2Nlc3NSZWNvcmQSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJMukCCg5Qcml2YWN5U2VydmljZRJWCg1EZWxldGVBY2NvdW50EiEuY29hY2hmaXQudjEuRGVsZXRlQWNjb3VudFJlcXVlc3QaIi5jb2FjaGZpdC52MS5EZWxldGVBY2NvdW50UmVzcG9uc2USSgoJRXJhc2VVc2VyEh0uY29hY2hmaXQudjEuRXJhc2VVc2VyUmVxdWVzdBoeLmNvYWNoZml0LnYxLkVyYXNlVXNlclJlc3BvbnNlElsKDkV4cG9ydFVzZXJEYXRhEiIuY29hY2hmaXQudjEuRXhwb3J0VXNlckRhdGFSZXF1ZXN0GiMuY29hY2hmaXQudjEuRXhwb3J0VXNlckRhdGFSZXNwb25zZTABElYKDUxpc3RBY2Nlc3NMb2cSIS5jb2FjaGZpdC52MS5MaXN0QWNjZXNzTG9nUmVxdWVzdBoiLmNvYWNoZml0LnYxLkxpc3RBY2Nlc3NMb2dSZXNwb25zZWIGcHJvdG8z", [file_coachfit_v1_common, file_coachfit_v1_entry, file_google_protobuf_timestamp]);
 
 /**
  * @generated from message coachfit.v1.DeleteAccountRequest
@@ -182,6 +182,111 @@ export const ExportUserDataResponseSchema: GenMessage<ExportUserDataResponse> = 
   messageDesc(file_coachfit_v1_privacy, 6);
 
 /**
+ * @generated from message coachfit.v1.ListAccessLogRequest
+ */
+export type ListAccessLogRequest = Message<"coachfit.v1.ListAccessLogRequest"> & {
+  /**
+   * @generated from field: string user_id = 1;
+   */
+  userId: string;
+
+  /**
+   * Default 100, at most 1000.
+   *
+   * @generated from field: uint32 page_size = 2;
+   */
+  pageSize: number;
+
+  /**
+   * From a previous response's next_page_token; empty for the newest.
+   *
+   * @generated from field: string page_token = 3;
+   */
+  pageToken: string;
+};
+
+/**
+ * Describes the message coachfit.v1.ListAccessLogRequest.
+ * Use `create(ListAccessLogRequestSchema)` to create a new message.
+ */
+export const ListAccessLogRequestSchema: GenMessage<ListAccessLogRequest> = /*@__PURE__*/
+  messageDesc(file_coachfit_v1_privacy, 7);
+
+/**
+ * One read of the user's data by someone else.
+ *
+ * @generated from message coachfit.v1.AccessRecord
+ */
+export type AccessRecord = Message<"coachfit.v1.AccessRecord"> & {
+  /**
+   * @generated from field: google.protobuf.Timestamp read_at = 1;
+   */
+  readAt?: Timestamp | undefined;
+
+  /**
+   * Who read: "coach:<coach id>" or "admin", as events name their authors.
+   *
+   * @generated from field: string accessor = 2;
+   */
+  accessor: string;
+
+  /**
+   * The call: "GetEntry", "ListEntries", "ExplainEntry", "StreamEntries" (recorded when
+   * the stream delivers the user's first entry) or "ExportUserData".
+   *
+   * @generated from field: string rpc = 3;
+   */
+  rpc: string;
+
+  /**
+   * What the call named: a date ("2026-11-02"), a range ("2026-10-01..2026-10-31"), or
+   * empty when it read everything the caller may see.
+   *
+   * @generated from field: string detail = 4;
+   */
+  detail: string;
+
+  /**
+   * The IP address the call came from, as this server saw it (a proxy's, behind one);
+   * empty when unknown.
+   *
+   * @generated from field: string peer = 5;
+   */
+  peer: string;
+};
+
+/**
+ * Describes the message coachfit.v1.AccessRecord.
+ * Use `create(AccessRecordSchema)` to create a new message.
+ */
+export const AccessRecordSchema: GenMessage<AccessRecord> = /*@__PURE__*/
+  messageDesc(file_coachfit_v1_privacy, 8);
+
+/**
+ * @generated from message coachfit.v1.ListAccessLogResponse
+ */
+export type ListAccessLogResponse = Message<"coachfit.v1.ListAccessLogResponse"> & {
+  /**
+   * @generated from field: repeated coachfit.v1.AccessRecord records = 1;
+   */
+  records: AccessRecord[];
+
+  /**
+   * Empty on the last page.
+   *
+   * @generated from field: string next_page_token = 2;
+   */
+  nextPageToken: string;
+};
+
+/**
+ * Describes the message coachfit.v1.ListAccessLogResponse.
+ * Use `create(ListAccessLogResponseSchema)` to create a new message.
+ */
+export const ListAccessLogResponseSchema: GenMessage<ListAccessLogResponse> = /*@__PURE__*/
+  messageDesc(file_coachfit_v1_privacy, 9);
+
+/**
  * A person's data: taking it away, deleting an account, erasing a user (docs/PRIVACY.md).
  *
  * @generated from service coachfit.v1.PrivacyService
@@ -220,6 +325,18 @@ export const PrivacyService: GenService<{
     methodKind: "server_streaming";
     input: typeof ExportUserDataRequestSchema;
     output: typeof ExportUserDataResponseSchema;
+  },
+  /**
+   * Who read the user's health data: every GetEntry, ListEntries, ExplainEntry,
+   * StreamEntries and ExportUserData of theirs by a coach or an admin, newest first. The
+   * user by device token (user_id may be empty), an admin for anyone; not a coach.
+   *
+   * @generated from rpc coachfit.v1.PrivacyService.ListAccessLog
+   */
+  listAccessLog: {
+    methodKind: "unary";
+    input: typeof ListAccessLogRequestSchema;
+    output: typeof ListAccessLogResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_coachfit_v1_privacy, 0);
