@@ -16,11 +16,15 @@ use sqlx::Connection;
 
 use crate::accounts;
 use crate::api::pairing::PairingOptions;
-use crate::config::{AdminCommand, Cli, Command, ExportFormat, LogFormat, PriorityCommand};
+use crate::config::{
+    AdminCommand, AppleHealthArgs, Cli, Command, ExportFormat, ImportCommand, LogFormat, PriorityCommand,
+};
 use crate::demo;
 use crate::domain::priority::PriorityRule;
 use crate::domain::validate::{check_text, identifier, TextKind, MAX_NAME_CHARS};
 use crate::export::{self, ExportRecord};
+use crate::import::apple_health;
+use crate::import::sink::{ServerSink, Sink, StoreSink};
 use crate::server::{self, Limits, ServerOptions, Tls, TlsFiles};
 use crate::store::postgres::{PgSettings, PostgresStore};
 use crate::store::sqlite::SqliteStore;
@@ -64,6 +68,15 @@ async fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
              for every instance. Run `coachfit priority set {}` once, then start without the flag",
             path.display()
         );
+    }
+    if let Command::Import(ImportCommand::AppleHealth(args)) = &cli.command {
+        if let Some(server) = &args.server {
+            // To a server: no database here.
+            let token = args.device_token.as_deref().context("--server needs --device-token")?;
+            let mut sink =
+                ServerSink::connect(server, token).await.with_context(|| format!("connecting to {server}"))?;
+            return import_apple_health(args, &mut sink).await;
+        }
     }
     let shown = redacted(&url);
     let store_options = match cli.command.write_args() {
@@ -219,6 +232,16 @@ async fn run_command<S: Store>(store: S, command: Command, database: &str) -> an
             }
             write_export(store, user_id, format).await?;
         }
+        Command::Import(ImportCommand::AppleHealth(args)) => {
+            let user_id = args.user_id.clone().context("--user-id (or --server with --device-token)")?;
+            identifier("--user-id", &user_id).map_err(|v| anyhow::anyhow!(v.description))?;
+            if store.coach_of(&user_id).await?.is_none() {
+                bail!("no user {user_id}");
+            }
+            let zone = time_zone(&args.time_zone)?;
+            let mut sink = StoreSink { store, user_id, actor: "import:apple-health".into(), zone };
+            return import_apple_health(&args, &mut sink).await;
+        }
         Command::Rebuild { user_id, .. } => {
             let stats = match refolded {
                 Some(stats) => stats,
@@ -297,6 +320,29 @@ async fn run_command<S: Store>(store: S, command: Command, database: &str) -> an
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn time_zone(name: &str) -> anyhow::Result<chrono_tz::Tz> {
+    crate::domain::dates::parse_time_zone(name)
+        .with_context(|| format!("--time-zone {name:?} is not an IANA time zone (such as Europe/Berlin)"))
+}
+
+/// Imports an Apple Health export into `sink`; prints the summary, with the peak memory.
+async fn import_apple_health(args: &AppleHealthArgs, sink: &mut impl Sink) -> anyhow::Result<ExitCode> {
+    let options = apple_health::Options { zone: time_zone(&args.time_zone)?, source_order: args.source_order.clone() };
+    let summary = apple_health::import(&args.file, options, sink).await?;
+    let mut shown = json!(summary);
+    shown["peak_rss_mib"] = json!(peak_resident_mib());
+    println!("{shown}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The most memory this process has held (Linux: VmHWM), in MiB.
+fn peak_resident_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|line| line.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some((kib / 1024.0 * 10.0).round() / 10.0)
 }
 
 /// What a re-fold of every day did, as `rebuild` and `priority set` print it.

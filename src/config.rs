@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::import::apple_health::DeviceKind;
+
 #[derive(Debug, Parser)]
 #[command(name = "coachfit", version, about = "CoachFit Sync: health-data ingestion over gRPC")]
 pub struct Cli {
@@ -73,6 +75,7 @@ impl Command {
             | Command::Admin(_)
             | Command::Priority(_)
             | Command::Backup { .. }
+            | Command::Import(_)
             | Command::Export { .. } => return None,
         };
         rule.priority_file.as_deref()
@@ -146,6 +149,44 @@ pub enum Command {
     /// Show or set the source-priority rule every instance folds with.
     #[command(subcommand)]
     Priority(PriorityCommand),
+    /// Bring history in from elsewhere, as the events the app would have sent (running it
+    /// again adds nothing). Prints a summary as JSON.
+    #[command(subcommand)]
+    Import(ImportCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImportCommand {
+    /// An iPhone's Health export (export.zip from Health → profile → Export All Health
+    /// Data, or the export.xml inside it): daily steps (a Watch's and an iPhone's overlapping
+    /// samples counted once), sleep sessions, workouts, body measurements.
+    AppleHealth(AppleHealthArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AppleHealthArgs {
+    /// export.zip (or export.xml).
+    pub file: PathBuf,
+    /// The person's time zone (IANA, such as Europe/Berlin): days are theirs.
+    #[arg(long)]
+    pub time_zone: String,
+    /// Write into this database for this client (a user id).
+    #[arg(long, required_unless_present = "server", conflicts_with = "server")]
+    pub user_id: Option<String>,
+    /// Send to the server at this address (host:port or a URL) instead, with
+    /// --device-token, retried as the app retries.
+    #[arg(long, requires = "device_token")]
+    pub server: Option<String>,
+    /// The client's device token (or COACHFIT_DEVICE_TOKEN), with --server.
+    #[arg(long, env = "COACHFIT_DEVICE_TOKEN", hide_env_values = true)]
+    pub device_token: Option<String>,
+    /// Which devices count where their samples overlap, best first.
+    #[arg(long, value_delimiter = ',', default_value = "watch,phone,other", value_parser = device_kind)]
+    pub source_order: Vec<DeviceKind>,
+}
+
+fn device_kind(text: &str) -> Result<DeviceKind, String> {
+    DeviceKind::parse(text).ok_or_else(|| format!("{text:?}: expected watch, phone or other"))
 }
 
 #[derive(Debug, Subcommand)]

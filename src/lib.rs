@@ -10,6 +10,7 @@ pub mod demo;
 pub mod domain;
 pub mod export;
 pub mod feed;
+pub mod import;
 pub mod metrics;
 pub mod proto;
 pub mod server;

@@ -63,62 +63,68 @@ impl<S: Store> IngestApi<S> {
                 return Err(ApiError::ResourceExhausted { message, retry: Some(wait) });
             }
         }
-        let mut outcomes = self.state.store.append(user_id, &principal.actor(), valid).await?.into_iter();
-        let mut response = pb::IngestResponse::default();
-        for (index, item) in checked.into_iter().enumerate() {
-            let mut result = pb::ItemResult { index: index as u32, ..Default::default() };
-            match item.result {
-                Err(violations) => {
-                    result.status = pb::ItemStatus::Rejected.into();
-                    result.violations = violations.into_iter().map(field_violation).collect();
-                }
-                Ok(_) => match outcomes.next().expect("one outcome per stored item") {
-                    AppendOutcome::Accepted(id) => {
-                        result.status = pb::ItemStatus::Accepted.into();
-                        result.event_id = id.to_string();
-                    }
-                    AppendOutcome::Duplicate(id) => {
-                        result.status = pb::ItemStatus::Duplicate.into();
-                        result.event_id = id.to_string();
-                    }
-                    AppendOutcome::DayFull { limit } => {
-                        result.status = pb::ItemStatus::Rejected.into();
-                        result.violations.push(pb::FieldViolation {
-                            field: item.path.clone(),
-                            description: day_full(limit),
-                            reason: reason::DAY_FULL.into(),
-                        });
-                    }
-                    AppendOutcome::KeyReused => {
-                        result.status = pb::ItemStatus::Rejected.into();
-                        result.violations.push(pb::FieldViolation {
-                            field: format!("{}.idempotency_key", item.path),
-                            description: "this key was already used for a different report".into(),
-                            reason: reason::IDEMPOTENCY_KEY_REUSED.into(),
-                        });
-                    }
-                },
-            }
+        let outcomes = self.state.store.append(user_id, &principal.actor(), valid).await?;
+        let response = item_results(checked, outcomes);
+        for result in &response.results {
             let status = match pb::ItemStatus::try_from(result.status) {
-                Ok(pb::ItemStatus::Accepted) => {
-                    response.accepted += 1;
-                    "accepted"
-                }
-                Ok(pb::ItemStatus::Duplicate) => {
-                    response.duplicates += 1;
-                    "duplicate"
-                }
-                _ => {
-                    response.rejected += 1;
-                    "rejected"
-                }
+                Ok(pb::ItemStatus::Accepted) => "accepted",
+                Ok(pb::ItemStatus::Duplicate) => "duplicate",
+                _ => "rejected",
             };
             let reason = result.violations.first().map(|v| v.reason.clone()).unwrap_or_default();
             metrics::counter!(INGEST_ITEMS, "kind" => kind, "status" => status, "reason" => reason).increment(1);
-            response.results.push(result);
         }
         Ok(response)
     }
+}
+
+/// The answer to a batch: each item's result in input order, from its check and, for a
+/// valid item, its outcome in `outcomes` (one per valid item, in order).
+pub fn item_results(checked: Vec<CheckedItem>, outcomes: Vec<AppendOutcome>) -> pb::IngestResponse {
+    let mut outcomes = outcomes.into_iter();
+    let mut response = pb::IngestResponse::default();
+    for (index, item) in checked.into_iter().enumerate() {
+        let mut result = pb::ItemResult { index: index as u32, ..Default::default() };
+        match item.result {
+            Err(violations) => {
+                result.status = pb::ItemStatus::Rejected.into();
+                result.violations = violations.into_iter().map(field_violation).collect();
+            }
+            Ok(_) => match outcomes.next().expect("one outcome per stored item") {
+                AppendOutcome::Accepted(id) => {
+                    result.status = pb::ItemStatus::Accepted.into();
+                    result.event_id = id.to_string();
+                }
+                AppendOutcome::Duplicate(id) => {
+                    result.status = pb::ItemStatus::Duplicate.into();
+                    result.event_id = id.to_string();
+                }
+                AppendOutcome::DayFull { limit } => {
+                    result.status = pb::ItemStatus::Rejected.into();
+                    result.violations.push(pb::FieldViolation {
+                        field: item.path.clone(),
+                        description: day_full(limit),
+                        reason: reason::DAY_FULL.into(),
+                    });
+                }
+                AppendOutcome::KeyReused => {
+                    result.status = pb::ItemStatus::Rejected.into();
+                    result.violations.push(pb::FieldViolation {
+                        field: format!("{}.idempotency_key", item.path),
+                        description: "this key was already used for a different report".into(),
+                        reason: reason::IDEMPOTENCY_KEY_REUSED.into(),
+                    });
+                }
+            },
+        }
+        match pb::ItemStatus::try_from(result.status) {
+            Ok(pb::ItemStatus::Accepted) => response.accepted += 1,
+            Ok(pb::ItemStatus::Duplicate) => response.duplicates += 1,
+            _ => response.rejected += 1,
+        }
+        response.results.push(result);
+    }
+    response
 }
 
 fn field_violation(v: Violation) -> pb::FieldViolation {
@@ -144,7 +150,7 @@ impl<S: Store> IngestService for IngestApi<S> {
             self.begin(&request, "IngestSteps", &request.get_ref().time_zone, false).await?;
         let r = request.get_ref();
         check_size("samples", r.samples.len(), 1, 400)?;
-        let checked = items::check_all("samples", &r.samples, ctx, items::steps_sample);
+        let checked = items::steps_request(ctx, r);
         Ok(Response::new(self.store(&principal, &user_id, "steps", checked).await?))
     }
 
@@ -156,7 +162,7 @@ impl<S: Store> IngestService for IngestApi<S> {
         let zone_needed = r.sessions.iter().any(|s| s.date.is_empty());
         let (principal, user_id, ctx) = self.begin(&request, "IngestSleep", &r.time_zone, zone_needed).await?;
         check_size("sessions", r.sessions.len(), 1, 400)?;
-        let checked = items::check_all("sessions", &r.sessions, ctx, items::sleep_session);
+        let checked = items::sleep_request(ctx, r);
         Ok(Response::new(self.store(&principal, &user_id, "sleep", checked).await?))
     }
 
@@ -177,10 +183,7 @@ impl<S: Store> IngestService for IngestApi<S> {
             ))
             .into());
         }
-        let mut checked = items::check_all("workouts", &r.workouts, ctx, items::workout);
-        checked.extend(items::check_all("deleted_workout_ids", &r.deleted_workout_ids, ctx, |ctx, path, id| {
-            items::workout_deletion(ctx, path, id)
-        }));
+        let checked = items::workouts_request(ctx, r);
         Ok(Response::new(self.store(&principal, &user_id, "workouts", checked).await?))
     }
 
@@ -191,7 +194,7 @@ impl<S: Store> IngestService for IngestApi<S> {
         let r = request.get_ref();
         let (principal, user_id, ctx) = self.begin(&request, "IngestBodyMetrics", &r.time_zone, true).await?;
         check_size("metrics", r.metrics.len(), 1, 50)?;
-        let checked = items::check_all("metrics", &r.metrics, ctx, items::body_metric);
+        let checked = items::body_metrics_request(ctx, r);
         Ok(Response::new(self.store(&principal, &user_id, "body_metrics", checked).await?))
     }
 }

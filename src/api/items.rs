@@ -35,6 +35,27 @@ pub fn check_all<T>(
         .collect()
 }
 
+pub fn steps_request(ctx: Context, r: &pb::IngestStepsRequest) -> Vec<CheckedItem> {
+    check_all("samples", &r.samples, ctx, steps_sample)
+}
+
+pub fn sleep_request(ctx: Context, r: &pb::IngestSleepRequest) -> Vec<CheckedItem> {
+    check_all("sessions", &r.sessions, ctx, sleep_session)
+}
+
+/// The workouts, then the deletions.
+pub fn workouts_request(ctx: Context, r: &pb::IngestWorkoutsRequest) -> Vec<CheckedItem> {
+    let mut checked = check_all("workouts", &r.workouts, ctx, workout);
+    checked.extend(check_all("deleted_workout_ids", &r.deleted_workout_ids, ctx, |ctx, path, id| {
+        workout_deletion(ctx, path, id)
+    }));
+    checked
+}
+
+pub fn body_metrics_request(ctx: Context, r: &pb::IngestBodyMetricsRequest) -> Vec<CheckedItem> {
+    check_all("metrics", &r.metrics, ctx, body_metric)
+}
+
 /// The longest distance one workout may report (1,000 km): with every item bounded, a
 /// day's sums stay finite however many workouts it has.
 const MAX_WORKOUT_METERS: f64 = 1_000_000.0;
