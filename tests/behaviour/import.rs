@@ -10,7 +10,7 @@ use coachfit::proto::v1 as pb;
 
 use crate::common::*;
 use crate::each_backend;
-use crate::health_export::{generate, ExpectedDay, Fixture, ZONE};
+use coachfit_testkit::health_export::{generate, ExpectedDay, Fixture, ZONE};
 
 each_backend!(
     an_export_imported_twice_matches_what_health_shows_and_the_second_run_adds_nothing,

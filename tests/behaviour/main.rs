@@ -12,7 +12,6 @@ mod concurrency;
 mod crash;
 mod crowd;
 mod entries;
-mod health_export;
 mod hostile;
 mod hostile_bytes;
 mod import;

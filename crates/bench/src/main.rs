@@ -4,6 +4,7 @@
 //! out of the service.
 
 mod harness;
+mod import;
 mod load;
 mod raw;
 mod run;
@@ -40,6 +41,10 @@ struct Args {
     /// The `coachfit` binary to serve with [default: the one beside this binary].
     #[arg(long)]
     coachfit: Option<PathBuf>,
+    /// Instead: time `coachfit import apple-health` on a generated export of about this many
+    /// megabytes of XML (SQLite).
+    #[arg(long, conflicts_with_all = ["quick", "smoke"])]
+    apple_health_mb: Option<u64>,
 }
 
 #[tokio::main]
@@ -55,6 +60,15 @@ async fn main() -> anyhow::Result<ExitCode> {
         "no coachfit binary at {}: build both (`cargo build --release --workspace`) or pass --coachfit",
         coachfit.display()
     );
+    if let Some(megabytes) = args.apple_health_mb {
+        let report = import::run(megabytes, &coachfit).await.context("import benchmark")?;
+        println!("{}", report.table());
+        if let Some(path) = args.write {
+            run::write_section(&path, "import", &report.table())?;
+            eprintln!("updated {}", path.display());
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     let mode = match (args.quick, args.smoke) {
         (_, true) => Mode::Smoke,
         (true, _) => Mode::Quick,

@@ -408,8 +408,13 @@ impl Report {
 
 /// Puts the report's table into `path` under its backend's heading, keeping the rest.
 pub fn write_markdown(path: &Path, report: &Report) -> anyhow::Result<()> {
-    let (begin, end) = (format!("<!-- bench:{} -->", report.backend), format!("<!-- /bench:{} -->", report.backend));
-    let section = format!("{begin}\n{}{end}", report.table());
+    write_section(path, &report.backend, &report.table())
+}
+
+/// Puts `table` into `path` between its `bench:NAME` markers (at the end if there are none).
+pub fn write_section(path: &Path, name: &str, table: &str) -> anyhow::Result<()> {
+    let (begin, end) = (format!("<!-- bench:{name} -->"), format!("<!-- /bench:{name} -->"));
+    let section = format!("{begin}\n{table}{end}");
     let existing = std::fs::read_to_string(path).unwrap_or_else(|_| "# Benchmarks\n\n".to_string());
     let updated = match (existing.find(&begin), existing.find(&end)) {
         (Some(start), Some(stop)) if stop > start => {

@@ -1,7 +1,9 @@
 //! What CoachFit Sync's tests and its benchmark stand on, kept out of the service: a
-//! database of their own (`scratch`) and the real server as a child process (`child`).
+//! database of their own (`scratch`), the real server as a child process (`child`), and a
+//! generated Apple Health export with the days it should show (`health_export`).
 
 pub mod child;
+pub mod health_export;
 pub mod scratch;
 
 pub use child::ChildServer;

@@ -11,7 +11,8 @@
 //! fraction, lean mass, a height.
 
 use std::collections::BTreeMap;
-use std::io::Write;
+use std::fs::File;
+use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
@@ -47,16 +48,20 @@ pub struct Fixture {
     pub days: BTreeMap<NaiveDate, ExpectedDay>,
     /// `Record` and `Workout` elements written.
     pub records: u64,
+    /// The size of export.xml.
+    pub bytes: u64,
     pub step_days: u64,
     pub sleep_sessions: u64,
     pub workouts: u64,
     pub body_metrics: u64,
 }
 
+/// Writes export.xml straight into the zip: an export of gigabytes is never in memory.
 struct Writer {
-    xml: Vec<u8>,
+    xml: BufWriter<zip::ZipWriter<File>>,
     zone: Tz,
     records: u64,
+    bytes: u64,
 }
 
 impl Writer {
@@ -67,12 +72,17 @@ impl Writer {
     fn record(&mut self, kind: &str, watch: bool, unit: &str, start: DateTime<Utc>, end: DateTime<Utc>, value: &str) {
         let (source, device) = if watch { (WATCH, WATCH_DEVICE) } else { (PHONE, PHONE_DEVICE) };
         let (start, end) = (self.time(start), self.time(end));
-        writeln!(
-            self.xml,
+        let line = format!(
             r#" <Record type="{kind}" sourceName="{source}" sourceVersion="10.3" device="{device}" unit="{unit}" creationDate="{end}" startDate="{start}" endDate="{end}" value="{value}"/>"#
-        )
-        .unwrap();
+        );
+        self.line(&line);
         self.records += 1;
+    }
+
+    fn line(&mut self, line: &str) {
+        self.xml.write_all(line.as_bytes()).unwrap();
+        self.xml.write_all(b"\n").unwrap();
+        self.bytes += line.len() as u64 + 1;
     }
 
     fn sleep(&mut self, watch: bool, start: DateTime<Utc>, minutes: i64, stage: &str) {
@@ -110,9 +120,16 @@ fn samples(rng: &mut StdRng, start: DateTime<Utc>, minutes: i64, (min, max): (i6
 pub fn generate(dir: &Path, days: i64, filler: u32, seed: u64) -> Fixture {
     let zone: Tz = ZONE.parse().unwrap();
     let mut rng = StdRng::seed_from_u64(seed);
-    let mut w = Writer { xml: Vec::with_capacity(1 << 20), zone, records: 0 };
-    w.xml.extend_from_slice(
-        b"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<!DOCTYPE HealthData [\n<!ELEMENT HealthData (ExportDate,Me,(Record|Correlation|Workout|ActivitySummary|ClinicalRecord)*)>\n<!ATTLIST HealthData locale CDATA #REQUIRED>\n]>\n<HealthData locale=\"en_US\">\n <ExportDate value=\"2025-03-01 08:00:00 -0500\"/>\n <Me HKCharacteristicTypeIdentifierDateOfBirth=\"1990-04-01\" HKCharacteristicTypeIdentifierBiologicalSex=\"HKBiologicalSexFemale\"/>\n",
+    let path = dir.join("export.zip");
+    let mut zip = zip::ZipWriter::new(File::create(&path).unwrap());
+    let options = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated)
+        .compression_level(Some(1))
+        .large_file(true);
+    zip.start_file("apple_health_export/export.xml", options).unwrap();
+    let mut w = Writer { xml: BufWriter::with_capacity(1 << 16, zip), zone, records: 0, bytes: 0 };
+    w.line(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<!DOCTYPE HealthData [\n<!ELEMENT HealthData (ExportDate,Me,(Record|Correlation|Workout|ActivitySummary|ClinicalRecord)*)>\n<!ATTLIST HealthData locale CDATA #REQUIRED>\n]>\n<HealthData locale=\"en_US\">\n <ExportDate value=\"2025-03-01 08:00:00 -0500\"/>\n <Me HKCharacteristicTypeIdentifierDateOfBirth=\"1990-04-01\" HKCharacteristicTypeIdentifierBiologicalSex=\"HKBiologicalSexFemale\"/>",
     );
     let first = NaiveDate::from_ymd_opt(2024, 1, 1).unwrap();
     let mut expected: BTreeMap<NaiveDate, ExpectedDay> = BTreeMap::new();
@@ -253,16 +270,16 @@ pub fn generate(dir: &Path, days: i64, filler: u32, seed: u64) -> Fixture {
                 avg + max
             );
             if workouts % 2 == 0 {
-                writeln!(w.xml, r#" <Workout workoutActivityType="HKWorkoutActivityTypeRunning" duration="{moving}" durationUnit="min" sourceName="{WATCH}" sourceVersion="10.3" device="{WATCH_DEVICE}" creationDate="{end_text}" startDate="{start_text}" endDate="{end_text}">"#).unwrap();
-                writeln!(w.xml, "{heart}").unwrap();
-                writeln!(w.xml, r#"  <WorkoutStatistics type="HKQuantityTypeIdentifierActiveEnergyBurned" startDate="{start_text}" endDate="{end_text}" sum="{kcal}" unit="kcal"/>"#).unwrap();
-                writeln!(w.xml, r#"  <WorkoutStatistics type="HKQuantityTypeIdentifierDistanceWalkingRunning" startDate="{start_text}" endDate="{end_text}" sum="{}" unit="km"/>"#, meters / 1000.0).unwrap();
+                w.line(&format!(r#" <Workout workoutActivityType="HKWorkoutActivityTypeRunning" duration="{moving}" durationUnit="min" sourceName="{WATCH}" sourceVersion="10.3" device="{WATCH_DEVICE}" creationDate="{end_text}" startDate="{start_text}" endDate="{end_text}">"#));
+                w.line(&heart);
+                w.line(&format!(r#"  <WorkoutStatistics type="HKQuantityTypeIdentifierActiveEnergyBurned" startDate="{start_text}" endDate="{end_text}" sum="{kcal}" unit="kcal"/>"#));
+                w.line(&format!(r#"  <WorkoutStatistics type="HKQuantityTypeIdentifierDistanceWalkingRunning" startDate="{start_text}" endDate="{end_text}" sum="{}" unit="km"/>"#, meters / 1000.0));
             } else {
-                writeln!(w.xml, r#" <Workout workoutActivityType="HKWorkoutActivityTypeRunning" duration="{moving}" durationUnit="min" totalDistance="{}" totalDistanceUnit="km" totalEnergyBurned="{kcal}" totalEnergyBurnedUnit="kcal" sourceName="{WATCH}" sourceVersion="10.3" creationDate="{end_text}" startDate="{start_text}" endDate="{end_text}">"#, meters / 1000.0).unwrap();
-                writeln!(w.xml, r#"  <MetadataEntry key="HKIndoorWorkout" value="0"/>"#).unwrap();
-                writeln!(w.xml, "{heart}").unwrap();
+                w.line(&format!(r#" <Workout workoutActivityType="HKWorkoutActivityTypeRunning" duration="{moving}" durationUnit="min" totalDistance="{}" totalDistanceUnit="km" totalEnergyBurned="{kcal}" totalEnergyBurnedUnit="kcal" sourceName="{WATCH}" sourceVersion="10.3" creationDate="{end_text}" startDate="{start_text}" endDate="{end_text}">"#, meters / 1000.0));
+                w.line(r#"  <MetadataEntry key="HKIndoorWorkout" value="0"/>"#);
+                w.line(&heart);
             }
-            writeln!(w.xml, " </Workout>").unwrap();
+            w.line(" </Workout>");
             w.records += 1;
             workouts += 1;
             let today = expected.entry(day).or_default();
@@ -297,7 +314,9 @@ pub fn generate(dir: &Path, days: i64, filler: u32, seed: u64) -> Fixture {
             body_metrics += 1;
         }
     }
-    w.xml.extend_from_slice(b"</HealthData>\n");
+    w.line("</HealthData>");
+    let bytes = w.bytes;
+    w.xml.into_inner().map_err(|e| e.into_error()).unwrap().finish().unwrap();
 
     for (minute, rate) in
         phone_minutes.iter().filter(|(minute, _)| !watch_minutes.contains_key(minute)).chain(&watch_minutes)
@@ -307,15 +326,5 @@ pub fn generate(dir: &Path, days: i64, filler: u32, seed: u64) -> Fixture {
         today.steps = Some(today.steps.unwrap_or(0) + *rate as u32);
     }
     let step_days = expected.values().filter(|day| day.steps.is_some()).count() as u64;
-
-    let path = dir.join("export.zip");
-    let mut zip = zip::ZipWriter::new(std::fs::File::create(&path).unwrap());
-    let options = zip::write::SimpleFileOptions::default()
-        .compression_method(zip::CompressionMethod::Deflated)
-        .compression_level(Some(1))
-        .large_file(true);
-    zip.start_file("apple_health_export/export.xml", options).unwrap();
-    zip.write_all(&w.xml).unwrap();
-    zip.finish().unwrap();
-    Fixture { path, days: expected, records: w.records, step_days, sleep_sessions, workouts, body_metrics }
+    Fixture { path, days: expected, records: w.records, bytes, step_days, sleep_sessions, workouts, body_metrics }
 }
