@@ -28,7 +28,7 @@ use crate::import::sink::{ServerSink, Sink, StoreSink};
 use crate::server::{self, Limits, ServerOptions, Tls, TlsFiles};
 use crate::store::postgres::{PgSettings, PostgresStore};
 use crate::store::sqlite::SqliteStore;
-use crate::store::{RebuildStats, Store, StoreOptions};
+use crate::store::{Access, RebuildStats, Store, StoreOptions};
 
 pub async fn run(cli: Cli) -> ExitCode {
     init_logging(cli.log_format);
@@ -230,6 +230,20 @@ async fn run_command<S: Store>(store: S, command: Command, database: &str) -> an
             if store.coach_of(&user_id).await?.is_none() {
                 bail!("no user {user_id}");
             }
+            // An operator's read of the user's data: in their access log, as `cli`.
+            let format_name = match format {
+                ExportFormat::Jsonl => "jsonl",
+                ExportFormat::Csv => "csv",
+            };
+            let access = Access {
+                user_id: user_id.clone(),
+                accessor: "cli".into(),
+                rpc: "coachfit export".into(),
+                detail: format_name.into(),
+                peer: String::new(),
+                at: crate::store::now(),
+            };
+            store.log_accesses(&[access]).await?;
             write_export(store, user_id, format).await?;
         }
         Command::Import(ImportCommand::AppleHealth(args)) => {

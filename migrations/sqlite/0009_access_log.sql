@@ -1,10 +1,10 @@
 -- The access log (docs/PRIVACY.md): a row for each read of a client's health data by
 -- someone other than the client (a coach, an admin). Written in batches off the read path.
--- It is the client's: it goes with them when they are erased (the foreign key also
--- catches a batch that raced the erasure).
+-- It is the client's: it goes with them when they are erased (store/erasure.rs); a batch
+-- takes its users' write locks and keeps only users that exist, so none outlives them.
 CREATE TABLE access_log (
     seq      INTEGER PRIMARY KEY,
-    user_id  TEXT NOT NULL REFERENCES users (user_id) ON DELETE CASCADE,
+    user_id  TEXT NOT NULL,
     -- who read: "coach:<coach id>" or "admin", as events name their authors
     accessor TEXT NOT NULL,
     rpc      TEXT NOT NULL,

@@ -10,10 +10,14 @@ use super::auth::Principal;
 use crate::metrics::ACCESS_LOG_LOST;
 use crate::store::{now, Access, Store};
 
-/// Records that may wait for the writer. A read waits for room rather than go unrecorded.
-const QUEUE: usize = 4096;
+/// Records that may wait for the writer (a few MiB at most). A read waits for room rather
+/// than go unrecorded; room enough that a thousand dashboards opening at once do not.
+const QUEUE: usize = 32_768;
 /// Records per transaction, at most.
-const BATCH: usize = 512;
+const BATCH: usize = 2_048;
+/// How long the first record of a batch waits for others: a transaction (an fsync, on
+/// SQLite the one writer) per record would cost reads what the log must not.
+const GATHER: std::time::Duration = std::time::Duration::from_millis(25);
 /// Tries to store a batch: waits of 0.1 s doubling to 26 s, about 50 s in all, ride out a
 /// failover; after that the batch is counted lost (`ACCESS_LOG_LOST`) and logged.
 const ATTEMPTS: u32 = 10;
@@ -79,6 +83,16 @@ impl AccessLog {
 async fn store_queued<S: Store>(store: S, mut queued: mpsc::Receiver<Queued>) {
     let mut received = Vec::with_capacity(BATCH);
     while queued.recv_many(&mut received, BATCH).await > 0 {
+        // A burst gathers into one transaction, unless someone waits for what is queued.
+        if received.len() < BATCH && !received.iter().any(|item| matches!(item, Queued::Flush(_))) {
+            tokio::time::sleep(GATHER).await;
+            while received.len() < BATCH {
+                match queued.try_recv() {
+                    Ok(item) => received.push(item),
+                    Err(_) => break,
+                }
+            }
+        }
         let mut accesses = Vec::with_capacity(received.len());
         let mut flushes = Vec::new();
         for item in received.drain(..) {

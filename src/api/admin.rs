@@ -2,7 +2,8 @@
 
 use tonic::{Request, Response, Status};
 
-use super::auth::{bearer_token, Principal};
+use super::access_log::Reader;
+use super::auth::{self, bearer_token, Principal};
 use super::convert;
 use super::status::{ApiError, ApiResult};
 use super::AppState;
@@ -43,6 +44,9 @@ impl<S: Store> AdminService for AdminApi<S> {
         let day = parse_day("date", &r.date, chrono::Utc::now()).map_err(ApiError::invalid_one)?;
         let entry = self.state.store.recompute_day(&r.user_id, day).await?;
         let entry = entry.ok_or_else(|| ApiError::NotFound(format!("no events on {day}")))?;
+        // The answer is the user's day: a read of it.
+        let reader = Reader { principal: Principal::Admin, user_id: r.user_id.clone(), peer: auth::peer(&request) };
+        self.state.access_log.record(&reader, "RecomputeDay", day.to_string()).await;
         Ok(Response::new(pb::RecomputeDayResponse { entry: Some(convert::entry(&entry)) }))
     }
 

@@ -84,9 +84,8 @@ impl<S: Store> EntryService for EntryApi<S> {
         &self,
         request: Request<pb::RecordManualEntryRequest>,
     ) -> Result<Response<pb::RecordManualEntryResponse>, Status> {
-        let principal = self.state.auth.principal(&request, "RecordManualEntry").await?;
-        let r = request.get_ref();
-        let user_id = self.state.auth.user_for(&principal, &r.user_id).await?;
+        let reader = self.state.auth.reader(&request, "RecordManualEntry", &request.get_ref().user_id).await?;
+        let (principal, user_id, r) = (&reader.principal, &reader.user_id, request.get_ref());
         // A coach's or an admin's entry is a correction, a source of its own that the
         // client's later entries do not override.
         let source = match principal {
@@ -95,7 +94,7 @@ impl<S: Store> EntryService for EntryApi<S> {
         };
         let event = items::manual_entry(Utc::now(), source, r).map_err(ApiError::invalid)?;
         let day = event.day.expect("manual entries always have a day");
-        let outcome = self.state.store.append(&user_id, &principal.actor(), vec![event]).await;
+        let outcome = self.state.store.append(user_id, &principal.actor(), vec![event]).await;
         let (event_id, duplicate) = match outcome?.as_slice() {
             [AppendOutcome::Accepted(id)] => (*id, false),
             [AppendOutcome::Duplicate(id)] => (*id, true),
@@ -111,7 +110,9 @@ impl<S: Store> EntryService for EntryApi<S> {
                 .into())
             }
         };
-        let entry = self.state.store.get_entry(&user_id, day).await?;
+        // The answer carries the whole day: for a coach or an admin, a read of it.
+        self.record(&reader, "RecordManualEntry", day.to_string()).await;
+        let entry = self.state.store.get_entry(user_id, day).await?;
         Ok(Response::new(pb::RecordManualEntryResponse {
             event_id: event_id.to_string(),
             duplicate,

@@ -58,7 +58,8 @@ impl<S: Store> Sink for StoreSink<S> {
     }
 }
 
-/// Attempts of one batch the server could not take (`UNAVAILABLE`, `DEADLINE_EXCEEDED`),
+/// Attempts of one batch the server could not take (`UNAVAILABLE`, `DEADLINE_EXCEEDED`, or
+/// no answer within 30 s),
 /// waiting 2, 4, 8, 16 s between them (or longer, when the server says so).
 const ATTEMPTS: u32 = 5;
 const FIRST_BACKOFF: Duration = Duration::from_secs(2);
@@ -104,7 +105,8 @@ impl Sink for ServerSink {
                     paced += 1;
                     delay
                 }
-                (Code::Unavailable | Code::DeadlineExceeded, _) if attempts + 1 < ATTEMPTS => {
+                // `Cancelled`: this client's own 30 s timeout.
+                (Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled, _) if attempts + 1 < ATTEMPTS => {
                     attempts += 1;
                     let wait = asked.unwrap_or_default().max(backoff);
                     backoff *= 2;

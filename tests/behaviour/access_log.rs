@@ -88,12 +88,23 @@ async fn every_read_by_a_coach_or_an_admin_is_in_the_clients_log_and_their_own_r
     assert_eq!(missing.unwrap_err().code(), Code::NotFound, "a day without an entry is still a read");
     let other_read = pb::GetEntryRequest { user_id: other.id.clone(), date: DAY.into() };
     server.entries(&coach.token).get_entry(other_read).await.unwrap();
+    // A correction answers with the whole day; so does an admin's recompute.
+    let values = pb::ManualValues { steps: Some(7_500), ..Default::default() };
+    entries.record_manual_entry(manual(&client.id, DAY, values)).await.unwrap();
+    let recompute = pb::RecomputeDayRequest { user_id: client.id.clone(), date: DAY.into() };
+    server.admin(&server.admin_token).recompute_day(recompute).await.unwrap();
+    // An operator's export with the CLI.
+    let exported = coachfit(&server.db_url, &["export", "--user-id", &client.id, "--format", "csv"]);
+    assert!(exported.status.success(), "{}", String::from_utf8_lossy(&exported.stderr));
 
     let coach_actor = format!("coach:{}", coach.id);
     let log = whole_log(&server, &client.token, "", 2).await;
     assert_eq!(
         summary(&log),
         vec![
+            expected("cli", "coachfit export", "csv"),
+            expected("admin", "RecomputeDay", DAY),
+            expected(&coach_actor, "RecordManualEntry", DAY),
             expected("admin", "GetEntry", "2026-03-11"),
             expected(&coach_actor, "StreamEntries", ""),
             expected(&coach_actor, "ExportUserData", ""),
@@ -104,7 +115,8 @@ async fn every_read_by_a_coach_or_an_admin_is_in_the_clients_log_and_their_own_r
         "newest first, the client's own reads left out"
     );
     let now = chrono::Utc::now();
-    for record in &log {
+    assert_eq!(log[0].peer, "", "the CLI has no address");
+    for record in &log[1..] {
         assert_eq!(record.peer, "127.0.0.1", "{record:?}");
         let at = record.read_at.expect("read_at");
         let at = chrono::DateTime::from_timestamp(at.seconds, at.nanos as u32).unwrap();

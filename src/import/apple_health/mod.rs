@@ -67,7 +67,8 @@ pub struct Summary {
     pub sleep_sessions: u64,
     pub workouts: u64,
     pub body_metrics: u64,
-    /// Body measurements in a unit the service does not take.
+    /// Samples the import cannot use: body measurements in a unit the service does not
+    /// take, sleep analysis values it does not know.
     pub skipped: u64,
     pub accepted: u64,
     pub duplicates: u64,
@@ -83,15 +84,15 @@ const LISTED_REJECTIONS: usize = 20;
 pub async fn import(path: &Path, options: Options, sink: &mut impl Sink) -> anyhow::Result<Summary> {
     let (batches, mut received) = mpsc::channel(4);
     let path: PathBuf = path.to_path_buf();
-    let reader = std::thread::spawn(move || read_export(&path, &options, &batches));
+    let reader = tokio::task::spawn_blocking(move || read_export(&path, &options, &batches));
     let mut summary = Summary::default();
     while let Some(batch) = received.recv().await {
         let answer = match sink.send(batch).await {
             Ok(answer) => answer,
             Err(error) => {
-                // Stops the reader at its next batch.
+                // The reader sees the channel closed and stops.
                 drop(received);
-                let _ = reader.join();
+                let _ = reader.await;
                 return Err(error);
             }
         };
@@ -106,7 +107,7 @@ pub async fn import(path: &Path, options: Options, sink: &mut impl Sink) -> anyh
             }
         }
     }
-    let read = reader.join().map_err(|_| anyhow::anyhow!("the export reader panicked"))??;
+    let read = reader.await.context("the export reader")??;
     Ok(Summary {
         accepted: summary.accepted,
         duplicates: summary.duplicates,
@@ -150,6 +151,9 @@ fn read_xml<R: BufRead>(
     let mut workouts = Vec::new();
     let mut metrics = Vec::new();
     while let Some(sample) = reader.next_sample()? {
+        if batches.is_closed() {
+            anyhow::bail!("the import stopped");
+        }
         match sample {
             Sample::Steps { source, start, end, count } => {
                 step_samples.push(steps::StepSample { start: start.timestamp(), end: end.timestamp(), count, source });
@@ -184,6 +188,7 @@ fn read_xml<R: BufRead>(
     }
     progress.finish_and_clear();
     summary.records_read = reader.records_read;
+    summary.skipped += reader.skipped;
     if !workouts.is_empty() {
         summary.workouts += workouts.len() as u64;
         send(workouts_request(workouts, options))?;
@@ -236,15 +241,16 @@ fn minutes(seconds: i64) -> u32 {
 }
 
 fn sleep_session(session: &sleep::Session, zone: Tz, sources: Vec<String>) -> pb::SleepSession {
-    let staged = |seconds| session.staged().then(|| minutes(seconds));
+    let m = session.minutes();
+    let staged = |minutes| session.staged().then_some(minutes);
     let mut night = pb::SleepSession {
         date: session.day(zone).to_string(),
-        total_sleep_minutes: minutes(session.asleep()),
+        total_sleep_minutes: m.asleep(),
         in_bed_minutes: (session.in_bed > 0).then(|| minutes(session.in_bed)),
-        awake_minutes: (session.awake > 0).then(|| minutes(session.awake)),
-        core_minutes: staged(session.core),
-        deep_minutes: staged(session.deep),
-        rem_minutes: staged(session.rem),
+        awake_minutes: (session.awake > 0).then_some(m.awake),
+        core_minutes: staged(m.core),
+        deep_minutes: staged(m.deep),
+        rem_minutes: staged(m.rem),
         sleep_start: DateTime::from_timestamp(session.start, 0).map(timestamp),
         sleep_end: Some(timestamp(session.ended_at())),
         observed_at: Some(timestamp(session.ended_at())),
@@ -253,9 +259,7 @@ fn sleep_session(session: &sleep::Session, zone: Tz, sources: Vec<String>) -> pb
     };
     // Time in bed as another source recorded it may be shorter than the stages (the phone's
     // bedtime against the watch's night): the stages are kept, the in-bed time is not.
-    let stages = [night.awake_minutes, night.core_minutes, night.deep_minutes, night.rem_minutes];
-    let staged_minutes: u32 = stages.iter().flatten().sum();
-    if night.in_bed_minutes.is_some_and(|in_bed| in_bed < staged_minutes) {
+    if night.in_bed_minutes.is_some_and(|in_bed| in_bed < m.awake + m.core + m.deep + m.rem) {
         night.in_bed_minutes = None;
     }
     night
@@ -306,6 +310,8 @@ fn body_metric(kind: BodyKind, at: DateTime<Utc>, value: f64, unit: &str) -> Opt
         (BodyKind::Mass, "st") => (T::Weight, value * 14.0, U::Lb),
         (BodyKind::LeanMass, "kg") => (T::LeanBodyMass, value, U::Kg),
         (BodyKind::LeanMass, "lb") => (T::LeanBodyMass, value, U::Lb),
+        (BodyKind::LeanMass, "g") => (T::LeanBodyMass, value / 1_000.0, U::Kg),
+        (BodyKind::LeanMass, "st") => (T::LeanBodyMass, value * 14.0, U::Lb),
         (BodyKind::Height, "m") => (T::Height, value, U::M),
         (BodyKind::Height, "cm") => (T::Height, value, U::Cm),
         (BodyKind::Height, "in") => (T::Height, value, U::In),

@@ -39,9 +39,47 @@ pub struct Session {
     pub sources: BTreeSet<usize>,
 }
 
+/// A session's stages in whole minutes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Minutes {
+    pub awake: u32,
+    pub core: u32,
+    pub deep: u32,
+    pub rem: u32,
+    pub unspecified: u32,
+}
+
+impl Minutes {
+    pub fn asleep(&self) -> u32 {
+        self.core + self.deep + self.rem + self.unspecified
+    }
+}
+
 impl Session {
     pub fn asleep(&self) -> i64 {
         self.core + self.deep + self.rem + self.unspecified
+    }
+
+    /// The stages in whole minutes, rounded along their running total: each is within a
+    /// minute of its seconds, and together they never exceed the session's length rounded
+    /// (stages of 100½, 50½, 30½ and 10½ minutes fill 192 minutes; rounded one by one they
+    /// would be 194, more than the session holds).
+    pub fn minutes(&self) -> Minutes {
+        let (mut seconds, mut counted) = (0i64, 0u32);
+        let mut next = |stage: i64| {
+            seconds += stage;
+            let total = (seconds as f64 / 60.0).round() as u32;
+            let minutes = total - counted;
+            counted = total;
+            minutes
+        };
+        Minutes {
+            awake: next(self.awake),
+            core: next(self.core),
+            deep: next(self.deep),
+            rem: next(self.rem),
+            unspecified: next(self.unspecified),
+        }
     }
 
     /// Whether the session told stages apart (core, deep, REM).
@@ -82,7 +120,8 @@ fn session(samples: &[SleepSample], rank: &impl Fn(usize) -> u32) -> Option<Sess
         samples.iter().partition(|s| s.stage == Stage::InBed);
     let spans: Vec<Span> = stages.iter().map(|s| Span { start: s.start, end: s.end, rank: rank(s.source) }).collect();
     let pieces = timeline::winners(&spans);
-    let mut found = Session { start: pieces.first()?.start, end: pieces.last()?.end, ..Session::default() };
+    let end = pieces.iter().map(|piece| piece.end).max()?;
+    let mut found = Session { start: pieces.first()?.start, end, ..Session::default() };
     for piece in &pieces {
         let sample = stages[piece.span];
         let seconds = piece.end - piece.start;
@@ -145,6 +184,25 @@ mod tests {
         let found = sessions(samples, |source| source as u32);
         assert_eq!((found[0].core, found[0].unspecified), (60 * MIN, 30 * MIN));
         assert_eq!(found[0].sources, BTreeSet::from([0, 2]));
+    }
+
+    #[test]
+    fn stages_of_odd_seconds_round_to_minutes_that_fit_the_session() {
+        let seconds = |minutes: i64| minutes * MIN + 30;
+        let session = Session {
+            start: 0,
+            end: seconds(100) + seconds(50) + seconds(30) + seconds(10),
+            core: seconds(100),
+            deep: seconds(50),
+            rem: seconds(30),
+            awake: seconds(10),
+            ..Session::default()
+        };
+        let m = session.minutes();
+        let exact = [(m.awake, 10.5), (m.core, 100.5), (m.deep, 50.5), (m.rem, 30.5)];
+        assert!(exact.iter().all(|&(got, want)| (f64::from(got) - want).abs() <= 1.0), "{m:?}");
+        assert_eq!(m.awake + m.core + m.deep + m.rem, 192, "the session's 192 minutes, not 194");
+        assert_eq!(m.unspecified, 0);
     }
 
     #[test]

@@ -25,17 +25,25 @@ pub struct Piece {
 /// For every moment, the best-ranked span covering it (of equal ranks, the first given):
 /// the pieces, in time order, adjacent pieces of one span merged.
 pub fn winners(spans: &[Span]) -> Vec<Piece> {
-    // (time, opens?, index): at one instant, closes come first.
-    let mut edges: Vec<(i64, bool, usize)> = Vec::with_capacity(spans.len() * 2);
-    for (index, span) in spans.iter().enumerate().filter(|(_, span)| span.end > span.start) {
-        edges.push((span.start, true, index));
-        edges.push((span.end, false, index));
+    // At one instant: spans that end there no longer cover it, spans that begin there do,
+    // and a zero-length span is weighed against what covers it then.
+    const CLOSE: u8 = 0;
+    const OPEN: u8 = 1;
+    const INSTANT: u8 = 2;
+    let mut edges: Vec<(i64, u8, usize)> = Vec::with_capacity(spans.len() * 2);
+    for (index, span) in spans.iter().enumerate() {
+        if span.end > span.start {
+            edges.push((span.start, OPEN, index));
+            edges.push((span.end, CLOSE, index));
+        } else if span.end == span.start {
+            edges.push((span.start, INSTANT, index));
+        }
     }
     edges.sort_unstable();
     let mut active: BTreeSet<(u32, usize)> = BTreeSet::new();
     let mut pieces: Vec<Piece> = Vec::new();
     let mut at = edges.first().map_or(0, |edge| edge.0);
-    for (time, opens, index) in edges {
+    for (time, kind, index) in edges {
         if time > at {
             if let Some(&(_, best)) = active.first() {
                 match pieces.last_mut() {
@@ -46,26 +54,21 @@ pub fn winners(spans: &[Span]) -> Vec<Piece> {
             at = time;
         }
         let key = (spans[index].rank, index);
-        if opens {
-            active.insert(key);
-        } else {
-            active.remove(&key);
+        match kind {
+            OPEN => {
+                active.insert(key);
+            }
+            CLOSE => {
+                active.remove(&key);
+            }
+            _ => {
+                if active.first().is_none_or(|&(rank, _)| rank >= key.0) {
+                    pieces.push(Piece { start: time, end: time, span: index });
+                }
+            }
         }
     }
-    pieces.extend(instants(spans));
-    pieces.sort_by_key(|piece| (piece.start, piece.end));
     pieces
-}
-
-/// The zero-length spans no better-ranked span covers.
-fn instants(spans: &[Span]) -> Vec<Piece> {
-    let covered = |at: i64, rank: u32| spans.iter().any(|s| s.rank < rank && s.start <= at && at < s.end);
-    spans
-        .iter()
-        .enumerate()
-        .filter(|(_, span)| span.end == span.start && !covered(span.start, span.rank))
-        .map(|(span, s)| Piece { start: s.start, end: s.end, span })
-        .collect()
 }
 
 #[cfg(test)]

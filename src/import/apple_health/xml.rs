@@ -101,6 +101,11 @@ pub struct ExportReader<R: BufRead> {
     source_ids: HashMap<(String, DeviceKind), usize>,
     /// The workout whose children (statistics) are being read.
     workout: Option<WorkoutRecord>,
+    /// Inside one activity of a multisport workout: its statistics are not the workout's.
+    in_activity: bool,
+    /// Samples of a kind the import uses with a value it does not know (a sleep analysis
+    /// value of a later iOS).
+    pub skipped: u64,
     /// Elements read, of any kind (for the summary).
     pub records_read: u64,
 }
@@ -113,6 +118,8 @@ impl<R: BufRead> ExportReader<R> {
             sources: Vec::new(),
             source_ids: HashMap::new(),
             workout: None,
+            in_activity: false,
+            skipped: 0,
             records_read: 0,
         }
     }
@@ -141,6 +148,10 @@ impl<R: BufRead> ExportReader<R> {
                     Some(workout) => return Ok(Some(Sample::Workout(workout))),
                     None => continue,
                 },
+                Event::End(end) if end.name().as_ref() == b"WorkoutActivity" => {
+                    self.in_activity = false;
+                    continue;
+                }
                 _ => continue,
             };
             let sample = match element.name().as_ref() {
@@ -159,8 +170,12 @@ impl<R: BufRead> ExportReader<R> {
                         None
                     }
                 }
+                b"WorkoutActivity" => {
+                    self.in_activity = !is_empty;
+                    None
+                }
                 b"WorkoutStatistics" => {
-                    if let Some(workout) = self.workout.as_mut() {
+                    if let Some(workout) = self.workout.as_mut().filter(|_| !self.in_activity) {
                         statistics(workout, &element)?;
                     }
                     None
@@ -202,7 +217,10 @@ impl<R: BufRead> ExportReader<R> {
                     "HKCategoryValueSleepAnalysisAsleepUnspecified" | "HKCategoryValueSleepAnalysisAsleep" => {
                         Stage::Unspecified
                     }
-                    other => bail!("unknown sleep analysis value {other}"),
+                    _ => {
+                        self.skipped += 1;
+                        return Ok(None);
+                    }
                 };
                 let source = self.source(&attributes);
                 let (start, end) = (attributes.time("startDate")?, attributes.time("endDate")?);
@@ -414,6 +432,24 @@ mod tests {
         let kinds: Vec<DeviceKind> = reader.sources().iter().map(|s| s.kind).collect();
         assert_eq!(kinds, [DeviceKind::Watch, DeviceKind::Phone, DeviceKind::Other]);
         assert_eq!(reader.sources()[0].name, "Ana's Apple Watch");
+    }
+
+    #[test]
+    fn a_sleep_value_of_a_later_ios_is_skipped_and_a_multisport_legs_statistics_are_not_the_workouts() {
+        let export = r#"<HealthData>
+ <Record type="HKCategoryTypeIdentifierSleepAnalysis" sourceName="Watch" startDate="2024-03-10 01:00:00 -0500" endDate="2024-03-10 01:30:00 -0500" value="HKCategoryValueSleepAnalysisDreaming"/>
+ <Workout workoutActivityType="HKWorkoutActivityTypeSwimBikeRun" sourceName="Watch" startDate="2024-03-10 08:00:00 -0500" endDate="2024-03-10 10:00:00 -0500">
+  <WorkoutActivity uuid="1" startDate="2024-03-10 08:00:00 -0500" endDate="2024-03-10 08:30:00 -0500">
+   <WorkoutStatistics type="HKQuantityTypeIdentifierDistanceSwimming" sum="1500" unit="m"/>
+  </WorkoutActivity>
+  <WorkoutStatistics type="HKQuantityTypeIdentifierActiveEnergyBurned" sum="1300" unit="kcal"/>
+ </Workout>
+</HealthData>"#;
+        let mut reader = ExportReader::new(export.as_bytes());
+        let Some(Sample::Workout(workout)) = reader.next_sample().unwrap() else { panic!("the workout") };
+        assert_eq!((workout.energy_kcal, workout.distance_meters), (Some(1_300.0), None));
+        assert_eq!(reader.next_sample().unwrap(), None);
+        assert_eq!(reader.skipped, 1);
     }
 
     #[test]

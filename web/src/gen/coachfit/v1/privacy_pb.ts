@@ -224,7 +224,8 @@ export type AccessRecord = Message<"coachfit.v1.AccessRecord"> & {
   readAt?: Timestamp | undefined;
 
   /**
-   * Who read: "coach:<coach id>" or "admin", as events name their authors.
+   * Who read: "coach:<coach id>" or "admin", as events name their authors, or "cli" (an
+   * operator with the command line).
    *
    * @generated from field: string accessor = 2;
    */
@@ -232,7 +233,8 @@ export type AccessRecord = Message<"coachfit.v1.AccessRecord"> & {
 
   /**
    * The call: "GetEntry", "ListEntries", "ExplainEntry", "StreamEntries" (recorded when
-   * the stream delivers the user's first entry) or "ExportUserData".
+   * the stream delivers the user's first entry), "ExportUserData", "RecordManualEntry",
+   * "RecomputeDay", or "coachfit export".
    *
    * @generated from field: string rpc = 3;
    */
@@ -328,8 +330,9 @@ export const PrivacyService: GenService<{
   },
   /**
    * Who read the user's health data: every GetEntry, ListEntries, ExplainEntry,
-   * StreamEntries and ExportUserData of theirs by a coach or an admin, newest first. The
-   * user by device token (user_id may be empty), an admin for anyone; not a coach.
+   * StreamEntries, ExportUserData and RecordManualEntry of theirs by a coach or an admin,
+   * an admin's RecomputeDay and an operator's `coachfit export`, newest first. The user by
+   * device token (user_id may be empty), an admin for anyone; not a coach.
    *
    * @generated from rpc coachfit.v1.PrivacyService.ListAccessLog
    */
