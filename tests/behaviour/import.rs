@@ -75,6 +75,7 @@ async fn differences(server: &TestServer, fixture: &Fixture) -> Vec<String> {
             deep_minutes: sleep.deep_minutes,
             in_bed_minutes: sleep.in_bed_minutes,
             sleep_sessions: sleep.sessions,
+            sleep_slack: 0,
             workouts: workouts.count,
             workout_kcal: workouts.active_kcal,
             workout_meters: workouts.distance_meters,
@@ -83,9 +84,14 @@ async fn differences(server: &TestServer, fixture: &Fixture) -> Vec<String> {
             lean_body_mass_kg: entry.lean_body_mass_kg,
             height_m: entry.height_m,
         };
+        let slack = want.sleep_slack;
+        let within_slack = |got: Option<u32>, want: Option<u32>| match (got, want) {
+            (Some(got), Some(want)) => got.abs_diff(want) <= slack,
+            (got, want) => got == want,
+        };
         let same = got.steps == want.steps
-            && got.sleep_minutes == want.sleep_minutes
-            && got.deep_minutes == want.deep_minutes
+            && within_slack(got.sleep_minutes, want.sleep_minutes)
+            && within_slack(got.deep_minutes, want.deep_minutes)
             && got.in_bed_minutes == want.in_bed_minutes
             && got.sleep_sessions == want.sleep_sessions
             && got.workouts == want.workouts

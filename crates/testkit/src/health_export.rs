@@ -2,11 +2,13 @@
 //! each day of it, worked out here minute by minute from how it was generated — not by
 //! the importer's code.
 //!
+//! (A night whose samples fall on odd seconds is known to within a minute of rounding.)
+//!
 //! Every day: walks recorded by the Watch (short samples) and, often at the same time, by
 //! the iPhone (longer samples that begin earlier and end later, counting a few more steps a
 //! minute); now and then a walk across midnight; heart-rate samples the import skips. Every
-//! night: the Watch's stages and the iPhone's time in bed, the night of each DST change
-//! included; naps; runs every third day (half described the iOS 16 way, with statistics,
+//! night: the Watch's stages and the iPhone's time in bed (every sixth night, stages on odd
+//! seconds and no phone), the night of each DST change included; naps; runs every third day (half described the iOS 16 way, with statistics,
 //! half the older way, with totals); weekly weigh-ins in kg or lb, body fat as HealthKit's
 //! fraction, lean mass, a height.
 
@@ -34,6 +36,9 @@ pub struct ExpectedDay {
     pub deep_minutes: Option<u32>,
     pub in_bed_minutes: Option<u32>,
     pub sleep_sessions: u32,
+    /// Minutes `sleep_minutes` and `deep_minutes` may be off by: a night recorded on odd
+    /// seconds is rounded to minutes.
+    pub sleep_slack: u32,
     pub workouts: u32,
     pub workout_kcal: f64,
     pub workout_meters: f64,
@@ -85,14 +90,14 @@ impl Writer {
         self.bytes += line.len() as u64 + 1;
     }
 
-    fn sleep(&mut self, watch: bool, start: DateTime<Utc>, minutes: i64, stage: &str) {
+    fn sleep(&mut self, watch: bool, start: DateTime<Utc>, seconds: i64, stage: &str) {
         let value = format!("HKCategoryValueSleepAnalysis{stage}");
         self.record(
             "HKCategoryTypeIdentifierSleepAnalysis",
             watch,
             "",
             start,
-            start + Duration::minutes(minutes),
+            start + Duration::seconds(seconds),
             &value,
         );
     }
@@ -214,11 +219,15 @@ pub fn generate(dir: &Path, days: i64, filler: u32, seed: u64) -> Fixture {
             );
         }
 
-        // The night from this day to the next: the iPhone's time in bed around the Watch's stages.
+        // The night from this day to the next: the Watch's stages and around them the
+        // iPhone's time in bed; but every sixth night the phone stays out of the bedroom and
+        // the Watch's samples fall on odd seconds (the service keeps minutes: rounded).
+        let phone_in_bedroom = n % 6 != 2;
+        let odd_seconds = |rng: &mut StdRng| if phone_in_bedroom { 0 } else { rng.gen_range(1..60) };
         let bedtime = local(zone, day, 22 * 60 + rng.gen_range(0..=90));
-        let mut at = bedtime + Duration::minutes(10);
+        let mut at = bedtime + Duration::minutes(10) + Duration::seconds(odd_seconds(&mut rng));
         let (mut asleep, mut deep) = (0, 0);
-        while asleep < 400 {
+        while asleep < 400 * 60 {
             for (stage, range) in
                 [("AsleepCore", 40..=70), ("AsleepDeep", 20..=50), ("AsleepREM", 15..=35), ("Awake", 0..=8)]
             {
@@ -226,31 +235,37 @@ pub fn generate(dir: &Path, days: i64, filler: u32, seed: u64) -> Fixture {
                 if minutes == 0 {
                     continue;
                 }
-                w.sleep(true, at, minutes, stage);
-                at += Duration::minutes(minutes);
+                let seconds = minutes * 60 + odd_seconds(&mut rng);
+                w.sleep(true, at, seconds, stage);
+                at += Duration::seconds(seconds);
                 if stage != "Awake" {
-                    asleep += minutes;
+                    asleep += seconds;
                 }
                 if stage == "AsleepDeep" {
-                    deep += minutes;
+                    deep += seconds;
                 }
             }
         }
         let wake = at;
-        let in_bed_start = bedtime + Duration::minutes(5);
-        let in_bed = (wake + Duration::minutes(5) - in_bed_start).num_minutes();
-        w.sleep(false, in_bed_start, in_bed, "InBed");
         let wake_day = wake.with_timezone(&zone).date_naive();
         let night = expected.entry(wake_day).or_default();
-        night.sleep_minutes = Some(night.sleep_minutes.unwrap_or(0) + asleep as u32);
-        night.deep_minutes = Some(deep as u32);
-        night.in_bed_minutes = Some(in_bed as u32);
+        if phone_in_bedroom {
+            let in_bed_start = bedtime + Duration::minutes(5);
+            let in_bed = wake + Duration::minutes(5) - in_bed_start;
+            w.sleep(false, in_bed_start, in_bed.num_seconds(), "InBed");
+            night.in_bed_minutes = Some(in_bed.num_minutes() as u32);
+        } else {
+            night.sleep_slack = 1;
+        }
+        let minutes = |seconds: i64| (seconds as f64 / 60.0).round() as u32;
+        night.sleep_minutes = Some(night.sleep_minutes.unwrap_or(0) + minutes(asleep));
+        night.deep_minutes = Some(minutes(deep));
         night.sleep_sessions += 1;
         sleep_sessions += 1;
         if n % 4 == 1 {
             // An afternoon nap on the day after the night: a session of its own.
             let nap = rng.gen_range(20..=45);
-            w.sleep(true, local(zone, wake_day, 14 * 60), nap, "AsleepUnspecified");
+            w.sleep(true, local(zone, wake_day, 14 * 60), nap * 60, "AsleepUnspecified");
             let day = expected.entry(wake_day).or_default();
             day.sleep_minutes = Some(day.sleep_minutes.unwrap_or(0) + nap as u32);
             day.sleep_sessions += 1;
