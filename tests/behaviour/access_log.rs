@@ -93,7 +93,9 @@ async fn every_read_by_a_coach_or_an_admin_is_in_the_clients_log_and_their_own_r
     entries.record_manual_entry(manual(&client.id, DAY, values)).await.unwrap();
     let recompute = pb::RecomputeDayRequest { user_id: client.id.clone(), date: DAY.into() };
     server.admin(&server.admin_token).recompute_day(recompute).await.unwrap();
-    // An operator's export with the CLI.
+    // An operator's export with the CLI, which stores its record itself: after what the
+    // server queued is stored (a log read flushes it), so the order below is certain.
+    whole_log(&server, &client.token, "", 100).await;
     let exported = coachfit(&server.db_url, &["export", "--user-id", &client.id, "--format", "csv"]);
     assert!(exported.status.success(), "{}", String::from_utf8_lossy(&exported.stderr));
 
