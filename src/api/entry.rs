@@ -71,11 +71,6 @@ impl<S: Store> EntryApi<S> {
         users.dedup();
         Ok(FeedFilter::Users(users))
     }
-
-    /// Records `reader`'s read in the access log (unless it is the user's own).
-    async fn record(&self, reader: &Reader, rpc: &str, detail: String) {
-        self.state.access_log.record(reader, rpc, detail).await;
-    }
 }
 
 #[tonic::async_trait]
@@ -111,7 +106,7 @@ impl<S: Store> EntryService for EntryApi<S> {
             }
         };
         // The answer carries the whole day: for a coach or an admin, a read of it.
-        self.record(&reader, "RecordManualEntry", day.to_string()).await;
+        self.state.access_log.record(&reader, "RecordManualEntry", day.to_string()).await;
         let entry = self.state.store.get_entry(user_id, day).await?;
         Ok(Response::new(pb::RecordManualEntryResponse {
             event_id: event_id.to_string(),
@@ -123,7 +118,7 @@ impl<S: Store> EntryService for EntryApi<S> {
     async fn get_entry(&self, request: Request<pb::GetEntryRequest>) -> Result<Response<pb::GetEntryResponse>, Status> {
         let reader = self.state.auth.reader(&request, "GetEntry", &request.get_ref().user_id).await?;
         let day = read_day("date", &request.get_ref().date)?;
-        self.record(&reader, "GetEntry", day.to_string()).await;
+        self.state.access_log.record(&reader, "GetEntry", day.to_string()).await;
         let entry = self.state.store.get_entry(&reader.user_id, day).await?;
         let entry = entry.ok_or_else(|| ApiError::NotFound(format!("no entry on {day}")))?;
         Ok(Response::new(pb::GetEntryResponse { entry: Some(convert::entry(&entry)) }))
@@ -153,7 +148,7 @@ impl<S: Store> EntryService for EntryApi<S> {
             "" => None,
             token => Some(read_day("page_token", token)?),
         };
-        self.record(&reader, "ListEntries", format!("{start}..{end}")).await;
+        self.state.access_log.record(&reader, "ListEntries", format!("{start}..{end}")).await;
         let entries = self.state.store.list_entries(&reader.user_id, start, end, after, page_size).await?;
         let next_page_token = match entries.last() {
             Some(last) if entries.len() == page_size as usize && last.day < end => last.day.to_string(),
@@ -171,7 +166,7 @@ impl<S: Store> EntryService for EntryApi<S> {
     ) -> Result<Response<pb::ExplainEntryResponse>, Status> {
         let reader = self.state.auth.reader(&request, "ExplainEntry", &request.get_ref().user_id).await?;
         let day = read_day("date", &request.get_ref().date)?;
-        self.record(&reader, "ExplainEntry", day.to_string()).await;
+        self.state.access_log.record(&reader, "ExplainEntry", day.to_string()).await;
         let (store, user_id) = (&self.state.store, &reader.user_id);
         let entry = store.get_entry(user_id, day).await?;
         let entry = entry.ok_or_else(|| ApiError::NotFound(format!("no entry on {day}")))?;

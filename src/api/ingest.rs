@@ -8,7 +8,6 @@ use super::auth::Principal;
 use super::items::{self, CheckedItem};
 use super::status::{ApiError, ApiResult};
 use super::AppState;
-use crate::domain::event::NewEvent;
 use crate::domain::validate::{self, Context};
 use crate::domain::{reason, Violation};
 use crate::metrics::INGEST_ITEMS;
@@ -53,7 +52,7 @@ impl<S: Store> IngestApi<S> {
         kind: &'static str,
         checked: Vec<CheckedItem>,
     ) -> ApiResult<pb::IngestResponse> {
-        let valid: Vec<NewEvent> = checked.iter().filter_map(|c| c.result.as_ref().ok().cloned()).collect();
+        let valid = items::valid_events(&checked);
         // Only what reaches the writer counts against the device's rate.
         if let Principal::Device { device_id, .. } = principal {
             if let Err(wait) = self.state.device_rate.take(device_id, valid.len()) {

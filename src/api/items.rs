@@ -18,6 +18,11 @@ pub struct CheckedItem {
     pub result: Result<NewEvent, Vec<Violation>>,
 }
 
+/// The events of the items that passed their checks, in order.
+pub fn valid_events(checked: &[CheckedItem]) -> Vec<NewEvent> {
+    checked.iter().filter_map(|c| c.result.as_ref().ok().cloned()).collect()
+}
+
 /// Checks every item of the request's list `list` (`samples`), each under its path.
 pub fn check_all<T>(
     list: &str,

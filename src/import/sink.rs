@@ -15,7 +15,6 @@ use tonic_types::StatusExt;
 use crate::api::bearer::Bearer;
 use crate::api::ingest::item_results;
 use crate::api::items;
-use crate::domain::event::NewEvent;
 use crate::domain::validate::Context;
 use crate::proto::v1 as pb;
 use crate::proto::v1::ingest_service_client::IngestServiceClient;
@@ -52,7 +51,7 @@ impl<S: Store> Sink for StoreSink<S> {
             Batch::Workouts(r) => items::workouts_request(ctx, r),
             Batch::BodyMetrics(r) => items::body_metrics_request(ctx, r),
         };
-        let valid: Vec<NewEvent> = checked.iter().filter_map(|c| c.result.as_ref().ok().cloned()).collect();
+        let valid = items::valid_events(&checked);
         let outcomes = self.store.append(&self.user_id, &self.actor, valid).await?;
         Ok(item_results(checked, outcomes))
     }

@@ -84,6 +84,37 @@ impl Writer {
         self.records += 1;
     }
 
+    /// A whole-minute walk as step samples of `min..=max` minutes at `rate` steps a minute;
+    /// each minute's steps go into `counted`.
+    fn walk(
+        &mut self,
+        rng: &mut StdRng,
+        watch: bool,
+        (start, minutes): (DateTime<Utc>, i64),
+        (min, max): (i64, i64),
+        rate: i64,
+        counted: &mut BTreeMap<DateTime<Utc>, i64>,
+    ) {
+        let mut done = 0;
+        while done < minutes {
+            let length = rng.gen_range(min..=max).min(minutes - done);
+            let at = start + Duration::minutes(done);
+            let steps = (rate * length).to_string();
+            self.record(
+                "HKQuantityTypeIdentifierStepCount",
+                watch,
+                "count",
+                at,
+                at + Duration::minutes(length),
+                &steps,
+            );
+            for minute in 0..length {
+                counted.insert(at + Duration::minutes(minute), rate);
+            }
+            done += length;
+        }
+    }
+
     fn line(&mut self, line: &str) {
         self.xml.write_all(line.as_bytes()).unwrap();
         self.xml.write_all(b"\n").unwrap();
@@ -106,18 +137,6 @@ impl Writer {
 fn local(zone: Tz, day: NaiveDate, minute_of_day: i64) -> DateTime<Utc> {
     let naive = day.and_hms_opt(0, 0, 0).unwrap() + Duration::minutes(minute_of_day);
     zone.from_local_datetime(&naive).earliest().expect("the fixture avoids DST gaps").with_timezone(&Utc)
-}
-
-/// A whole-minute walk recorded in samples of `min..=max` minutes at `rate` steps a minute.
-fn samples(rng: &mut StdRng, start: DateTime<Utc>, minutes: i64, (min, max): (i64, i64)) -> Vec<(DateTime<Utc>, i64)> {
-    let mut out = Vec::new();
-    let mut done = 0;
-    while done < minutes {
-        let length = rng.gen_range(min..=max).min(minutes - done);
-        out.push((start + Duration::minutes(done), length));
-        done += length;
-    }
-    out
 }
 
 /// Writes `export.zip` into `dir`: `days` days from 2024-01-01 and `filler` skipped
@@ -158,54 +177,19 @@ pub fn generate(dir: &Path, days: i64, filler: u32, seed: u64) -> Fixture {
                 _ => (true, true),
             };
             if watch {
-                for (at, len) in samples(&mut rng, start, length, (1, 6)) {
-                    w.record(
-                        "HKQuantityTypeIdentifierStepCount",
-                        true,
-                        "count",
-                        at,
-                        at + Duration::minutes(len),
-                        &(rate * len).to_string(),
-                    );
-                    (0..len).for_each(|m| {
-                        watch_minutes.insert(at + Duration::minutes(m), rate);
-                    });
-                }
+                w.walk(&mut rng, true, (start, length), (1, 6), rate, &mut watch_minutes);
             }
             if phone {
                 // The iPhone counts a little more, from two minutes before to three after.
-                let (from, length) = (start - Duration::minutes(2), length + 5);
-                for (at, len) in samples(&mut rng, from, length, (3, 10)) {
-                    let phone_rate = rate + 7;
-                    w.record(
-                        "HKQuantityTypeIdentifierStepCount",
-                        false,
-                        "count",
-                        at,
-                        at + Duration::minutes(len),
-                        &(phone_rate * len).to_string(),
-                    );
-                    (0..len).for_each(|m| {
-                        phone_minutes.insert(at + Duration::minutes(m), phone_rate);
-                    });
-                }
+                let from = start - Duration::minutes(2);
+                w.walk(&mut rng, false, (from, length + 5), (3, 10), rate + 7, &mut phone_minutes);
             }
             minute += length + rng.gen_range(10..=60);
         }
         if n % 10 == 5 {
             // A walk home across midnight: one 20-minute sample, split between the days.
             let start = local(zone, day, 23 * 60 + 50);
-            w.record(
-                "HKQuantityTypeIdentifierStepCount",
-                true,
-                "count",
-                start,
-                start + Duration::minutes(20),
-                &(90 * 20).to_string(),
-            );
-            (0..20).for_each(|m| {
-                watch_minutes.insert(start + Duration::minutes(m), 90);
-            });
+            w.walk(&mut rng, true, (start, 20), (20, 20), 90, &mut watch_minutes);
         }
         for _ in 0..filler {
             let at = local(zone, day, rng.gen_range(3 * 60..24 * 60));

@@ -24,6 +24,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
 use super::sink::{Batch, Sink};
+use crate::api::convert::timestamp;
 use crate::proto::v1 as pb;
 pub use xml::DeviceKind;
 use xml::{BodyKind, ExportReader, Sample, Source, WorkoutRecord};
@@ -229,10 +230,6 @@ fn read_xml<R: BufRead>(
         send(Batch::Sleep(pb::IngestSleepRequest { sessions: chunk.to_vec(), time_zone: options.zone.name().into() }))?;
     }
     Ok(summary)
-}
-
-fn timestamp(at: DateTime<Utc>) -> prost_types::Timestamp {
-    crate::api::convert::timestamp(at)
 }
 
 /// Whole minutes of a number of seconds.

@@ -244,20 +244,18 @@ impl<R: BufRead> ExportReader<R> {
         let attributes = Attributes::of(element)?;
         let source = self.source(&attributes);
         let activity = attributes.required("workoutActivityType")?;
-        let duration_seconds = match attributes.get("duration") {
-            Some(_) => {
-                Some(attributes.number("duration")? * seconds_per(attributes.get("durationUnit").unwrap_or("min"))?)
-            }
+        let duration_seconds = match attributes.optional_number("duration")? {
+            Some(duration) => Some(duration * seconds_per(attributes.get("durationUnit").unwrap_or("min"))?),
             None => None,
         };
-        let energy_kcal = match attributes.get("totalEnergyBurned") {
-            Some(_) => Some(kcal(attributes.number("totalEnergyBurned")?, attributes.get("totalEnergyBurnedUnit"))?),
-            None => None,
-        };
-        let distance_meters = match attributes.get("totalDistance") {
-            Some(_) => Some(meters(attributes.number("totalDistance")?, attributes.get("totalDistanceUnit"))?),
-            None => None,
-        };
+        let energy_kcal = attributes
+            .optional_number("totalEnergyBurned")?
+            .map(|e| kcal(e, attributes.get("totalEnergyBurnedUnit")))
+            .transpose()?;
+        let distance_meters = attributes
+            .optional_number("totalDistance")?
+            .map(|d| meters(d, attributes.get("totalDistanceUnit")))
+            .transpose()?;
         Ok(WorkoutRecord {
             source,
             activity: activity.strip_prefix("HKWorkoutActivityType").unwrap_or(activity).to_string(),
@@ -277,14 +275,15 @@ impl<R: BufRead> ExportReader<R> {
 fn statistics(workout: &mut WorkoutRecord, element: &BytesStart) -> anyhow::Result<()> {
     let attributes = Attributes::of(element)?;
     let kind = attributes.get("type").unwrap_or_default();
-    let optional = |name: &str| attributes.get(name).map(|_| attributes.number(name)).transpose();
     if kind == "HKQuantityTypeIdentifierHeartRate" {
-        workout.avg_heart_rate = optional("average")?;
-        workout.max_heart_rate = optional("maximum")?;
+        workout.avg_heart_rate = attributes.optional_number("average")?;
+        workout.max_heart_rate = attributes.optional_number("maximum")?;
     } else if kind == "HKQuantityTypeIdentifierActiveEnergyBurned" && workout.energy_kcal.is_none() {
-        workout.energy_kcal = optional("sum")?.map(|sum| kcal(sum, attributes.get("unit"))).transpose()?;
+        workout.energy_kcal =
+            attributes.optional_number("sum")?.map(|sum| kcal(sum, attributes.get("unit"))).transpose()?;
     } else if kind.starts_with("HKQuantityTypeIdentifierDistance") && workout.distance_meters.is_none() {
-        workout.distance_meters = optional("sum")?.map(|sum| meters(sum, attributes.get("unit"))).transpose()?;
+        workout.distance_meters =
+            attributes.optional_number("sum")?.map(|sum| meters(sum, attributes.get("unit"))).transpose()?;
     }
     Ok(())
 }
@@ -344,6 +343,11 @@ impl Attributes {
         let value: f64 = text.parse().with_context(|| format!("{name}={text:?} is not a number"))?;
         anyhow::ensure!(value.is_finite(), "{name}={text:?} is not a finite number");
         Ok(value)
+    }
+
+    /// The number `name` holds, if it is there.
+    fn optional_number(&self, name: &str) -> anyhow::Result<Option<f64>> {
+        self.get(name).map(|_| self.number(name)).transpose()
     }
 
     /// `2024-03-10 01:30:00 -0500`, as the export writes every time.
