@@ -23,8 +23,8 @@ use crate::demo;
 use crate::domain::priority::PriorityRule;
 use crate::domain::validate::{check_text, identifier, TextKind, MAX_NAME_CHARS};
 use crate::export::{self, ExportRecord};
-use crate::import::apple_health;
 use crate::import::sink::{ServerSink, Sink, StoreSink};
+use crate::import::{apple_health, legacy};
 use crate::server::{self, Limits, ServerOptions, Tls, TlsFiles};
 use crate::store::postgres::{PgSettings, PostgresStore};
 use crate::store::sqlite::SqliteStore;
@@ -255,6 +255,20 @@ async fn run_command<S: Store>(store: S, command: Command, database: &str) -> an
             let zone = time_zone(&args.time_zone)?;
             let mut sink = StoreSink { store, user_id, actor: "import:apple-health".into(), zone };
             return import_apple_health(&args, &mut sink).await;
+        }
+        Command::Import(ImportCommand::CoachfitLegacy(args)) => {
+            let zone = time_zone(&args.time_zone)?;
+            let from = redacted(&args.from);
+            let legacy = legacy::Legacy::connect(&args.from).await.with_context(|| format!("opening {from}"))?;
+            let report = legacy::import(&legacy, &store, zone, |coach| println!("{}", json!(coach))).await?;
+            println!("{}", json!({ "reconciliation": report }));
+            if report.unexplained > 0 {
+                eprintln!(
+                    "{} differences between the legacy database and the service are unexplained",
+                    report.unexplained
+                );
+                return Ok(ExitCode::FAILURE);
+            }
         }
         Command::Rebuild { user_id, .. } => {
             let stats = match refolded {

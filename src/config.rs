@@ -161,6 +161,22 @@ pub enum ImportCommand {
     /// Data, or the export.xml inside it): daily steps (a Watch's and an iPhone's overlapping
     /// samples counted once), sleep sessions, workouts, body measurements.
     AppleHealth(AppleHealthArgs),
+    /// The CoachFit web app's PostgreSQL database: coaches (each given a new token, printed
+    /// once as a JSON line), clients under their coaches, and their Entry, SleepRecord and
+    /// Workout rows; then a reconciliation of every Entry row with the day the service
+    /// shows (exit status 1 when a difference is unexplained).
+    CoachfitLegacy(LegacyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct LegacyArgs {
+    /// The legacy database (postgres://…; or COACHFIT_LEGACY_DATABASE_URL). Only read.
+    #[arg(long, env = "COACHFIT_LEGACY_DATABASE_URL", hide_env_values = true)]
+    pub from: String,
+    /// The zone whose days a workout's start time falls on (IANA, such as Europe/Berlin);
+    /// the legacy dates themselves are taken as they are.
+    #[arg(long, default_value = "UTC")]
+    pub time_zone: String,
 }
 
 #[derive(Debug, Args)]

@@ -63,6 +63,14 @@ pub fn local_day(instant: DateTime<Utc>, zone: Tz) -> NaiveDate {
     instant.with_timezone(&zone).date_naive()
 }
 
+/// Noon of `day` in a time zone (no zone changes its clocks at noon): an instant whose
+/// local day is `day`, for a measurement known only by its date.
+pub fn local_noon(day: NaiveDate, zone: Tz) -> DateTime<Utc> {
+    use chrono::TimeZone;
+    let noon = day.and_hms_opt(12, 0, 0).expect("noon exists");
+    zone.from_local_datetime(&noon).earliest().map_or_else(|| noon.and_utc(), |at| at.with_timezone(&Utc))
+}
+
 /// How far in the future a device clock may be before its timestamps are refused. A reading
 /// from the future would otherwise beat every real later reading (stale never wins).
 pub fn max_clock_skew() -> Duration {

@@ -2,4 +2,5 @@
 //! sent, so it folds, deduplicates and streams like any other (README: Importing history).
 
 pub mod apple_health;
+pub mod legacy;
 pub mod sink;

@@ -111,6 +111,14 @@ pub enum TokenOwner {
     Coach { coach_id: String },
 }
 
+/// What `Store::import_client` found: the client added, or a user of that id already there
+/// (with their coach, which may be another).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ImportedClient {
+    Added,
+    Existing { coach_id: String },
+}
+
 /// A device paired by redeeming a code.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Paired {
@@ -326,6 +334,22 @@ pub trait Store: Clone + Send + Sync + 'static {
         device_name: &str,
         token_hash: &str,
     ) -> impl Future<Output = StoreResult<Option<String>>> + Send;
+    /// Adds a coach under an id of their own (one brought from another system) with a first
+    /// token; `false`, changing nothing, when the coach exists.
+    fn import_coach(
+        &self,
+        coach_id: &str,
+        name: &str,
+        token_hash: &str,
+    ) -> impl Future<Output = StoreResult<bool>> + Send;
+    /// Adds a client under an id of their own to a coach, without a device (they pair),
+    /// unless a user of that id exists; `None` when the coach is unknown.
+    fn import_client(
+        &self,
+        user_id: &str,
+        coach_id: &str,
+        display_name: Option<&str>,
+    ) -> impl Future<Output = StoreResult<Option<ImportedClient>>> + Send;
     /// Renames a client; `false` when the user does not exist.
     fn rename_client(&self, user_id: &str, display_name: &str) -> impl Future<Output = StoreResult<bool>> + Send;
     /// The coach's clients with their devices and what each author stored of each kind.

@@ -13,9 +13,9 @@ use super::roster::{self, Clients, Published, SyncNotices};
 use super::rows::{EntryRow, RemovalRow, SyncRow, TokenRow};
 use super::rules::{RuleCache, StoredRule, VersionedRule};
 use super::{
-    access, erasure, new_id, now, rebuild, rehash, Access, FeedChange, FeedFilter, FeedPage, FeedRecord, LoggedAccess,
-    Mismatch, Paired, PoolUse, RebuildStats, Removal, RosterClient, Store, StoreError, StoreOptions, StoreResult,
-    StoredEntry, Synced, TokenOwner,
+    access, erasure, new_id, now, rebuild, rehash, Access, FeedChange, FeedFilter, FeedPage, FeedRecord,
+    ImportedClient, LoggedAccess, Mismatch, Paired, PoolUse, RebuildStats, Removal, RosterClient, Store, StoreError,
+    StoreOptions, StoreResult, StoredEntry, Synced, TokenOwner,
 };
 use crate::domain::event::{NewEvent, StoredEvent};
 use crate::domain::priority::PriorityRule;
@@ -184,6 +184,37 @@ impl<B: Backend> Store for SqlStore<B> {
         let clients = roster::touch::<B>(&mut write, &[&user_id]).await?;
         self.backend.commit_and_publish(write, Published { clients, ..Published::default() }).await?;
         Ok(Some(user_id))
+    }
+
+    async fn import_coach(&self, coach_id: &str, name: &str, token_hash: &str) -> StoreResult<bool> {
+        let now = now();
+        let mut write = self.backend.write(&[&coach_lock(coach_id)]).await?;
+        if B::coach_exists(&mut write, coach_id).await? {
+            return Ok(false);
+        }
+        B::insert_coach(&mut write, coach_id, name, now).await?;
+        B::insert_coach_token(&mut write, token_hash, coach_id, now).await?;
+        B::commit(write).await?;
+        Ok(true)
+    }
+
+    async fn import_client(
+        &self,
+        user_id: &str,
+        coach_id: &str,
+        display_name: Option<&str>,
+    ) -> StoreResult<Option<ImportedClient>> {
+        let mut write = self.backend.write(&[]).await?;
+        if let Some(coach_id) = B::coach_of(&mut write, user_id).await? {
+            return Ok(Some(ImportedClient::Existing { coach_id }));
+        }
+        if !B::coach_exists(&mut write, coach_id).await? {
+            return Ok(None);
+        }
+        B::ensure_user(&mut write, user_id, coach_id, display_name, now()).await?;
+        let clients = roster::touch::<B>(&mut write, &[user_id]).await?;
+        self.backend.commit_and_publish(write, Published { clients, ..Published::default() }).await?;
+        Ok(Some(ImportedClient::Added))
     }
 
     async fn rename_client(&self, user_id: &str, display_name: &str) -> StoreResult<bool> {

@@ -16,6 +16,7 @@ mod hostile;
 mod hostile_bytes;
 mod import;
 mod ingest;
+mod legacy_import;
 mod limits;
 mod matrix;
 mod metrics;

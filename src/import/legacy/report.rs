@@ -1,0 +1,95 @@
+//! What a legacy import prints at the end: rows read, what came in, what did not and why,
+//! and every legacy day the service shows differently.
+
+use std::collections::BTreeMap;
+
+use chrono::NaiveDate;
+use serde::Serialize;
+
+use crate::domain::field::Scalar;
+
+/// Why something of the legacy database did not come in, or shows differently.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Cause {
+    /// A client with no cohort under a coach and no inviting coach.
+    NoCoach,
+    /// A user who is not a client (an admin, or a coach's own rows).
+    NotAClient,
+    /// A user id the service cannot take.
+    InvalidId,
+    /// The client exists in the service under another coach; they were not moved.
+    OtherCoach,
+    /// A value the service's checks refuse (out of range, say); `detail` says which check.
+    Refused,
+    /// A HealthKit sleep total written into `sleepQuality` (a known defect): minutes, not a
+    /// 1–10 score; the night is in `SleepRecord`.
+    SleepTotalInSleepQuality,
+    /// `customResponses`: answers to the web app's own questions, which the service has no
+    /// field for.
+    CustomResponses,
+    /// A sleep record without `sleepStart`/`sleepEnd`: the service's sleep is a session.
+    SleepWithoutTimes,
+    /// The same workout from two syncs (same type, overlapping times; a known defect).
+    DuplicateWorkout,
+    /// The day shows a value another author reported to the service, which outranks the
+    /// imported one.
+    Outranked,
+    /// The legacy row no longer has a value an earlier import brought in from HealthKit,
+    /// which a later report replaces but nothing withdraws.
+    NotWithdrawn,
+}
+
+/// Something of the legacy database that did not come in.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Skipped {
+    pub table: &'static str,
+    pub id: String,
+    /// The column, when only that column was left out.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub column: Option<&'static str>,
+    pub cause: Cause,
+    pub detail: String,
+}
+
+/// A field of a legacy Entry row that the service shows otherwise (beyond unit rounding).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Difference {
+    pub user_id: String,
+    pub date: NaiveDate,
+    /// The service's field (`weight_kg`) and the legacy column it came from (`weightLbs`).
+    pub field: &'static str,
+    pub column: &'static str,
+    /// The legacy value in the service's unit.
+    pub legacy: Option<Scalar>,
+    pub imported: Option<Scalar>,
+    /// What explains it; `None` when nothing known does.
+    pub cause: Option<Cause>,
+    pub detail: String,
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Serialize)]
+pub struct Tally {
+    pub added: u64,
+    pub existing: u64,
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Serialize)]
+pub struct Events {
+    pub written: u64,
+    /// Already in the store (an earlier run wrote them).
+    pub already_there: u64,
+    pub refused: u64,
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Serialize)]
+pub struct Reconciliation {
+    pub rows_read: BTreeMap<&'static str, u64>,
+    pub coaches: Tally,
+    pub clients: Tally,
+    pub events: Events,
+    pub skipped: Vec<Skipped>,
+    pub differences: Vec<Difference>,
+    /// Differences nothing known explains: each one is a question for a person.
+    pub unexplained: u64,
+}
