@@ -152,11 +152,21 @@ fn sqlite_path(url: &str) -> anyhow::Result<std::path::PathBuf> {
 /// A database URL fit for a log: any password replaced.
 pub fn redacted(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else { return url.to_string() };
-    let Some((credentials, host)) = rest.split_once('@') else { return url.to_string() };
-    match credentials.split_once(':') {
-        Some((user, _password)) => format!("{scheme}://{user}:***@{host}"),
-        None => url.to_string(),
-    }
+    // The authority ends at the path or the query; its credentials at its last '@'.
+    let (authority, tail) = rest.split_at(rest.find(['/', '?']).unwrap_or(rest.len()));
+    let authority = match authority.rsplit_once('@').map(|(credentials, host)| (credentials.split_once(':'), host)) {
+        Some((Some((user, _password)), host)) => format!("{user}:***@{host}"),
+        _ => authority.to_string(),
+    };
+    let tail = match tail.split_once('?') {
+        Some((path, query)) => {
+            let hide =
+                |pair: &str| if pair.starts_with("password=") { "password=***".to_string() } else { pair.to_string() };
+            format!("{path}?{}", query.split('&').map(hide).collect::<Vec<_>>().join("&"))
+        }
+        None => tail.to_string(),
+    };
+    format!("{scheme}://{authority}{tail}")
 }
 
 async fn run_command<S: Store>(store: S, command: Command, database: &str) -> anyhow::Result<ExitCode> {
@@ -259,8 +269,8 @@ async fn run_command<S: Store>(store: S, command: Command, database: &str) -> an
         Command::Import(ImportCommand::CoachfitLegacy(args)) => {
             let zone = time_zone(&args.time_zone)?;
             let from = redacted(&args.from);
-            let legacy = legacy::Legacy::connect(&args.from).await.with_context(|| format!("opening {from}"))?;
-            let report = legacy::import(&legacy, &store, zone, |coach| println!("{}", json!(coach))).await?;
+            let mut legacy = legacy::Legacy::connect(&args.from).await.with_context(|| format!("opening {from}"))?;
+            let report = legacy::import(&mut legacy, &store, zone, |coach| println!("{}", json!(coach))).await?;
             println!("{}", json!({ "reconciliation": report }));
             if report.unexplained > 0 {
                 eprintln!(
@@ -430,5 +440,10 @@ mod tests {
         assert_eq!(redacted("postgres://app:s3cret@db:5432/coachfit"), "postgres://app:***@db:5432/coachfit");
         assert_eq!(redacted("postgres://postgres@127.0.0.1/x"), "postgres://postgres@127.0.0.1/x");
         assert_eq!(redacted("sqlite://coachfit.db"), "sqlite://coachfit.db");
+        assert_eq!(redacted("postgres://u:p@ss@db/x"), "postgres://u:***@db/x");
+        assert_eq!(
+            redacted("postgres://u@db/x?sslmode=require&password=s3cret"),
+            "postgres://u@db/x?sslmode=require&password=***"
+        );
     }
 }

@@ -5,7 +5,7 @@ use chrono::{DateTime, Duration, Utc};
 
 use crate::domain::event::{
     BodyMetricReport, KeyReuse, ManualReport, Metric, NewEvent, Payload, SleepReport, StepsReport, WorkoutDeletion,
-    WorkoutReport,
+    WorkoutReport, KG_PER_LB, M_PER_INCH,
 };
 use crate::domain::field::{Field, FieldValue};
 use crate::domain::validate::{batch_size, Checker, Context, MAX_KEY_LEN, MAX_NOTES_CHARS, MAX_STEPS};
@@ -239,12 +239,12 @@ pub fn body_metric(ctx: Context, path: &str, m: &pb::BodyMetric) -> Result<NewEv
     // (metric, factor to SI, upper bound in SI)
     let kind = match (T::try_from(m.r#type).unwrap_or(T::Unspecified), unit) {
         (T::Weight, U::Kg) => Some((Metric::WeightKg, 1.0, 700.0)),
-        (T::Weight, U::Lb) => Some((Metric::WeightKg, 0.45359237, 700.0)),
+        (T::Weight, U::Lb) => Some((Metric::WeightKg, KG_PER_LB, 700.0)),
         (T::LeanBodyMass, U::Kg) => Some((Metric::LeanBodyMassKg, 1.0, 700.0)),
-        (T::LeanBodyMass, U::Lb) => Some((Metric::LeanBodyMassKg, 0.45359237, 700.0)),
+        (T::LeanBodyMass, U::Lb) => Some((Metric::LeanBodyMassKg, KG_PER_LB, 700.0)),
         (T::Height, U::M) => Some((Metric::HeightM, 1.0, 3.0)),
         (T::Height, U::Cm) => Some((Metric::HeightM, 0.01, 3.0)),
-        (T::Height, U::In) => Some((Metric::HeightM, 0.0254, 3.0)),
+        (T::Height, U::In) => Some((Metric::HeightM, M_PER_INCH, 3.0)),
         (T::BodyFatPercentage, U::Percent) => Some((Metric::BodyFatPercent, 1.0, 100.0)),
         (T::BodyFatPercentage, U::Fraction) => Some((Metric::BodyFatPercent, 100.0, 100.0)),
         (T::Unspecified, _) => {

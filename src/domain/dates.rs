@@ -63,12 +63,14 @@ pub fn local_day(instant: DateTime<Utc>, zone: Tz) -> NaiveDate {
     instant.with_timezone(&zone).date_naive()
 }
 
-/// Noon of `day` in a time zone (no zone changes its clocks at noon): an instant whose
-/// local day is `day`, for a measurement known only by its date.
-pub fn local_noon(day: NaiveDate, zone: Tz) -> DateTime<Utc> {
+/// The instant of `day` at local `time` in a zone; in a gap (a clock moved forward over
+/// it), an hour later.
+pub fn local_instant(day: NaiveDate, time: chrono::NaiveTime, zone: Tz) -> DateTime<Utc> {
     use chrono::TimeZone;
-    let noon = day.and_hms_opt(12, 0, 0).expect("noon exists");
-    zone.from_local_datetime(&noon).earliest().map_or_else(|| noon.and_utc(), |at| at.with_timezone(&Utc))
+    let local = day.and_time(time);
+    let at = zone.from_local_datetime(&local).earliest();
+    let at = at.or_else(|| zone.from_local_datetime(&(local + Duration::hours(1))).earliest());
+    at.map_or_else(|| local.and_utc(), |at| at.with_timezone(&Utc))
 }
 
 /// How far in the future a device clock may be before its timestamps are refused. A reading

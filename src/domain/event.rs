@@ -101,6 +101,10 @@ impl Metric {
     }
 }
 
+/// Kilograms in a pound, and metres in an inch (both exact by definition).
+pub const KG_PER_LB: f64 = 0.45359237;
+pub const M_PER_INCH: f64 = 0.0254;
+
 /// A body measurement, already converted to SI units (kg, m, percent).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BodyMetricReport {

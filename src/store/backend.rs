@@ -264,6 +264,8 @@ pub trait Backend: Send + Sync + Sized + 'static {
 
     /// Deletes the rows of `table` whose `column` is `value`.
     fn delete_rows(conn: &mut Self::Conn, table: &'static str, column: &'static str, value: &str) -> impl Answer<()>;
+    /// Whether a user of this id was erased (their removal is kept on the feed).
+    fn was_removed(conn: &mut Self::Conn, user_id: &str) -> impl Answer<bool>;
     /// Records a removal, and that it is the latest (`feed_position.removed_through`).
     fn insert_removal(conn: &mut Self::Conn, removal: &Removal, removed_by: &str) -> impl Answer<()>;
     /// Removals matching `filter` with positions in `(after, up_to]`, by position, at most

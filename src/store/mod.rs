@@ -111,12 +111,14 @@ pub enum TokenOwner {
     Coach { coach_id: String },
 }
 
-/// What `Store::import_client` found: the client added, or a user of that id already there
-/// (with their coach, which may be another).
+/// What `Store::import_client` found: the client added, a user of that id already there
+/// (with their coach, which may be another), or a user of that id erased before (who must
+/// not come back).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ImportedClient {
     Added,
     Existing { coach_id: String },
+    Erased,
 }
 
 /// A device paired by redeeming a code.
@@ -343,7 +345,7 @@ pub trait Store: Clone + Send + Sync + 'static {
         token_hash: &str,
     ) -> impl Future<Output = StoreResult<bool>> + Send;
     /// Adds a client under an id of their own to a coach, without a device (they pair),
-    /// unless a user of that id exists; `None` when the coach is unknown.
+    /// unless a user of that id exists or was erased; `None` when the coach is unknown.
     fn import_client(
         &self,
         user_id: &str,

@@ -204,9 +204,13 @@ impl<B: Backend> Store for SqlStore<B> {
         coach_id: &str,
         display_name: Option<&str>,
     ) -> StoreResult<Option<ImportedClient>> {
-        let mut write = self.backend.write(&[]).await?;
+        // The user's lock, as an erasure takes it: the two are ordered either way.
+        let mut write = self.backend.write(&[user_id]).await?;
         if let Some(coach_id) = B::coach_of(&mut write, user_id).await? {
             return Ok(Some(ImportedClient::Existing { coach_id }));
+        }
+        if B::was_removed(&mut write, user_id).await? {
+            return Ok(Some(ImportedClient::Erased));
         }
         if !B::coach_exists(&mut write, coach_id).await? {
             return Ok(None);

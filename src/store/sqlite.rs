@@ -1049,6 +1049,15 @@ impl Backend for SqliteBackend {
         Ok(())
     }
 
+    async fn was_removed(conn: &mut SqliteConnection, user_id: &str) -> StoreResult<bool> {
+        let found: Option<i64> = sqlx::query_scalar("SELECT position FROM removals WHERE user_id = $1 LIMIT 1")
+            .bind(user_id)
+            .fetch_optional(conn)
+            .await
+            .map_err(StoreError::from_sqlx)?;
+        Ok(found.is_some())
+    }
+
     async fn insert_removal(conn: &mut SqliteConnection, removal: &Removal, removed_by: &str) -> StoreResult<()> {
         sqlx::query(
             "INSERT INTO removals (position, user_id, coach_id, removed_at_us, removed_by) VALUES ($1, $2, $3, $4, $5)",

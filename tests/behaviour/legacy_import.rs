@@ -10,7 +10,7 @@ use chrono::NaiveDate;
 use serde_json::Value;
 
 use coachfit::proto::v1 as pb;
-use coachfit_testkit::legacy_db::{Events, ExpectedDay, ExpectedDifference, ExpectedSkip, LegacyDb};
+use coachfit_testkit::legacy_db::{Events, ExpectedDay, ExpectedDifference, ExpectedSkip, Held, LegacyDb};
 use coachfit_testkit::{test_postgres_server, ScratchDatabase};
 
 use crate::common::*;
@@ -74,7 +74,7 @@ fn assert_reconciled(report: &Value, legacy: &LegacyDb, events: Events, already_
 async fn days(server: &TestServer, legacy: &LegacyDb) -> BTreeMap<(String, NaiveDate), ExpectedDay> {
     let mut entries = server.entries(&server.admin_token);
     let mut days = BTreeMap::new();
-    for user_id in legacy.clients.keys() {
+    for user_id in legacy.clients.keys().filter(|id| !legacy.erased.contains(*id)) {
         let mut page_token = String::new();
         loop {
             let request = pb::ListEntriesRequest {
@@ -161,18 +161,54 @@ async fn a_legacy_database_comes_in_reconciled_a_second_run_adds_nothing_and_a_t
         assert_eq!(ids, want, "clients of {coach_id}");
     }
 
-    let (coaches, second) = import(&server.db_url, &scratch.url);
-    assert!(coaches.is_empty(), "coaches are added once: {coaches:?}");
+    let (again, second) = import(&server.db_url, &scratch.url);
+    assert!(again.is_empty(), "coaches are added once: {again:?}");
     assert_eq!((&second["coaches"]["existing"], &second["clients"]["existing"]), (&Value::from(2), &Value::from(4)));
     let nothing_new = Events { written: 0, refused: expected.refused };
     assert_reconciled(&second, &legacy, nothing_new, expected.written);
     assert_days(&server, &legacy).await;
+
+    // Cy's new phone reports a day's steps, and Cy types a note on another day; the legacy
+    // rows of both days change afterwards: the import leaves what Cy wrote alone.
+    let [synced, typed, _] = legacy.picks();
+    let cy = legacy.entries[synced].user_id.clone();
+    let (steps_day, notes_day) = (legacy.entries[synced].date, legacy.entries[typed].date);
+    let coach = coaches.iter().find(|c| text(&c["coach_id"]) == legacy.clients[&cy]).unwrap();
+    let mut pairing = server.pairing(&text(&coach["coach_token"]));
+    let code = pb::CreatePairingCodeRequest { user_id: Some(cy.clone()), display_name: String::new() };
+    let code = pairing.create_pairing_code(code).await.unwrap().into_inner().code;
+    let redeem = pb::RedeemPairingCodeRequest { code, device_name: "Cy's new iPhone".into() };
+    let device = server.pairing("").redeem_pairing_code(redeem).await.unwrap().into_inner();
+    let synced_steps = steps(&steps_day.to_string(), 7_777, 24 * 10);
+    server.ingest(&device.device_token).ingest_steps(steps_request(vec![synced_steps])).await.unwrap();
+    let note = "typed in the new app";
+    let values = pb::ManualValues { notes: Some(note.into()), ..Default::default() };
+    let typed_note = manual(&cy, &notes_day.to_string(), values);
+    server.entries(&device.device_token).record_manual_entry(typed_note).await.unwrap();
+    legacy.hold(&cy, steps_day, Held { steps: Some(7_777), notes: None });
+    legacy.hold(&cy, notes_day, Held { steps: None, notes: Some(note.into()) });
 
     let (changed, replaced) = legacy.change(&scratch.url).await.unwrap();
     let (_, third) = import(&server.db_url, &scratch.url);
     let refused = expected.refused - replaced.refused + changed.refused;
     let unchanged = expected.written - replaced.written;
     assert_reconciled(&third, &legacy, Events { written: changed.written, refused }, unchanged);
+    assert_eq!(third["events"]["workouts_withdrawn"].as_u64(), Some(1), "the deleted run");
     assert_days(&server, &legacy).await;
     assert!(server.verify().await);
+
+    // An erased client does not come back with the next run.
+    let ed = legacy.users[4].id.clone();
+    let erase = pb::EraseUserRequest { user_id: ed.clone() };
+    server.privacy(&server.admin_token).erase_user(erase).await.unwrap();
+    legacy.erase(&ed);
+    let (_, fourth) = import(&server.db_url, &scratch.url);
+    let now = legacy.expected_events();
+    assert_reconciled(&fourth, &legacy, Events { written: 0, refused: now.refused }, now.written);
+    assert_eq!(fourth["clients"]["existing"].as_u64(), Some(3));
+    assert_days(&server, &legacy).await;
+    assert!(server.columns_containing(&ed, &["removals"]).await.is_empty(), "Ed is back");
+    let asked = pb::GetEntryRequest { user_id: ed, date: "2025-01-02".into() };
+    let status = server.entries(&server.admin_token).get_entry(asked).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::NotFound);
 }

@@ -9,7 +9,8 @@
 //! and then, rows edited after they were made; nights with stages; runs. Defects: HealthKit
 //! sleep minutes in `sleepQuality`, body fat saved as a fraction, a stress of 0,
 //! `customResponses`, a night without times, a night whose stages overflow its time in
-//! bed, runs synced twice a minute and a half apart.
+//! bed, runs synced twice a minute and a half apart, a negative step count, a weight that
+//! is NaN, `dataSources` saved as a string, a heart rate of 0.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -168,6 +169,7 @@ pub struct Workout {
     pub start: NaiveDateTime,
     pub minutes: i64,
     pub calories: i32,
+    pub avg_heart_rate: i32,
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
 }
@@ -198,6 +200,13 @@ pub type ExpectedSkip = (String, String, Option<String>, String);
 /// A difference it should list: `(user id, date, field, cause)`.
 pub type ExpectedDifference = (String, NaiveDate, String, String);
 
+/// What other authors wrote in the service on a client's day, which the import leaves alone.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Held {
+    pub steps: Option<u32>,
+    pub notes: Option<String>,
+}
+
 /// Events a row should become: written and refused.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Events {
@@ -224,6 +233,10 @@ pub struct LegacyDb {
     pub coaches: Vec<(String, String)>,
     /// The clients it should add, with their coaches.
     pub clients: BTreeMap<String, String>,
+    /// What other authors wrote in the service, per client and day (`hold`).
+    pub held: BTreeMap<(String, NaiveDate), Held>,
+    /// Clients erased from the service (`erase`): nothing of theirs comes in again.
+    pub erased: BTreeSet<String>,
 }
 
 fn id(kind: &str, n: u32) -> String {
@@ -279,6 +292,8 @@ impl LegacyDb {
             workouts: vec![],
             coaches,
             clients,
+            held: BTreeMap::new(),
+            erased: BTreeSet::new(),
         };
         for (k, client) in [&bo, &cy, &di, &ed].into_iter().enumerate() {
             db.history(k as u32, &client.id, start);
@@ -372,6 +387,12 @@ impl LegacyDb {
                 if k == 1 && i % 13 == 3 {
                     e.custom_responses = true;
                 }
+                match (k, i) {
+                    (0, 2) => e.steps = Some(-50),
+                    (1, 24) => e.weight_lbs = Some(f64::NAN),
+                    (2, 12) => e.data_sources = Some(r#""healthkit""#),
+                    _ => {}
+                }
                 self.entries.push(e);
             }
             if i % 8 != 7 {
@@ -406,6 +427,7 @@ impl LegacyDb {
                     start: at(date, 17, 0),
                     minutes: 30 + i64::from(i % 30),
                     calories: 250 + (i % 100) as i32,
+                    avg_heart_rate: if i == 5 { 0 } else { 142 },
                     created_at: at(date, 18, 0),
                     updated_at: at(date, 18, 0),
                 };
@@ -504,7 +526,12 @@ impl LegacyDb {
     }
 
     fn imported(&self, user_id: &str) -> bool {
-        self.clients.contains_key(user_id)
+        self.clients.contains_key(user_id) && !self.erased.contains(user_id)
+    }
+
+    /// Records that a client was erased from the service.
+    pub fn erase(&mut self, user_id: &str) {
+        self.erased.insert(user_id.to_string());
     }
 
     /// The workouts the import should bring in: all but a repeat of one created earlier
@@ -528,7 +555,7 @@ impl LegacyDb {
             let day = days.entry((e.user_id.clone(), e.date)).or_default();
             let count = |n: Option<i32>, low: i32, high: i32| n.filter(|n| (low..=high).contains(n)).map(|n| n as u32);
             day.steps = count(e.steps, 0, i32::MAX);
-            day.weight_kg = e.weight_lbs.map(|lbs| lbs * KG_PER_LB);
+            day.weight_kg = e.weight_lbs.filter(|lbs| lbs.is_finite()).map(|lbs| lbs * KG_PER_LB);
             day.height_m = e.height_inches.map(|inches| inches * M_PER_INCH);
             day.body_fat_percent = e.body_fat.filter(|bf| *bf >= 1.0);
             day.calories = count(e.calories, 0, 50_000);
@@ -536,7 +563,16 @@ impl LegacyDb {
             day.perceived_stress = count(e.perceived_stress, 1, 10);
             day.notes = e.notes.clone();
         }
-        for s in self.sleeps.iter().filter(|s| self.imported(&s.user_id) && sleep_comes_in(s)) {
+        for ((user_id, date), held) in &self.held {
+            let day = days.entry((user_id.clone(), *date)).or_default();
+            if held.steps.is_some() {
+                day.steps = held.steps;
+            }
+            if held.notes.is_some() {
+                day.notes = held.notes.clone();
+            }
+        }
+        for s in self.sleeps.iter().filter(|s| self.imported(&s.user_id) && s.window.is_some()) {
             days.entry((s.user_id.clone(), s.date)).or_default().sleep_minutes = Some(s.total as u32);
         }
         for w in self.kept_workouts() {
@@ -545,18 +581,19 @@ impl LegacyDb {
         days
     }
 
+    fn held_on(&self, e: &Entry) -> Held {
+        self.held.get(&(e.user_id.clone(), e.date)).cloned().unwrap_or_default()
+    }
+
     /// The events the import should write, and refuse.
     pub fn expected_events(&self) -> Events {
         let mut events = Events::default();
         for e in self.entries.iter().filter(|e| self.imported(&e.user_id)) {
-            events += entry_events(e);
+            events += entry_events(e, &self.held_on(e));
         }
-        for s in self.sleeps.iter().filter(|s| self.imported(&s.user_id) && s.window.is_some()) {
-            events += match sleep_comes_in(s) {
-                true => Events { written: 1, refused: 0 },
-                false => Events { written: 0, refused: 1 },
-            };
-        }
+        // Every night with times comes in (stages that do not fit left out).
+        let nights = self.sleeps.iter().filter(|s| self.imported(&s.user_id) && s.window.is_some());
+        events.written += nights.count() as u64;
         events.written += self.kept_workouts().len() as u64;
         events
     }
@@ -568,35 +605,66 @@ impl LegacyDb {
         };
         let mut skipped = BTreeSet::new();
         for e in self.entries.iter().filter(|e| self.imported(&e.user_id)) {
+            let held = self.held_on(e);
+            let entry = |column: &str, cause: &str| skip("Entry", &e.id, Some(column), cause);
             if e.sleep_quality.is_some_and(|q| q > 10) {
-                skipped.insert(skip("Entry", &e.id, Some("sleepQuality"), "sleep_total_in_sleep_quality"));
+                skipped.insert(entry("sleepQuality", "sleep_total_in_sleep_quality"));
             }
             if e.body_fat.is_some_and(|bf| bf < 1.0) {
-                skipped.insert(skip("Entry", &e.id, Some("bodyFatPercentage"), "refused"));
+                skipped.insert(entry("bodyFatPercentage", "refused"));
             }
             if e.perceived_stress == Some(0) {
-                skipped.insert(skip("Entry", &e.id, Some("perceivedStress"), "refused"));
+                skipped.insert(entry("perceivedStress", "refused"));
+            }
+            if e.steps.is_some_and(|n| n < 0) {
+                skipped.insert(entry("steps", "refused"));
+            }
+            if e.weight_lbs.is_some_and(|lbs| lbs.is_nan()) {
+                skipped.insert(entry("weightLbs", "refused"));
+            }
+            if e.data_sources.is_some_and(|s| !s.starts_with('[')) {
+                skipped.insert(entry("dataSources", "unknown_data_sources"));
             }
             if e.custom_responses {
-                skipped.insert(skip("Entry", &e.id, Some("customResponses"), "custom_responses"));
+                skipped.insert(entry("customResponses", "custom_responses"));
+            }
+            if held.steps.is_some() && e.steps.is_some() {
+                skipped.insert(entry("steps", "outranked"));
+            }
+            if held.notes.is_some() && e.notes.is_some() {
+                skipped.insert(entry("notes", "outranked"));
             }
         }
         for s in self.sleeps.iter().filter(|s| self.imported(&s.user_id)) {
-            match (s.window, sleep_comes_in(s)) {
-                (None, _) => skipped.insert(skip("SleepRecord", &s.id, None, "sleep_without_times")),
-                (Some(_), false) => skipped.insert(skip("SleepRecord", &s.id, None, "refused")),
-                _ => false,
-            };
+            match s.window {
+                None => {
+                    skipped.insert(skip("SleepRecord", &s.id, None, "sleep_without_times"));
+                }
+                // Stages that overflow the time in bed are left out, the night kept.
+                Some(_) if s.awake + s.core + s.deep + s.rem > s.in_bed => {
+                    for column in ["inBedMins", "awakeMins", "asleepCoreMins", "asleepDeepMins", "asleepREMMins"] {
+                        skipped.insert(skip("SleepRecord", &s.id, Some(column), "refused"));
+                    }
+                }
+                Some(_) => {}
+            }
         }
         let kept: BTreeSet<&str> = self.kept_workouts().iter().map(|w| w.id.as_str()).collect();
-        for w in self.workouts.iter().filter(|w| self.imported(&w.user_id) && !kept.contains(w.id.as_str())) {
-            skipped.insert(skip("Workout", &w.id, None, "duplicate_workout"));
+        for w in self.workouts.iter().filter(|w| self.imported(&w.user_id)) {
+            if !kept.contains(w.id.as_str()) {
+                skipped.insert(skip("Workout", &w.id, None, "duplicate_workout"));
+            } else if w.avg_heart_rate < 30 {
+                skipped.insert(skip("Workout", &w.id, Some("avgHeartRate"), "refused"));
+            }
         }
         // Ana's own rows, Fay without a coach, Gus the admin.
         let (ana, fay, gus) = (&self.users[0].id, &self.users[5].id, &self.users[6].id);
         skipped.insert(skip("User", ana, None, "not_a_client"));
         skipped.insert(skip("User", fay, None, "no_coach"));
         skipped.insert(skip("User", gus, None, "not_a_client"));
+        for user_id in &self.erased {
+            skipped.insert(skip("User", user_id, None, "erased"));
+        }
         skipped
     }
 
@@ -604,6 +672,7 @@ impl LegacyDb {
     pub fn expected_differences(&self) -> BTreeSet<ExpectedDifference> {
         let mut differences = BTreeSet::new();
         for e in self.entries.iter().filter(|e| self.imported(&e.user_id)) {
+            let held = self.held_on(e);
             let difference =
                 |field: &str, cause: &str| (e.user_id.clone(), e.date, field.to_string(), cause.to_string());
             if e.sleep_quality.is_some_and(|q| q > 10) {
@@ -615,35 +684,59 @@ impl LegacyDb {
             if e.perceived_stress == Some(0) {
                 differences.insert(difference("perceived_stress", "refused"));
             }
+            if e.steps.is_some_and(|n| n < 0) {
+                differences.insert(difference("steps", "refused"));
+            }
+            if e.weight_lbs.is_some_and(|lbs| lbs.is_nan()) {
+                differences.insert(difference("weight_kg", "refused"));
+            }
+            if held.steps.is_some_and(|n| Some(n as i32) != e.steps) {
+                differences.insert(difference("steps", "outranked"));
+            }
+            if held.notes.is_some() && held.notes != e.notes {
+                differences.insert(difference("notes", "outranked"));
+            }
         }
         differences
     }
 
-    /// Changes the legacy database as its users would between two imports: a HealthKit
-    /// total corrected, a note deleted, a day's steps turned from typed to synced, a new
-    /// day, a workout's energy revised. Returns the events the next import should write,
-    /// and those of the changed rows' earlier versions, which it no longer sends.
-    pub async fn change(&mut self, url: &str) -> anyhow::Result<(Events, Events)> {
-        let mut conn = PgConnection::connect(url).await?;
-        let cy = self.users[2].id.clone();
-        let (di, ed) = (self.users[3].id.clone(), self.users[4].id.clone());
-        let (mut now, mut before) = (Events::default(), Events::default());
-        let later = Duration::days(3);
+    /// The rows `change` changes: Cy's first clean HealthKit row and first clean typed row
+    /// with notes, and Di's first clean typed row with steps.
+    pub fn picks(&self) -> [usize; 3] {
+        let (cy, di) = (&self.users[2].id, &self.users[3].id);
         let clean = |e: &Entry| {
             e.sleep_quality.is_none_or(|q| q <= 10)
                 && e.body_fat.is_none_or(|bf| bf >= 1.0)
                 && e.perceived_stress != Some(0)
+                && e.steps.is_some_and(|n| n >= 0)
         };
-        let synced = |e: &Entry| e.data_sources == Some(r#"["healthkit"]"#) && e.steps.is_some();
-        let typed = |e: &Entry| e.data_sources == Some(r#"["manual"]"#) && e.steps.is_some();
-        let picks = [
-            self.entries.iter().position(|e| e.user_id == cy && synced(e) && clean(e)).unwrap(),
-            self.entries.iter().position(|e| e.user_id == cy && typed(e) && e.notes.is_some() && clean(e)).unwrap(),
-            self.entries.iter().position(|e| e.user_id == di && typed(e) && clean(e)).unwrap(),
-        ];
-        for (change, index) in picks.into_iter().enumerate() {
+        let synced = |e: &Entry| e.data_sources == Some(r#"["healthkit"]"#);
+        let typed = |e: &Entry| e.data_sources == Some(r#"["manual"]"#);
+        let find = |user: &str, pick: &dyn Fn(&Entry) -> bool| {
+            self.entries.iter().position(|e| e.user_id == user && clean(e) && pick(e)).unwrap()
+        };
+        [find(cy, &synced), find(cy, &|e| typed(e) && e.notes.is_some()), find(di, &typed)]
+    }
+
+    /// Records what another author wrote in the service on a client's day.
+    pub fn hold(&mut self, user_id: &str, date: NaiveDate, held: Held) {
+        self.held.insert((user_id.to_string(), date), held);
+    }
+
+    /// Changes the legacy database as its users would between two imports (the `picks`):
+    /// a HealthKit total corrected, a note deleted, a day's steps turned from typed to
+    /// synced; then a new day, a workout's energy revised, and a run deleted whose repeat
+    /// then comes in. Returns the events the next import should write, and those of the
+    /// changed rows' earlier versions (sent by an import that saw no other author), which
+    /// it no longer sends.
+    pub async fn change(&mut self, url: &str) -> anyhow::Result<(Events, Events)> {
+        let mut conn = PgConnection::connect(url).await?;
+        let ed = self.users[4].id.clone();
+        let (mut now, mut before) = (Events::default(), Events::default());
+        let later = Duration::days(3);
+        for (change, index) in self.picks().into_iter().enumerate() {
+            before += entry_events(&self.entries[index], &Held::default());
             let e = &mut self.entries[index];
-            before += entry_events(e);
             e.updated_at += later;
             match change {
                 0 => e.steps = e.steps.map(|n| n + 1_000),
@@ -653,47 +746,67 @@ impl LegacyDb {
                     e.steps = Some(12_345);
                 }
             }
-            now += entry_events(e);
+            let e = self.entries[index].clone();
+            now += entry_events(&e, &self.held_on(&e));
             sqlx::query(r#"DELETE FROM "Entry" WHERE id = $1"#).bind(&e.id).execute(&mut conn).await?;
-            insert_entry(&mut conn, e).await?;
+            insert_entry(&mut conn, &e).await?;
         }
         let last = self.entries.iter().filter(|e| e.user_id == ed).map(|e| e.date).max().unwrap();
         let mut added = self.entry(9_999, &ed, last + Duration::days(1), 1);
         added.calories = Some(2_222);
-        now += entry_events(&added);
+        now += entry_events(&added, &Held::default());
         insert_entry(&mut conn, &added).await?;
         self.entries.push(added);
 
+        // A revision (its workout id kept), and a run deleted whose repeat comes in instead.
+        let cy = self.users[2].id.clone();
         let kept: BTreeSet<String> = self.kept_workouts().iter().map(|w| w.id.clone()).collect();
-        let run = self.workouts.iter_mut().find(|w| w.user_id == cy && kept.contains(&w.id)).unwrap();
-        run.calories += 50;
-        run.updated_at += later;
-        upsert_workout(&mut conn, run).await?;
-        now.written += 1;
-        before.written += 1;
+        let is_repeated = |w: &Workout, all: &[Workout]| {
+            all.iter().any(|o| o.id != w.id && o.user_id == w.user_id && o.start < w.end() && w.start < o.end())
+        };
+        let revised = self
+            .workouts
+            .iter()
+            .position(|w| w.user_id == cy && kept.contains(&w.id) && !is_repeated(w, &self.workouts))
+            .unwrap();
+        self.workouts[revised].calories += 50;
+        self.workouts[revised].updated_at += later;
+        upsert_workout(&mut conn, &self.workouts[revised]).await?;
+        let deleted = self
+            .workouts
+            .iter()
+            .position(|w| w.user_id == cy && kept.contains(&w.id) && is_repeated(w, &self.workouts))
+            .unwrap();
+        sqlx::query(r#"DELETE FROM "Workout" WHERE id = $1"#)
+            .bind(&self.workouts[deleted].id)
+            .execute(&mut conn)
+            .await?;
+        self.workouts.remove(deleted);
+        // The revision, the deletion and the repeat that now comes in; the revised and the
+        // deleted run's earlier versions are no longer sent.
+        now.written += 3;
+        before.written += 2;
         conn.close().await?;
         Ok((now, before))
     }
 }
 
-/// Whether a night comes in: it has times and its stages fit in its time in bed.
-fn sleep_comes_in(s: &Sleep) -> bool {
-    s.window.is_some() && s.awake + s.core + s.deep + s.rem <= s.in_bed
-}
-
-/// The reports an Entry row should become, by the documented mapping.
-fn entry_events(e: &Entry) -> Events {
-    let healthkit = e.data_sources.is_some_and(|s| s.to_lowercase().contains("\"healthkit\""));
+/// The reports an Entry row should become, by the documented mapping; `held`: what other
+/// authors wrote on its day.
+fn entry_events(e: &Entry, held: &Held) -> Events {
+    let healthkit = e.data_sources.is_some_and(|s| s.starts_with('[') && s.to_lowercase().contains("\"healthkit\""));
+    let steps = e.steps.filter(|n| *n >= 0 && held.steps.is_none());
+    let notes = e.notes.as_ref().filter(|_| held.notes.is_none());
     let mut events = Events::default();
     let mut report = |comes_in: bool| match comes_in {
         true => events.written += 1,
         false => events.refused += 1,
     };
-    if healthkit && e.steps.is_some() {
+    if healthkit && steps.is_some() {
         report(true);
     }
     if healthkit && e.weight_lbs.is_some() {
-        report(true);
+        report(e.weight_lbs.is_some_and(f64::is_finite));
     }
     if e.height_inches.is_some() {
         report(true);
@@ -701,11 +814,11 @@ fn entry_events(e: &Entry) -> Events {
     if let Some(bf) = e.body_fat {
         report(bf >= 1.0);
     }
-    let typed = (!healthkit && (e.steps.is_some() || e.weight_lbs.is_some()))
+    let typed = (!healthkit && (steps.is_some() || e.weight_lbs.is_some()))
         || e.calories.is_some()
         || e.sleep_quality.is_some_and(|q| q <= 10)
         || e.perceived_stress.is_some()
-        || e.notes.is_some();
+        || notes.is_some();
     if typed || e.updated_at > e.created_at {
         report(true);
     }
@@ -744,7 +857,7 @@ async fn upsert_workout(conn: &mut PgConnection, w: &Workout) -> anyhow::Result<
         r#"INSERT INTO "Workout" (id, "userId", "workoutType", "startTime", "endTime", "durationSecs",
                "caloriesActive", "distanceMeters", "avgHeartRate", "maxHeartRate", "sourceDevice", "createdAt",
                "updatedAt")
-           VALUES ($1, $2, 'running', $3, $4, $5, $6, 5000.0, 142, 171, 'Apple Watch', $7, $8)
+           VALUES ($1, $2, 'running', $3, $4, $5, $6, 5000.0, $7, 171, 'Apple Watch', $8, $9)
            ON CONFLICT (id) DO UPDATE SET "caloriesActive" = excluded."caloriesActive",
                "updatedAt" = excluded."updatedAt""#,
     )
@@ -754,6 +867,7 @@ async fn upsert_workout(conn: &mut PgConnection, w: &Workout) -> anyhow::Result<
     .bind(w.end())
     .bind((w.minutes * 60) as i32)
     .bind(w.calories)
+    .bind(w.avg_heart_rate)
     .bind(w.created_at)
     .bind(w.updated_at)
     .execute(conn)

@@ -11,7 +11,7 @@ mod reconcile;
 pub mod report;
 mod rows;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use chrono::{NaiveDate, Utc};
 use chrono_tz::Tz;
@@ -20,12 +20,14 @@ use uuid::Uuid;
 use crate::accounts::{hash_token, new_token};
 use crate::api::ingest::item_results;
 use crate::api::items::{self, CheckedItem};
+use crate::domain::event::{Payload, StoredEvent};
 use crate::domain::fold::Day;
+use crate::domain::reason;
 use crate::domain::validate::Context;
 use crate::store::{ImportedClient, Store};
-use mapping::{Item, Mapped, ACTOR};
-use people::{Client, LeftOut};
-use report::{Cause, Difference, Events, Reconciliation, Skipped};
+use mapping::{Held, Item, Mapped, ACTOR};
+use people::Client;
+use report::{Cause, DayWithoutRow, Difference, Events, Reconciliation, Skipped};
 use rows::EntryRow;
 pub use rows::Legacy;
 
@@ -34,6 +36,9 @@ const TABLES: [&str; 6] = ["User", "Cohort", "CohortMembership", "Entry", "Sleep
 
 /// Reports per append: a few months of a client's history per transaction.
 const APPEND_CHUNK: usize = 500;
+
+/// A page of a client's events read back.
+const EVENTS_PAGE: u32 = 1000;
 
 /// A coach the import added, with the coach's first token (shown only now).
 #[derive(Debug, Clone, serde::Serialize)]
@@ -44,9 +49,10 @@ pub struct NewCoach {
 }
 
 /// Imports the legacy database into `store`, days in `zone` where a time must be placed
-/// on one (workouts); `new_coach` is told of each coach added. Returns the reconciliation.
+/// on one (workouts, measurements); `new_coach` is told of each coach added. Returns the
+/// reconciliation.
 pub async fn import<S: Store>(
-    legacy: &Legacy,
+    legacy: &mut Legacy,
     store: &S,
     zone: Tz,
     mut new_coach: impl FnMut(NewCoach),
@@ -69,37 +75,42 @@ pub async fn import<S: Store>(
     for client in &people.clients {
         import_client(legacy, store, zone, client, &mut report).await?;
     }
-    // Coaches' own rows, and everything of users who came in as nobody.
-    let clients: HashSet<&str> = people.clients.iter().map(|c| c.id.as_str()).collect();
-    let coaches_only = people.coaches.iter().filter(|c| !clients.contains(c.id.as_str()));
-    let left_out = coaches_only.map(|c| (c.id.as_str(), LeftOut::NotAClient, true));
-    let left_out = left_out.chain(people.left_out.iter().map(|(id, why)| (id.as_str(), *why, false)));
-    for (user_id, why, is_coach) in left_out {
-        let [entries, sleeps, workouts] = legacy.row_counts(user_id).await?;
-        if is_coach && entries + sleeps + workouts == 0 {
-            continue;
-        }
-        let cause = match why {
-            LeftOut::NoCoach => Cause::NoCoach,
-            LeftOut::NotAClient => Cause::NotAClient,
-            LeftOut::InvalidId => Cause::InvalidId,
-        };
-        let detail = format!(
-            "not a client here: their {entries} Entry, {sleeps} SleepRecord and {workouts} Workout rows stay out"
-        );
-        report.skipped.push(Skipped { table: "User", id: user_id.to_string(), column: None, cause, detail });
+    for (user_id, cause) in &people.left_out {
+        leave_out(legacy, user_id, *cause, &mut report).await?;
     }
-    report.unexplained = report.differences.iter().filter(|d| d.cause.is_none()).count() as u64;
+    // A coach's own rows stay out too (a coach who is also a client brought theirs in).
+    for coach in people.coaches.iter().filter(|coach| !people.clients.iter().any(|c| c.id == coach.id)) {
+        if legacy.row_counts(&coach.id).await?.iter().any(|rows| *rows > 0) {
+            leave_out(legacy, &coach.id, Cause::NotAClient, &mut report).await?;
+        }
+    }
+    let unexplained = report.differences.iter().filter(|d| !d.cause.is_some_and(Cause::explains)).count();
+    report.unexplained = (unexplained + report.days_without_row.len()) as u64;
     Ok(report)
 }
 
+/// Lists a user who does not come in as a client, with the rows that stay out with them.
+async fn leave_out(
+    legacy: &mut Legacy,
+    user_id: &str,
+    cause: Cause,
+    report: &mut Reconciliation,
+) -> anyhow::Result<()> {
+    let [entries, sleeps, workouts] = legacy.row_counts(user_id).await?;
+    let detail =
+        format!("not a client here: their {entries} Entry, {sleeps} SleepRecord and {workouts} Workout rows stay out");
+    report.skipped.push(Skipped { table: "User", id: user_id.to_string(), column: None, cause, detail });
+    Ok(())
+}
+
 async fn import_client<S: Store>(
-    legacy: &Legacy,
+    legacy: &mut Legacy,
     store: &S,
     zone: Tz,
     client: &Client,
     report: &mut Reconciliation,
 ) -> anyhow::Result<()> {
+    let user = |cause, detail| Skipped { table: "User", id: client.id.clone(), column: None, cause, detail };
     match store.import_client(&client.id, &client.coach_id, client.name.as_deref()).await? {
         Some(ImportedClient::Added) => report.clients.added += 1,
         Some(ImportedClient::Existing { coach_id }) => {
@@ -109,28 +120,96 @@ async fn import_client<S: Store>(
                     "the service has them under coach {coach_id}, the legacy database under {}: not moved",
                     client.coach_id
                 );
-                let skip =
-                    Skipped { table: "User", id: client.id.clone(), column: None, cause: Cause::OtherCoach, detail };
-                report.skipped.push(skip);
+                report.skipped.push(user(Cause::OtherCoach, detail));
             }
+        }
+        Some(ImportedClient::Erased) => {
+            let detail = "erased from the service: nothing of theirs comes in again".to_string();
+            report.skipped.push(user(Cause::Erased, detail));
+            return Ok(());
         }
         None => anyhow::bail!("the coach {} of client {} is not in the service", client.coach_id, client.id),
     }
+    let before = InService::read(store, &client.id).await?;
     let entries = legacy.entries(&client.id).await?;
     let ctx = Context { now: Utc::now(), zone: Some(zone) };
     let mut mapped = Mapped::default();
+    let nothing_held = Held::new();
     for row in &entries {
-        mapped.extend(mapping::entry(ctx, zone, row));
+        mapped.extend(mapping::entry(ctx, zone, row, before.held.get(&row.date).unwrap_or(&nothing_held)));
     }
     for row in &legacy.sleep_records(&client.id).await? {
         mapped.extend(mapping::sleep(ctx, row));
     }
-    mapped.extend(mapping::workouts(ctx, &legacy.workouts(&client.id).await?));
+    let workouts = legacy.workouts(&client.id).await?;
+    let kept = mapping::kept_workouts(&workouts, &mut mapped);
+    for row in &kept {
+        mapped.extend(mapping::workout(ctx, row));
+    }
+    let kept: BTreeSet<&str> = kept.iter().map(|row| row.id.as_str()).collect();
+    for gone in before.imported_workouts.iter().filter(|id| !kept.contains(id.as_str())) {
+        mapped.items.push(mapping::workout_gone(ctx, gone));
+        report.events.workouts_withdrawn += 1;
+    }
     let Mapped { items, mut skipped } = mapped;
     write(store, &client.id, items, &mut report.events, &mut skipped).await?;
     report.differences.extend(reconcile(store, &client.id, &entries, &skipped).await?);
+    let dates: BTreeSet<NaiveDate> = entries.iter().map(|row| row.date).collect();
+    let gone = before.imported_days.iter().filter(|day| !dates.contains(day));
+    report.days_without_row.extend(gone.map(|date| DayWithoutRow { user_id: client.id.clone(), date: *date }));
     report.skipped.extend(skipped);
     Ok(())
+}
+
+/// What the service had of a client before this run.
+#[derive(Default)]
+struct InService {
+    /// Workouts the import brought in and has not withdrawn.
+    imported_workouts: BTreeSet<String>,
+    /// Days the import brought an Entry row's values to.
+    imported_days: BTreeSet<NaiveDate>,
+    /// Per day, the fields other authors reported, and who last did.
+    held: BTreeMap<NaiveDate, Held>,
+}
+
+impl InService {
+    async fn read<S: Store>(store: &S, user_id: &str) -> anyhow::Result<InService> {
+        let (mut seen, mut after) = (InService::default(), 0);
+        loop {
+            let page = store.user_events(user_id, after, EVENTS_PAGE).await?;
+            page.iter().for_each(|event| seen.add(event));
+            match page.last() {
+                Some(last) if page.len() == EVENTS_PAGE as usize => after = last.seq,
+                _ => return Ok(seen),
+            }
+        }
+    }
+
+    fn add(&mut self, event: &StoredEvent) {
+        let Some(day) = event.day else { return };
+        let fields = match (&event.payload, event.actor == ACTOR) {
+            (Payload::Workout(w), true) => {
+                self.imported_workouts.insert(w.workout_id.clone());
+                return;
+            }
+            (Payload::WorkoutDeleted(d), true) => {
+                self.imported_workouts.remove(&d.workout_id);
+                return;
+            }
+            (Payload::Steps(_) | Payload::BodyMetric(_) | Payload::Manual(_), true) => {
+                self.imported_days.insert(day);
+                return;
+            }
+            (Payload::Steps(_), false) => vec![crate::domain::field::Field::Steps],
+            (Payload::BodyMetric(m), false) => vec![m.metric.field()],
+            (Payload::Manual(r), false) => r.set.iter().map(|v| v.field()).chain(r.clear.iter().copied()).collect(),
+            _ => return,
+        };
+        let held = self.held.entry(day).or_default();
+        for field in fields {
+            held.insert(field, event.actor.clone());
+        }
+    }
 }
 
 /// Appends the items' reports as the client's, a chunk at a time; what the store or the
@@ -156,6 +235,8 @@ async fn write<S: Store>(
             if result.violations.is_empty() {
                 continue;
             }
+            let reused = result.violations.iter().any(|v| v.reason == reason::IDEMPOTENCY_KEY_REUSED);
+            let cause = if reused { Cause::KeyReused } else { Cause::Refused };
             let described: Vec<String> =
                 result.violations.iter().map(|v| format!("{}: {}", v.field, v.description)).collect();
             let detail = described.join("; ");
@@ -164,7 +245,7 @@ async fn write<S: Store>(
                 false => columns.into_iter().map(Some).collect(),
             };
             for column in columns {
-                skipped.push(Skipped { table, id: id.clone(), column, cause: Cause::Refused, detail: detail.clone() });
+                skipped.push(Skipped { table, id: id.clone(), column, cause, detail: detail.clone() });
             }
         }
     }

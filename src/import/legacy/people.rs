@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use super::report::Cause;
 use super::rows::{MembershipRow, UserRow};
 use crate::domain::validate::{check_text, identifier, TextKind, MAX_NAME_CHARS};
 
@@ -20,23 +21,13 @@ pub struct Client {
     pub coach_id: String,
 }
 
-/// Why a user comes in as neither coach nor client.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LeftOut {
-    /// A client with no cohort under a coach and no inviting coach.
-    NoCoach,
-    /// Neither role (an admin, say).
-    NotAClient,
-    /// An id the service cannot take (empty, too long, control characters).
-    InvalidId,
-}
-
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct People {
     pub coaches: Vec<Coach>,
     pub clients: Vec<Client>,
-    /// Users that are neither, with why; coaches who are not also clients are not here.
-    pub left_out: Vec<(String, LeftOut)>,
+    /// Users that are neither, with why (`NoCoach`, `NotAClient`, `InvalidId`); coaches
+    /// who are not also clients are not here.
+    pub left_out: Vec<(String, Cause)>,
 }
 
 pub fn place(users: &[UserRow], memberships: &[MembershipRow]) -> People {
@@ -55,7 +46,7 @@ pub fn place(users: &[UserRow], memberships: &[MembershipRow]) -> People {
     let mut people = People::default();
     for user in users {
         if identifier("id", &user.id).is_err() {
-            people.left_out.push((user.id.clone(), LeftOut::InvalidId));
+            people.left_out.push((user.id.clone(), Cause::InvalidId));
             continue;
         }
         let name = user
@@ -74,9 +65,9 @@ pub fn place(users: &[UserRow], memberships: &[MembershipRow]) -> People {
                 name: name.map(str::to_string),
                 coach_id: coach_id.to_string(),
             }),
-            (true, None) => people.left_out.push((user.id.clone(), LeftOut::NoCoach)),
+            (true, None) => people.left_out.push((user.id.clone(), Cause::NoCoach)),
             (false, _) if !coaches.contains(user.id.as_str()) => {
-                people.left_out.push((user.id.clone(), LeftOut::NotAClient))
+                people.left_out.push((user.id.clone(), Cause::NotAClient))
             }
             (false, _) => {}
         }
@@ -131,8 +122,8 @@ mod tests {
         assert_eq!(coaches, ["ana", "bo"]);
         let clients: Vec<(&str, &str)> = people.clients.iter().map(|c| (c.id.as_str(), c.coach_id.as_str())).collect();
         assert_eq!(clients, [("bo", "ana"), ("cy", "ana"), ("di", "bo")]);
-        let left_out: Vec<(&str, LeftOut)> = people.left_out.iter().map(|(id, why)| (id.as_str(), *why)).collect();
-        assert_eq!(left_out, [("ed", LeftOut::NoCoach), ("fay", LeftOut::NotAClient), ("gus", LeftOut::NoCoach)]);
+        let left_out: Vec<(&str, Cause)> = people.left_out.iter().map(|(id, why)| (id.as_str(), *why)).collect();
+        assert_eq!(left_out, [("ed", Cause::NoCoach), ("fay", Cause::NotAClient), ("gus", Cause::NoCoach)]);
     }
 
     #[test]
@@ -141,6 +132,6 @@ mod tests {
         nameless.name = Some("  ".into());
         let people = place(&[nameless, user("bad\u{7}id", &["CLIENT"], Some("ana"))], &[]);
         assert_eq!(people.coaches, [Coach { id: "ana".into(), name: "ana".into() }]);
-        assert_eq!(people.left_out, [("bad\u{7}id".to_string(), LeftOut::InvalidId)]);
+        assert_eq!(people.left_out, [("bad\u{7}id".to_string(), Cause::InvalidId)]);
     }
 }

@@ -5,9 +5,10 @@ use std::collections::HashMap;
 
 use uuid::Uuid;
 
-use super::mapping::{column, ACTOR, ENTRY_COLUMNS, KG_PER_LB, M_PER_INCH};
+use super::mapping::{column, ACTOR, ENTRY_COLUMNS};
 use super::report::{Cause, Difference, Skipped};
 use super::rows::EntryRow;
+use crate::domain::event::{KG_PER_LB, M_PER_INCH};
 use crate::domain::field::{Field, Scalar};
 use crate::domain::fold::Day;
 use crate::domain::Source;
@@ -177,11 +178,12 @@ mod tests {
         let day = Day {
             steps: Some(12_000),
             notes: Some("from the phone".into()),
-            calories: Some(2_000),
+            // An earlier version of the row had a body fat; this one has none.
+            body_fat_percent: Some(20.0),
             provenance: vec![
                 provenance(Field::Steps, Source::Healthkit, other),
                 provenance(Field::Notes, Source::Manual, imported),
-                provenance(Field::Calories, Source::Healthkit, imported),
+                provenance(Field::BodyFatPercent, Source::Healthkit, imported),
             ],
             ..Day::default()
         };
@@ -203,7 +205,7 @@ mod tests {
                 (Field::Steps, Some(Cause::Outranked)),
                 (Field::WeightKg, Some(Cause::Refused)),
                 (Field::HeightM, None),
-                (Field::Calories, Some(Cause::NotWithdrawn)),
+                (Field::BodyFatPercent, Some(Cause::NotWithdrawn)),
                 (Field::SleepQuality, None),
                 // Imported, yet shown otherwise: nothing known explains it.
                 (Field::Notes, None),

@@ -18,6 +18,8 @@ pub enum Cause {
     NotAClient,
     /// A user id the service cannot take.
     InvalidId,
+    /// A client erased from the service: they do not come back.
+    Erased,
     /// The client exists in the service under another coach; they were not moved.
     OtherCoach,
     /// A value the service's checks refuse (out of range, say); `detail` says which check.
@@ -25,6 +27,9 @@ pub enum Cause {
     /// A HealthKit sleep total written into `sleepQuality` (a known defect): minutes, not a
     /// 1–10 score; the night is in `SleepRecord`.
     SleepTotalInSleepQuality,
+    /// `dataSources` that is not a list of "manual" and "healthkit": the row's fields are
+    /// taken as typed.
+    UnknownDataSources,
     /// `customResponses`: answers to the web app's own questions, which the service has no
     /// field for.
     CustomResponses,
@@ -38,6 +43,17 @@ pub enum Cause {
     /// The legacy row no longer has a value an earlier import brought in from HealthKit,
     /// which a later report replaces but nothing withdraws.
     NotWithdrawn,
+    /// A report whose key an earlier import used for other content: the row changed
+    /// without its `updatedAt` changing.
+    KeyReused,
+}
+
+impl Cause {
+    /// Whether a difference with this cause is accounted for (a known legacy defect, or a
+    /// documented choice), rather than something a person should look at.
+    pub fn explains(self) -> bool {
+        !matches!(self, Cause::NotWithdrawn | Cause::KeyReused)
+    }
 }
 
 /// Something of the legacy database that did not come in.
@@ -80,6 +96,17 @@ pub struct Events {
     /// Already in the store (an earlier run wrote them).
     pub already_there: u64,
     pub refused: u64,
+    /// Workouts an earlier run imported whose rows are gone (or now repeat another):
+    /// deleted in the service too (their deletions are among `written`).
+    pub workouts_withdrawn: u64,
+}
+
+/// A day an earlier run imported an Entry row for, whose row is gone (deleted, or moved to
+/// another date): what it brought in stays, for a person to look at.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DayWithoutRow {
+    pub user_id: String,
+    pub date: NaiveDate,
 }
 
 #[derive(Debug, Default, Clone, PartialEq, Serialize)]
@@ -90,6 +117,8 @@ pub struct Reconciliation {
     pub events: Events,
     pub skipped: Vec<Skipped>,
     pub differences: Vec<Difference>,
-    /// Differences nothing known explains: each one is a question for a person.
+    pub days_without_row: Vec<DayWithoutRow>,
+    /// Differences nothing known explains, and days without their row: each one is a
+    /// question for a person.
     pub unexplained: u64,
 }

@@ -1,9 +1,10 @@
 //! The CoachFit database's rows the import reads, as Prisma keeps them: quoted PascalCase
-//! tables, camelCase columns, `timestamp(3)` times in UTC. The connection is read-only.
+//! tables, camelCase columns, `timestamp(3)` times in UTC. Everything is read in one
+//! read-only transaction, so the rows counted are the rows imported even while the web app
+//! still writes.
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
-use sqlx::postgres::{PgPool, PgPoolOptions};
-use sqlx::Executor;
+use sqlx::{Connection, Executor, PgConnection};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct UserRow {
@@ -78,80 +79,74 @@ pub fn utc(at: NaiveDateTime) -> DateTime<Utc> {
     at.and_utc()
 }
 
-/// The legacy database, opened read-only.
+/// The legacy database, as of one snapshot.
 pub struct Legacy {
-    pool: PgPool,
+    conn: PgConnection,
 }
 
 impl Legacy {
     pub async fn connect(url: &str) -> anyhow::Result<Legacy> {
-        let pool = PgPoolOptions::new()
-            .max_connections(2)
-            .after_connect(|conn, _| {
-                Box::pin(async move {
-                    conn.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY").await?;
-                    Ok(())
-                })
-            })
-            .connect(url)
-            .await?;
-        Ok(Legacy { pool })
+        let mut conn = PgConnection::connect(url).await?;
+        // Never committed: the connection's end ends it.
+        conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY").await?;
+        Ok(Legacy { conn })
     }
 
     /// Rows in `table` (one of the tables the import reads).
-    pub async fn count(&self, table: &str) -> anyhow::Result<u64> {
+    pub async fn count(&mut self, table: &str) -> anyhow::Result<u64> {
         let count: i64 =
-            sqlx::query_scalar(&format!(r#"SELECT count(*) FROM "{table}""#)).fetch_one(&self.pool).await?;
+            sqlx::query_scalar(&format!(r#"SELECT count(*) FROM "{table}""#)).fetch_one(&mut self.conn).await?;
         Ok(count as u64)
     }
 
     /// A user's rows: `[Entry, SleepRecord, Workout]`.
-    pub async fn row_counts(&self, user_id: &str) -> anyhow::Result<[u64; 3]> {
+    pub async fn row_counts(&mut self, user_id: &str) -> anyhow::Result<[u64; 3]> {
         let (entries, sleeps, workouts): (i64, i64, i64) = sqlx::query_as(
             r#"SELECT (SELECT count(*) FROM "Entry" WHERE "userId" = $1),
                       (SELECT count(*) FROM "SleepRecord" WHERE "userId" = $1),
                       (SELECT count(*) FROM "Workout" WHERE "userId" = $1)"#,
         )
         .bind(user_id)
-        .fetch_one(&self.pool)
+        .fetch_one(&mut self.conn)
         .await?;
         Ok([entries as u64, sleeps as u64, workouts as u64])
     }
 
-    pub async fn users(&self) -> anyhow::Result<Vec<UserRow>> {
+    pub async fn users(&mut self) -> anyhow::Result<Vec<UserRow>> {
         Ok(sqlx::query_as(
             r#"SELECT id, name, roles::text[] AS roles, "invitedByCoachId" AS invited_by_coach_id
                FROM "User" ORDER BY id"#,
         )
-        .fetch_all(&self.pool)
+        .fetch_all(&mut self.conn)
         .await?)
     }
 
-    pub async fn memberships(&self) -> anyhow::Result<Vec<MembershipRow>> {
+    pub async fn memberships(&mut self) -> anyhow::Result<Vec<MembershipRow>> {
         Ok(sqlx::query_as(
             r#"SELECT m."userId" AS user_id, c.id AS cohort_id, c."coachId" AS coach_id,
                       c."createdAt" AS cohort_created_at
                FROM "CohortMembership" m JOIN "Cohort" c ON c.id = m."cohortId""#,
         )
-        .fetch_all(&self.pool)
+        .fetch_all(&mut self.conn)
         .await?)
     }
 
-    pub async fn entries(&self, user_id: &str) -> anyhow::Result<Vec<EntryRow>> {
+    pub async fn entries(&mut self, user_id: &str) -> anyhow::Result<Vec<EntryRow>> {
         Ok(sqlx::query_as(
             r#"SELECT id, date, "weightLbs" AS weight_lbs, steps, calories, "heightInches" AS height_inches,
                       "sleepQuality" AS sleep_quality, "perceivedStress" AS perceived_stress, notes,
-                      "customResponses" IS NOT NULL AS has_custom_responses, "dataSources" AS data_sources,
+                      COALESCE(jsonb_typeof("customResponses") <> 'null'
+                          AND "customResponses" NOT IN ('{}', '[]', '""'), false) AS has_custom_responses, "dataSources" AS data_sources,
                       "bodyFatPercentage" AS body_fat_percentage, "createdAt" AS created_at,
                       "updatedAt" AS updated_at
                FROM "Entry" WHERE "userId" = $1 ORDER BY date"#,
         )
         .bind(user_id)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut self.conn)
         .await?)
     }
 
-    pub async fn sleep_records(&self, user_id: &str) -> anyhow::Result<Vec<SleepRow>> {
+    pub async fn sleep_records(&mut self, user_id: &str) -> anyhow::Result<Vec<SleepRow>> {
         Ok(sqlx::query_as(
             r#"SELECT id, date, "totalSleepMins" AS total_sleep_mins, "inBedMins" AS in_bed_mins,
                       "awakeMins" AS awake_mins, "asleepCoreMins" AS asleep_core_mins,
@@ -161,11 +156,11 @@ impl Legacy {
                FROM "SleepRecord" WHERE "userId" = $1 ORDER BY date"#,
         )
         .bind(user_id)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut self.conn)
         .await?)
     }
 
-    pub async fn workouts(&self, user_id: &str) -> anyhow::Result<Vec<WorkoutRow>> {
+    pub async fn workouts(&mut self, user_id: &str) -> anyhow::Result<Vec<WorkoutRow>> {
         Ok(sqlx::query_as(
             r#"SELECT id, "workoutType" AS workout_type, "startTime" AS start_time, "endTime" AS end_time,
                       "durationSecs" AS duration_secs, "caloriesActive" AS calories_active,
@@ -175,7 +170,7 @@ impl Legacy {
                FROM "Workout" WHERE "userId" = $1 ORDER BY "startTime", id"#,
         )
         .bind(user_id)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut self.conn)
         .await?)
     }
 }
