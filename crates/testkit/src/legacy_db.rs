@@ -607,20 +607,8 @@ impl LegacyDb {
         for e in self.entries.iter().filter(|e| self.imported(&e.user_id)) {
             let held = self.held_on(e);
             let entry = |column: &str, cause: &str| skip("Entry", &e.id, Some(column), cause);
-            if e.sleep_quality.is_some_and(|q| q > 10) {
-                skipped.insert(entry("sleepQuality", "sleep_total_in_sleep_quality"));
-            }
-            if e.body_fat.is_some_and(|bf| bf < 1.0) {
-                skipped.insert(entry("bodyFatPercentage", "refused"));
-            }
-            if e.perceived_stress == Some(0) {
-                skipped.insert(entry("perceivedStress", "refused"));
-            }
-            if e.steps.is_some_and(|n| n < 0) {
-                skipped.insert(entry("steps", "refused"));
-            }
-            if e.weight_lbs.is_some_and(|lbs| lbs.is_nan()) {
-                skipped.insert(entry("weightLbs", "refused"));
+            for (column, _, cause) in defects(e) {
+                skipped.insert(entry(column, cause));
             }
             if e.data_sources.is_some_and(|s| !s.starts_with('[')) {
                 skipped.insert(entry("dataSources", "unknown_data_sources"));
@@ -675,20 +663,8 @@ impl LegacyDb {
             let held = self.held_on(e);
             let difference =
                 |field: &str, cause: &str| (e.user_id.clone(), e.date, field.to_string(), cause.to_string());
-            if e.sleep_quality.is_some_and(|q| q > 10) {
-                differences.insert(difference("sleep_quality", "sleep_total_in_sleep_quality"));
-            }
-            if e.body_fat.is_some_and(|bf| bf < 1.0) {
-                differences.insert(difference("body_fat_percent", "refused"));
-            }
-            if e.perceived_stress == Some(0) {
-                differences.insert(difference("perceived_stress", "refused"));
-            }
-            if e.steps.is_some_and(|n| n < 0) {
-                differences.insert(difference("steps", "refused"));
-            }
-            if e.weight_lbs.is_some_and(|lbs| lbs.is_nan()) {
-                differences.insert(difference("weight_kg", "refused"));
+            for (_, field, cause) in defects(e) {
+                differences.insert(difference(field, cause));
             }
             if held.steps.is_some_and(|n| Some(n as i32) != e.steps) {
                 differences.insert(difference("steps", "outranked"));
@@ -789,6 +765,19 @@ impl LegacyDb {
         conn.close().await?;
         Ok((now, before))
     }
+}
+
+/// The values of an Entry row the import should leave out for a known defect or a failed
+/// check, each making a difference: `(column, field, cause)`.
+fn defects(e: &Entry) -> Vec<(&'static str, &'static str, &'static str)> {
+    let found = [
+        (e.sleep_quality.is_some_and(|q| q > 10), "sleepQuality", "sleep_quality", "sleep_total_in_sleep_quality"),
+        (e.body_fat.is_some_and(|bf| bf < 1.0), "bodyFatPercentage", "body_fat_percent", "refused"),
+        (e.perceived_stress == Some(0), "perceivedStress", "perceived_stress", "refused"),
+        (e.steps.is_some_and(|n| n < 0), "steps", "steps", "refused"),
+        (e.weight_lbs.is_some_and(f64::is_nan), "weightLbs", "weight_kg", "refused"),
+    ];
+    found.into_iter().filter(|(found, ..)| *found).map(|(_, column, field, cause)| (column, field, cause)).collect()
 }
 
 /// The reports an Entry row should become, by the documented mapping; `held`: what other
