@@ -271,7 +271,7 @@ async fn run_command<S: Store>(store: S, command: Command, database: &str) -> an
             let from = redacted(&args.from);
             let mut legacy = legacy::Legacy::connect(&args.from).await.with_context(|| format!("opening {from}"))?;
             let report = legacy::import(&mut legacy, &store, zone, |coach| println!("{}", json!(coach))).await?;
-            println!("{}", json!({ "reconciliation": report }));
+            println!("{}", json!({ "reconciliation": report, "peak_rss_mib": peak_resident_mib() }));
             if report.unexplained > 0 {
                 eprintln!(
                     "{} differences between the legacy database and the service are unexplained",

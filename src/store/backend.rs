@@ -172,6 +172,8 @@ pub trait Backend: Send + Sync + Sized + 'static {
     // Principals.
 
     fn ping(conn: &mut Self::Conn) -> impl Answer<()>;
+    /// Brings the query planner's statistics of the growing tables up to date.
+    fn refresh_statistics(conn: &mut Self::Conn) -> impl Answer<()>;
     /// The live (unrevoked) tokens among these hashes.
     fn live_tokens(conn: &mut Self::Conn, token_hashes: &[&str]) -> impl Answer<Vec<TokenRow>>;
     fn coach_of(conn: &mut Self::Conn, user_id: &str) -> impl Answer<Option<String>>;

@@ -305,6 +305,10 @@ pub struct Mismatch {
 pub trait Store: Clone + Send + Sync + 'static {
     /// Is the database reachable?
     fn ping(&self) -> impl Future<Output = StoreResult<()>> + Send;
+    /// Brings the query planner's statistics up to date, after a bulk write: PostgreSQL's
+    /// autovacuum analyzes a table a minute or more after it grew, and until then plans
+    /// reads of an imported history as if the tables were empty (scanning them whole).
+    fn refresh_statistics(&self) -> impl Future<Output = StoreResult<()>> + Send;
 
     /// The owners of those of these tokens that exist and are not revoked, by token hash.
     fn token_owners(

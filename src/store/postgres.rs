@@ -814,6 +814,11 @@ impl Backend for PgBackend {
         Ok(())
     }
 
+    async fn refresh_statistics(conn: &mut PgConnection) -> StoreResult<()> {
+        sqlx::query("ANALYZE events, entries").execute(conn).await.map_err(StoreError::from_sqlx)?;
+        Ok(())
+    }
+
     async fn live_tokens(conn: &mut PgConnection, token_hashes: &[&str]) -> StoreResult<Vec<TokenRow>> {
         let mut query = sqlx::QueryBuilder::<Postgres>::new(
             "SELECT token_hash, role, subject_id, device_id FROM tokens WHERE revoked_at_us IS NULL AND token_hash",

@@ -119,6 +119,10 @@ impl<B: Backend> Store for SqlStore<B> {
         B::ping(&mut *self.backend.reader().await?).await
     }
 
+    async fn refresh_statistics(&self) -> StoreResult<()> {
+        B::refresh_statistics(&mut *self.backend.reader().await?).await
+    }
+
     #[tracing::instrument(level = "debug", name = "store.token_owners", skip_all)]
     async fn token_owners(&self, token_hashes: &[&str]) -> StoreResult<Vec<(String, TokenOwner)>> {
         let rows = B::live_tokens(&mut *self.backend.reader().await?, token_hashes).await?;

@@ -663,6 +663,12 @@ impl Backend for SqliteBackend {
         run(conn, "SELECT 1").await
     }
 
+    /// Nothing to do: SQLite plans these reads by their indexes without statistics (an
+    /// import's reads stay as fast as the tables grow: BENCHMARKS.md, the legacy import).
+    async fn refresh_statistics(_conn: &mut SqliteConnection) -> StoreResult<()> {
+        Ok(())
+    }
+
     async fn live_tokens(conn: &mut SqliteConnection, token_hashes: &[&str]) -> StoreResult<Vec<TokenRow>> {
         let mut query = sqlx::QueryBuilder::<Sqlite>::new(
             "SELECT token_hash, role, subject_id, device_id FROM tokens WHERE revoked_at_us IS NULL AND token_hash",

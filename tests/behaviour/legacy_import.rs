@@ -18,14 +18,21 @@ use crate::each_backend;
 
 each_backend!(a_legacy_database_comes_in_reconciled_a_second_run_adds_nothing_and_a_third_brings_its_changes);
 
-/// Runs the import: the coaches it printed, and its reconciliation.
-fn import(db_url: &str, legacy_url: &str) -> (Vec<Value>, Value) {
+/// Runs the import: whether it exited 0, the coaches it printed, and its reconciliation.
+fn run_import(db_url: &str, legacy_url: &str) -> (bool, Vec<Value>, Value) {
     let output = coachfit(db_url, &["import", "coachfit-legacy", "--from", legacy_url]);
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "import failed: {}\n{stdout}", String::from_utf8_lossy(&output.stderr));
-    let mut lines: Vec<Value> = stdout.lines().map(|line| serde_json::from_str(line).expect("JSON lines")).collect();
-    let last = lines.pop().expect("a reconciliation");
-    (lines, last["reconciliation"].clone())
+    let failed = format!("import failed: {}\n{stdout}", String::from_utf8_lossy(&output.stderr));
+    let mut lines: Vec<Value> = stdout.lines().map(|line| serde_json::from_str(line).expect(&failed)).collect();
+    let last = lines.pop().expect(&failed);
+    (output.status.success(), lines, last["reconciliation"].clone())
+}
+
+/// Runs the import, which must succeed: the coaches it printed, and its reconciliation.
+fn import(db_url: &str, legacy_url: &str) -> (Vec<Value>, Value) {
+    let (succeeded, coaches, report) = run_import(db_url, legacy_url);
+    assert!(succeeded, "the import exited with a failure: {report}");
+    (coaches, report)
 }
 
 fn text(value: &Value) -> String {
@@ -211,4 +218,12 @@ async fn a_legacy_database_comes_in_reconciled_a_second_run_adds_nothing_and_a_t
     let asked = pb::GetEntryRequest { user_id: ed, date: "2025-01-02".into() };
     let status = server.entries(&server.admin_token).get_entry(asked).await.unwrap_err();
     assert_eq!(status.code(), tonic::Code::NotFound);
+
+    // A legacy row deleted: what it brought in stays, and its day is listed for a person.
+    let gone = legacy.delete_entry(&scratch.url, &cy).await.unwrap();
+    let (succeeded, _, fifth) = run_import(&server.db_url, &scratch.url);
+    assert!(!succeeded, "a day without its row is unexplained: {fifth}");
+    assert_eq!(fifth["days_without_row"], serde_json::json!([{ "user_id": cy, "date": gone.to_string() }]));
+    assert_eq!(fifth["unexplained"].as_u64(), Some(1));
+    assert_eq!(fifth["events"]["written"].as_u64(), Some(0));
 }

@@ -5,6 +5,7 @@
 
 mod harness;
 mod import;
+mod legacy;
 mod load;
 mod raw;
 mod run;
@@ -45,6 +46,12 @@ struct Args {
     /// megabytes of XML (SQLite).
     #[arg(long, conflicts_with_all = ["quick", "smoke"])]
     apple_health_mb: Option<u64>,
+    /// Instead: time `coachfit import coachfit-legacy` on a generated legacy database of
+    /// this many clients more than the test's, a year each, into --database-url's kind of
+    /// store (the legacy database goes on --database-url's PostgreSQL server, or the test
+    /// server for SQLite).
+    #[arg(long, conflicts_with_all = ["quick", "smoke", "apple_health_mb"])]
+    legacy_clients: Option<u32>,
 }
 
 #[tokio::main]
@@ -65,6 +72,16 @@ async fn main() -> anyhow::Result<ExitCode> {
         println!("{}", report.table());
         if let Some(path) = args.write {
             run::write_section(&path, "import", &report.table())?;
+            eprintln!("updated {}", path.display());
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    if let Some(clients) = args.legacy_clients {
+        let report = legacy::run(clients, &args.database_url, &coachfit).await.context("legacy import benchmark")?;
+        println!("{}", report.table());
+        if let Some(path) = args.write {
+            let section = format!("legacy-import-{}", report.store.to_lowercase());
+            run::write_section(&path, &section, &report.table())?;
             eprintln!("updated {}", path.display());
         }
         return Ok(ExitCode::SUCCESS);

@@ -115,7 +115,7 @@ CREATE TABLE "PairingCode" (
 
 const KG_PER_LB: f64 = 0.45359237;
 const M_PER_INCH: f64 = 0.0254;
-/// Days of history per client.
+/// Days of history per client in the test's database.
 const DAYS: u32 = 60;
 
 #[derive(Debug, Clone)]
@@ -250,7 +250,14 @@ fn at(date: NaiveDate, hour: u32, minute: u32) -> NaiveDateTime {
 }
 
 impl LegacyDb {
+    /// The test's database: the people above, two months each.
     pub fn generate() -> LegacyDb {
+        LegacyDb::generate_with(0, DAYS)
+    }
+
+    /// The same people with `more_clients` more in Ana's first cohort, `days` of history
+    /// each (the benchmark's database).
+    pub fn generate_with(more_clients: u32, days: u32) -> LegacyDb {
         let start = NaiveDate::from_ymd_opt(2025, 1, 1).unwrap();
         let user = |n, name: Option<&str>, roles, invited_by: Option<&String>| User {
             id: id("user", n),
@@ -296,7 +303,14 @@ impl LegacyDb {
             erased: BTreeSet::new(),
         };
         for (k, client) in [&bo, &cy, &di, &ed].into_iter().enumerate() {
-            db.history(k as u32, &client.id, start);
+            db.history(k as u32, days, &client.id, start);
+        }
+        for n in 0..more_clients {
+            let client = user(100 + n, Some(&format!("Client {n}")), &["CLIENT"][..], None);
+            db.memberships.push((client.id.clone(), db.cohorts[0].0.clone()));
+            db.clients.insert(client.id.clone(), ana.id.clone());
+            db.history(4 + n, days, &client.id, start);
+            db.users.push(client);
         }
         // The coach's own rows and the unplaced client's are not imported.
         for (n, (who, days)) in [(&ana, 2), (&fay, 3)].into_iter().enumerate() {
@@ -338,8 +352,8 @@ impl LegacyDb {
         }
     }
 
-    fn history(&mut self, k: u32, user_id: &str, start: NaiveDate) {
-        for i in 0..DAYS {
+    fn history(&mut self, k: u32, days: u32, user_id: &str, start: NaiveDate) {
+        for i in 0..days {
             let n = k * 1000 + i;
             let date = start + Duration::days(i64::from(i));
             if i % 7 != 6 {
@@ -449,8 +463,10 @@ impl LegacyDb {
 
     /// Creates the schema and inserts every row, on the database at `url`.
     pub async fn create(&self, url: &str) -> anyhow::Result<()> {
-        let mut conn = PgConnection::connect(url).await?;
-        sqlx::raw_sql(DDL).execute(&mut conn).await?;
+        let mut connection = PgConnection::connect(url).await?;
+        // One transaction: a commit per row would take minutes for the benchmark's.
+        let mut conn = connection.begin().await?;
+        sqlx::raw_sql(DDL).execute(&mut *conn).await?;
         for (n, u) in self.users.iter().enumerate() {
             let roles: Vec<String> = u.roles.iter().map(|r| r.to_string()).collect();
             sqlx::query(
@@ -463,7 +479,7 @@ impl LegacyDb {
             .bind(roles)
             .bind(u.name.is_none())
             .bind(&u.invited_by)
-            .execute(&mut conn)
+            .execute(&mut *conn)
             .await?;
         }
         for (cohort, coach, created_at) in &self.cohorts {
@@ -471,14 +487,14 @@ impl LegacyDb {
                 .bind(cohort)
                 .bind(coach)
                 .bind(created_at)
-                .execute(&mut conn)
+                .execute(&mut *conn)
                 .await?;
         }
         for (user, cohort) in &self.memberships {
             sqlx::query(r#"INSERT INTO "CohortMembership" ("userId", "cohortId") VALUES ($1, $2)"#)
                 .bind(user)
                 .bind(cohort)
-                .execute(&mut conn)
+                .execute(&mut *conn)
                 .await?;
         }
         for e in &self.entries {
@@ -503,13 +519,14 @@ impl LegacyDb {
             .bind(s.window.map(|w| w.0))
             .bind(s.window.map(|w| w.1))
             .bind(s.updated_at)
-            .execute(&mut conn)
+            .execute(&mut *conn)
             .await?;
         }
         for w in &self.workouts {
             upsert_workout(&mut conn, w).await?;
         }
-        conn.close().await?;
+        conn.commit().await?;
+        connection.close().await?;
         Ok(())
     }
 
@@ -692,6 +709,16 @@ impl LegacyDb {
             self.entries.iter().position(|e| e.user_id == user && clean(e) && pick(e)).unwrap()
         };
         [find(cy, &synced), find(cy, &|e| typed(e) && e.notes.is_some()), find(di, &typed)]
+    }
+
+    /// Deletes a client's Entry row from the legacy database (the first of `user_id`'s
+    /// with steps); its date.
+    pub async fn delete_entry(&mut self, url: &str, user_id: &str) -> anyhow::Result<NaiveDate> {
+        let index = self.entries.iter().position(|e| e.user_id == user_id && e.steps.is_some()).unwrap();
+        let mut conn = PgConnection::connect(url).await?;
+        sqlx::query(r#"DELETE FROM "Entry" WHERE id = $1"#).bind(&self.entries[index].id).execute(&mut conn).await?;
+        conn.close().await?;
+        Ok(self.entries.remove(index).date)
     }
 
     /// Records what another author wrote in the service on a client's day.

@@ -82,6 +82,12 @@ pub fn compare(row: &EntryRow, day: Option<&Day>) -> Vec<Differs> {
         .collect()
 }
 
+/// What of the row's `field` was left out, if anything.
+pub fn left_out<'a>(row: &EntryRow, field: Field, skipped: &'a [Skipped]) -> Option<&'a Skipped> {
+    let column = column(field);
+    skipped.iter().find(|s| s.table == "Entry" && s.id == row.id && s.column == Some(column))
+}
+
 /// A difference with what explains it: a value of the row that did not come in (and why),
 /// else who reported the value shown (`actors`: the authors of the day's events).
 pub fn explain(
@@ -93,7 +99,7 @@ pub fn explain(
     actors: &HashMap<Uuid, String>,
 ) -> Difference {
     let column = column(differs.field);
-    let left_out = skipped.iter().find(|s| s.table == "Entry" && s.id == row.id && s.column == Some(column));
+    let left_out = left_out(row, differs.field, skipped);
     let shown_by = day
         .and_then(|day| day.provenance.iter().find(|p| p.field == differs.field))
         .and_then(|p| Some((p.source, actors.get(p.event_ids.first()?)?)));
