@@ -270,7 +270,9 @@ async fn run_command<S: Store>(store: S, command: Command, database: &str) -> an
             let zone = time_zone(&args.time_zone)?;
             let from = redacted(&args.from);
             let mut legacy = legacy::Legacy::connect(&args.from).await.with_context(|| format!("opening {from}"))?;
-            let report = legacy::import(&mut legacy, &store, zone, |coach| println!("{}", json!(coach))).await?;
+            let mut lines = legacy::report::JsonLines(std::io::stdout().lock());
+            let report = legacy::import(&mut legacy, &store, zone, &mut lines).await?;
+            drop(lines);
             println!("{}", json!({ "reconciliation": report, "peak_rss_mib": peak_resident_mib() }));
             if report.unexplained > 0 {
                 eprintln!(

@@ -18,14 +18,28 @@ use crate::each_backend;
 
 each_backend!(a_legacy_database_comes_in_reconciled_a_second_run_adds_nothing_and_a_third_brings_its_changes);
 
-/// Runs the import: whether it exited 0, the coaches it printed, and its reconciliation.
+/// Runs the import: whether it exited 0, the coaches it printed, and its reconciliation
+/// (its last line) with what it listed on the way under `listed` (`skipped`, `difference`,
+/// `day_without_row`).
 fn run_import(db_url: &str, legacy_url: &str) -> (bool, Vec<Value>, Value) {
     let output = coachfit(db_url, &["import", "coachfit-legacy", "--from", legacy_url]);
     let stdout = String::from_utf8_lossy(&output.stdout);
     let failed = format!("import failed: {}\n{stdout}", String::from_utf8_lossy(&output.stderr));
     let mut lines: Vec<Value> = stdout.lines().map(|line| serde_json::from_str(line).expect(&failed)).collect();
-    let last = lines.pop().expect(&failed);
-    (output.status.success(), lines, last["reconciliation"].clone())
+    let mut report = lines.pop().expect(&failed)["reconciliation"].clone();
+    assert!(report.is_object(), "{failed}");
+    let (mut coaches, mut listed) =
+        (Vec::new(), serde_json::json!({"skipped": [], "difference": [], "day_without_row": []}));
+    for line in lines {
+        if line.get("coach_token").is_some() {
+            coaches.push(line);
+            continue;
+        }
+        let (kind, item) = line.as_object().and_then(|object| object.iter().next()).expect("a listed item");
+        listed[kind].as_array_mut().unwrap_or_else(|| panic!("an unknown line: {line}")).push(item.clone());
+    }
+    report["listed"] = listed;
+    (output.status.success(), coaches, report)
 }
 
 /// Runs the import, which must succeed: the coaches it printed, and its reconciliation.
@@ -40,13 +54,13 @@ fn text(value: &Value) -> String {
 }
 
 fn skipped(report: &Value) -> Vec<ExpectedSkip> {
-    let listed = report["skipped"].as_array().expect("skipped");
+    let listed = report["listed"]["skipped"].as_array().expect("skipped");
     let column = |s: &Value| s.get("column").map(text);
     listed.iter().map(|s| (text(&s["table"]), text(&s["id"]), column(s), text(&s["cause"]))).collect()
 }
 
 fn differences(report: &Value) -> Vec<ExpectedDifference> {
-    let listed = report["differences"].as_array().expect("differences");
+    let listed = report["listed"]["difference"].as_array().expect("differences");
     let difference = |d: &Value| {
         let date: NaiveDate = text(&d["date"]).parse().unwrap();
         let cause = if d["cause"].is_null() { "unexplained".to_string() } else { text(&d["cause"]) };
@@ -67,10 +81,16 @@ fn assert_reconciled(report: &Value, legacy: &LegacyDb, events: Events, already_
         "{counted}"
     );
     let listed = skipped(report);
+    let mut by_cause: BTreeMap<String, u64> = BTreeMap::new();
+    for (_, _, _, cause) in &listed {
+        *by_cause.entry(cause.clone()).or_default() += 1;
+    }
+    assert_eq!(serde_json::to_value(by_cause).unwrap(), report["skipped"], "the counts by cause");
     let unique: BTreeSet<ExpectedSkip> = listed.iter().cloned().collect();
     assert_eq!(listed.len(), unique.len(), "something is listed twice: {listed:?}");
     assert_eq!(unique, legacy.expected_skipped());
     let listed = differences(report);
+    assert_eq!(report["differences"].as_u64(), Some(listed.len() as u64));
     let unique: BTreeSet<ExpectedDifference> = listed.iter().cloned().collect();
     assert_eq!(listed.len(), unique.len(), "a difference is listed twice: {listed:?}");
     assert_eq!(unique, legacy.expected_differences());
@@ -223,7 +243,8 @@ async fn a_legacy_database_comes_in_reconciled_a_second_run_adds_nothing_and_a_t
     let gone = legacy.delete_entry(&scratch.url, &cy).await.unwrap();
     let (succeeded, _, fifth) = run_import(&server.db_url, &scratch.url);
     assert!(!succeeded, "a day without its row is unexplained: {fifth}");
-    assert_eq!(fifth["days_without_row"], serde_json::json!([{ "user_id": cy, "date": gone.to_string() }]));
+    let listed = serde_json::json!([{ "user_id": cy, "date": gone.to_string() }]);
+    assert_eq!((&fifth["days_without_row"], &fifth["listed"]["day_without_row"]), (&Value::from(1), &listed));
     assert_eq!(fifth["unexplained"].as_u64(), Some(1));
     assert_eq!(fifth["events"]["written"].as_u64(), Some(0));
 }

@@ -27,7 +27,7 @@ use crate::domain::validate::Context;
 use crate::store::{ImportedClient, Store};
 use mapping::{Held, Item, Mapped, ACTOR};
 use people::Client;
-use report::{Cause, DayWithoutRow, Difference, Events, Reconciliation, Skipped};
+use report::{Cause, DayWithoutRow, Difference, Events, Listener, NewCoach, Reconciliation, Skipped};
 use rows::EntryRow;
 pub use rows::Legacy;
 
@@ -45,22 +45,14 @@ const EVENTS_PAGE: u32 = 1000;
 /// them read each day by scanning its tables: a 200-client import took 71 s, not 19).
 const REFRESH_STATISTICS_AFTER: u64 = 10_000;
 
-/// A coach the import added, with the coach's first token (shown only now).
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct NewCoach {
-    pub coach_id: String,
-    pub name: String,
-    pub coach_token: String,
-}
-
 /// Imports the legacy database into `store`, days in `zone` where a time must be placed
-/// on one (workouts, measurements); `new_coach` is told of each coach added. Returns the
-/// reconciliation.
+/// on one (workouts, measurements); `listener` is told what happens as it does. Returns
+/// the reconciliation's counts.
 pub async fn import<S: Store>(
     legacy: &mut Legacy,
     store: &S,
     zone: Tz,
-    mut new_coach: impl FnMut(NewCoach),
+    listener: &mut impl Listener,
 ) -> anyhow::Result<Reconciliation> {
     let mut report = Reconciliation::default();
     for table in TABLES {
@@ -72,30 +64,32 @@ pub async fn import<S: Store>(
         let token = new_token();
         if store.import_coach(&coach.id, &coach.name, &hash_token(&token)).await? {
             report.coaches.added += 1;
-            new_coach(NewCoach { coach_id: coach.id.clone(), name: coach.name.clone(), coach_token: token });
+            listener.coach_added(&NewCoach {
+                coach_id: coach.id.clone(),
+                name: coach.name.clone(),
+                coach_token: token,
+            });
         } else {
             report.coaches.existing += 1;
         }
     }
     let mut refresh_at = REFRESH_STATISTICS_AFTER;
     for client in &people.clients {
-        import_client(legacy, store, zone, client, &mut report).await?;
+        import_client(legacy, store, zone, client, &mut report, listener).await?;
         if report.events.written >= refresh_at {
             store.refresh_statistics().await?;
             refresh_at = report.events.written * 2;
         }
     }
     for (user_id, cause) in &people.left_out {
-        leave_out(legacy, user_id, *cause, &mut report).await?;
+        leave_out(legacy, user_id, *cause, &mut report, listener).await?;
     }
     // A coach's own rows stay out too (a coach who is also a client brought theirs in).
     for coach in people.coaches.iter().filter(|coach| !people.clients.iter().any(|c| c.id == coach.id)) {
         if legacy.row_counts(&coach.id).await?.iter().any(|rows| *rows > 0) {
-            leave_out(legacy, &coach.id, Cause::NotAClient, &mut report).await?;
+            leave_out(legacy, &coach.id, Cause::NotAClient, &mut report, listener).await?;
         }
     }
-    let unexplained = report.differences.iter().filter(|d| !d.cause.is_some_and(Cause::explains)).count();
-    report.unexplained = (unexplained + report.days_without_row.len()) as u64;
     Ok(report)
 }
 
@@ -105,11 +99,12 @@ async fn leave_out(
     user_id: &str,
     cause: Cause,
     report: &mut Reconciliation,
+    listener: &mut impl Listener,
 ) -> anyhow::Result<()> {
     let [entries, sleeps, workouts] = legacy.row_counts(user_id).await?;
     let detail =
         format!("not a client here: their {entries} Entry, {sleeps} SleepRecord and {workouts} Workout rows stay out");
-    report.skipped.push(Skipped { table: "User", id: user_id.to_string(), column: None, cause, detail });
+    report.skip(Skipped { table: "User", id: user_id.to_string(), column: None, cause, detail }, listener);
     Ok(())
 }
 
@@ -119,6 +114,7 @@ async fn import_client<S: Store>(
     zone: Tz,
     client: &Client,
     report: &mut Reconciliation,
+    listener: &mut impl Listener,
 ) -> anyhow::Result<()> {
     let user = |cause, detail| Skipped { table: "User", id: client.id.clone(), column: None, cause, detail };
     match store.import_client(&client.id, &client.coach_id, client.name.as_deref()).await? {
@@ -130,12 +126,12 @@ async fn import_client<S: Store>(
                     "the service has them under coach {coach_id}, the legacy database under {}: not moved",
                     client.coach_id
                 );
-                report.skipped.push(user(Cause::OtherCoach, detail));
+                report.skip(user(Cause::OtherCoach, detail), listener);
             }
         }
         Some(ImportedClient::Erased) => {
             let detail = "erased from the service: nothing of theirs comes in again".to_string();
-            report.skipped.push(user(Cause::Erased, detail));
+            report.skip(user(Cause::Erased, detail), listener);
             return Ok(());
         }
         None => anyhow::bail!("the coach {} of client {} is not in the service", client.coach_id, client.id),
@@ -163,11 +159,16 @@ async fn import_client<S: Store>(
     }
     let Mapped { items, mut skipped } = mapped;
     write(store, &client.id, items, &mut report.events, &mut skipped).await?;
-    report.differences.extend(reconcile(store, &client.id, &entries, &skipped).await?);
+    for difference in reconcile(store, &client.id, &entries, &skipped).await? {
+        report.differ(difference, listener);
+    }
     let dates: BTreeSet<NaiveDate> = entries.iter().map(|row| row.date).collect();
-    let gone = before.imported_days.iter().filter(|day| !dates.contains(day));
-    report.days_without_row.extend(gone.map(|date| DayWithoutRow { user_id: client.id.clone(), date: *date }));
-    report.skipped.extend(skipped);
+    for date in before.imported_days.iter().filter(|day| !dates.contains(day)) {
+        report.lack_row(DayWithoutRow { user_id: client.id.clone(), date: *date }, listener);
+    }
+    for skip in skipped {
+        report.skip(skip, listener);
+    }
     Ok(())
 }
 

@@ -1,7 +1,10 @@
-//! What a legacy import prints at the end: rows read, what came in, what did not and why,
-//! and every legacy day the service shows differently.
+//! What a legacy import tells, as JSON lines while it goes (each coach added with their
+//! token, everything left out, every difference, every day without its row: a client at a
+//! time, so memory does not grow with the database) and at the end (the reconciliation's
+//! counts).
 
 use std::collections::BTreeMap;
+use std::io::Write;
 
 use chrono::NaiveDate;
 use serde::Serialize;
@@ -9,7 +12,7 @@ use serde::Serialize;
 use crate::domain::field::Scalar;
 
 /// Why something of the legacy database did not come in, or shows differently.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Cause {
     /// A client with no cohort under a coach and no inviting coach.
@@ -109,16 +112,86 @@ pub struct DayWithoutRow {
     pub date: NaiveDate,
 }
 
+/// A coach the import added, with the coach's first token (shown only now).
+#[derive(Debug, Clone, Serialize)]
+pub struct NewCoach {
+    pub coach_id: String,
+    pub name: String,
+    pub coach_token: String,
+}
+
+/// The counts at the end; what they count was told as it happened (`Listener`).
 #[derive(Debug, Default, Clone, PartialEq, Serialize)]
 pub struct Reconciliation {
     pub rows_read: BTreeMap<&'static str, u64>,
     pub coaches: Tally,
     pub clients: Tally,
     pub events: Events,
-    pub skipped: Vec<Skipped>,
-    pub differences: Vec<Difference>,
-    pub days_without_row: Vec<DayWithoutRow>,
+    /// What was left out, by cause.
+    pub skipped: BTreeMap<Cause, u64>,
+    pub differences: u64,
+    pub days_without_row: u64,
     /// Differences nothing known explains, and days without their row: each one is a
     /// question for a person.
     pub unexplained: u64,
+}
+
+/// Told what the import does as it does it.
+pub trait Listener {
+    fn coach_added(&mut self, coach: &NewCoach);
+    fn skipped(&mut self, skipped: &Skipped);
+    fn difference(&mut self, difference: &Difference);
+    fn day_without_row(&mut self, day: &DayWithoutRow);
+}
+
+impl Reconciliation {
+    pub(super) fn skip(&mut self, skipped: Skipped, listener: &mut impl Listener) {
+        *self.skipped.entry(skipped.cause).or_default() += 1;
+        listener.skipped(&skipped);
+    }
+
+    pub(super) fn differ(&mut self, difference: Difference, listener: &mut impl Listener) {
+        self.differences += 1;
+        if !difference.cause.is_some_and(Cause::explains) {
+            self.unexplained += 1;
+        }
+        listener.difference(&difference);
+    }
+
+    pub(super) fn lack_row(&mut self, day: DayWithoutRow, listener: &mut impl Listener) {
+        self.days_without_row += 1;
+        self.unexplained += 1;
+        listener.day_without_row(&day);
+    }
+}
+
+/// Tells as JSON lines: a coach as `{"coach_id","name","coach_token"}`, then
+/// `{"skipped": …}`, `{"difference": …}` and `{"day_without_row": …}`.
+pub struct JsonLines<W: Write>(pub W);
+
+impl<W: Write> JsonLines<W> {
+    fn line(&mut self, value: &impl Serialize) {
+        // A line that cannot be written (a closed pipe) is not the import's failure.
+        if serde_json::to_writer(&mut self.0, value).is_ok() {
+            let _ = writeln!(self.0);
+        }
+    }
+}
+
+impl<W: Write> Listener for JsonLines<W> {
+    fn coach_added(&mut self, coach: &NewCoach) {
+        self.line(coach);
+    }
+
+    fn skipped(&mut self, skipped: &Skipped) {
+        self.line(&serde_json::json!({ "skipped": skipped }));
+    }
+
+    fn difference(&mut self, difference: &Difference) {
+        self.line(&serde_json::json!({ "difference": difference }));
+    }
+
+    fn day_without_row(&mut self, day: &DayWithoutRow) {
+        self.line(&serde_json::json!({ "day_without_row": day }));
+    }
 }
