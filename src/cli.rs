@@ -152,21 +152,24 @@ fn sqlite_path(url: &str) -> anyhow::Result<std::path::PathBuf> {
 /// A database URL fit for a log: any password replaced.
 pub fn redacted(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else { return url.to_string() };
-    // The authority ends at the path or the query; its credentials at its last '@'.
-    let (authority, tail) = rest.split_at(rest.find(['/', '?']).unwrap_or(rest.len()));
-    let authority = match authority.rsplit_once('@').map(|(credentials, host)| (credentials.split_once(':'), host)) {
-        Some((Some((user, _password)), host)) => format!("{user}:***@{host}"),
-        _ => authority.to_string(),
+    // Credentials end at the last '@' (a password may hold '@', '/' or '?'); hiding too much
+    // of an odd URL is better than showing a password.
+    let rest = match rest.rsplit_once('@') {
+        Some((credentials, host)) => match credentials.split_once(':') {
+            Some((user, _password)) => format!("{user}:***@{host}"),
+            None => rest.to_string(),
+        },
+        None => rest.to_string(),
     };
-    let tail = match tail.split_once('?') {
+    let rest = match rest.split_once('?') {
         Some((path, query)) => {
             let hide =
                 |pair: &str| if pair.starts_with("password=") { "password=***".to_string() } else { pair.to_string() };
             format!("{path}?{}", query.split('&').map(hide).collect::<Vec<_>>().join("&"))
         }
-        None => tail.to_string(),
+        None => rest,
     };
-    format!("{scheme}://{authority}{tail}")
+    format!("{scheme}://{rest}")
 }
 
 async fn run_command<S: Store>(store: S, command: Command, database: &str) -> anyhow::Result<ExitCode> {
@@ -443,6 +446,7 @@ mod tests {
         assert_eq!(redacted("postgres://postgres@127.0.0.1/x"), "postgres://postgres@127.0.0.1/x");
         assert_eq!(redacted("sqlite://coachfit.db"), "sqlite://coachfit.db");
         assert_eq!(redacted("postgres://u:p@ss@db/x"), "postgres://u:***@db/x");
+        assert_eq!(redacted("postgres://app:pa/ss?x@db/x"), "postgres://app:***@db/x");
         assert_eq!(
             redacted("postgres://u@db/x?sslmode=require&password=s3cret"),
             "postgres://u@db/x?sslmode=require&password=***"

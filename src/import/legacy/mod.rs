@@ -13,6 +13,7 @@ mod rows;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use anyhow::Context as _;
 use chrono::{NaiveDate, Utc};
 use chrono_tz::Tz;
 use uuid::Uuid;
@@ -64,11 +65,8 @@ pub async fn import<S: Store>(
         let token = new_token();
         if store.import_coach(&coach.id, &coach.name, &hash_token(&token)).await? {
             report.coaches.added += 1;
-            listener.coach_added(&NewCoach {
-                coach_id: coach.id.clone(),
-                name: coach.name.clone(),
-                coach_token: token,
-            });
+            let added = NewCoach { coach_id: coach.id.clone(), name: coach.name.clone(), coach_token: token };
+            listener.coach_added(&added).context("printing a new coach's token (rotate it: it was not shown)")?;
         } else {
             report.coaches.existing += 1;
         }
@@ -104,7 +102,7 @@ async fn leave_out(
     let [entries, sleeps, workouts] = legacy.row_counts(user_id).await?;
     let detail =
         format!("not a client here: their {entries} Entry, {sleeps} SleepRecord and {workouts} Workout rows stay out");
-    report.skip(Skipped { table: "User", id: user_id.to_string(), column: None, cause, detail }, listener);
+    report.skip(Skipped { table: "User", id: user_id.to_string(), column: None, cause, detail }, listener)?;
     Ok(())
 }
 
@@ -126,12 +124,12 @@ async fn import_client<S: Store>(
                     "the service has them under coach {coach_id}, the legacy database under {}: not moved",
                     client.coach_id
                 );
-                report.skip(user(Cause::OtherCoach, detail), listener);
+                report.skip(user(Cause::OtherCoach, detail), listener)?;
             }
         }
         Some(ImportedClient::Erased) => {
             let detail = "erased from the service: nothing of theirs comes in again".to_string();
-            report.skip(user(Cause::Erased, detail), listener);
+            report.skip(user(Cause::Erased, detail), listener)?;
             return Ok(());
         }
         None => anyhow::bail!("the coach {} of client {} is not in the service", client.coach_id, client.id),
@@ -160,14 +158,14 @@ async fn import_client<S: Store>(
     let Mapped { items, mut skipped } = mapped;
     write(store, &client.id, items, &mut report.events, &mut skipped).await?;
     for difference in reconcile(store, &client.id, &entries, &skipped).await? {
-        report.differ(difference, listener);
+        report.differ(difference, listener)?;
     }
     let dates: BTreeSet<NaiveDate> = entries.iter().map(|row| row.date).collect();
     for date in before.imported_days.iter().filter(|day| !dates.contains(day)) {
-        report.lack_row(DayWithoutRow { user_id: client.id.clone(), date: *date }, listener);
+        report.lack_row(DayWithoutRow { user_id: client.id.clone(), date: *date }, listener)?;
     }
     for skip in skipped {
-        report.skip(skip, listener);
+        report.skip(skip, listener)?;
     }
     Ok(())
 }
@@ -203,7 +201,8 @@ impl InService {
                 self.imported_workouts.insert(w.workout_id.clone());
                 return;
             }
-            (Payload::WorkoutDeleted(d), true) => {
+            // Deleted by anyone: nothing to withdraw.
+            (Payload::WorkoutDeleted(d), _) => {
                 self.imported_workouts.remove(&d.workout_id);
                 return;
             }
@@ -281,11 +280,12 @@ async fn reconcile<S: Store>(
         if differs.is_empty() {
             continue;
         }
-        // Who reported the values shown, only when something left out does not explain them.
-        let actors: HashMap<Uuid, String> = match differs
-            .iter()
-            .all(|d| reconcile::left_out(row, d.field, skipped).is_some())
-        {
+        // Who reported the values shown, unless what was left out explains every
+        // difference (a value left out for another author's needs checking: that it shows).
+        let explained = |d: &reconcile::Differs| {
+            reconcile::left_out(row, d.field, skipped).is_some_and(|skip| skip.cause != Cause::Outranked)
+        };
+        let actors: HashMap<Uuid, String> = match differs.iter().all(explained) {
             true => HashMap::new(),
             false => store.fold_input(user_id, row.date).await?.into_iter().map(|e| (e.event_id, e.actor)).collect(),
         };

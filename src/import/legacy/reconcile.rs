@@ -104,6 +104,10 @@ pub fn explain(
         .and_then(|day| day.provenance.iter().find(|p| p.field == differs.field))
         .and_then(|p| Some((p.source, actors.get(p.event_ids.first()?)?)));
     let (cause, detail) = match (left_out, shown_by) {
+        // Left out for another author, yet the import's earlier value is what shows.
+        (Some(skip), Some((_, actor))) if skip.cause == Cause::Outranked && actor == ACTOR => {
+            (None, "left out for another author, yet an earlier import's value shows".to_string())
+        }
         (Some(skip), _) => (Some(skip.cause), skip.detail.clone()),
         (None, Some((source, actor))) if actor != ACTOR => {
             (Some(Cause::Outranked), format!("shown from {} reported by {actor}", source.as_str()))
@@ -217,5 +221,36 @@ mod tests {
                 (Field::Notes, None),
             ]
         );
+    }
+
+    #[test]
+    fn a_value_left_out_for_another_author_is_explained_only_if_theirs_shows() {
+        let (phone, imported) = (Uuid::from_u128(1), Uuid::from_u128(2));
+        let skipped = [Skipped {
+            table: "Entry",
+            id: "e1".into(),
+            column: Some("weightLbs"),
+            cause: Cause::Outranked,
+            detail: "the service has it from device:d1".into(),
+        }];
+        let actors = HashMap::from([(phone, "device:d1".to_string()), (imported, ACTOR.to_string())]);
+        let cause_when_shown_from = |event_id| {
+            let day = Day {
+                weight_kg: Some(80.0),
+                provenance: vec![Provenance {
+                    field: Field::WeightKg,
+                    source: Source::Manual,
+                    overridden: true,
+                    event_ids: vec![event_id],
+                    reason: Reason::LatestManualEntry { actor: String::new(), seq: 1 },
+                }],
+                ..Day::default()
+            };
+            let differs = compare(&row(), Some(&day)).into_iter().find(|d| d.field == Field::WeightKg).unwrap();
+            explain("u1", &row(), differs, Some(&day), &skipped, &actors).cause
+        };
+        assert_eq!(cause_when_shown_from(phone), Some(Cause::Outranked));
+        // The import's own earlier value still shows: a person should look.
+        assert_eq!(cause_when_shown_from(imported), None);
     }
 }

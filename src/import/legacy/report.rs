@@ -46,14 +46,15 @@ pub enum Cause {
     /// The legacy row no longer has a value an earlier import brought in from HealthKit,
     /// which a later report replaces but nothing withdraws.
     NotWithdrawn,
-    /// A report whose key an earlier import used for other content: the row changed
-    /// without its `updatedAt` changing.
+    /// A report whose key an earlier import used for other content (keys carry a digest
+    /// of the report, so this is not expected).
     KeyReused,
 }
 
 impl Cause {
-    /// Whether a difference with this cause is accounted for (a known legacy defect, or a
-    /// documented choice), rather than something a person should look at.
+    /// Whether a difference (or something left out) with this cause is accounted for (a
+    /// known legacy defect, or a documented choice), rather than something a person should
+    /// look at.
     pub fn explains(self) -> bool {
         !matches!(self, Cause::NotWithdrawn | Cause::KeyReused)
     }
@@ -136,32 +137,36 @@ pub struct Reconciliation {
     pub unexplained: u64,
 }
 
-/// Told what the import does as it does it.
+/// Told what the import does as it does it. A coach's token is shown only here, so a
+/// listener that cannot take something stops the import.
 pub trait Listener {
-    fn coach_added(&mut self, coach: &NewCoach);
-    fn skipped(&mut self, skipped: &Skipped);
-    fn difference(&mut self, difference: &Difference);
-    fn day_without_row(&mut self, day: &DayWithoutRow);
+    fn coach_added(&mut self, coach: &NewCoach) -> std::io::Result<()>;
+    fn skipped(&mut self, skipped: &Skipped) -> std::io::Result<()>;
+    fn difference(&mut self, difference: &Difference) -> std::io::Result<()>;
+    fn day_without_row(&mut self, day: &DayWithoutRow) -> std::io::Result<()>;
 }
 
 impl Reconciliation {
-    pub(super) fn skip(&mut self, skipped: Skipped, listener: &mut impl Listener) {
+    pub(super) fn skip(&mut self, skipped: Skipped, listener: &mut impl Listener) -> std::io::Result<()> {
         *self.skipped.entry(skipped.cause).or_default() += 1;
-        listener.skipped(&skipped);
+        if !skipped.cause.explains() {
+            self.unexplained += 1;
+        }
+        listener.skipped(&skipped)
     }
 
-    pub(super) fn differ(&mut self, difference: Difference, listener: &mut impl Listener) {
+    pub(super) fn differ(&mut self, difference: Difference, listener: &mut impl Listener) -> std::io::Result<()> {
         self.differences += 1;
         if !difference.cause.is_some_and(Cause::explains) {
             self.unexplained += 1;
         }
-        listener.difference(&difference);
+        listener.difference(&difference)
     }
 
-    pub(super) fn lack_row(&mut self, day: DayWithoutRow, listener: &mut impl Listener) {
+    pub(super) fn lack_row(&mut self, day: DayWithoutRow, listener: &mut impl Listener) -> std::io::Result<()> {
         self.days_without_row += 1;
         self.unexplained += 1;
-        listener.day_without_row(&day);
+        listener.day_without_row(&day)
     }
 }
 
@@ -170,28 +175,28 @@ impl Reconciliation {
 pub struct JsonLines<W: Write>(pub W);
 
 impl<W: Write> JsonLines<W> {
-    fn line(&mut self, value: &impl Serialize) {
-        // A line that cannot be written (a closed pipe) is not the import's failure.
-        if serde_json::to_writer(&mut self.0, value).is_ok() {
-            let _ = writeln!(self.0);
-        }
+    fn line(&mut self, value: &impl Serialize) -> std::io::Result<()> {
+        serde_json::to_writer(&mut self.0, value)?;
+        writeln!(self.0)?;
+        // Flushed: a coach's token must be out before the next coach is added.
+        self.0.flush()
     }
 }
 
 impl<W: Write> Listener for JsonLines<W> {
-    fn coach_added(&mut self, coach: &NewCoach) {
-        self.line(coach);
+    fn coach_added(&mut self, coach: &NewCoach) -> std::io::Result<()> {
+        self.line(coach)
     }
 
-    fn skipped(&mut self, skipped: &Skipped) {
-        self.line(&serde_json::json!({ "skipped": skipped }));
+    fn skipped(&mut self, skipped: &Skipped) -> std::io::Result<()> {
+        self.line(&serde_json::json!({ "skipped": skipped }))
     }
 
-    fn difference(&mut self, difference: &Difference) {
-        self.line(&serde_json::json!({ "difference": difference }));
+    fn difference(&mut self, difference: &Difference) -> std::io::Result<()> {
+        self.line(&serde_json::json!({ "difference": difference }))
     }
 
-    fn day_without_row(&mut self, day: &DayWithoutRow) {
-        self.line(&serde_json::json!({ "day_without_row": day }));
+    fn day_without_row(&mut self, day: &DayWithoutRow) -> std::io::Result<()> {
+        self.line(&serde_json::json!({ "day_without_row": day }))
     }
 }
