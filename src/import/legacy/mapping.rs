@@ -418,12 +418,16 @@ pub fn kept_workouts<'a>(rows: &'a [WorkoutRow], out: &mut Mapped) -> Vec<&'a Wo
     kept
 }
 
-/// The optional values of a workout the checks may refuse alone: the field, its column.
-const WORKOUT_EXTRAS: [(&str, &str); 4] = [
-    ("active_energy_kcal", "caloriesActive"),
-    ("distance_meters", "distanceMeters"),
-    ("avg_heart_rate", "avgHeartRate"),
-    ("max_heart_rate", "maxHeartRate"),
+/// Leaves one optional value out of a workout.
+type LeaveOut = fn(&mut pb::Workout);
+
+/// The optional values of a workout the checks may refuse alone: the field, its column,
+/// and how to leave it out.
+const WORKOUT_EXTRAS: [(&str, &str, LeaveOut); 4] = [
+    ("active_energy_kcal", "caloriesActive", |w| w.active_energy_kcal = None),
+    ("distance_meters", "distanceMeters", |w| w.distance_meters = None),
+    ("avg_heart_rate", "avgHeartRate", |w| w.avg_heart_rate = None),
+    ("max_heart_rate", "maxHeartRate", |w| w.max_heart_rate = None),
 ];
 
 /// A legacy Workout row as a workout under its id; optional values the checks refuse are
@@ -448,19 +452,16 @@ pub fn workout(ctx: Context, row: &WorkoutRow) -> Mapped {
     };
     let mut result = items::workout(ctx, "", &workout);
     if let Err(violations) = &result {
-        let refused: Vec<(&str, &'static str)> =
-            WORKOUT_EXTRAS.into_iter().filter(|(field, _)| violations.iter().any(|v| v.field == *field)).collect();
-        if !refused.is_empty() {
-            for (field, column) in &refused {
-                let theirs: Vec<Violation> = violations.iter().filter(|v| v.field == *field).cloned().collect();
+        let mut refused = false;
+        for (field, column, leave_out) in WORKOUT_EXTRAS {
+            let theirs: Vec<Violation> = violations.iter().filter(|v| v.field == field).cloned().collect();
+            if !theirs.is_empty() {
                 out.skip_refused(TABLE, id, &[column], &theirs);
-                match *field {
-                    "active_energy_kcal" => workout.active_energy_kcal = None,
-                    "distance_meters" => workout.distance_meters = None,
-                    "avg_heart_rate" => workout.avg_heart_rate = None,
-                    _ => workout.max_heart_rate = None,
-                }
+                leave_out(&mut workout);
+                refused = true;
             }
+        }
+        if refused {
             result = items::workout(ctx, "", &workout);
         }
     }
