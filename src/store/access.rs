@@ -34,5 +34,5 @@ pub(crate) async fn read<B: Backend>(
     limit: u32,
 ) -> StoreResult<Vec<LoggedAccess>> {
     let rows = B::access_rows(conn, user_id, before.unwrap_or(i64::MAX), limit).await?;
-    rows.into_iter().map(AccessRow::into_logged).collect()
+    Ok(rows.into_iter().map(AccessRow::into_logged).collect())
 }

@@ -120,16 +120,16 @@ pub trait Backend: Send + Sync + Sized + 'static {
     /// `(user_id, day)` (of `user_id` only, if given).
     fn nth_event_day_after(
         conn: &mut Self::Conn,
-        after: &(String, String),
+        after: &(String, NaiveDate),
         user_id: Option<&str>,
         n: i64,
-    ) -> impl Answer<Option<(String, String)>>;
+    ) -> impl Answer<Option<(String, NaiveDate)>>;
     /// The last `(user_id, day)` with events after the user-day `after` (of `user_id` only).
     fn last_event_day_after(
         conn: &mut Self::Conn,
-        after: &(String, String),
+        after: &(String, NaiveDate),
         user_id: Option<&str>,
-    ) -> impl Answer<Option<(String, String)>>;
+    ) -> impl Answer<Option<(String, NaiveDate)>>;
     /// The events of the days of `span`, with their users (their related workouts' are
     /// read apart), grouped by day.
     fn span_events(conn: &mut Self::Conn, span: &DaySpan) -> impl Answer<Vec<(String, StoredEvent)>>;
@@ -138,7 +138,7 @@ pub trait Backend: Send + Sync + Sized + 'static {
     /// The last feed position taken by a committed write.
     fn feed_head(conn: &mut Self::Conn) -> impl Answer<i64>;
     /// Every user-day that has events, in order.
-    fn event_days(conn: &mut Self::Conn) -> impl Answer<Vec<(String, String)>>;
+    fn event_days(conn: &mut Self::Conn) -> impl Answer<Vec<(String, NaiveDate)>>;
 
     // The priority rule (`rules`).
 

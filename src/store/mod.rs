@@ -5,6 +5,7 @@
 
 mod access;
 mod backend;
+pub mod columns;
 #[cfg(test)]
 mod conformance;
 mod erasure;

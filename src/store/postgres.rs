@@ -25,9 +25,10 @@ use super::projector::{DaySpan, EventRow, Inserted, KeyLookup, KeyedEvent, Revis
 use super::rehash::{HashUpgrade, StoredHash};
 use super::roster::{self, Clients, Published};
 use super::rows::{self, AccessRow, ClientRow, CoachOf, DeviceRow, RemovalRow, SyncRow};
+use super::columns::{Day, EventId, Timestamp};
 use super::rows::{
-    event_days_after, from_micros, micros, parse_day, parse_uuid, stored_hash_from_row, user_events_from_rows, BodyRow,
-    EntryRow, RuleRow, TokenRow, ENTRY_COLUMNS, EVENT_COLUMNS, IN_SPAN,
+    event_days_after, stored_hash_from_row, user_events_from_rows, BodyRow, EntryRow, RuleRow, TokenRow, ENTRY_COLUMNS,
+    EVENT_COLUMNS, IN_SPAN,
 };
 use super::sql_store::SqlStore;
 use super::{
@@ -200,7 +201,7 @@ async fn relay_from(
     }
     while *published < head {
         let rows: Vec<RelayRow> = sqlx::query_as(
-            "SELECT e.user_id, e.day, e.position, e.updated_at_us, e.body, e.rule_version, COALESCE(u.coach_id, '') AS coach_id
+            "SELECT e.user_id, e.day, e.position, e.updated_at, e.body, e.rule_version, COALESCE(u.coach_id, '') AS coach_id
              FROM entries e LEFT JOIN users u ON u.user_id = e.user_id
              WHERE e.position > $1 AND e.position <= $2 ORDER BY e.position LIMIT $3",
         )
@@ -236,7 +237,7 @@ async fn relay_from(
                 .map(|client| (client.position, client.coach_id.clone(), Some(FeedRecord::Client(Arc::new(client))))),
         );
         for row in removed.into_iter().filter(|row| row.position <= read_to) {
-            let removal = row.into_removal()?;
+            let removal = row.into_removal();
             records.push((removal.position, removal.coach_id.clone(), Some(FeedRecord::Removal(Arc::new(removal)))));
         }
         records.sort_by_key(|(position, _, _)| *position);
@@ -327,20 +328,20 @@ fn push_event_rows<'a>(
     recorded_at: DateTime<Utc>,
     rows: &'a [EventRow<'a>],
 ) {
-    let event_ids: Vec<String> = rows.iter().map(|row| row.event_id.to_string()).collect();
+    let event_ids: Vec<EventId> = rows.iter().map(|row| EventId(row.event_id)).collect();
     let users: Vec<&str> = rows.iter().map(|row| row.user_id).collect();
-    let days: Vec<Option<String>> = rows.iter().map(|row| row.day.map(|d| d.to_string())).collect();
+    let days: Vec<Option<Day>> = rows.iter().map(|row| row.day.map(Day)).collect();
     let kinds: Vec<&str> = rows.iter().map(|row| row.event.kind().as_str()).collect();
     let sources: Vec<&str> = rows.iter().map(|row| row.event.source.as_str()).collect();
     let keys: Vec<String> = rows.iter().map(|row| row.event.stored_key(row.event_id)).collect();
     let hashes: Vec<&str> = rows.iter().map(|row| row.event.content_hash.as_str()).collect();
     let payloads: Vec<String> =
         rows.iter().map(|row| serde_json::to_string(&row.event.payload).expect("payloads serialize")).collect();
-    let observed: Vec<i64> = rows.iter().map(|row| micros(row.event.observed_at)).collect();
+    let observed: Vec<Timestamp> = rows.iter().map(|row| Timestamp(row.event.observed_at)).collect();
     let actors: Vec<&str> = rows.iter().map(|row| row.actor).collect();
     query
-        .push("SELECT event_id, user_id, day, kind, source, dedupe_key, content_hash, payload, observed_at_us, ")
-        .push_bind(micros(recorded_at))
+        .push("SELECT event_id, user_id, day, kind, source, dedupe_key, content_hash, payload, observed_at, ")
+        .push_bind(Timestamp(recorded_at))
         .push(", actor FROM UNNEST(")
         .push_bind(event_ids)
         .push(", ")
@@ -363,7 +364,7 @@ fn push_event_rows<'a>(
         .push_bind(actors)
         .push(
             ") WITH ORDINALITY AS row (event_id, user_id, day, kind, source, dedupe_key, content_hash, payload,
-                                        observed_at_us, actor, n) ORDER BY n",
+                                        observed_at, actor, n) ORDER BY n",
         );
 }
 
@@ -371,9 +372,9 @@ fn push_event_rows<'a>(
 /// name, as one array per column (see `push_in_list`).
 fn push_entry_rows<'a>(query: &mut sqlx::QueryBuilder<'a, Postgres>, entries: &'a [(StoredEntry, String)]) {
     let users: Vec<&str> = entries.iter().map(|(entry, _)| entry.user_id.as_str()).collect();
-    let days: Vec<String> = entries.iter().map(|(entry, _)| entry.day.to_string()).collect();
+    let days: Vec<Day> = entries.iter().map(|(entry, _)| Day(entry.day)).collect();
     let positions: Vec<i64> = entries.iter().map(|(entry, _)| entry.position).collect();
-    let updated: Vec<i64> = entries.iter().map(|(entry, _)| micros(entry.updated_at)).collect();
+    let updated: Vec<Timestamp> = entries.iter().map(|(entry, _)| Timestamp(entry.updated_at)).collect();
     let bodies: Vec<&str> = entries.iter().map(|(_, body)| body.as_str()).collect();
     let versions: Vec<i64> = entries.iter().map(|(entry, _)| entry.rule_version).collect();
     query
@@ -396,17 +397,19 @@ fn push_entry_rows<'a>(query: &mut sqlx::QueryBuilder<'a, Postgres>, entries: &'
 pub type PgWrite = sqlx::Transaction<'static, Postgres>;
 
 /// `push_grouped` by user: rows whose `(user_id, <column>)` is one of `pairs`.
-fn push_per_user<'a>(
+fn push_per_user<'a, T>(
     query: &mut sqlx::QueryBuilder<'a, Postgres>,
     column: &str,
-    pairs: impl IntoIterator<Item = (&'a str, String)>,
-) {
+    pairs: impl IntoIterator<Item = (&'a str, T)>,
+) where
+    T: 'a + sqlx::postgres::PgHasArrayType + sqlx::Encode<'a, Postgres> + sqlx::Type<Postgres> + Send,
+{
     push_grouped(query, ["user_id"], column, pairs.into_iter().map(|(user_id, item)| ([user_id], item)));
 }
 
 /// `sql`, a statement on the rows `IN_SPAN`, with the bounds of `span` bound.
 fn in_span<'q>(sql: &'q str, span: &'q DaySpan) -> sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments> {
-    sqlx::query(sql).bind(&span.after.0).bind(&span.after.1).bind(&span.last.0).bind(&span.last.1)
+    sqlx::query(sql).bind(&span.after.0).bind(Day(span.after.1)).bind(&span.last.0).bind(Day(span.last.1))
 }
 
 impl Backend for PgBackend {
@@ -511,7 +514,7 @@ impl Backend for PgBackend {
                     user_id: r.try_get("user_id")?,
                     kind: r.try_get("kind")?,
                     key: r.try_get("dedupe_key")?,
-                    event_id: parse_uuid(r.try_get("event_id")?)?,
+                    event_id: r.try_get::<EventId, _>("event_id")?.0,
                     content_hash: r.try_get("content_hash")?,
                 })
             })
@@ -525,29 +528,29 @@ impl Backend for PgBackend {
     ) -> StoreResult<Inserted> {
         let mut query = sqlx::QueryBuilder::<Postgres>::new(
             "INSERT INTO events (event_id, user_id, day, kind, source, dedupe_key, content_hash, payload,
-                                 observed_at_us, recorded_at_us, actor) ",
+                                 observed_at, recorded_at, actor) ",
         );
         push_event_rows(&mut query, recorded_at, rows);
         query.push(" RETURNING event_id, seq, (SELECT COALESCE(MAX(version), 0) FROM priority_rules) AS rule_version");
         let rows = query.build().fetch_all(conn).await.map_err(StoreError::from_sqlx)?;
-        let ids = rows.iter().map(|r| Ok((parse_uuid(r.try_get("event_id")?)?, r.try_get("seq")?)));
+        let ids = rows.iter().map(|r| Ok((r.try_get::<EventId, _>("event_id")?.0, r.try_get("seq")?)));
         let rule_version = rows.first().map(|r| r.try_get("rule_version")).transpose()?.unwrap_or_default();
         Ok(Inserted { ids: ids.collect::<StoreResult<_>>()?, rule_version })
     }
 
     async fn workout_revisions(conn: &mut PgConnection, workouts: &[(&str, &str)]) -> StoreResult<Vec<Revision>> {
         let mut query = sqlx::QueryBuilder::<Postgres>::new(
-            "SELECT user_id, dedupe_key, day, observed_at_us, seq FROM events WHERE kind = 'workout' AND ",
+            "SELECT user_id, dedupe_key, day, observed_at, seq FROM events WHERE kind = 'workout' AND ",
         );
-        push_per_user(&mut query, "dedupe_key", workouts.iter().map(|(user_id, id)| (*user_id, id.to_string())));
+        push_per_user(&mut query, "dedupe_key", workouts.iter().map(|(user_id, id)| (*user_id, *id)));
         let rows = query.build().fetch_all(conn).await.map_err(StoreError::from_sqlx)?;
         rows.iter()
             .map(|r| {
                 Ok(Revision {
                     user_id: r.try_get("user_id")?,
                     workout_id: r.try_get("dedupe_key")?,
-                    day: parse_day(r.try_get("day")?)?,
-                    recency: (from_micros(r.try_get("observed_at_us")?)?, r.try_get("seq")?),
+                    day: r.try_get::<Day, _>("day")?.0,
+                    recency: (r.try_get::<Timestamp, _>("observed_at")?.0, r.try_get("seq")?),
                 })
             })
             .collect()
@@ -555,7 +558,7 @@ impl Backend for PgBackend {
 
     async fn day_events(conn: &mut PgConnection, days: &[UserDay<'_>]) -> StoreResult<Vec<(String, StoredEvent)>> {
         let mut query = sqlx::QueryBuilder::<Postgres>::new(format!("SELECT {EVENT_COLUMNS} FROM events WHERE "));
-        push_per_user(&mut query, "day", days.iter().map(|(user_id, day)| (*user_id, day.to_string())));
+        push_per_user(&mut query, "day", days.iter().map(|(user_id, day)| (*user_id, Day(*day))));
         let rows = query.build().fetch_all(conn).await.map_err(StoreError::from_sqlx)?;
         user_events_from_rows(&rows)
     }
@@ -567,14 +570,14 @@ impl Backend for PgBackend {
         let mut query = sqlx::QueryBuilder::<Postgres>::new(format!(
             "SELECT {EVENT_COLUMNS} FROM events WHERE kind IN ('workout', 'workout_deleted') AND "
         ));
-        push_per_user(&mut query, "dedupe_key", workouts.iter().map(|(user_id, id)| (user_id.as_str(), id.clone())));
+        push_per_user(&mut query, "dedupe_key", workouts.iter().map(|(user_id, id)| (user_id.as_str(), id.as_str())));
         let rows = query.build().fetch_all(conn).await.map_err(StoreError::from_sqlx)?;
         user_events_from_rows(&rows)
     }
 
     async fn stored_bodies(conn: &mut PgConnection, days: &[UserDay<'_>]) -> StoreResult<Vec<BodyRow>> {
         let mut query = sqlx::QueryBuilder::<Postgres>::new("SELECT user_id, day, body FROM entries WHERE ");
-        push_per_user(&mut query, "day", days.iter().map(|(user_id, day)| (*user_id, day.to_string())));
+        push_per_user(&mut query, "day", days.iter().map(|(user_id, day)| (*user_id, Day(*day))));
         query.build_query_as().fetch_all(conn).await.map_err(StoreError::from_sqlx)
     }
 
@@ -598,7 +601,7 @@ impl Backend for PgBackend {
         push_entry_rows(&mut query, entries);
         query.push(
             " ON CONFLICT (user_id, day) DO UPDATE
-             SET position = excluded.position, updated_at_us = excluded.updated_at_us, body = excluded.body,
+             SET position = excluded.position, updated_at = excluded.updated_at, body = excluded.body,
                  rule_version = excluded.rule_version",
         );
         query.build().execute(conn).await.map_err(StoreError::from_sqlx)?;
@@ -631,23 +634,24 @@ impl Backend for PgBackend {
 
     async fn record_sync(conn: &mut PgConnection, rows: &[SyncRow]) -> StoreResult<()> {
         let column = |value: fn(&SyncRow) -> &str| rows.iter().map(value).collect::<Vec<&str>>();
-        let number = |value: fn(&SyncRow) -> i64| rows.iter().map(value).collect::<Vec<i64>>();
-        let days: Vec<Option<&str>> = rows.iter().map(|row| row.last_day.as_deref()).collect();
+        let time = |value: fn(&SyncRow) -> Timestamp| rows.iter().map(value).collect::<Vec<Timestamp>>();
+        let events: Vec<i64> = rows.iter().map(|row| row.events).collect();
+        let days: Vec<Option<Day>> = rows.iter().map(|row| row.last_day).collect();
         sqlx::query(
-            "INSERT INTO sync_status (user_id, actor, kind, events, newest_observed_at_us, last_stored_at_us, last_day)
-             SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::bigint[], $7::text[])
+            "INSERT INTO sync_status (user_id, actor, kind, events, newest_observed_at, last_stored_at, last_day)
+             SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[], $5::timestamptz[], $6::timestamptz[], $7::date[])
              ON CONFLICT (user_id, actor, kind) DO UPDATE SET
                  events = sync_status.events + EXCLUDED.events,
-                 newest_observed_at_us = GREATEST(sync_status.newest_observed_at_us, EXCLUDED.newest_observed_at_us),
-                 last_stored_at_us = GREATEST(sync_status.last_stored_at_us, EXCLUDED.last_stored_at_us),
+                 newest_observed_at = GREATEST(sync_status.newest_observed_at, EXCLUDED.newest_observed_at),
+                 last_stored_at = GREATEST(sync_status.last_stored_at, EXCLUDED.last_stored_at),
                  last_day = GREATEST(sync_status.last_day, EXCLUDED.last_day)",
         )
         .bind(column(|row| &row.user_id))
         .bind(column(|row| &row.actor))
         .bind(column(|row| &row.kind))
-        .bind(number(|row| row.events))
-        .bind(number(|row| row.newest_observed_at_us))
-        .bind(number(|row| row.last_stored_at_us))
+        .bind(events)
+        .bind(time(|row| row.newest_observed_at))
+        .bind(time(|row| row.last_stored_at))
         .bind(days)
         .execute(conn)
         .await
@@ -657,22 +661,26 @@ impl Backend for PgBackend {
 
     async fn nth_event_day_after(
         conn: &mut PgConnection,
-        after: &(String, String),
+        after: &(String, NaiveDate),
         user_id: Option<&str>,
         n: i64,
-    ) -> StoreResult<Option<(String, String)>> {
+    ) -> StoreResult<Option<(String, NaiveDate)>> {
         let mut query = event_days_after::<Postgres>(after, user_id, " ORDER BY user_id, day LIMIT 1 OFFSET ");
         query.push_bind(n - 1);
-        query.build_query_as().fetch_optional(conn).await.map_err(StoreError::from_sqlx)
+        let found: Option<(String, Day)> =
+            query.build_query_as().fetch_optional(conn).await.map_err(StoreError::from_sqlx)?;
+        Ok(found.map(|(user_id, day)| (user_id, day.0)))
     }
 
     async fn last_event_day_after(
         conn: &mut PgConnection,
-        after: &(String, String),
+        after: &(String, NaiveDate),
         user_id: Option<&str>,
-    ) -> StoreResult<Option<(String, String)>> {
+    ) -> StoreResult<Option<(String, NaiveDate)>> {
         let mut query = event_days_after::<Postgres>(after, user_id, " ORDER BY user_id DESC, day DESC LIMIT 1");
-        query.build_query_as().fetch_optional(conn).await.map_err(StoreError::from_sqlx)
+        let found: Option<(String, Day)> =
+            query.build_query_as().fetch_optional(conn).await.map_err(StoreError::from_sqlx)?;
+        Ok(found.map(|(user_id, day)| (user_id, day.0)))
     }
 
     /// One range scan whose text never changes, so it is prepared once.
@@ -695,11 +703,13 @@ impl Backend for PgBackend {
             .map_err(StoreError::from_sqlx)
     }
 
-    async fn event_days(conn: &mut PgConnection) -> StoreResult<Vec<(String, String)>> {
-        sqlx::query_as("SELECT DISTINCT user_id, day FROM events WHERE day IS NOT NULL ORDER BY user_id, day")
-            .fetch_all(conn)
-            .await
-            .map_err(StoreError::from_sqlx)
+    async fn event_days(conn: &mut PgConnection) -> StoreResult<Vec<(String, NaiveDate)>> {
+        let days: Vec<(String, Day)> =
+            sqlx::query_as("SELECT DISTINCT user_id, day FROM events WHERE day IS NOT NULL ORDER BY user_id, day")
+                .fetch_all(conn)
+                .await
+                .map_err(StoreError::from_sqlx)?;
+        Ok(days.into_iter().map(|(user_id, day)| (user_id, day.0)).collect())
     }
 
     async fn rule_version(conn: &mut PgConnection) -> StoreResult<i64> {
@@ -710,7 +720,7 @@ impl Backend for PgBackend {
     }
 
     async fn priority_rule(conn: &mut PgConnection, version: i64) -> StoreResult<Option<RuleRow>> {
-        sqlx::query_as("SELECT version, rule, set_at_us, set_by, applied_at_us FROM priority_rules WHERE version = $1")
+        sqlx::query_as("SELECT version, rule, set_at, set_by, applied_at FROM priority_rules WHERE version = $1")
             .bind(version)
             .fetch_optional(conn)
             .await
@@ -724,10 +734,10 @@ impl Backend for PgBackend {
         set_by: &str,
         at: DateTime<Utc>,
     ) -> StoreResult<()> {
-        sqlx::query("INSERT INTO priority_rules (version, rule, set_at_us, set_by) VALUES ($1, $2, $3, $4)")
+        sqlx::query("INSERT INTO priority_rules (version, rule, set_at, set_by) VALUES ($1, $2, $3, $4)")
             .bind(version)
             .bind(rule)
-            .bind(micros(at))
+            .bind(Timestamp(at))
             .bind(set_by)
             .execute(conn)
             .await
@@ -736,9 +746,9 @@ impl Backend for PgBackend {
     }
 
     async fn mark_rule_applied(conn: &mut PgConnection, version: i64, at: DateTime<Utc>) -> StoreResult<()> {
-        sqlx::query("UPDATE priority_rules SET applied_at_us = $2 WHERE version = $1 AND applied_at_us IS NULL")
+        sqlx::query("UPDATE priority_rules SET applied_at = $2 WHERE version = $1 AND applied_at IS NULL")
             .bind(version)
-            .bind(micros(at))
+            .bind(Timestamp(at))
             .execute(conn)
             .await
             .map_err(StoreError::from_sqlx)?;
@@ -753,7 +763,7 @@ impl Backend for PgBackend {
 
     async fn upgraded(conn: &mut PgConnection, upgrade: Upgrade, version: &str) -> StoreResult<bool> {
         let sql =
-            format!("SELECT version FROM {} ORDER BY completed_at_us DESC, version DESC LIMIT 1", upgrade.table());
+            format!("SELECT version FROM {} ORDER BY completed_at DESC, version DESC LIMIT 1", upgrade.table());
         let last: Option<String> =
             sqlx::query_scalar(&sql).fetch_optional(conn).await.map_err(StoreError::from_sqlx)?;
         Ok(last.as_deref() == Some(version))
@@ -766,11 +776,11 @@ impl Backend for PgBackend {
         at: DateTime<Utc>,
     ) -> StoreResult<()> {
         let sql = format!(
-            "INSERT INTO {} (version, completed_at_us) VALUES ($1, $2)
-             ON CONFLICT (version) DO UPDATE SET completed_at_us = excluded.completed_at_us",
+            "INSERT INTO {} (version, completed_at) VALUES ($1, $2)
+             ON CONFLICT (version) DO UPDATE SET completed_at = excluded.completed_at",
             upgrade.table()
         );
-        sqlx::query(&sql).bind(version).bind(micros(at)).execute(conn).await.map_err(StoreError::from_sqlx)?;
+        sqlx::query(&sql).bind(version).bind(Timestamp(at)).execute(conn).await.map_err(StoreError::from_sqlx)?;
         Ok(())
     }
 
@@ -821,7 +831,7 @@ impl Backend for PgBackend {
 
     async fn live_tokens(conn: &mut PgConnection, token_hashes: &[&str]) -> StoreResult<Vec<TokenRow>> {
         let mut query = sqlx::QueryBuilder::<Postgres>::new(
-            "SELECT token_hash, role, subject_id, device_id FROM tokens WHERE revoked_at_us IS NULL AND token_hash",
+            "SELECT token_hash, role, subject_id, device_id FROM tokens WHERE revoked_at IS NULL AND token_hash",
         );
         push_in_list(&mut query, token_hashes.iter().copied());
         query.build_query_as().fetch_all(conn).await.map_err(StoreError::from_sqlx)
@@ -845,10 +855,10 @@ impl Backend for PgBackend {
     }
 
     async fn insert_coach(conn: &mut PgConnection, coach_id: &str, name: &str, at: DateTime<Utc>) -> StoreResult<()> {
-        sqlx::query("INSERT INTO coaches (coach_id, name, created_at_us) VALUES ($1, $2, $3)")
+        sqlx::query("INSERT INTO coaches (coach_id, name, created_at) VALUES ($1, $2, $3)")
             .bind(coach_id)
             .bind(name)
-            .bind(micros(at))
+            .bind(Timestamp(at))
             .execute(conn)
             .await
             .map_err(StoreError::from_sqlx)?;
@@ -861,10 +871,10 @@ impl Backend for PgBackend {
         coach_id: &str,
         at: DateTime<Utc>,
     ) -> StoreResult<()> {
-        sqlx::query("INSERT INTO tokens (token_hash, role, subject_id, created_at_us) VALUES ($1, 'coach', $2, $3)")
+        sqlx::query("INSERT INTO tokens (token_hash, role, subject_id, created_at) VALUES ($1, 'coach', $2, $3)")
             .bind(token_hash)
             .bind(coach_id)
-            .bind(micros(at))
+            .bind(Timestamp(at))
             .execute(conn)
             .await
             .map_err(StoreError::from_sqlx)?;
@@ -879,13 +889,13 @@ impl Backend for PgBackend {
         at: DateTime<Utc>,
     ) -> StoreResult<()> {
         sqlx::query(
-            "INSERT INTO users (user_id, coach_id, display_name, created_at_us) VALUES ($1, $2, $3, $4)
+            "INSERT INTO users (user_id, coach_id, display_name, created_at) VALUES ($1, $2, $3, $4)
              ON CONFLICT (user_id) DO NOTHING",
         )
         .bind(user_id)
         .bind(coach_id)
         .bind(display_name)
-        .bind(micros(at))
+        .bind(Timestamp(at))
         .execute(conn)
         .await
         .map_err(StoreError::from_sqlx)?;
@@ -904,7 +914,7 @@ impl Backend for PgBackend {
 
     async fn clients(conn: &mut PgConnection, clients: Clients<'_>) -> StoreResult<Vec<ClientRow>> {
         let mut query = sqlx::QueryBuilder::<Postgres>::new(
-            "SELECT u.user_id, u.coach_id, u.display_name, u.created_at_us, u.roster_position FROM users u WHERE ",
+            "SELECT u.user_id, u.coach_id, u.display_name, u.created_at, u.roster_position FROM users u WHERE ",
         );
         push_clients(&mut query, clients);
         query.push(" ORDER BY u.user_id");
@@ -914,18 +924,18 @@ impl Backend for PgBackend {
     async fn devices(conn: &mut PgConnection, clients: Clients<'_>) -> StoreResult<Vec<DeviceRow>> {
         let mut query = sqlx::QueryBuilder::<Postgres>::new(
             "SELECT t.subject_id AS user_id, COALESCE(t.device_id, '') AS device_id,
-                    COALESCE(t.device_name, '') AS device_name, t.created_at_us, t.revoked_at_us
+                    COALESCE(t.device_name, '') AS device_name, t.created_at, t.revoked_at
              FROM tokens t JOIN users u ON u.user_id = t.subject_id
              WHERE t.role = 'device' AND ",
         );
         push_clients(&mut query, clients);
-        query.push(" ORDER BY t.subject_id, t.created_at_us");
+        query.push(" ORDER BY t.subject_id, t.created_at");
         query.build_query_as().fetch_all(conn).await.map_err(StoreError::from_sqlx)
     }
 
     async fn syncs(conn: &mut PgConnection, clients: Clients<'_>) -> StoreResult<Vec<SyncRow>> {
         let mut query = sqlx::QueryBuilder::<Postgres>::new(
-            "SELECT s.user_id, s.actor, s.kind, s.events, s.newest_observed_at_us, s.last_stored_at_us, s.last_day
+            "SELECT s.user_id, s.actor, s.kind, s.events, s.newest_observed_at, s.last_stored_at, s.last_day
              FROM sync_status s JOIN users u ON u.user_id = s.user_id
              WHERE ",
         );
@@ -967,12 +977,12 @@ impl Backend for PgBackend {
         at: DateTime<Utc>,
     ) -> StoreResult<Vec<String>> {
         sqlx::query_scalar(
-            "UPDATE users SET roster_synced_at_us = $3 WHERE user_id = ANY($1) AND roster_synced_at_us < $2
+            "UPDATE users SET roster_synced_at = $3 WHERE user_id = ANY($1) AND roster_synced_at < $2
              RETURNING user_id",
         )
         .bind(users)
-        .bind(micros(before))
-        .bind(micros(at))
+        .bind(Timestamp(before))
+        .bind(Timestamp(at))
         .fetch_all(conn)
         .await
         .map_err(StoreError::from_sqlx)
@@ -995,7 +1005,7 @@ impl Backend for PgBackend {
 
     async fn sync_of_actor(conn: &mut PgConnection, user_id: &str, actor: &str) -> StoreResult<Vec<SyncRow>> {
         sqlx::query_as(
-            "SELECT user_id, actor, kind, events, newest_observed_at_us, last_stored_at_us, last_day
+            "SELECT user_id, actor, kind, events, newest_observed_at, last_stored_at, last_day
              FROM sync_status WHERE user_id = $1 AND actor = $2 ORDER BY kind",
         )
         .bind(user_id)
@@ -1014,14 +1024,14 @@ impl Backend for PgBackend {
         at: DateTime<Utc>,
     ) -> StoreResult<()> {
         sqlx::query(
-            "INSERT INTO tokens (token_hash, role, subject_id, device_id, device_name, created_at_us)
+            "INSERT INTO tokens (token_hash, role, subject_id, device_id, device_name, created_at)
              VALUES ($1, 'device', $2, $3, $4, $5)",
         )
         .bind(token_hash)
         .bind(user_id)
         .bind(device_id)
         .bind(device_name)
-        .bind(micros(at))
+        .bind(Timestamp(at))
         .execute(conn)
         .await
         .map_err(StoreError::from_sqlx)?;
@@ -1038,15 +1048,15 @@ impl Backend for PgBackend {
         expires_at: DateTime<Utc>,
     ) -> StoreResult<()> {
         sqlx::query(
-            "INSERT INTO pairing_codes (code_hash, coach_id, user_id, display_name, created_at_us, expires_at_us)
+            "INSERT INTO pairing_codes (code_hash, coach_id, user_id, display_name, created_at, expires_at)
              VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(code_hash)
         .bind(coach_id)
         .bind(user_id)
         .bind(display_name)
-        .bind(micros(at))
-        .bind(micros(expires_at))
+        .bind(Timestamp(at))
+        .bind(Timestamp(expires_at))
         .execute(conn)
         .await
         .map_err(StoreError::from_sqlx)?;
@@ -1059,12 +1069,12 @@ impl Backend for PgBackend {
         at: DateTime<Utc>,
     ) -> StoreResult<Option<(String, String, Option<String>)>> {
         sqlx::query_as(
-            "UPDATE pairing_codes SET redeemed_at_us = $2
-             WHERE code_hash = $1 AND redeemed_at_us IS NULL AND expires_at_us > $2
+            "UPDATE pairing_codes SET redeemed_at = $2
+             WHERE code_hash = $1 AND redeemed_at IS NULL AND expires_at > $2
              RETURNING user_id, coach_id, display_name",
         )
         .bind(code_hash)
-        .bind(micros(at))
+        .bind(Timestamp(at))
         .fetch_optional(conn)
         .await
         .map_err(StoreError::from_sqlx)
@@ -1072,11 +1082,11 @@ impl Backend for PgBackend {
 
     async fn expire_pairing_codes_of(conn: &mut PgConnection, coach_id: &str, at: DateTime<Utc>) -> StoreResult<()> {
         sqlx::query(
-            "UPDATE pairing_codes SET expires_at_us = $2
-             WHERE coach_id = $1 AND redeemed_at_us IS NULL AND expires_at_us > $2",
+            "UPDATE pairing_codes SET expires_at = $2
+             WHERE coach_id = $1 AND redeemed_at IS NULL AND expires_at > $2",
         )
         .bind(coach_id)
-        .bind(micros(at))
+        .bind(Timestamp(at))
         .execute(conn)
         .await
         .map_err(StoreError::from_sqlx)?;
@@ -1085,10 +1095,10 @@ impl Backend for PgBackend {
 
     async fn revoke_coach_tokens(conn: &mut PgConnection, coach_id: &str, at: DateTime<Utc>) -> StoreResult<u64> {
         let done = sqlx::query(
-            "UPDATE tokens SET revoked_at_us = $2 WHERE role = 'coach' AND subject_id = $1 AND revoked_at_us IS NULL",
+            "UPDATE tokens SET revoked_at = $2 WHERE role = 'coach' AND subject_id = $1 AND revoked_at IS NULL",
         )
         .bind(coach_id)
-        .bind(micros(at))
+        .bind(Timestamp(at))
         .execute(conn)
         .await
         .map_err(StoreError::from_sqlx)?;
@@ -1102,13 +1112,13 @@ impl Backend for PgBackend {
         at: DateTime<Utc>,
     ) -> StoreResult<u64> {
         let done = sqlx::query(
-            "UPDATE tokens SET revoked_at_us = $3
+            "UPDATE tokens SET revoked_at = $3
              WHERE role = 'device' AND subject_id = $1 AND ($2 IS NULL OR device_id = $2)
-               AND revoked_at_us IS NULL",
+               AND revoked_at IS NULL",
         )
         .bind(user_id)
         .bind(device_id)
-        .bind(micros(at))
+        .bind(Timestamp(at))
         .execute(conn)
         .await
         .map_err(StoreError::from_sqlx)?;
@@ -1118,7 +1128,7 @@ impl Backend for PgBackend {
     async fn entry(conn: &mut PgConnection, user_id: &str, day: NaiveDate) -> StoreResult<Option<EntryRow>> {
         sqlx::query_as(&format!("SELECT {ENTRY_COLUMNS} FROM entries WHERE user_id = $1 AND day = $2"))
             .bind(user_id)
-            .bind(day.to_string())
+            .bind(Day(day))
             .fetch_optional(conn)
             .await
             .map_err(StoreError::from_sqlx)
@@ -1138,9 +1148,9 @@ impl Backend for PgBackend {
              ORDER BY day LIMIT $5"
         ))
         .bind(user_id)
-        .bind(start.to_string())
-        .bind(end.to_string())
-        .bind(after.map(|d| d.to_string()))
+        .bind(Day(start))
+        .bind(Day(end))
+        .bind(after.map(Day))
         .bind(i64::from(limit))
         .fetch_all(conn)
         .await
@@ -1149,7 +1159,7 @@ impl Backend for PgBackend {
 
     async fn insert_accesses(conn: &mut PgConnection, accesses: &[&Access]) -> StoreResult<()> {
         let mut query = sqlx::QueryBuilder::<Postgres>::new(
-            "INSERT INTO access_log (user_id, accessor, rpc, detail, peer, at_us) ",
+            "INSERT INTO access_log (user_id, accessor, rpc, detail, peer, accessed_at) ",
         );
         query.push_values(accesses, |mut row, access| {
             row.push_bind(&access.user_id)
@@ -1157,7 +1167,7 @@ impl Backend for PgBackend {
                 .push_bind(&access.rpc)
                 .push_bind(&access.detail)
                 .push_bind(&access.peer)
-                .push_bind(micros(access.at));
+                .push_bind(Timestamp(access.at));
         });
         query.build().execute(conn).await.map_err(StoreError::from_sqlx)?;
         Ok(())
@@ -1170,7 +1180,7 @@ impl Backend for PgBackend {
         limit: u32,
     ) -> StoreResult<Vec<AccessRow>> {
         sqlx::query_as(
-            "SELECT seq, user_id, accessor, rpc, detail, peer, at_us FROM access_log
+            "SELECT seq, user_id, accessor, rpc, detail, peer, accessed_at FROM access_log
              WHERE user_id = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3",
         )
         .bind(user_id)
@@ -1224,12 +1234,12 @@ impl Backend for PgBackend {
 
     async fn insert_removal(conn: &mut PgConnection, removal: &Removal, removed_by: &str) -> StoreResult<()> {
         sqlx::query(
-            "INSERT INTO removals (position, user_id, coach_id, removed_at_us, removed_by) VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO removals (position, user_id, coach_id, removed_at, removed_by) VALUES ($1, $2, $3, $4, $5)",
         )
         .bind(removal.position)
         .bind(&removal.user_id)
         .bind(&removal.coach_id)
-        .bind(micros(removal.removed_at))
+        .bind(Timestamp(removal.removed_at))
         .bind(removed_by)
         .execute(&mut *conn)
         .await
@@ -1250,7 +1260,7 @@ impl Backend for PgBackend {
         limit: u32,
     ) -> StoreResult<Vec<RemovalRow>> {
         let mut query = sqlx::QueryBuilder::<Postgres>::new(
-            "SELECT position, user_id, coach_id, removed_at_us FROM removals WHERE position > ",
+            "SELECT position, user_id, coach_id, removed_at FROM removals WHERE position > ",
         );
         query.push_bind(after).push(" AND position <= ").push_bind(up_to);
         push_feed_filter(&mut query, filter, CoachOf::Column);

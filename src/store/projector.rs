@@ -12,7 +12,8 @@ use uuid::Uuid;
 
 use super::backend::Backend;
 use super::roster::{Published, SyncNotices};
-use super::rows::{micros, BodyRow, SyncRow};
+use super::columns::{self, Timestamp};
+use super::rows::{BodyRow, SyncRow};
 use super::rules::{RuleCache, VersionedRule};
 use super::{StoreError, StoreResult, StoredEntry};
 use crate::domain::event::{KeyReuse, NewEvent, Payload, StoredEvent};
@@ -120,12 +121,17 @@ pub(crate) fn distinct_users<'a>(user_ids: impl IntoIterator<Item = &'a str>) ->
     users.into_iter().collect()
 }
 
-/// The user-days after `after`, up to and including `last`, in `(user_id, day)` order. Days
-/// are `YYYY-MM-DD` text; empty texts sort before every user id and day.
+/// A day before any day stored (CoachFit accepts days from 2000): where walks along
+/// `(user_id, day)` start.
+pub(crate) fn before_every_day() -> NaiveDate {
+    NaiveDate::from_ymd_opt(1, 1, 1).expect("valid constant date")
+}
+
+/// The user-days after `after`, up to and including `last`, in `(user_id, day)` order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DaySpan {
-    pub after: (String, String),
-    pub last: (String, String),
+    pub after: (String, NaiveDate),
+    pub last: (String, NaiveDate),
 }
 
 /// The days of a span folded ahead of the transaction that stores them: the ones that
@@ -293,9 +299,9 @@ fn sync_deltas(rows: &[EventRow<'_>], now: DateTime<Utc>) -> Vec<SyncRow> {
             actor: actor.to_string(),
             kind: kind.to_string(),
             events,
-            newest_observed_at_us: micros(newest),
-            last_stored_at_us: micros(now),
-            last_day: last_day.map(|day| day.to_string()),
+            newest_observed_at: Timestamp(newest),
+            last_stored_at: Timestamp(now),
+            last_day: last_day.map(columns::Day),
         })
         .collect()
 }
@@ -487,11 +493,6 @@ pub(crate) async fn fold_input<B: Backend>(
     Ok(inputs_by_day(&[(user_id, day)], events).pop().map(|(_, input)| input).unwrap_or_default())
 }
 
-/// Stored bodies with their days read.
-pub(crate) fn parse_bodies(rows: Vec<BodyRow>) -> StoreResult<Vec<(String, NaiveDate, String)>> {
-    rows.into_iter().map(BodyRow::into_body).collect()
-}
-
 /// Folds `days` from their stored events and stores, under new positions, the ones that
 /// changed. Returns the changed entries.
 pub(crate) async fn refold_days<B: Backend>(
@@ -543,23 +544,23 @@ async fn refold_from<B: Backend>(
         return Ok(Vec::new());
     }
     let stored =
-        if with_entries.is_empty() { Vec::new() } else { parse_bodies(B::stored_bodies(tx, with_entries).await?)? };
+        if with_entries.is_empty() { Vec::new() } else { B::stored_bodies(tx, with_entries).await? };
     store_changed::<B>(tx, changed_days(days, events, &stored, &rule.rule), rule.version, now).await
 }
 
 /// The days among `days` with events whose fold of `events` (as `fold_inputs` returns them)
-/// differs from its stored body in `stored` (a day's user, the day, the body).
+/// differs from its stored body in `stored`.
 pub(crate) fn changed_days(
     days: &[UserDay<'_>],
     events: Vec<(String, StoredEvent)>,
-    stored: &[(String, NaiveDate, String)],
+    stored: &[BodyRow],
     rule: &PriorityRule,
 ) -> Vec<ChangedDay> {
     // Serialization is canonical, so equal JSON text tells an unchanged day without parsing
     // what is stored; only a body whose text differs is parsed, in case an earlier
     // serialization (with `null`s, say) wrote the same day.
     let stored: HashMap<UserDay, &str> =
-        stored.iter().map(|(user_id, day, body)| ((user_id.as_str(), *day), body.as_str())).collect();
+        stored.iter().map(|row| ((row.user_id.as_str(), row.day.0), row.body.as_str())).collect();
     let mut changed = Vec::new();
     for ((user_id, day), input) in inputs_by_day(days, events) {
         if !input.iter().any(|e| e.day == Some(day)) {
@@ -637,7 +638,7 @@ mod tests {
         let (days, events) = ([("u1", day)], vec![("u1".to_string(), steps)]);
         let rule = PriorityRule::default();
         let body = changed_days(&days, events.clone(), &[], &rule).pop().unwrap().body;
-        let stored_as = |text: String| [("u1".to_string(), day, text)];
+        let stored_as = |body: String| [BodyRow { user_id: "u1".to_string(), day: columns::Day(day), body }];
 
         let with_nulls = body.replacen('{', r#"{"weight_kg":null,"notes":null,"#, 1);
         assert!(changed_days(&days, events.clone(), &stored_as(with_nulls), &rule).is_empty());

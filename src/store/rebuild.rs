@@ -13,7 +13,6 @@ use tokio::task::JoinHandle;
 use super::backend::Backend;
 use super::projector::{self, DaySpan, UserDay};
 use super::roster::Published;
-use super::rows::parse_day;
 use super::rules::RuleCache;
 use super::{now, Mismatch, RebuildStats, StoreResult};
 use crate::domain::event::StoredEvent;
@@ -70,7 +69,6 @@ pub(crate) async fn verify<B: Backend>(backend: &B, rules: &RuleCache) -> StoreR
     let mut conn = backend.reader().await?;
     let rule = rules.current::<B>(&mut conn).await?;
     for (user_id, day) in B::event_days(&mut conn).await? {
-        let day = parse_day(&day)?;
         let input = projector::fold_input::<B>(&mut conn, &user_id, day).await?;
         let stored = B::entry(&mut conn, &user_id, day).await?.map(|row| row.into_entry()).transpose()?;
         let folded = Some((fold(day, &input, &rule.rule), rule.version));
@@ -117,8 +115,8 @@ pub(crate) fn list_chunks<B: Backend>(backend: &Arc<B>, user_id: Option<&str>) -
     let (chunks, listed) = mpsc::channel(2);
     let (backend, user_id) = (backend.clone(), user_id.map(str::to_string));
     tokio::spawn(async move {
-        // Empty texts sort first: the walk starts before the first day (of the user).
-        let mut after = (user_id.clone().unwrap_or_default(), String::new());
+        // The empty id sorts first: the walk starts before the first day (of the user).
+        let mut after = (user_id.clone().unwrap_or_default(), projector::before_every_day());
         loop {
             let last = async {
                 let mut conn = backend.reader().await?;
@@ -144,9 +142,9 @@ pub(crate) fn list_chunks<B: Backend>(backend: &Arc<B>, user_id: Option<&str>) -
 /// `REBUILD_CHUNK_EVENTS`th event after it, or the last day with events; `None` if none is left.
 async fn chunk_end<B: Backend>(
     conn: &mut B::Conn,
-    after: &(String, String),
+    after: &(String, NaiveDate),
     user_id: Option<&str>,
-) -> StoreResult<Option<(String, String)>> {
+) -> StoreResult<Option<(String, NaiveDate)>> {
     match B::nth_event_day_after(conn, after, user_id, B::REBUILD_CHUNK_EVENTS).await? {
         Some(end) => Ok(Some(end)),
         None => B::last_event_day_after(conn, after, user_id).await,
@@ -173,7 +171,7 @@ pub(crate) fn read_chunk<B: Backend>(
         let newest = B::newest_seqs(&mut snapshot, &users).await?;
         let head = B::feed_head(&mut snapshot).await?;
         let events = projector::with_related_workouts::<B>(&mut snapshot, events, &[]).await?;
-        let stored = projector::parse_bodies(B::span_bodies(&mut snapshot, &span).await?)?;
+        let stored = B::span_bodies(&mut snapshot, &span).await?;
         B::end_snapshot(snapshot).await?;
         let changed = projector::changed_days(&user_days, events, &stored, &rule.rule);
         drop(user_days);

@@ -9,7 +9,6 @@ use std::sync::{Arc, Mutex, Weak};
 use chrono::{DateTime, Duration, Utc};
 
 use super::backend::Backend;
-use super::rows::from_micros;
 use super::{now, RosterClient, StoreResult};
 
 /// How often a client's syncs take a new feed position, at most, unless configured
@@ -52,7 +51,7 @@ pub(crate) async fn read_clients<B: Backend>(
     let mut read = Vec::new();
     for row in B::clients(conn, clients).await? {
         read.push(RosterClient {
-            added_at: from_micros(row.created_at_us)?,
+            added_at: row.created_at.0,
             user_id: row.user_id,
             coach_id: row.coach_id,
             position: row.roster_position,
@@ -68,7 +67,7 @@ pub(crate) async fn read_clients<B: Backend>(
         read.iter().enumerate().map(|(i, client)| (client.user_id.clone(), i)).collect();
     for device in B::devices(conn, clients).await? {
         if let Some(&i) = index.get(&device.user_id) {
-            read[i].devices.push(device.into_device()?);
+            read[i].devices.push(device.into_device());
         }
     }
     for synced in B::syncs(conn, clients).await? {

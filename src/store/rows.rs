@@ -1,14 +1,12 @@
-//! Rows as both backends store them, and how they become domain values. Both schemas use
-//! the same portable column types (TEXT ids and days, BIGINT microseconds, JSON text), so
-//! one reading of each row serves both.
+//! Rows as both backends store them, and how they become domain values. Columns whose
+//! type differs between the backends are read as `columns` types, so one reading of each
+//! row serves both.
 
-use std::borrow::Cow;
-use std::str::FromStr;
-
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::NaiveDate;
 use sqlx::{ColumnIndex, Decode, Row, Type};
 use uuid::Uuid;
 
+use super::columns::{Day, EventId, Timestamp};
 use super::{StoreError, StoreResult, StoredEntry, TokenOwner};
 use crate::domain::event::{EventKind, Payload, StoredEvent};
 use crate::domain::Source;
@@ -16,34 +14,18 @@ use crate::domain::Source;
 /// The columns `user_event_from_row` reads, in its order: it reads them by position (by
 /// name, sqlx hashed each column's name for every row of a rebuild).
 pub(crate) const EVENT_COLUMNS: &str =
-    "user_id, seq, event_id, day, kind, source, observed_at_us, recorded_at_us, actor, payload";
+    "user_id, seq, event_id, day, kind, source, observed_at, recorded_at, actor, payload";
 
 /// The columns of an `EntryRow`.
-pub(crate) const ENTRY_COLUMNS: &str = "user_id, day, position, updated_at_us, body, rule_version";
-
-pub(crate) fn micros(at: DateTime<Utc>) -> i64 {
-    at.timestamp_micros()
-}
-
-pub(crate) fn from_micros(us: i64) -> StoreResult<DateTime<Utc>> {
-    DateTime::from_timestamp_micros(us).ok_or_else(|| StoreError::Corrupt(format!("timestamp {us}")))
-}
-
-pub(crate) fn parse_day(text: &str) -> StoreResult<NaiveDate> {
-    NaiveDate::from_str(text).map_err(|_| StoreError::Corrupt(format!("day {text}")))
-}
-
-pub(crate) fn parse_uuid(text: &str) -> StoreResult<Uuid> {
-    Uuid::parse_str(text).map_err(|_| StoreError::Corrupt(format!("uuid {text}")))
-}
+pub(crate) const ENTRY_COLUMNS: &str = "user_id, day, position, updated_at, body, rule_version";
 
 /// An entries row (`ENTRY_COLUMNS`), as read.
 #[derive(Debug, sqlx::FromRow)]
 pub struct EntryRow {
     pub user_id: String,
-    pub day: String,
+    pub day: Day,
     pub position: i64,
-    pub updated_at_us: i64,
+    pub updated_at: Timestamp,
     pub body: String,
     pub rule_version: i64,
 }
@@ -51,8 +33,8 @@ pub struct EntryRow {
 impl EntryRow {
     pub(crate) fn into_entry(self) -> StoreResult<StoredEntry> {
         Ok(StoredEntry {
-            day: parse_day(&self.day)?,
-            updated_at: from_micros(self.updated_at_us)?,
+            day: self.day.0,
+            updated_at: self.updated_at.0,
             body: serde_json::from_str(&self.body).map_err(|e| StoreError::Corrupt(format!("entry: {e}")))?,
             user_id: self.user_id,
             position: self.position,
@@ -64,7 +46,7 @@ impl EntryRow {
     /// a release that let a sum overflow, say) must never stop the feed for everyone after
     /// it. `verify` lists such a day and `rebuild` repairs it.
     pub(crate) fn into_readable_entry(self) -> Option<StoredEntry> {
-        let (user_id, day, position) = (self.user_id.clone(), self.day.clone(), self.position);
+        let (user_id, day, position) = (self.user_id.clone(), self.day.0, self.position);
         match self.into_entry() {
             Ok(entry) => Some(entry),
             Err(error) => {
@@ -80,23 +62,17 @@ impl EntryRow {
 pub struct RuleRow {
     pub version: i64,
     pub rule: String,
-    pub set_at_us: i64,
+    pub set_at: Timestamp,
     pub set_by: String,
-    pub applied_at_us: Option<i64>,
+    pub applied_at: Option<Timestamp>,
 }
 
 /// A stored body of an entry, by its user and day.
 #[derive(sqlx::FromRow)]
 pub struct BodyRow {
     pub user_id: String,
-    pub day: String,
+    pub day: Day,
     pub body: String,
-}
-
-impl BodyRow {
-    pub(crate) fn into_body(self) -> StoreResult<(String, NaiveDate, String)> {
-        Ok((self.user_id, parse_day(&self.day)?, self.body))
-    }
 }
 
 /// A tokens row of a live token.
@@ -119,50 +95,34 @@ impl TokenRow {
     }
 }
 
-/// An events row's columns, as a row or as a JSON object (`sqlite::span_events`)
-/// carries them.
-#[derive(serde::Deserialize)]
+/// An events row's columns, as read from a row (`user_event_from_row`) or from the JSON
+/// document of a day's events (`sqlite::span_events`).
 pub(crate) struct EventColumns<'a> {
     pub seq: i64,
-    #[serde(borrow)]
-    pub event_id: Cow<'a, str>,
-    #[serde(borrow)]
-    pub day: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    pub kind: Cow<'a, str>,
-    #[serde(borrow)]
-    pub source: Cow<'a, str>,
-    pub observed_at_us: i64,
-    pub recorded_at_us: i64,
+    pub event_id: Uuid,
+    pub day: Option<NaiveDate>,
+    pub kind: &'a str,
+    pub source: &'a str,
+    pub observed_at: Timestamp,
+    pub recorded_at: Timestamp,
     pub actor: String,
-    #[serde(borrow)]
-    pub payload: PayloadJson<'a>,
-}
-
-/// A stored payload's JSON text, borrowed from a row's column or from the JSON document
-/// around it, read once its kind is known (`Payload::from_json`).
-pub(crate) struct PayloadJson<'a>(pub &'a str);
-
-impl<'de: 'a, 'a> serde::Deserialize<'de> for PayloadJson<'a> {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let raw: &'a serde_json::value::RawValue = serde::Deserialize::deserialize(deserializer)?;
-        Ok(PayloadJson(raw.get()))
-    }
+    /// The payload's JSON text, read once its kind is known (`Payload::from_json`).
+    pub payload: &'a str,
 }
 
 impl EventColumns<'_> {
     pub(crate) fn into_event(self) -> StoreResult<StoredEvent> {
         let (kind, source) = (self.kind, self.source);
-        let kind = EventKind::parse(&kind).ok_or_else(|| StoreError::Corrupt(format!("kind {kind}")))?;
+        let kind = EventKind::parse(kind).ok_or_else(|| StoreError::Corrupt(format!("kind {kind}")))?;
         let payload =
-            Payload::from_json(kind, self.payload.0).map_err(|e| StoreError::Corrupt(format!("payload: {e}")))?;
+            Payload::from_json(kind, self.payload).map_err(|e| StoreError::Corrupt(format!("payload: {e}")))?;
         Ok(StoredEvent {
             seq: self.seq,
-            event_id: parse_uuid(&self.event_id)?,
-            day: self.day.map(|day| parse_day(&day)).transpose()?,
-            source: Source::parse(&source).ok_or_else(|| StoreError::Corrupt(format!("source {source}")))?,
-            observed_at: from_micros(self.observed_at_us)?,
-            recorded_at: from_micros(self.recorded_at_us)?,
+            event_id: self.event_id,
+            day: self.day,
+            source: Source::parse(source).ok_or_else(|| StoreError::Corrupt(format!("source {source}")))?,
+            observed_at: self.observed_at.0,
+            recorded_at: self.recorded_at.0,
             actor: self.actor,
             payload,
         })
@@ -177,17 +137,20 @@ where
     i64: Decode<'r, R::Database> + Type<R::Database>,
     String: Decode<'r, R::Database> + Type<R::Database>,
     &'r str: Decode<'r, R::Database> + Type<R::Database>,
+    Timestamp: Decode<'r, R::Database> + Type<R::Database>,
+    Day: Decode<'r, R::Database> + Type<R::Database>,
+    EventId: Decode<'r, R::Database> + Type<R::Database>,
 {
     let event = EventColumns {
         seq: row.try_get(1)?,
-        event_id: Cow::Borrowed(row.try_get(2)?),
-        day: row.try_get::<Option<&str>, _>(3)?.map(Cow::Borrowed),
-        kind: Cow::Borrowed(row.try_get(4)?),
-        source: Cow::Borrowed(row.try_get(5)?),
-        observed_at_us: row.try_get(6)?,
-        recorded_at_us: row.try_get(7)?,
+        event_id: row.try_get::<EventId, _>(2)?.0,
+        day: row.try_get::<Option<Day>, _>(3)?.map(|day| day.0),
+        kind: row.try_get(4)?,
+        source: row.try_get(5)?,
+        observed_at: row.try_get(6)?,
+        recorded_at: row.try_get(7)?,
         actor: row.try_get(8)?,
-        payload: PayloadJson(row.try_get(9)?),
+        payload: row.try_get(9)?,
     };
     Ok((row.try_get(0)?, event.into_event()?))
 }
@@ -200,6 +163,9 @@ where
     i64: Decode<'r, R::Database> + Type<R::Database>,
     String: Decode<'r, R::Database> + Type<R::Database>,
     &'r str: Decode<'r, R::Database> + Type<R::Database>,
+    Timestamp: Decode<'r, R::Database> + Type<R::Database>,
+    Day: Decode<'r, R::Database> + Type<R::Database>,
+    EventId: Decode<'r, R::Database> + Type<R::Database>,
 {
     // Sized first: collecting `Result`s grows the vector, copying every event again.
     let mut events = Vec::with_capacity(rows.len());
@@ -218,6 +184,9 @@ where
     i64: Decode<'r, R::Database> + Type<R::Database>,
     String: Decode<'r, R::Database> + Type<R::Database>,
     &'r str: Decode<'r, R::Database> + Type<R::Database>,
+    Timestamp: Decode<'r, R::Database> + Type<R::Database>,
+    Day: Decode<'r, R::Database> + Type<R::Database>,
+    EventId: Decode<'r, R::Database> + Type<R::Database>,
 {
     let (user_id, event) = user_event_from_row(row)?;
     Ok(super::rehash::StoredHash { user_id, event, dedupe_key: row.try_get(10)?, content_hash: row.try_get(11)? })
@@ -291,17 +260,18 @@ pub(crate) fn push_feed_filter<'a, DB: sqlx::Database>(
 /// given), then `order`: a walk along `events_by_day` that reads only the index, for a
 /// rebuild's chunk ends (counting each day's events on the way took twice as long).
 pub(crate) fn event_days_after<'a, DB: sqlx::Database>(
-    after: &(String, String),
+    after: &(String, NaiveDate),
     user_id: Option<&str>,
     order: &str,
 ) -> sqlx::QueryBuilder<'a, DB>
 where
     String: 'a + sqlx::Encode<'a, DB> + Type<DB>,
+    Day: 'a + sqlx::Encode<'a, DB> + Type<DB>,
 {
     let mut query = sqlx::QueryBuilder::<DB>::new("SELECT user_id, day FROM events WHERE day IS NOT NULL");
     // `user_id >=` as well, for the reason `IN_SPAN` gives.
     query.push(" AND user_id >= ").push_bind(after.0.clone());
-    query.push(" AND (user_id, day) > (").push_bind(after.0.clone()).push(", ").push_bind(after.1.clone()).push(")");
+    query.push(" AND (user_id, day) > (").push_bind(after.0.clone()).push(", ").push_bind(Day(after.1)).push(")");
     if let Some(user_id) = user_id {
         query.push(" AND user_id = ").push_bind(user_id.to_string());
     }
@@ -313,9 +283,9 @@ impl SyncRow {
     pub(crate) fn into_synced(self) -> StoreResult<super::Synced> {
         Ok(super::Synced {
             events: u64::try_from(self.events).map_err(|_| StoreError::Corrupt(format!("count {}", self.events)))?,
-            newest_observed_at: from_micros(self.newest_observed_at_us)?,
-            last_stored_at: from_micros(self.last_stored_at_us)?,
-            last_day: self.last_day.as_deref().map(parse_day).transpose()?,
+            newest_observed_at: self.newest_observed_at.0,
+            last_stored_at: self.last_stored_at.0,
+            last_day: self.last_day.map(|day| day.0),
             actor: self.actor,
             kind: self.kind,
         })
@@ -323,13 +293,13 @@ impl SyncRow {
 }
 
 impl DeviceRow {
-    pub(crate) fn into_device(self) -> StoreResult<super::Device> {
-        Ok(super::Device {
-            paired_at: from_micros(self.created_at_us)?,
-            revoked: self.revoked_at_us.is_some(),
+    pub(crate) fn into_device(self) -> super::Device {
+        super::Device {
+            paired_at: self.created_at.0,
+            revoked: self.revoked_at.is_some(),
             device_id: self.device_id,
             name: self.device_name,
-        })
+        }
     }
 }
 
@@ -339,7 +309,7 @@ pub struct ClientRow {
     pub user_id: String,
     pub coach_id: String,
     pub display_name: Option<String>,
-    pub created_at_us: i64,
+    pub created_at: Timestamp,
     pub roster_position: i64,
 }
 
@@ -349,8 +319,8 @@ pub struct DeviceRow {
     pub user_id: String,
     pub device_id: String,
     pub device_name: String,
-    pub created_at_us: i64,
-    pub revoked_at_us: Option<i64>,
+    pub created_at: Timestamp,
+    pub revoked_at: Option<Timestamp>,
 }
 
 /// What one author has stored of one kind for a user (`sync_status`).
@@ -361,9 +331,9 @@ pub struct SyncRow {
     pub actor: String,
     pub kind: String,
     pub events: i64,
-    pub newest_observed_at_us: i64,
-    pub last_stored_at_us: i64,
-    pub last_day: Option<String>,
+    pub newest_observed_at: Timestamp,
+    pub last_stored_at: Timestamp,
+    pub last_day: Option<Day>,
 }
 
 /// A user's removal from the feed (`removals`).
@@ -372,17 +342,17 @@ pub struct RemovalRow {
     pub position: i64,
     pub user_id: String,
     pub coach_id: String,
-    pub removed_at_us: i64,
+    pub removed_at: Timestamp,
 }
 
 impl RemovalRow {
-    pub fn into_removal(self) -> StoreResult<super::Removal> {
-        Ok(super::Removal {
-            removed_at: from_micros(self.removed_at_us)?,
+    pub fn into_removal(self) -> super::Removal {
+        super::Removal {
+            removed_at: self.removed_at.0,
             user_id: self.user_id,
             coach_id: self.coach_id,
             position: self.position,
-        })
+        }
     }
 }
 
@@ -395,21 +365,21 @@ pub struct AccessRow {
     pub rpc: String,
     pub detail: String,
     pub peer: String,
-    pub at_us: i64,
+    pub accessed_at: Timestamp,
 }
 
 impl AccessRow {
-    pub fn into_logged(self) -> StoreResult<super::LoggedAccess> {
-        Ok(super::LoggedAccess {
+    pub fn into_logged(self) -> super::LoggedAccess {
+        super::LoggedAccess {
             seq: self.seq,
             access: super::Access {
-                at: from_micros(self.at_us)?,
+                at: self.accessed_at.0,
                 user_id: self.user_id,
                 accessor: self.accessor,
                 rpc: self.rpc,
                 detail: self.detail,
                 peer: self.peer,
             },
-        })
+        }
     }
 }

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use chrono::{DateTime, Utc};
 
 use super::backend::Backend;
-use super::rows::{from_micros, RuleRow};
+use super::rows::RuleRow;
 use super::{StoreError, StoreResult};
 use crate::domain::priority::PriorityRule;
 
@@ -68,8 +68,8 @@ impl RuleCache {
             return Ok(StoredRule { current, set: None, applied: true });
         }
         let row = stored::<B>(conn, current.version).await?;
-        let set = Some((row.set_by, from_micros(row.set_at_us)?));
-        Ok(StoredRule { current, set, applied: row.applied_at_us.is_some() })
+        let set = Some((row.set_by, row.set_at.0));
+        Ok(StoredRule { current, set, applied: row.applied_at.is_some() })
     }
 }
 

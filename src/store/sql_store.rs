@@ -391,10 +391,8 @@ impl<B: Backend> Store for SqlStore<B> {
         let mut records: Vec<FeedRecord> = entries
             .map(|entry| FeedRecord::Entry(Arc::new(entry)))
             .chain(clients.into_iter().map(|client| FeedRecord::Client(Arc::new(client))))
+            .chain(removals.map(|removal| FeedRecord::Removal(Arc::new(removal))))
             .collect();
-        for removal in removals {
-            records.push(FeedRecord::Removal(Arc::new(removal?)));
-        }
         records.sort_by_key(FeedRecord::position);
         Ok(FeedPage { records, read_to })
     }

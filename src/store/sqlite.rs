@@ -1,6 +1,7 @@
 //! The embedded SQLite store: WAL, `synchronous=FULL`, one writer connection taking
 //! `BEGIN IMMEDIATE` transactions, and a small pool of readers.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::{Deref, DerefMut};
 use std::str::FromStr;
@@ -18,9 +19,10 @@ use super::projector::{DaySpan, EventRow, Inserted, KeyLookup, KeyedEvent, Revis
 use super::rehash::{HashUpgrade, StoredHash};
 use super::roster::{self, Clients, Published};
 use super::rows::{self, AccessRow, ClientRow, CoachOf, DeviceRow, RemovalRow, SyncRow};
+use super::columns::{from_micros, parse_day, parse_event_id, Day, EventId, Timestamp};
 use super::rows::{
-    event_days_after, from_micros, micros, parse_day, parse_uuid, stored_hash_from_row, user_events_from_rows, BodyRow,
-    EntryRow, EventColumns, RuleRow, TokenRow, ENTRY_COLUMNS, EVENT_COLUMNS, IN_SPAN,
+    event_days_after, stored_hash_from_row, user_events_from_rows, BodyRow, EntryRow, EventColumns, RuleRow, TokenRow,
+    ENTRY_COLUMNS, EVENT_COLUMNS, IN_SPAN,
 };
 use super::sql_store::SqlStore;
 use super::{
@@ -204,11 +206,13 @@ fn push_grouped<'a, const N: usize, T>(
 }
 
 /// `push_grouped` by user: rows whose `(user_id, <column>)` is one of `pairs`.
-fn push_per_user<'a>(
+fn push_per_user<'a, T>(
     query: &mut sqlx::QueryBuilder<'a, Sqlite>,
     column: &str,
-    pairs: impl IntoIterator<Item = (&'a str, String)>,
-) {
+    pairs: impl IntoIterator<Item = (&'a str, T)>,
+) where
+    T: 'a + sqlx::Encode<'a, Sqlite> + sqlx::Type<Sqlite> + Send,
+{
     push_grouped(query, ["user_id"], column, pairs.into_iter().map(|(user_id, item)| ([user_id], item)));
 }
 
@@ -218,9 +222,9 @@ fn push_entry_rows<'a>(query: &mut sqlx::QueryBuilder<'a, Sqlite>, entries: &'a 
     query.push_values(entries, |mut values, (entry, body)| {
         values
             .push_bind(entry.user_id.as_str())
-            .push_bind(entry.day.to_string())
+            .push_bind(Day(entry.day))
             .push_bind(entry.position)
-            .push_bind(micros(entry.updated_at))
+            .push_bind(Timestamp(entry.updated_at))
             .push_bind(body.as_str())
             // A literal (an integer, safe as text): as a parameter it took a chunk's insert
             // past SQLite's limit (6 × 6,144).
@@ -228,9 +232,57 @@ fn push_entry_rows<'a>(query: &mut sqlx::QueryBuilder<'a, Sqlite>, entries: &'a 
     });
 }
 
+/// An event as `span_events` reads it: a JSON object of its row's columns, its texts
+/// borrowed from the document where they need no unescaping.
+#[derive(serde::Deserialize)]
+struct EventJson<'a> {
+    seq: i64,
+    #[serde(borrow)]
+    event_id: Cow<'a, str>,
+    #[serde(borrow)]
+    day: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    kind: Cow<'a, str>,
+    #[serde(borrow)]
+    source: Cow<'a, str>,
+    observed_at: i64,
+    recorded_at: i64,
+    actor: String,
+    #[serde(borrow)]
+    payload: PayloadJson<'a>,
+}
+
+/// A stored payload's JSON text, borrowed from the document around it.
+struct PayloadJson<'a>(&'a str);
+
+impl<'de: 'a, 'a> serde::Deserialize<'de> for PayloadJson<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let raw: &'a serde_json::value::RawValue = serde::Deserialize::deserialize(deserializer)?;
+        Ok(PayloadJson(raw.get()))
+    }
+}
+
+impl EventJson<'_> {
+    fn into_event(self) -> StoreResult<StoredEvent> {
+        let corrupt = |e: sqlx::error::BoxDynError| StoreError::Corrupt(e.to_string());
+        EventColumns {
+            seq: self.seq,
+            event_id: parse_event_id(&self.event_id).map_err(corrupt)?,
+            day: self.day.as_deref().map(parse_day).transpose().map_err(corrupt)?,
+            kind: &self.kind,
+            source: &self.source,
+            observed_at: Timestamp(from_micros(self.observed_at).map_err(corrupt)?),
+            recorded_at: Timestamp(from_micros(self.recorded_at).map_err(corrupt)?),
+            actor: self.actor,
+            payload: self.payload.0,
+        }
+        .into_event()
+    }
+}
+
 /// `sql`, a statement on the rows `IN_SPAN`, with the bounds of `span` bound.
 fn in_span<'q>(sql: &'q str, span: &'q DaySpan) -> sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments<'q>> {
-    sqlx::query(sql).bind(&span.after.0).bind(&span.after.1).bind(&span.last.0).bind(&span.last.1)
+    sqlx::query(sql).bind(&span.after.0).bind(Day(span.after.1)).bind(&span.last.0).bind(Day(span.last.1))
 }
 
 impl Backend for SqliteBackend {
@@ -337,7 +389,7 @@ impl Backend for SqliteBackend {
                     user_id: r.try_get("user_id")?,
                     kind: r.try_get("kind")?,
                     key: r.try_get("dedupe_key")?,
-                    event_id: parse_uuid(r.try_get("event_id")?)?,
+                    event_id: r.try_get::<EventId, _>("event_id")?.0,
                     content_hash: r.try_get("content_hash")?,
                 })
             })
@@ -351,42 +403,42 @@ impl Backend for SqliteBackend {
     ) -> StoreResult<Inserted> {
         let mut query = sqlx::QueryBuilder::<Sqlite>::new(
             "INSERT INTO events (event_id, user_id, day, kind, source, dedupe_key, content_hash, payload,
-                                 observed_at_us, recorded_at_us, actor) ",
+                                 observed_at, recorded_at, actor) ",
         );
         query.push_values(rows, |mut values, row| {
             values
-                .push_bind(row.event_id.to_string())
+                .push_bind(EventId(row.event_id))
                 .push_bind(row.user_id)
-                .push_bind(row.day.map(|d| d.to_string()))
+                .push_bind(row.day.map(Day))
                 .push_bind(row.event.kind().as_str())
                 .push_bind(row.event.source.as_str())
                 .push_bind(row.event.stored_key(row.event_id))
                 .push_bind(row.event.content_hash.as_str())
                 .push_bind(serde_json::to_string(&row.event.payload).expect("payloads serialize"))
-                .push_bind(micros(row.event.observed_at))
-                .push_bind(micros(recorded_at))
+                .push_bind(Timestamp(row.event.observed_at))
+                .push_bind(Timestamp(recorded_at))
                 .push_bind(row.actor);
         });
         query.push(" RETURNING event_id, seq, (SELECT COALESCE(MAX(version), 0) FROM priority_rules) AS rule_version");
         let rows = query.build().fetch_all(conn).await.map_err(StoreError::from_sqlx)?;
-        let ids = rows.iter().map(|r| Ok((parse_uuid(r.try_get("event_id")?)?, r.try_get("seq")?)));
+        let ids = rows.iter().map(|r| Ok((r.try_get::<EventId, _>("event_id")?.0, r.try_get("seq")?)));
         let rule_version = rows.first().map(|r| r.try_get("rule_version")).transpose()?.unwrap_or_default();
         Ok(Inserted { ids: ids.collect::<StoreResult<_>>()?, rule_version })
     }
 
     async fn workout_revisions(conn: &mut SqliteConnection, workouts: &[(&str, &str)]) -> StoreResult<Vec<Revision>> {
         let mut query = sqlx::QueryBuilder::<Sqlite>::new(
-            "SELECT user_id, dedupe_key, day, observed_at_us, seq FROM events WHERE kind = 'workout' AND ",
+            "SELECT user_id, dedupe_key, day, observed_at, seq FROM events WHERE kind = 'workout' AND ",
         );
-        push_per_user(&mut query, "dedupe_key", workouts.iter().map(|(user_id, id)| (*user_id, id.to_string())));
+        push_per_user(&mut query, "dedupe_key", workouts.iter().map(|(user_id, id)| (*user_id, *id)));
         let rows = query.build().fetch_all(conn).await.map_err(StoreError::from_sqlx)?;
         rows.iter()
             .map(|r| {
                 Ok(Revision {
                     user_id: r.try_get("user_id")?,
                     workout_id: r.try_get("dedupe_key")?,
-                    day: parse_day(r.try_get("day")?)?,
-                    recency: (from_micros(r.try_get("observed_at_us")?)?, r.try_get("seq")?),
+                    day: r.try_get::<Day, _>("day")?.0,
+                    recency: (r.try_get::<Timestamp, _>("observed_at")?.0, r.try_get("seq")?),
                 })
             })
             .collect()
@@ -394,7 +446,7 @@ impl Backend for SqliteBackend {
 
     async fn day_events(conn: &mut SqliteConnection, days: &[UserDay<'_>]) -> StoreResult<Vec<(String, StoredEvent)>> {
         let mut query = sqlx::QueryBuilder::<Sqlite>::new(format!("SELECT {EVENT_COLUMNS} FROM events WHERE "));
-        push_per_user(&mut query, "day", days.iter().map(|(user_id, day)| (*user_id, day.to_string())));
+        push_per_user(&mut query, "day", days.iter().map(|(user_id, day)| (*user_id, Day(*day))));
         let rows = query.build().fetch_all(conn).await.map_err(StoreError::from_sqlx)?;
         user_events_from_rows(&rows)
     }
@@ -406,14 +458,14 @@ impl Backend for SqliteBackend {
         let mut query = sqlx::QueryBuilder::<Sqlite>::new(format!(
             "SELECT {EVENT_COLUMNS} FROM events WHERE kind IN ('workout', 'workout_deleted') AND "
         ));
-        push_per_user(&mut query, "dedupe_key", workouts.iter().map(|(user_id, id)| (user_id.as_str(), id.clone())));
+        push_per_user(&mut query, "dedupe_key", workouts.iter().map(|(user_id, id)| (user_id.as_str(), id.as_str())));
         let rows = query.build().fetch_all(conn).await.map_err(StoreError::from_sqlx)?;
         user_events_from_rows(&rows)
     }
 
     async fn stored_bodies(conn: &mut SqliteConnection, days: &[UserDay<'_>]) -> StoreResult<Vec<BodyRow>> {
         let mut query = sqlx::QueryBuilder::<Sqlite>::new("SELECT user_id, day, body FROM entries WHERE ");
-        push_per_user(&mut query, "day", days.iter().map(|(user_id, day)| (*user_id, day.to_string())));
+        push_per_user(&mut query, "day", days.iter().map(|(user_id, day)| (*user_id, Day(*day))));
         query.build_query_as().fetch_all(conn).await.map_err(StoreError::from_sqlx)
     }
 
@@ -437,7 +489,7 @@ impl Backend for SqliteBackend {
         push_entry_rows(&mut query, entries);
         query.push(
             " ON CONFLICT (user_id, day) DO UPDATE
-             SET position = excluded.position, updated_at_us = excluded.updated_at_us, body = excluded.body,
+             SET position = excluded.position, updated_at = excluded.updated_at, body = excluded.body,
                  rule_version = excluded.rule_version",
         );
         query.build().execute(conn).await.map_err(StoreError::from_sqlx)?;
@@ -464,7 +516,7 @@ impl Backend for SqliteBackend {
 
     async fn record_sync(conn: &mut SqliteConnection, rows: &[SyncRow]) -> StoreResult<()> {
         let mut query = sqlx::QueryBuilder::<Sqlite>::new(
-            "INSERT INTO sync_status (user_id, actor, kind, events, newest_observed_at_us, last_stored_at_us, last_day) ",
+            "INSERT INTO sync_status (user_id, actor, kind, events, newest_observed_at, last_stored_at, last_day) ",
         );
         query.push_values(rows, |mut values, row| {
             values
@@ -472,15 +524,15 @@ impl Backend for SqliteBackend {
                 .push_bind(row.actor.as_str())
                 .push_bind(row.kind.as_str())
                 .push_bind(row.events)
-                .push_bind(row.newest_observed_at_us)
-                .push_bind(row.last_stored_at_us)
-                .push_bind(row.last_day.as_deref());
+                .push_bind(row.newest_observed_at)
+                .push_bind(row.last_stored_at)
+                .push_bind(row.last_day);
         });
         query.push(
             " ON CONFLICT (user_id, actor, kind) DO UPDATE SET
                  events = sync_status.events + excluded.events,
-                 newest_observed_at_us = MAX(sync_status.newest_observed_at_us, excluded.newest_observed_at_us),
-                 last_stored_at_us = MAX(sync_status.last_stored_at_us, excluded.last_stored_at_us),
+                 newest_observed_at = MAX(sync_status.newest_observed_at, excluded.newest_observed_at),
+                 last_stored_at = MAX(sync_status.last_stored_at, excluded.last_stored_at),
                  last_day = NULLIF(MAX(COALESCE(sync_status.last_day, ''), COALESCE(excluded.last_day, '')), '')",
         );
         query.build().execute(conn).await.map_err(StoreError::from_sqlx)?;
@@ -489,22 +541,26 @@ impl Backend for SqliteBackend {
 
     async fn nth_event_day_after(
         conn: &mut SqliteConnection,
-        after: &(String, String),
+        after: &(String, NaiveDate),
         user_id: Option<&str>,
         n: i64,
-    ) -> StoreResult<Option<(String, String)>> {
+    ) -> StoreResult<Option<(String, NaiveDate)>> {
         let mut query = event_days_after::<Sqlite>(after, user_id, " ORDER BY user_id, day LIMIT 1 OFFSET ");
         query.push_bind(n - 1);
-        query.build_query_as().fetch_optional(conn).await.map_err(StoreError::from_sqlx)
+        let found: Option<(String, Day)> =
+            query.build_query_as().fetch_optional(conn).await.map_err(StoreError::from_sqlx)?;
+        Ok(found.map(|(user_id, day)| (user_id, day.0)))
     }
 
     async fn last_event_day_after(
         conn: &mut SqliteConnection,
-        after: &(String, String),
+        after: &(String, NaiveDate),
         user_id: Option<&str>,
-    ) -> StoreResult<Option<(String, String)>> {
+    ) -> StoreResult<Option<(String, NaiveDate)>> {
         let mut query = event_days_after::<Sqlite>(after, user_id, " ORDER BY user_id DESC, day DESC LIMIT 1");
-        query.build_query_as().fetch_optional(conn).await.map_err(StoreError::from_sqlx)
+        let found: Option<(String, Day)> =
+            query.build_query_as().fetch_optional(conn).await.map_err(StoreError::from_sqlx)?;
+        Ok(found.map(|(user_id, day)| (user_id, day.0)))
     }
 
     /// One range scan (a statement whose text never changes) that returns one row per day,
@@ -515,7 +571,7 @@ impl Backend for SqliteBackend {
         let sql = format!(
             "SELECT user_id, json_group_array(json_object(
                  'seq', seq, 'event_id', event_id, 'day', day, 'kind', kind, 'source', source,
-                 'observed_at_us', observed_at_us, 'recorded_at_us', recorded_at_us, 'actor', actor,
+                 'observed_at', observed_at, 'recorded_at', recorded_at, 'actor', actor,
                  'payload', json(payload))) AS events
              FROM events
              WHERE {IN_SPAN}
@@ -526,7 +582,7 @@ impl Backend for SqliteBackend {
         for row in &rows {
             let user_id: String = row.try_get("user_id")?;
             let day_events: &str = row.try_get("events")?;
-            let day_events: Vec<EventColumns> =
+            let day_events: Vec<EventJson> =
                 serde_json::from_str(day_events).map_err(|e| StoreError::Corrupt(format!("events of a day: {e}")))?;
             for columns in day_events {
                 events.push((user_id.clone(), columns.into_event()?));
@@ -548,11 +604,13 @@ impl Backend for SqliteBackend {
             .map_err(StoreError::from_sqlx)
     }
 
-    async fn event_days(conn: &mut SqliteConnection) -> StoreResult<Vec<(String, String)>> {
-        sqlx::query_as("SELECT DISTINCT user_id, day FROM events WHERE day IS NOT NULL ORDER BY user_id, day")
-            .fetch_all(conn)
-            .await
-            .map_err(StoreError::from_sqlx)
+    async fn event_days(conn: &mut SqliteConnection) -> StoreResult<Vec<(String, NaiveDate)>> {
+        let days: Vec<(String, Day)> =
+            sqlx::query_as("SELECT DISTINCT user_id, day FROM events WHERE day IS NOT NULL ORDER BY user_id, day")
+                .fetch_all(conn)
+                .await
+                .map_err(StoreError::from_sqlx)?;
+        Ok(days.into_iter().map(|(user_id, day)| (user_id, day.0)).collect())
     }
 
     async fn rule_version(conn: &mut SqliteConnection) -> StoreResult<i64> {
@@ -563,7 +621,7 @@ impl Backend for SqliteBackend {
     }
 
     async fn priority_rule(conn: &mut SqliteConnection, version: i64) -> StoreResult<Option<RuleRow>> {
-        sqlx::query_as("SELECT version, rule, set_at_us, set_by, applied_at_us FROM priority_rules WHERE version = $1")
+        sqlx::query_as("SELECT version, rule, set_at, set_by, applied_at FROM priority_rules WHERE version = $1")
             .bind(version)
             .fetch_optional(conn)
             .await
@@ -577,10 +635,10 @@ impl Backend for SqliteBackend {
         set_by: &str,
         at: DateTime<Utc>,
     ) -> StoreResult<()> {
-        sqlx::query("INSERT INTO priority_rules (version, rule, set_at_us, set_by) VALUES ($1, $2, $3, $4)")
+        sqlx::query("INSERT INTO priority_rules (version, rule, set_at, set_by) VALUES ($1, $2, $3, $4)")
             .bind(version)
             .bind(rule)
-            .bind(micros(at))
+            .bind(Timestamp(at))
             .bind(set_by)
             .execute(conn)
             .await
@@ -589,9 +647,9 @@ impl Backend for SqliteBackend {
     }
 
     async fn mark_rule_applied(conn: &mut SqliteConnection, version: i64, at: DateTime<Utc>) -> StoreResult<()> {
-        sqlx::query("UPDATE priority_rules SET applied_at_us = $2 WHERE version = $1 AND applied_at_us IS NULL")
+        sqlx::query("UPDATE priority_rules SET applied_at = $2 WHERE version = $1 AND applied_at IS NULL")
             .bind(version)
-            .bind(micros(at))
+            .bind(Timestamp(at))
             .execute(conn)
             .await
             .map_err(StoreError::from_sqlx)?;
@@ -606,7 +664,7 @@ impl Backend for SqliteBackend {
 
     async fn upgraded(conn: &mut SqliteConnection, upgrade: Upgrade, version: &str) -> StoreResult<bool> {
         let sql =
-            format!("SELECT version FROM {} ORDER BY completed_at_us DESC, version DESC LIMIT 1", upgrade.table());
+            format!("SELECT version FROM {} ORDER BY completed_at DESC, version DESC LIMIT 1", upgrade.table());
         let last: Option<String> =
             sqlx::query_scalar(&sql).fetch_optional(conn).await.map_err(StoreError::from_sqlx)?;
         Ok(last.as_deref() == Some(version))
@@ -619,11 +677,11 @@ impl Backend for SqliteBackend {
         at: DateTime<Utc>,
     ) -> StoreResult<()> {
         let sql = format!(
-            "INSERT INTO {} (version, completed_at_us) VALUES ($1, $2)
-             ON CONFLICT (version) DO UPDATE SET completed_at_us = excluded.completed_at_us",
+            "INSERT INTO {} (version, completed_at) VALUES ($1, $2)
+             ON CONFLICT (version) DO UPDATE SET completed_at = excluded.completed_at",
             upgrade.table()
         );
-        sqlx::query(&sql).bind(version).bind(micros(at)).execute(conn).await.map_err(StoreError::from_sqlx)?;
+        sqlx::query(&sql).bind(version).bind(Timestamp(at)).execute(conn).await.map_err(StoreError::from_sqlx)?;
         Ok(())
     }
 
@@ -671,7 +729,7 @@ impl Backend for SqliteBackend {
 
     async fn live_tokens(conn: &mut SqliteConnection, token_hashes: &[&str]) -> StoreResult<Vec<TokenRow>> {
         let mut query = sqlx::QueryBuilder::<Sqlite>::new(
-            "SELECT token_hash, role, subject_id, device_id FROM tokens WHERE revoked_at_us IS NULL AND token_hash",
+            "SELECT token_hash, role, subject_id, device_id FROM tokens WHERE revoked_at IS NULL AND token_hash",
         );
         push_in_list(&mut query, token_hashes.iter().copied());
         query.build_query_as().fetch_all(conn).await.map_err(StoreError::from_sqlx)
@@ -700,10 +758,10 @@ impl Backend for SqliteBackend {
         name: &str,
         at: DateTime<Utc>,
     ) -> StoreResult<()> {
-        sqlx::query("INSERT INTO coaches (coach_id, name, created_at_us) VALUES ($1, $2, $3)")
+        sqlx::query("INSERT INTO coaches (coach_id, name, created_at) VALUES ($1, $2, $3)")
             .bind(coach_id)
             .bind(name)
-            .bind(micros(at))
+            .bind(Timestamp(at))
             .execute(conn)
             .await
             .map_err(StoreError::from_sqlx)?;
@@ -716,10 +774,10 @@ impl Backend for SqliteBackend {
         coach_id: &str,
         at: DateTime<Utc>,
     ) -> StoreResult<()> {
-        sqlx::query("INSERT INTO tokens (token_hash, role, subject_id, created_at_us) VALUES ($1, 'coach', $2, $3)")
+        sqlx::query("INSERT INTO tokens (token_hash, role, subject_id, created_at) VALUES ($1, 'coach', $2, $3)")
             .bind(token_hash)
             .bind(coach_id)
-            .bind(micros(at))
+            .bind(Timestamp(at))
             .execute(conn)
             .await
             .map_err(StoreError::from_sqlx)?;
@@ -734,13 +792,13 @@ impl Backend for SqliteBackend {
         at: DateTime<Utc>,
     ) -> StoreResult<()> {
         sqlx::query(
-            "INSERT INTO users (user_id, coach_id, display_name, created_at_us) VALUES ($1, $2, $3, $4)
+            "INSERT INTO users (user_id, coach_id, display_name, created_at) VALUES ($1, $2, $3, $4)
              ON CONFLICT (user_id) DO NOTHING",
         )
         .bind(user_id)
         .bind(coach_id)
         .bind(display_name)
-        .bind(micros(at))
+        .bind(Timestamp(at))
         .execute(conn)
         .await
         .map_err(StoreError::from_sqlx)?;
@@ -759,7 +817,7 @@ impl Backend for SqliteBackend {
 
     async fn clients(conn: &mut SqliteConnection, clients: Clients<'_>) -> StoreResult<Vec<ClientRow>> {
         let mut query = sqlx::QueryBuilder::<Sqlite>::new(
-            "SELECT u.user_id, u.coach_id, u.display_name, u.created_at_us, u.roster_position FROM users u WHERE ",
+            "SELECT u.user_id, u.coach_id, u.display_name, u.created_at, u.roster_position FROM users u WHERE ",
         );
         push_clients(&mut query, clients);
         query.push(" ORDER BY u.user_id");
@@ -769,18 +827,18 @@ impl Backend for SqliteBackend {
     async fn devices(conn: &mut SqliteConnection, clients: Clients<'_>) -> StoreResult<Vec<DeviceRow>> {
         let mut query = sqlx::QueryBuilder::<Sqlite>::new(
             "SELECT t.subject_id AS user_id, COALESCE(t.device_id, '') AS device_id,
-                    COALESCE(t.device_name, '') AS device_name, t.created_at_us, t.revoked_at_us
+                    COALESCE(t.device_name, '') AS device_name, t.created_at, t.revoked_at
              FROM tokens t JOIN users u ON u.user_id = t.subject_id
              WHERE t.role = 'device' AND ",
         );
         push_clients(&mut query, clients);
-        query.push(" ORDER BY t.subject_id, t.created_at_us");
+        query.push(" ORDER BY t.subject_id, t.created_at");
         query.build_query_as().fetch_all(conn).await.map_err(StoreError::from_sqlx)
     }
 
     async fn syncs(conn: &mut SqliteConnection, clients: Clients<'_>) -> StoreResult<Vec<SyncRow>> {
         let mut query = sqlx::QueryBuilder::<Sqlite>::new(
-            "SELECT s.user_id, s.actor, s.kind, s.events, s.newest_observed_at_us, s.last_stored_at_us, s.last_day
+            "SELECT s.user_id, s.actor, s.kind, s.events, s.newest_observed_at, s.last_stored_at, s.last_day
              FROM sync_status s JOIN users u ON u.user_id = s.user_id
              WHERE ",
         );
@@ -810,10 +868,10 @@ impl Backend for SqliteBackend {
         before: DateTime<Utc>,
         at: DateTime<Utc>,
     ) -> StoreResult<Vec<String>> {
-        let mut query = sqlx::QueryBuilder::<Sqlite>::new("UPDATE users SET roster_synced_at_us = ");
-        query.push_bind(micros(at)).push(" WHERE user_id");
+        let mut query = sqlx::QueryBuilder::<Sqlite>::new("UPDATE users SET roster_synced_at = ");
+        query.push_bind(Timestamp(at)).push(" WHERE user_id");
         push_in_list(&mut query, users.iter().copied());
-        query.push(" AND roster_synced_at_us < ").push_bind(micros(before)).push(" RETURNING user_id");
+        query.push(" AND roster_synced_at < ").push_bind(Timestamp(before)).push(" RETURNING user_id");
         query.build_query_scalar().fetch_all(conn).await.map_err(StoreError::from_sqlx)
     }
 
@@ -834,7 +892,7 @@ impl Backend for SqliteBackend {
 
     async fn sync_of_actor(conn: &mut SqliteConnection, user_id: &str, actor: &str) -> StoreResult<Vec<SyncRow>> {
         sqlx::query_as(
-            "SELECT user_id, actor, kind, events, newest_observed_at_us, last_stored_at_us, last_day
+            "SELECT user_id, actor, kind, events, newest_observed_at, last_stored_at, last_day
              FROM sync_status WHERE user_id = $1 AND actor = $2 ORDER BY kind",
         )
         .bind(user_id)
@@ -853,14 +911,14 @@ impl Backend for SqliteBackend {
         at: DateTime<Utc>,
     ) -> StoreResult<()> {
         sqlx::query(
-            "INSERT INTO tokens (token_hash, role, subject_id, device_id, device_name, created_at_us)
+            "INSERT INTO tokens (token_hash, role, subject_id, device_id, device_name, created_at)
              VALUES ($1, 'device', $2, $3, $4, $5)",
         )
         .bind(token_hash)
         .bind(user_id)
         .bind(device_id)
         .bind(device_name)
-        .bind(micros(at))
+        .bind(Timestamp(at))
         .execute(conn)
         .await
         .map_err(StoreError::from_sqlx)?;
@@ -877,15 +935,15 @@ impl Backend for SqliteBackend {
         expires_at: DateTime<Utc>,
     ) -> StoreResult<()> {
         sqlx::query(
-            "INSERT INTO pairing_codes (code_hash, coach_id, user_id, display_name, created_at_us, expires_at_us)
+            "INSERT INTO pairing_codes (code_hash, coach_id, user_id, display_name, created_at, expires_at)
              VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(code_hash)
         .bind(coach_id)
         .bind(user_id)
         .bind(display_name)
-        .bind(micros(at))
-        .bind(micros(expires_at))
+        .bind(Timestamp(at))
+        .bind(Timestamp(expires_at))
         .execute(conn)
         .await
         .map_err(StoreError::from_sqlx)?;
@@ -898,12 +956,12 @@ impl Backend for SqliteBackend {
         at: DateTime<Utc>,
     ) -> StoreResult<Option<(String, String, Option<String>)>> {
         sqlx::query_as(
-            "UPDATE pairing_codes SET redeemed_at_us = $2
-             WHERE code_hash = $1 AND redeemed_at_us IS NULL AND expires_at_us > $2
+            "UPDATE pairing_codes SET redeemed_at = $2
+             WHERE code_hash = $1 AND redeemed_at IS NULL AND expires_at > $2
              RETURNING user_id, coach_id, display_name",
         )
         .bind(code_hash)
-        .bind(micros(at))
+        .bind(Timestamp(at))
         .fetch_optional(conn)
         .await
         .map_err(StoreError::from_sqlx)
@@ -915,11 +973,11 @@ impl Backend for SqliteBackend {
         at: DateTime<Utc>,
     ) -> StoreResult<()> {
         sqlx::query(
-            "UPDATE pairing_codes SET expires_at_us = $2
-             WHERE coach_id = $1 AND redeemed_at_us IS NULL AND expires_at_us > $2",
+            "UPDATE pairing_codes SET expires_at = $2
+             WHERE coach_id = $1 AND redeemed_at IS NULL AND expires_at > $2",
         )
         .bind(coach_id)
-        .bind(micros(at))
+        .bind(Timestamp(at))
         .execute(conn)
         .await
         .map_err(StoreError::from_sqlx)?;
@@ -928,10 +986,10 @@ impl Backend for SqliteBackend {
 
     async fn revoke_coach_tokens(conn: &mut SqliteConnection, coach_id: &str, at: DateTime<Utc>) -> StoreResult<u64> {
         let done = sqlx::query(
-            "UPDATE tokens SET revoked_at_us = $2 WHERE role = 'coach' AND subject_id = $1 AND revoked_at_us IS NULL",
+            "UPDATE tokens SET revoked_at = $2 WHERE role = 'coach' AND subject_id = $1 AND revoked_at IS NULL",
         )
         .bind(coach_id)
-        .bind(micros(at))
+        .bind(Timestamp(at))
         .execute(conn)
         .await
         .map_err(StoreError::from_sqlx)?;
@@ -945,13 +1003,13 @@ impl Backend for SqliteBackend {
         at: DateTime<Utc>,
     ) -> StoreResult<u64> {
         let done = sqlx::query(
-            "UPDATE tokens SET revoked_at_us = $3
+            "UPDATE tokens SET revoked_at = $3
              WHERE role = 'device' AND subject_id = $1 AND ($2 IS NULL OR device_id = $2)
-               AND revoked_at_us IS NULL",
+               AND revoked_at IS NULL",
         )
         .bind(user_id)
         .bind(device_id)
-        .bind(micros(at))
+        .bind(Timestamp(at))
         .execute(conn)
         .await
         .map_err(StoreError::from_sqlx)?;
@@ -961,7 +1019,7 @@ impl Backend for SqliteBackend {
     async fn entry(conn: &mut SqliteConnection, user_id: &str, day: NaiveDate) -> StoreResult<Option<EntryRow>> {
         sqlx::query_as(&format!("SELECT {ENTRY_COLUMNS} FROM entries WHERE user_id = $1 AND day = $2"))
             .bind(user_id)
-            .bind(day.to_string())
+            .bind(Day(day))
             .fetch_optional(conn)
             .await
             .map_err(StoreError::from_sqlx)
@@ -981,9 +1039,9 @@ impl Backend for SqliteBackend {
              ORDER BY day LIMIT $5"
         ))
         .bind(user_id)
-        .bind(start.to_string())
-        .bind(end.to_string())
-        .bind(after.map(|d| d.to_string()))
+        .bind(Day(start))
+        .bind(Day(end))
+        .bind(after.map(Day))
         .bind(i64::from(limit))
         .fetch_all(conn)
         .await
@@ -992,14 +1050,14 @@ impl Backend for SqliteBackend {
 
     async fn insert_accesses(conn: &mut SqliteConnection, accesses: &[&Access]) -> StoreResult<()> {
         let mut query =
-            sqlx::QueryBuilder::<Sqlite>::new("INSERT INTO access_log (user_id, accessor, rpc, detail, peer, at_us) ");
+            sqlx::QueryBuilder::<Sqlite>::new("INSERT INTO access_log (user_id, accessor, rpc, detail, peer, accessed_at) ");
         query.push_values(accesses, |mut row, access| {
             row.push_bind(&access.user_id)
                 .push_bind(&access.accessor)
                 .push_bind(&access.rpc)
                 .push_bind(&access.detail)
                 .push_bind(&access.peer)
-                .push_bind(micros(access.at));
+                .push_bind(Timestamp(access.at));
         });
         query.build().execute(conn).await.map_err(StoreError::from_sqlx)?;
         Ok(())
@@ -1012,7 +1070,7 @@ impl Backend for SqliteBackend {
         limit: u32,
     ) -> StoreResult<Vec<AccessRow>> {
         sqlx::query_as(
-            "SELECT seq, user_id, accessor, rpc, detail, peer, at_us FROM access_log
+            "SELECT seq, user_id, accessor, rpc, detail, peer, accessed_at FROM access_log
              WHERE user_id = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3",
         )
         .bind(user_id)
@@ -1066,12 +1124,12 @@ impl Backend for SqliteBackend {
 
     async fn insert_removal(conn: &mut SqliteConnection, removal: &Removal, removed_by: &str) -> StoreResult<()> {
         sqlx::query(
-            "INSERT INTO removals (position, user_id, coach_id, removed_at_us, removed_by) VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO removals (position, user_id, coach_id, removed_at, removed_by) VALUES ($1, $2, $3, $4, $5)",
         )
         .bind(removal.position)
         .bind(&removal.user_id)
         .bind(&removal.coach_id)
-        .bind(micros(removal.removed_at))
+        .bind(Timestamp(removal.removed_at))
         .bind(removed_by)
         .execute(&mut *conn)
         .await
@@ -1092,7 +1150,7 @@ impl Backend for SqliteBackend {
         limit: u32,
     ) -> StoreResult<Vec<RemovalRow>> {
         let mut query = sqlx::QueryBuilder::<Sqlite>::new(
-            "SELECT position, user_id, coach_id, removed_at_us FROM removals WHERE position > ",
+            "SELECT position, user_id, coach_id, removed_at FROM removals WHERE position > ",
         );
         query.push_bind(after).push(" AND position <= ").push_bind(up_to);
         push_feed_filter(&mut query, filter, CoachOf::Column);
@@ -1144,7 +1202,7 @@ mod tests {
         let (store, _db) = open().await;
         let day = NaiveDate::from_ymd_opt(2026, 3, 1).unwrap();
         let mut dropped = store.backend().write(&[]).await.unwrap();
-        sqlx::query("INSERT INTO coaches (coach_id, name, created_at_us) VALUES ('c1', 'Dropped', 0)")
+        sqlx::query("INSERT INTO coaches (coach_id, name, created_at) VALUES ('c1', 'Dropped', 0)")
             .execute(&mut *dropped)
             .await
             .unwrap();

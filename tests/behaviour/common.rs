@@ -238,6 +238,14 @@ impl TestServer {
         self.database.execute(sql).await;
     }
 
+    /// The SQL for the epoch as the backend stores instants (microseconds on SQLite).
+    pub fn epoch_sql(&self) -> &'static str {
+        match self.backend {
+            Backend::Sqlite => "0",
+            Backend::Postgres => "TIMESTAMPTZ 'epoch'",
+        }
+    }
+
     /// Every `table.column` with a row containing `value` (tables `except` aside).
     pub async fn columns_containing(&self, value: &str, except: &[&str]) -> Vec<String> {
         self.database.columns_containing(value, except).await

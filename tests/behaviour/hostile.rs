@@ -90,9 +90,10 @@ async fn an_unreadable_stored_entry_is_skipped_by_catch_up_and_live_streams(back
     // An unreadable entry at the feed's next position, as the broken release left it.
     server
         .execute_sql(&format!(
-            "INSERT INTO entries (user_id, day, position, updated_at_us, body)
-             VALUES ('{}', '2026-03-01', (SELECT position + 1 FROM feed_position), 0, '{{\"steps\": \"NaN\"}}')",
-            server.client.id
+            "INSERT INTO entries (user_id, day, position, updated_at, body)
+             VALUES ('{}', '2026-03-01', (SELECT position + 1 FROM feed_position), {}, '{{\"steps\": \"NaN\"}}')",
+            server.client.id,
+            server.epoch_sql(),
         ))
         .await;
     server.execute_sql("UPDATE feed_position SET position = position + 1").await;

@@ -7,26 +7,33 @@ use futures::TryStreamExt;
 use sqlx::{Arguments, Database, Encode, Executor, IntoArguments, Pool, Type};
 
 use coachfit::domain::event::{Payload, StepsReport};
+use coachfit::store::columns::{Day, EventId, Timestamp};
 
 /// One events-table row, shaped like the service's own.
 pub struct RawEvent {
-    pub event_id: String,
+    pub event_id: EventId,
+    /// The event id as text: its dedupe key and content hash here.
+    pub key: String,
     pub user_id: String,
-    pub day: String,
+    pub day: Day,
     pub payload: String,
-    pub observed_at_us: i64,
+    pub observed_at: Timestamp,
 }
 
 impl RawEvent {
     /// A HealthKit step total for `user_id` on `day`.
     pub fn steps(user_id: &str, day: chrono::NaiveDate, total_steps: u32, observed_at_us: i64) -> RawEvent {
         let payload = Payload::Steps(StepsReport { total_steps, source_devices: vec!["bench".into()] });
+        let event_id = uuid::Uuid::new_v4();
         RawEvent {
-            event_id: uuid::Uuid::new_v4().to_string(),
+            event_id: EventId(event_id),
+            key: event_id.to_string(),
             user_id: user_id.to_string(),
-            day: day.to_string(),
+            day: Day(day),
             payload: serde_json::to_string(&payload).expect("payloads serialize"),
-            observed_at_us,
+            observed_at: Timestamp(
+                chrono::DateTime::from_timestamp_micros(observed_at_us).expect("an instant in range"),
+            ),
         }
     }
 }
@@ -39,16 +46,18 @@ where
     for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
     for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
     for<'q> String: Encode<'q, DB> + Type<DB>,
+    for<'q> Timestamp: Encode<'q, DB> + Type<DB>,
 {
     let mut conn = pool.acquire().await?;
     for chunk in users.chunks(300) {
-        let mut sql = String::from("INSERT INTO users (user_id, coach_id, created_at_us) VALUES ");
+        let mut sql = String::from("INSERT INTO users (user_id, coach_id, created_at) VALUES ");
         let mut args = DB::Arguments::default();
         for (i, user) in chunk.iter().enumerate() {
             let sep = if i == 0 { "" } else { ", " };
-            sql.push_str(&format!("{sep}(${}, ${}, 0)", i * 2 + 1, i * 2 + 2));
+            sql.push_str(&format!("{sep}(${}, ${}, ${})", i * 3 + 1, i * 3 + 2, i * 3 + 3));
             args.add(user.clone()).map_err(|e| anyhow::anyhow!(e))?;
             args.add(coach_id.to_string()).map_err(|e| anyhow::anyhow!(e))?;
+            args.add(Timestamp(chrono::DateTime::UNIX_EPOCH)).map_err(|e| anyhow::anyhow!(e))?;
         }
         sqlx::query_with(&sql, args).execute(&mut *conn).await?;
     }
@@ -63,7 +72,9 @@ where
     for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
     for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
     for<'q> String: Encode<'q, DB> + Type<DB>,
-    for<'q> i64: Encode<'q, DB> + Type<DB>,
+    for<'q> EventId: Encode<'q, DB> + Type<DB>,
+    for<'q> Day: Encode<'q, DB> + Type<DB>,
+    for<'q> Timestamp: Encode<'q, DB> + Type<DB>,
 {
     let started = Instant::now();
     let lanes = (0..concurrency.max(1)).map(|lane| async move {
@@ -71,7 +82,7 @@ where
         for batch in batches.iter().skip(lane).step_by(concurrency.max(1)) {
             let mut sql = String::from(
                 "INSERT INTO events (event_id, user_id, day, kind, source, dedupe_key, content_hash, payload,
-                                     observed_at_us, recorded_at_us, actor) VALUES ",
+                                     observed_at, recorded_at, actor) VALUES ",
             );
             let mut args = DB::Arguments::default();
             for (i, e) in batch.iter().enumerate() {
@@ -88,11 +99,14 @@ where
                     p + 7,
                     p + 8
                 ));
-                for text in [&e.event_id, &e.user_id, &e.day, &e.event_id, &e.event_id, &e.payload] {
+                args.add(e.event_id).map_err(|e| anyhow::anyhow!(e))?;
+                args.add(e.user_id.clone()).map_err(|e| anyhow::anyhow!(e))?;
+                args.add(e.day).map_err(|e| anyhow::anyhow!(e))?;
+                for text in [&e.key, &e.key, &e.payload] {
                     args.add(text.clone()).map_err(|e| anyhow::anyhow!(e))?;
                 }
-                args.add(e.observed_at_us).map_err(|e| anyhow::anyhow!(e))?;
-                args.add(e.observed_at_us).map_err(|e| anyhow::anyhow!(e))?;
+                args.add(e.observed_at).map_err(|e| anyhow::anyhow!(e))?;
+                args.add(e.observed_at).map_err(|e| anyhow::anyhow!(e))?;
             }
             sqlx::query_with(&sql, args).execute(&mut *conn).await?;
         }
