@@ -6,9 +6,17 @@
 -- not UUIDs. Payloads and bodies stay TEXT: `jsonb` made the table no smaller and every
 -- insert parse JSON the service only reads back as text.
 --
--- Microseconds become instants by integer arithmetic (`to_timestamp` goes through a
--- double and could move a stored instant by a microsecond). Rewrites `events` and
--- `entries`: about a minute per few million events, with writes held off meanwhile.
+-- Microseconds become instants as a count of microsecond intervals, exact for every
+-- instant before the year 2255 (below 2^53 µs: the count goes through a double); dividing
+-- into `to_timestamp`'s seconds could move a stored instant by a microsecond.
+--
+-- Every altered table is rewritten under an exclusive lock: reads and writes wait until
+-- the migration commits (docs/DECISIONS.md gives the time it takes). Columns are renamed,
+-- so instances of the release before fail once it has run: stop them all first.
+
+-- The service's statement timeout (10 s) would stop the rewrite of a large table: this
+-- migration's transaction has none.
+SET LOCAL statement_timeout = 0;
 
 ALTER TABLE events
     ALTER COLUMN event_id TYPE uuid USING event_id::uuid,

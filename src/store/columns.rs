@@ -90,41 +90,35 @@ impl<'r> Decode<'r, Sqlite> for Timestamp {
     }
 }
 
-impl Type<Sqlite> for Day {
-    fn type_info() -> SqliteTypeInfo {
-        <&str as Type<Sqlite>>::type_info()
-    }
+/// Implements SQLite's column traits for `$column` as TEXT: written as its value's
+/// `Display`, read by `$parse`.
+macro_rules! text_on_sqlite {
+    ($column:ident, $parse:ident) => {
+        impl Type<Sqlite> for $column {
+            fn type_info() -> SqliteTypeInfo {
+                <&str as Type<Sqlite>>::type_info()
+            }
+        }
+
+        impl<'q> Encode<'q, Sqlite> for $column {
+            fn encode_by_ref(
+                &self,
+                buf: &mut <Sqlite as sqlx::Database>::ArgumentBuffer<'q>,
+            ) -> Result<IsNull, BoxDynError> {
+                <String as Encode<'q, Sqlite>>::encode(self.0.to_string(), buf)
+            }
+        }
+
+        impl<'r> Decode<'r, Sqlite> for $column {
+            fn decode(value: SqliteValueRef<'r>) -> Result<Self, BoxDynError> {
+                $parse(<&str as Decode<'r, Sqlite>>::decode(value)?).map($column)
+            }
+        }
+    };
 }
 
-impl<'q> Encode<'q, Sqlite> for Day {
-    fn encode_by_ref(&self, buf: &mut <Sqlite as sqlx::Database>::ArgumentBuffer<'q>) -> Result<IsNull, BoxDynError> {
-        <String as Encode<'q, Sqlite>>::encode(self.0.to_string(), buf)
-    }
-}
-
-impl<'r> Decode<'r, Sqlite> for Day {
-    fn decode(value: SqliteValueRef<'r>) -> Result<Self, BoxDynError> {
-        parse_day(<&str as Decode<'r, Sqlite>>::decode(value)?).map(Day)
-    }
-}
-
-impl Type<Sqlite> for EventId {
-    fn type_info() -> SqliteTypeInfo {
-        <&str as Type<Sqlite>>::type_info()
-    }
-}
-
-impl<'q> Encode<'q, Sqlite> for EventId {
-    fn encode_by_ref(&self, buf: &mut <Sqlite as sqlx::Database>::ArgumentBuffer<'q>) -> Result<IsNull, BoxDynError> {
-        <String as Encode<'q, Sqlite>>::encode(self.0.to_string(), buf)
-    }
-}
-
-impl<'r> Decode<'r, Sqlite> for EventId {
-    fn decode(value: SqliteValueRef<'r>) -> Result<Self, BoxDynError> {
-        parse_event_id(<&str as Decode<'r, Sqlite>>::decode(value)?).map(EventId)
-    }
-}
+text_on_sqlite!(Day, parse_day);
+text_on_sqlite!(EventId, parse_event_id);
 
 #[cfg(test)]
 mod tests {

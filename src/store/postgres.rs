@@ -21,14 +21,14 @@ use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 
 use super::backend::{Backend, Upgrade};
+use super::columns::{Day, EventId, Timestamp};
 use super::projector::{DaySpan, EventRow, Inserted, KeyLookup, KeyedEvent, Revision, UserDay};
 use super::rehash::{HashUpgrade, StoredHash};
 use super::roster::{self, Clients, Published};
 use super::rows::{self, AccessRow, ClientRow, CoachOf, DeviceRow, RemovalRow, SyncRow};
-use super::columns::{Day, EventId, Timestamp};
 use super::rows::{
-    event_days_after, stored_hash_from_row, user_events_from_rows, BodyRow, EntryRow, RuleRow, TokenRow, ENTRY_COLUMNS,
-    EVENT_COLUMNS, IN_SPAN,
+    event_days_after, stored_hash_from_row, user_day, user_events_from_rows, BodyRow, EntryRow, RuleRow, TokenRow,
+    ENTRY_COLUMNS, EVENT_COLUMNS, IN_SPAN,
 };
 use super::sql_store::SqlStore;
 use super::{
@@ -669,7 +669,7 @@ impl Backend for PgBackend {
         query.push_bind(n - 1);
         let found: Option<(String, Day)> =
             query.build_query_as().fetch_optional(conn).await.map_err(StoreError::from_sqlx)?;
-        Ok(found.map(|(user_id, day)| (user_id, day.0)))
+        Ok(found.map(user_day))
     }
 
     async fn last_event_day_after(
@@ -680,7 +680,7 @@ impl Backend for PgBackend {
         let mut query = event_days_after::<Postgres>(after, user_id, " ORDER BY user_id DESC, day DESC LIMIT 1");
         let found: Option<(String, Day)> =
             query.build_query_as().fetch_optional(conn).await.map_err(StoreError::from_sqlx)?;
-        Ok(found.map(|(user_id, day)| (user_id, day.0)))
+        Ok(found.map(user_day))
     }
 
     /// One range scan whose text never changes, so it is prepared once.
@@ -709,7 +709,7 @@ impl Backend for PgBackend {
                 .fetch_all(conn)
                 .await
                 .map_err(StoreError::from_sqlx)?;
-        Ok(days.into_iter().map(|(user_id, day)| (user_id, day.0)).collect())
+        Ok(days.into_iter().map(user_day).collect())
     }
 
     async fn rule_version(conn: &mut PgConnection) -> StoreResult<i64> {
@@ -762,8 +762,7 @@ impl Backend for PgBackend {
     }
 
     async fn upgraded(conn: &mut PgConnection, upgrade: Upgrade, version: &str) -> StoreResult<bool> {
-        let sql =
-            format!("SELECT version FROM {} ORDER BY completed_at DESC, version DESC LIMIT 1", upgrade.table());
+        let sql = format!("SELECT version FROM {} ORDER BY completed_at DESC, version DESC LIMIT 1", upgrade.table());
         let last: Option<String> =
             sqlx::query_scalar(&sql).fetch_optional(conn).await.map_err(StoreError::from_sqlx)?;
         Ok(last.as_deref() == Some(version))

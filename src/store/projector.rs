@@ -11,8 +11,8 @@ use chrono::{DateTime, NaiveDate, Utc};
 use uuid::Uuid;
 
 use super::backend::Backend;
-use super::roster::{Published, SyncNotices};
 use super::columns::{self, Timestamp};
+use super::roster::{Published, SyncNotices};
 use super::rows::{BodyRow, SyncRow};
 use super::rules::{RuleCache, VersionedRule};
 use super::{StoreError, StoreResult, StoredEntry};
@@ -121,10 +121,9 @@ pub(crate) fn distinct_users<'a>(user_ids: impl IntoIterator<Item = &'a str>) ->
     users.into_iter().collect()
 }
 
-/// A day before any day stored (CoachFit accepts days from 2000): where walks along
-/// `(user_id, day)` start.
+/// The day before any day stored: where walks along `(user_id, day)` start.
 pub(crate) fn before_every_day() -> NaiveDate {
-    NaiveDate::from_ymd_opt(1, 1, 1).expect("valid constant date")
+    crate::domain::dates::earliest_day().pred_opt().expect("a day before 2000-01-01")
 }
 
 /// The user-days after `after`, up to and including `last`, in `(user_id, day)` order.
@@ -543,8 +542,7 @@ async fn refold_from<B: Backend>(
     if days.is_empty() {
         return Ok(Vec::new());
     }
-    let stored =
-        if with_entries.is_empty() { Vec::new() } else { B::stored_bodies(tx, with_entries).await? };
+    let stored = if with_entries.is_empty() { Vec::new() } else { B::stored_bodies(tx, with_entries).await? };
     store_changed::<B>(tx, changed_days(days, events, &stored, &rule.rule), rule.version, now).await
 }
 

@@ -256,6 +256,11 @@ pub(crate) fn push_feed_filter<'a, DB: sqlx::Database>(
     }
 }
 
+/// A `(user_id, day)` row as read, as the store passes it on.
+pub(crate) fn user_day((user_id, day): (String, Day)) -> (String, NaiveDate) {
+    (user_id, day.0)
+}
+
 /// `SELECT user_id, day FROM events` after the user-day `after` (of `user_id` only, if
 /// given), then `order`: a walk along `events_by_day` that reads only the index, for a
 /// rebuild's chunk ends (counting each day's events on the way took twice as long).

@@ -15,14 +15,14 @@ use sqlx::{ConnectOptions, Row, Sqlite, SqliteConnection, SqlitePool};
 use tokio::sync::{broadcast, Mutex, OwnedMutexGuard};
 
 use super::backend::{Backend, Upgrade};
+use super::columns::{from_micros, parse_day, parse_event_id, Day, EventId, Timestamp};
 use super::projector::{DaySpan, EventRow, Inserted, KeyLookup, KeyedEvent, Revision, UserDay};
 use super::rehash::{HashUpgrade, StoredHash};
 use super::roster::{self, Clients, Published};
 use super::rows::{self, AccessRow, ClientRow, CoachOf, DeviceRow, RemovalRow, SyncRow};
-use super::columns::{from_micros, parse_day, parse_event_id, Day, EventId, Timestamp};
 use super::rows::{
-    event_days_after, stored_hash_from_row, user_events_from_rows, BodyRow, EntryRow, EventColumns, RuleRow, TokenRow,
-    ENTRY_COLUMNS, EVENT_COLUMNS, IN_SPAN,
+    event_days_after, stored_hash_from_row, user_day, user_events_from_rows, BodyRow, EntryRow, EventColumns, RuleRow,
+    TokenRow, ENTRY_COLUMNS, EVENT_COLUMNS, IN_SPAN,
 };
 use super::sql_store::SqlStore;
 use super::{
@@ -549,7 +549,7 @@ impl Backend for SqliteBackend {
         query.push_bind(n - 1);
         let found: Option<(String, Day)> =
             query.build_query_as().fetch_optional(conn).await.map_err(StoreError::from_sqlx)?;
-        Ok(found.map(|(user_id, day)| (user_id, day.0)))
+        Ok(found.map(user_day))
     }
 
     async fn last_event_day_after(
@@ -560,7 +560,7 @@ impl Backend for SqliteBackend {
         let mut query = event_days_after::<Sqlite>(after, user_id, " ORDER BY user_id DESC, day DESC LIMIT 1");
         let found: Option<(String, Day)> =
             query.build_query_as().fetch_optional(conn).await.map_err(StoreError::from_sqlx)?;
-        Ok(found.map(|(user_id, day)| (user_id, day.0)))
+        Ok(found.map(user_day))
     }
 
     /// One range scan (a statement whose text never changes) that returns one row per day,
@@ -610,7 +610,7 @@ impl Backend for SqliteBackend {
                 .fetch_all(conn)
                 .await
                 .map_err(StoreError::from_sqlx)?;
-        Ok(days.into_iter().map(|(user_id, day)| (user_id, day.0)).collect())
+        Ok(days.into_iter().map(user_day).collect())
     }
 
     async fn rule_version(conn: &mut SqliteConnection) -> StoreResult<i64> {
@@ -663,8 +663,7 @@ impl Backend for SqliteBackend {
     }
 
     async fn upgraded(conn: &mut SqliteConnection, upgrade: Upgrade, version: &str) -> StoreResult<bool> {
-        let sql =
-            format!("SELECT version FROM {} ORDER BY completed_at DESC, version DESC LIMIT 1", upgrade.table());
+        let sql = format!("SELECT version FROM {} ORDER BY completed_at DESC, version DESC LIMIT 1", upgrade.table());
         let last: Option<String> =
             sqlx::query_scalar(&sql).fetch_optional(conn).await.map_err(StoreError::from_sqlx)?;
         Ok(last.as_deref() == Some(version))
@@ -1049,8 +1048,9 @@ impl Backend for SqliteBackend {
     }
 
     async fn insert_accesses(conn: &mut SqliteConnection, accesses: &[&Access]) -> StoreResult<()> {
-        let mut query =
-            sqlx::QueryBuilder::<Sqlite>::new("INSERT INTO access_log (user_id, accessor, rpc, detail, peer, accessed_at) ");
+        let mut query = sqlx::QueryBuilder::<Sqlite>::new(
+            "INSERT INTO access_log (user_id, accessor, rpc, detail, peer, accessed_at) ",
+        );
         query.push_values(accesses, |mut row, access| {
             row.push_bind(&access.user_id)
                 .push_bind(&access.accessor)

@@ -31,6 +31,26 @@ impl TestDatabase {
         TestDatabase { backend, url: database.url.clone(), _database: database }
     }
 
+    /// Every value of `column` in `table`, as `T` reads it (the table's own order).
+    pub async fn column<T>(&self, table: &str, column: &str) -> Vec<T>
+    where
+        T: for<'r> sqlx::Decode<'r, sqlx::Sqlite> + sqlx::Type<sqlx::Sqlite>,
+        T: for<'r> sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>,
+        T: Send + Unpin,
+    {
+        let sql = format!("SELECT {column} FROM {table}");
+        match self.backend {
+            Backend::Sqlite => {
+                let mut conn = sqlx::SqliteConnection::connect(&self.url).await.unwrap();
+                sqlx::query_scalar(&sql).fetch_all(&mut conn).await.unwrap()
+            }
+            Backend::Postgres => {
+                let mut conn = sqlx::PgConnection::connect(&self.url).await.unwrap();
+                sqlx::query_scalar(&sql).fetch_all(&mut conn).await.unwrap()
+            }
+        }
+    }
+
     /// Applies the schema migrations numbered up to `version` only, as an earlier release did.
     pub async fn migrate_up_to(&self, version: i64) {
         let earlier = |mut migrator: sqlx::migrate::Migrator| {

@@ -8,6 +8,7 @@ mod access_log;
 mod admin;
 mod auth;
 mod cli;
+mod column_types;
 mod concurrency;
 mod crash;
 mod crowd;

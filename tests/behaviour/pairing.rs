@@ -298,9 +298,7 @@ async fn a_failed_redeem_leaves_the_database_writable_by_another_process(backend
     let server = TestServer::start(backend).await;
     assert_eq!(redeem(&server, "ABCDEFGH").await.unwrap_err().code(), Code::NotFound);
     // Fails with "database is locked" after the connection's busy timeout if it stayed open.
-    let insert = format!(
-        "INSERT INTO coaches (coach_id, name, created_at) VALUES ('cli-coach', 'Cli', {})",
-        server.epoch_sql()
-    );
+    let insert =
+        format!("INSERT INTO coaches (coach_id, name, created_at) VALUES ('cli-coach', 'Cli', {})", server.epoch_sql());
     server.execute_sql(&insert).await;
 }
