@@ -14,10 +14,6 @@
 -- the migration commits (docs/DECISIONS.md gives the time it takes). Columns are renamed,
 -- so instances of the release before fail once it has run: stop them all first.
 
--- The service's statement timeout (10 s) would stop the rewrite of a large table: this
--- migration's transaction has none.
-SET LOCAL statement_timeout = 0;
-
 ALTER TABLE events
     ALTER COLUMN event_id TYPE uuid USING event_id::uuid,
     ALTER COLUMN day TYPE date USING day::date,

@@ -4,6 +4,7 @@
 
 use chrono::{DateTime, NaiveDate, Utc};
 use coachfit::store::columns::{Day, EventId, Timestamp};
+use coachfit::store::postgres::{PgSettings, PostgresStore};
 
 use crate::common::*;
 use crate::database::TestDatabase;
@@ -111,4 +112,31 @@ async fn every_instant_day_and_event_id_reads_back_as_the_release_before_wrote_i
         .await;
     let synced: Vec<Timestamp> = database.column("users", "roster_synced_at").await;
     assert!(synced.contains(&Timestamp(DateTime::UNIX_EPOCH)), "{synced:?}");
+}
+
+/// A migration that rewrites a large table takes longer than any request may: migrations
+/// run without the statement timeout (here 100 ms; migration 0010 over 110,000 events
+/// takes several times that).
+#[tokio::test]
+async fn migrations_run_without_the_statement_timeout_of_requests() {
+    let database = TestDatabase::create(Backend::Postgres).await;
+    database.migrate_up_to(9).await;
+    database
+        .execute_script(
+            "INSERT INTO coaches (coach_id, name, created_at_us) VALUES ('c1', 'Coach', 0);
+             INSERT INTO users (user_id, coach_id, created_at_us)
+                 SELECT 'u' || u, 'c1', 0 FROM generate_series(1, 100) u;
+             INSERT INTO events (event_id, user_id, day, kind, source, dedupe_key, content_hash, payload,
+                                 observed_at_us, recorded_at_us, actor)
+                 SELECT gen_random_uuid()::text, 'u' || u, (DATE '2025-01-01' + d)::text, 'steps', 'healthkit',
+                        md5(u || '-' || d || '-' || k), md5(u || '-' || d || '-' || k),
+                        '{\"kind\":\"steps\",\"total_steps\":1000,\"source_devices\":[]}', 0, 0, 'device:d1'
+                 FROM generate_series(1, 100) u, generate_series(0, 364) d, generate_series(1, 3) k;",
+        )
+        .await;
+    let settings = PgSettings { statement_timeout: std::time::Duration::from_millis(100), ..PgSettings::default() };
+    let store = PostgresStore::open(&database.url, &settings).await;
+    assert!(store.is_ok(), "{:?}", store.err());
+    let ids: Vec<EventId> = database.column("events", "event_id").await;
+    assert_eq!(ids.len(), 109_500);
 }
