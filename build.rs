@@ -1,10 +1,13 @@
 //! Generates the gRPC code and the reflection descriptor set from `proto/`.
 //! protoc comes from `protoc-bin-vendored`, so a fresh machine needs nothing installed.
+//! Also rebuilds the crate when a migration is added: `sqlx::migrate!` embeds the files it
+//! saw, and would not notice a new one.
 
 use std::path::PathBuf;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=proto");
+    println!("cargo:rerun-if-changed=migrations");
     let protoc = protoc_bin_vendored::protoc_bin_path()?;
     std::env::set_var("PROTOC", protoc);
     let include = protoc_bin_vendored::include_path()?;

@@ -17,8 +17,9 @@ use super::Source;
 /// The fold's version, recorded with the stored days once every day is folded by it
 /// (`Store::upgrade_fold`). A change that gives any stored day a different result takes a
 /// new version. 2: a day's sleep sessions are summed (1 took the latest report). 3:
-/// `data_sources` lists the sources with data, not every source with an event.
-pub const VERSION: &str = "3";
+/// `data_sources` lists the sources with data, not every source with an event. 4: a
+/// workout two authors reported counts once, as one two sources reported did.
+pub const VERSION: &str = "4";
 
 /// The read model of one user-day. Stored as JSON without its absent top-level fields
 /// (half the bytes of a typical day, written and logged for every change).
@@ -377,8 +378,10 @@ fn fold_sleep_record(day: &mut Day, offers: Vec<SleepRecord>, rule: &PriorityRul
 }
 
 /// Per workout the latest revision, unless a later-or-equal deletion removed it; the ones
-/// whose latest revision starts on `day` count, and a session two sources both reported
-/// (same type, overlapping at least half of the shorter) counts once, from the better source.
+/// whose latest revision starts on `day` count, and a session two sources or two authors
+/// both reported (same type, overlapping at least half of the shorter) counts once, from
+/// the better source, and of one source's from the latest report: an import and the phone
+/// that later syncs the same run, say, each under its own id.
 /// Returns the sources of the day's workouts (counted or not).
 fn fold_workouts(day: &mut Day, date: NaiveDate, events: &[StoredEvent], rule: &PriorityRule) -> BTreeSet<Source> {
     let mut latest_revision: BTreeMap<&str, (&StoredEvent, &WorkoutReport)> = BTreeMap::new();
@@ -408,9 +411,12 @@ fn fold_workouts(day: &mut Day, date: NaiveDate, events: &[StoredEvent], rule: &
         })
         .collect();
     let sources = live.iter().map(|(event, _)| event.source).collect();
+    // Twins are dropped in favour of the ones before them: the better source's, and of one
+    // source's, the latest report.
     live.sort_by(|(a, wa), (b, wb)| {
-        (rule.rank(Field::Workouts, a.source), wa.start_time, &wa.workout_id).cmp(&(
+        (rule.rank(Field::Workouts, a.source), std::cmp::Reverse(a.recency()), wa.start_time, &wa.workout_id).cmp(&(
             rule.rank(Field::Workouts, b.source),
+            std::cmp::Reverse(b.recency()),
             wb.start_time,
             &wb.workout_id,
         ))
@@ -419,7 +425,9 @@ fn fold_workouts(day: &mut Day, date: NaiveDate, events: &[StoredEvent], rule: &
     let mut kept: Vec<(&StoredEvent, &WorkoutReport)> = Vec::new();
     let mut dropped_any = false;
     for (event, workout) in live {
-        let twin = kept.iter().any(|(k, kw)| k.source != event.source && same_session(kw, workout));
+        let twin = kept
+            .iter()
+            .any(|(k, kw)| (k.source != event.source || k.actor != event.actor) && same_session(kw, workout));
         if twin {
             dropped_any = true;
         } else {

@@ -349,6 +349,25 @@ fn a_session_reported_by_healthkit_and_strava_counts_once_from_healthkit() {
 }
 
 #[test]
+fn a_session_two_authors_reported_counts_once_and_one_author_s_two_sessions_both_count() {
+    let imported = StoredEvent {
+        actor: "import:apple-health".into(),
+        ..workout(1, Source::Healthkit, "apple-health-3f2a", "running", 7, 60, 9)
+    };
+    let synced = workout(2, Source::Healthkit, "7F3C2A9E", "running", 7, 55, 10);
+    let d = fold(day(), &[imported, synced.clone()], &rule());
+    // The later report of the two stands.
+    assert_eq!((d.workouts.count, d.workouts.total_minutes), (1, 55.0));
+    assert_eq!(d.workouts.sessions[0].report.workout_id, "7F3C2A9E");
+    assert!(provenance(&d, Field::Workouts).overridden);
+
+    // The same phone's two overlapping runs (two apps recording) are its own to report.
+    let second = workout(3, Source::Healthkit, "8A1B", "running", 7, 50, 10);
+    let d = fold(day(), &[synced, second], &rule());
+    assert_eq!((d.workouts.count, d.workouts.total_minutes), (2, 105.0));
+}
+
+#[test]
 fn a_workout_moved_to_another_day_leaves_this_one() {
     let mut moved = workout(2, Source::Healthkit, "w1", "running", 7, 30, 12);
     moved.day = Some(day().succ_opt().unwrap());

@@ -135,6 +135,29 @@ async fn an_export_imported_twice_matches_what_health_shows_and_the_second_run_a
     let second = import(&server.db_url, &args);
     assert_eq!((second["accepted"].as_u64(), second["duplicates"].as_u64()), (Some(0), Some(items)), "{second}");
     assert!(differences(&server, &fixture).await.is_empty());
+
+    // The phone, paired after the import, syncs one of the imported runs itself, under
+    // HealthKit's own id: the run still counts once on its day.
+    let day = fixture.days.iter().find(|(_, expected)| expected.workouts == 1).map(|(day, _)| *day).unwrap();
+    let imported = server.entry(&day.to_string()).await.workouts.unwrap().sessions.remove(0);
+    let synced = pb::Workout {
+        workout_id: "7F3C2A9E-1B4D-4E8F-9A6B-2C5D8E1F0A37".into(),
+        workout_type: imported.workout_type,
+        start_time: imported.start_time,
+        end_time: imported.end_time,
+        duration_seconds: imported.duration_seconds,
+        active_energy_kcal: imported.active_energy_kcal,
+        distance_meters: imported.distance_meters,
+        source_device: imported.source_device,
+        observed_at: imported.end_time,
+        ..Default::default()
+    };
+    let request =
+        pb::IngestWorkoutsRequest { workouts: vec![synced], deleted_workout_ids: vec![], time_zone: ZONE.into() };
+    let synced = server.ingest(&server.client.token).ingest_workouts(request).await.unwrap().into_inner();
+    assert_eq!(statuses(&synced), [pb::ItemStatus::Accepted]);
+    assert!(differences(&server, &fixture).await.is_empty(), "the run counted twice on {day}");
+    assert!(server.verify().await);
 }
 
 async fn an_export_sent_through_a_server_is_paced_by_its_rate_limit_and_arrives_whole(backend: Backend) {
