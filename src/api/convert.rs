@@ -203,7 +203,8 @@ pub fn reason_text(reason: &Reason) -> String {
         }
         Reason::HighestRankedSleepSession { source } => format!("{} sleep session ranks highest", source.as_str()),
         Reason::LatestWorkoutRevisions => {
-            "latest revision of each workout not deleted; sessions two sources reported count once".to_string()
+            "latest revision of each workout not deleted; a session two sources or reporters sent counts once"
+                .to_string()
         }
     }
 }

@@ -18,7 +18,7 @@ use super::Source;
 /// (`Store::upgrade_fold`). A change that gives any stored day a different result takes a
 /// new version. 2: a day's sleep sessions are summed (1 took the latest report). 3:
 /// `data_sources` lists the sources with data, not every source with an event. 4: a
-/// workout two authors reported counts once, as one two sources reported did.
+/// workout two reporters of one source sent counts once, as one two sources sent did.
 pub const VERSION: &str = "4";
 
 /// The read model of one user-day. Stored as JSON without its absent top-level fields
@@ -378,7 +378,7 @@ fn fold_sleep_record(day: &mut Day, offers: Vec<SleepRecord>, rule: &PriorityRul
 }
 
 /// Per workout the latest revision, unless a later-or-equal deletion removed it; the ones
-/// whose latest revision starts on `day` count, and a session two sources or two authors
+/// whose latest revision starts on `day` count, and a session two sources or two reporters
 /// both reported (same type, overlapping at least half of the shorter) counts once, from
 /// the better source, and of one source's from the latest report: an import and the phone
 /// that later syncs the same run, say, each under its own id.
@@ -422,16 +422,30 @@ fn fold_workouts(day: &mut Day, date: NaiveDate, events: &[StoredEvent], rule: &
         ))
     });
 
+    // A twin of a better source's session is dropped, however many there are (as a source
+    // reports one session once); a twin of another reporter's session of the same source
+    // only one to one, so a reporter's own overlapping sessions (two apps recording one run)
+    // are not all taken for the one another reporter sent.
     let mut kept: Vec<(&StoredEvent, &WorkoutReport)> = Vec::new();
-    let mut dropped_any = false;
+    let mut taken_for: Vec<Vec<&str>> = Vec::new();
+    let mut overridden = false;
     for (event, workout) in live {
-        let twin = kept
+        let by = reporter(&event.actor);
+        let twin_of = |(_, kw): &(&StoredEvent, &WorkoutReport)| same_session(kw, workout);
+        if kept.iter().any(|pair| pair.0.source != event.source && twin_of(pair)) {
+            overridden = true;
+            continue;
+        }
+        let same_source_twin = kept
             .iter()
-            .any(|(k, kw)| (k.source != event.source || k.actor != event.actor) && same_session(kw, workout));
-        if twin {
-            dropped_any = true;
-        } else {
-            kept.push((event, workout));
+            .zip(&taken_for)
+            .position(|(pair, taken)| reporter(&pair.0.actor) != by && !taken.contains(&by) && twin_of(pair));
+        match same_source_twin {
+            Some(i) => taken_for[i].push(by),
+            None => {
+                kept.push((event, workout));
+                taken_for.push(Vec::new());
+            }
         }
     }
     kept.sort_by(|(_, a), (_, b)| (a.start_time, &a.workout_id).cmp(&(b.start_time, &b.workout_id)));
@@ -441,7 +455,7 @@ fn fold_workouts(day: &mut Day, date: NaiveDate, events: &[StoredEvent], rule: &
     day.provenance.push(Provenance {
         field: Field::Workouts,
         source: best,
-        overridden: dropped_any,
+        overridden,
         event_ids: kept.iter().map(|(e, _)| e.event_id).collect(),
         reason: Reason::LatestWorkoutRevisions,
     });
@@ -461,6 +475,17 @@ fn fold_workouts(day: &mut Day, date: NaiveDate, events: &[StoredEvent], rule: &
 }
 
 /// Same type, and overlapping for at least half of the shorter session.
+/// Who reported a workout, for telling twins apart: a client's devices all sync the one
+/// HealthKit store (its workouts under the same ids), so they are one reporter; each
+/// import is another.
+fn reporter(actor: &str) -> &str {
+    if actor.starts_with("device:") {
+        "device"
+    } else {
+        actor
+    }
+}
+
 fn same_session(a: &WorkoutReport, b: &WorkoutReport) -> bool {
     if !a.workout_type.eq_ignore_ascii_case(&b.workout_type) {
         return false;

@@ -21,8 +21,8 @@ pub enum Reason {
     LatestManualEntry { actor: String, seq: i64 },
     /// The sleep session of the source ranked highest.
     HighestRankedSleepSession { source: Source },
-    /// The latest revision of each workout not deleted; a session two sources reported
-    /// counts once.
+    /// The latest revision of each workout not deleted; a session two sources or two
+    /// reporters sent counts once.
     LatestWorkoutRevisions,
 }
 

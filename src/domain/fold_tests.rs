@@ -349,22 +349,33 @@ fn a_session_reported_by_healthkit_and_strava_counts_once_from_healthkit() {
 }
 
 #[test]
-fn a_session_two_authors_reported_counts_once_and_one_author_s_two_sessions_both_count() {
+fn a_session_two_reporters_sent_counts_once_one_to_one_and_one_reporter_s_two_sessions_both_count() {
     let imported = StoredEvent {
         actor: "import:apple-health".into(),
         ..workout(1, Source::Healthkit, "apple-health-3f2a", "running", 7, 60, 9)
     };
     let synced = workout(2, Source::Healthkit, "7F3C2A9E", "running", 7, 55, 10);
-    let d = fold(day(), &[imported, synced.clone()], &rule());
+    let d = fold(day(), &[imported.clone(), synced.clone()], &rule());
     // The later report of the two stands.
     assert_eq!((d.workouts.count, d.workouts.total_minutes), (1, 55.0));
     assert_eq!(d.workouts.sessions[0].report.workout_id, "7F3C2A9E");
-    assert!(provenance(&d, Field::Workouts).overridden);
+    // Not overridden: no other source had a say.
+    assert!(!provenance(&d, Field::Workouts).overridden);
 
-    // The same phone's two overlapping runs (two apps recording) are its own to report.
-    let second = workout(3, Source::Healthkit, "8A1B", "running", 7, 50, 10);
-    let d = fold(day(), &[synced, second], &rule());
+    // One reporter's two overlapping runs (two apps recording) are its own to report, sent
+    // by another device of the client too.
+    let second =
+        StoredEvent { actor: "device:ipad".into(), ..workout(3, Source::Healthkit, "8A1B", "running", 7, 50, 10) };
+    let d = fold(day(), &[synced.clone(), second], &rule());
     assert_eq!((d.workouts.count, d.workouts.total_minutes), (2, 105.0));
+    // The import's two overlapping runs, and the phone's later report of one of them: it
+    // takes the place of one only (the import's later, of 50 minutes).
+    let imported_too = StoredEvent {
+        actor: "import:apple-health".into(),
+        ..workout(4, Source::Healthkit, "apple-health-9c1d", "running", 7, 50, 9)
+    };
+    let d = fold(day(), &[imported, imported_too, synced], &rule());
+    assert_eq!((d.workouts.count, d.workouts.total_minutes), (2, 115.0));
 }
 
 #[test]
