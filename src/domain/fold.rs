@@ -426,41 +426,36 @@ fn fold_workouts(day: &mut Day, date: NaiveDate, events: &[StoredEvent], rule: &
     // reports one session once); a twin of another reporter's session of the same source
     // only one to one, so a reporter's own overlapping sessions (two apps recording one run)
     // are not all taken for the one another reporter sent.
-    let mut kept: Vec<(&StoredEvent, &WorkoutReport)> = Vec::new();
-    let mut taken_for: Vec<Vec<&str>> = Vec::new();
+    // Each kept session with the reporters whose twin of it was dropped.
+    let mut kept: Vec<(&StoredEvent, &WorkoutReport, Vec<&str>)> = Vec::new();
     let mut overridden = false;
     for (event, workout) in live {
         let by = reporter(&event.actor);
-        let twin_of = |(_, kw): &(&StoredEvent, &WorkoutReport)| same_session(kw, workout);
-        if kept.iter().any(|pair| pair.0.source != event.source && twin_of(pair)) {
+        if kept.iter().any(|(k, kw, _)| k.source != event.source && same_session(kw, workout)) {
             overridden = true;
             continue;
         }
         let same_source_twin = kept
-            .iter()
-            .zip(&taken_for)
-            .position(|(pair, taken)| reporter(&pair.0.actor) != by && !taken.contains(&by) && twin_of(pair));
+            .iter_mut()
+            .find(|(k, kw, taken)| reporter(&k.actor) != by && !taken.contains(&by) && same_session(kw, workout));
         match same_source_twin {
-            Some(i) => taken_for[i].push(by),
-            None => {
-                kept.push((event, workout));
-                taken_for.push(Vec::new());
-            }
+            Some((_, _, taken)) => taken.push(by),
+            None => kept.push((event, workout, Vec::new())),
         }
     }
-    kept.sort_by(|(_, a), (_, b)| (a.start_time, &a.workout_id).cmp(&(b.start_time, &b.workout_id)));
-    let Some(best) = kept.iter().map(|(e, _)| e.source).min_by_key(|s| rule.rank(Field::Workouts, *s)) else {
+    kept.sort_by(|(_, a, _), (_, b, _)| (a.start_time, &a.workout_id).cmp(&(b.start_time, &b.workout_id)));
+    let Some(best) = kept.iter().map(|(e, _, _)| e.source).min_by_key(|s| rule.rank(Field::Workouts, *s)) else {
         return sources;
     };
     day.provenance.push(Provenance {
         field: Field::Workouts,
         source: best,
         overridden,
-        event_ids: kept.iter().map(|(e, _)| e.event_id).collect(),
+        event_ids: kept.iter().map(|(e, _, _)| e.event_id).collect(),
         reason: Reason::LatestWorkoutRevisions,
     });
     let summary = &mut day.workouts;
-    for (event, workout) in kept {
+    for (event, workout, _) in kept {
         summary.count += 1;
         summary.total_minutes += workout.duration_seconds / 60.0;
         summary.active_kcal += workout.active_energy_kcal.unwrap_or(0.0);
@@ -474,7 +469,6 @@ fn fold_workouts(day: &mut Day, date: NaiveDate, events: &[StoredEvent], rule: &
     sources
 }
 
-/// Same type, and overlapping for at least half of the shorter session.
 /// Who reported a workout, for telling twins apart: a client's devices all sync the one
 /// HealthKit store (its workouts under the same ids), so they are one reporter; each
 /// import is another.
@@ -486,6 +480,7 @@ fn reporter(actor: &str) -> &str {
     }
 }
 
+/// Same type, and overlapping for at least half of the shorter session.
 fn same_session(a: &WorkoutReport, b: &WorkoutReport) -> bool {
     if !a.workout_type.eq_ignore_ascii_case(&b.workout_type) {
         return false;
