@@ -280,14 +280,10 @@ async fn reconcile<S: Store>(
         if differs.is_empty() {
             continue;
         }
-        // Who reported the values shown, unless what was left out explains every
-        // difference (a value left out for another author's needs checking: that it shows).
-        let explained = |d: &reconcile::Differs| {
-            reconcile::left_out(row, d.field, skipped).is_some_and(|skip| skip.cause != Cause::Outranked)
-        };
-        let actors: HashMap<Uuid, String> = match differs.iter().all(explained) {
-            true => HashMap::new(),
-            false => store.fold_input(user_id, row.date).await?.into_iter().map(|e| (e.event_id, e.actor)).collect(),
+        // Who reported the values shown, read only when `explain` needs them.
+        let actors: HashMap<Uuid, String> = match differs.iter().any(|d| reconcile::needs_authors(row, d, skipped)) {
+            true => store.fold_input(user_id, row.date).await?.into_iter().map(|e| (e.event_id, e.actor)).collect(),
+            false => HashMap::new(),
         };
         differences.extend(differs.into_iter().map(|d| reconcile::explain(user_id, row, d, day, skipped, &actors)));
     }

@@ -83,9 +83,16 @@ pub fn compare(row: &EntryRow, day: Option<&Day>) -> Vec<Differs> {
 }
 
 /// What of the row's `field` was left out, if anything.
-pub fn left_out<'a>(row: &EntryRow, field: Field, skipped: &'a [Skipped]) -> Option<&'a Skipped> {
+fn left_out<'a>(row: &EntryRow, field: Field, skipped: &'a [Skipped]) -> Option<&'a Skipped> {
     let column = column(field);
     skipped.iter().find(|s| s.table == "Entry" && s.id == row.id && s.column == Some(column))
+}
+
+/// Whether `explain` needs the authors of the day's events for this difference: unless
+/// what was left out of the row explains it (a value left out for another author's sake
+/// needs checking that theirs is what shows).
+pub fn needs_authors(row: &EntryRow, differs: &Differs, skipped: &[Skipped]) -> bool {
+    left_out(row, differs.field, skipped).is_none_or(|skip| skip.cause == Cause::Outranked)
 }
 
 /// A difference with what explains it: a value of the row that did not come in (and why),
